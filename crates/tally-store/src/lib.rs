@@ -1,0 +1,77 @@
+//! The SQLite store shared by the SDK and the collector's embedded backend.
+//!
+//! A [`Store`] is one connection to one `telemetry.db`. It owns the schema
+//! ([`schema`]), writes batches of [`tally_core::Event`]s all-or-nothing
+//! ([`Store::insert_batch`]), keeps the `sessions` table in step with the events in the
+//! same transaction, folds old events into per-day rollups and enforces the size cap
+//! ([`Store::run_maintenance`]), and answers the queries that read raw events and
+//! rollups together ([`read`]).
+//!
+//! The key design decision: many processes of one app write the same file at once, so
+//! every write is one short `BEGIN IMMEDIATE` transaction in WAL mode with a busy
+//! timeout, and nothing is cached across transactions that another process could change.
+//! A damaged file is moved aside rather than repaired ([`Store::open_or_recover`]).
+//!
+//! # Layout
+//! - [`open`](crate::open): opening, pragmas, recovery from corrupt or read-only files.
+//! - [`schema`]: versioned migrations.
+//! - [`write`](crate::write): batched inserts and session counters.
+//! - [`retention`]: folding into rollups, retention and the size cap.
+//! - [`rollup`]: rollup rows and how they merge.
+//! - [`histogram`]: fixed duration buckets shared by rollups and queries.
+//! - [`read`]: counts and totals over raw events and rollups.
+
+mod error;
+pub mod histogram;
+mod identity;
+mod open;
+pub mod read;
+pub mod retention;
+pub mod rollup;
+pub mod schema;
+mod write;
+
+pub use error::StoreError;
+pub use identity::Identity;
+pub use open::{Location, OpenOptions, Recovery, Synchronous};
+pub use retention::{MaintenanceReport, RetentionPolicy};
+pub use write::{BatchOutcome, DropCounts};
+
+use rusqlite::Connection;
+
+/// The file name of a store inside its directory.
+pub const DB_FILE_NAME: &str = "telemetry.db";
+
+/// One open connection to a telemetry store.
+pub struct Store {
+    conn: Connection,
+    location: Location,
+}
+
+impl Store {
+    /// Where this store lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The underlying connection, for queries this crate does not offer yet.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// `PRAGMA quick_check`: `Ok(())` when the file's structure is sound.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        let verdict: String = self.conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+        if verdict == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(verdict))
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("location", &self.location).finish_non_exhaustive()
+    }
+}

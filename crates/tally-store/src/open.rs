@@ -1,0 +1,163 @@
+//! Opening a store, and what happens when the file or its directory is unusable.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::{DB_FILE_NAME, Store, StoreError, schema};
+
+/// How durable a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Survives a crash of the process (WAL `synchronous=NORMAL`); the SDK's default.
+    Normal,
+    /// Also survives power loss (`synchronous=FULL`); the collector's setting, since a
+    /// 2xx there promises the events are committed.
+    Full,
+}
+
+/// Settings for opening a store.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// How long a write waits for another process's transaction before giving up.
+    pub busy_timeout: Duration,
+    /// Commit durability.
+    pub synchronous: Synchronous,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            busy_timeout: Duration::from_secs(5),
+            synchronous: Synchronous::Normal,
+        }
+    }
+}
+
+/// Where a store keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A `telemetry.db` file.
+    File(PathBuf),
+    /// Memory only: the location could not be written, so this run's events are kept
+    /// until the process exits and no longer.
+    Memory,
+}
+
+/// What [`Store::open_or_recover`] had to do to give a usable store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// The file opened normally.
+    None,
+    /// The file was corrupt or not a database; it was moved to `moved_to` (with its
+    /// `-wal` and `-shm`) and a fresh store was made.
+    MovedAside {
+        /// Why the file was refused.
+        reason: String,
+        /// Where the old file now is.
+        moved_to: PathBuf,
+    },
+    /// The location could not be used; the store lives in memory for this run.
+    InMemory {
+        /// Why the file could not be used.
+        reason: String,
+    },
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/telemetry.db`.
+    pub fn open(dir: &Path, options: &OpenOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "create directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        Store::open_file(&dir.join(DB_FILE_NAME), options)
+    }
+
+    /// Opens (creating if needed) the store file at `path`.
+    pub fn open_file(path: &Path, options: &OpenOptions) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Err(StoreError::ReadOnly(format!("{} cannot be written", path.display())));
+        }
+        Store::prepare(conn, Location::File(path.to_owned()), options)
+    }
+
+    /// A store that lives in memory only.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::prepare(Connection::open_in_memory()?, Location::Memory, &OpenOptions::default())
+    }
+
+    /// Opens `dir/telemetry.db`, and when that fails makes do: a corrupt file or one
+    /// that is not a database is moved aside with its `-wal` and `-shm` and replaced by a
+    /// fresh store; a location that cannot be written (or holds a store from a newer
+    /// version, which must not be touched) gives a store in memory for this run.
+    pub fn open_or_recover(dir: &Path, options: &OpenOptions) -> Result<(Store, Recovery), StoreError> {
+        match Store::open(dir, options) {
+            Ok(store) => Ok((store, Recovery::None)),
+            Err(err) if err.is_corrupt() => {
+                let path = dir.join(DB_FILE_NAME);
+                let moved_to = move_aside(&path)?;
+                let store = Store::open(dir, options)?;
+                Ok((
+                    store,
+                    Recovery::MovedAside {
+                        reason: err.to_string(),
+                        moved_to,
+                    },
+                ))
+            }
+            Err(err) if err.is_read_only() || matches!(err, StoreError::NewerSchema { .. }) => {
+                Ok((Store::open_in_memory()?, Recovery::InMemory { reason: err.to_string() }))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn prepare(mut conn: Connection, location: Location, options: &OpenOptions) -> Result<Store, StoreError> {
+        conn.busy_timeout(options.busy_timeout)?;
+        // Must precede the first table: the file then returns freed pages to the OS on
+        // `PRAGMA incremental_vacuum`, which the size cap relies on. A no-op afterwards.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        if location != Location::Memory {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::ReadOnly(format!("journal mode stayed {mode}")));
+            }
+        }
+        let synchronous = match options.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        // Deleted rows are overwritten with zeros, so purged or folded events do not
+        // linger in free pages of the file.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store { conn, location })
+    }
+}
+
+/// Renames `path`, `path-wal` and `path-shm` to `<name>.corrupt-<unix ms>[-wal|-shm]`.
+fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
+    let stamp = jiff::Timestamp::now().as_millisecond();
+    let target = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        let to = PathBuf::from(format!("{}{suffix}", target.display()));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    action: "move aside",
+                    path: from,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(target)
+}

@@ -1,0 +1,131 @@
+//! Rollups: per day, app, type, name, command and outcome, the count and duration
+//! statistics of events, with a duration histogram. Adding events to a rollup and
+//! merging two rollups give the same result, which is what keeps totals identical
+//! when raw events are folded away.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Transaction};
+
+use crate::StoreError;
+use crate::histogram::Histogram;
+
+/// What a rollup row is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// The app.
+    pub app: String,
+    /// The event type.
+    pub kind: String,
+    /// The event name.
+    pub name: String,
+    /// The command, `""` when none.
+    pub command: String,
+    /// 1 success, 0 failure, -1 not reported.
+    pub success: i64,
+}
+
+/// Counts and duration statistics of the events under one key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rollup {
+    /// Events.
+    pub count: u64,
+    /// Events that reported a duration.
+    pub duration_count: u64,
+    /// Sum of reported durations.
+    pub duration_total_ms: u64,
+    /// Shortest reported duration.
+    pub duration_min_ms: Option<u64>,
+    /// Longest reported duration.
+    pub duration_max_ms: Option<u64>,
+    /// Reported durations per bucket.
+    pub histogram: Histogram,
+}
+
+impl Rollup {
+    /// Counts one event with an optional duration.
+    pub fn add(&mut self, duration_ms: Option<u64>) {
+        self.count += 1;
+        if let Some(duration) = duration_ms {
+            self.duration_count += 1;
+            self.duration_total_ms += duration;
+            self.duration_min_ms = Some(self.duration_min_ms.map_or(duration, |min| min.min(duration)));
+            self.duration_max_ms = Some(self.duration_max_ms.map_or(duration, |max| max.max(duration)));
+            self.histogram.record(duration);
+        }
+    }
+
+    /// Adds another rollup of the same key.
+    pub fn merge(&mut self, other: &Rollup) {
+        self.count += other.count;
+        self.duration_count += other.duration_count;
+        self.duration_total_ms += other.duration_total_ms;
+        self.duration_min_ms = min_some(self.duration_min_ms, other.duration_min_ms, u64::min);
+        self.duration_max_ms = min_some(self.duration_max_ms, other.duration_max_ms, u64::max);
+        self.histogram.merge(&other.histogram);
+    }
+}
+
+fn min_some(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Adds `rollups` to the `metrics` table inside `tx`.
+pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -> Result<(), StoreError> {
+    let mut select = tx.prepare_cached(
+        "SELECT count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram \
+         FROM metrics WHERE day = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6",
+    )?;
+    let mut write = tx.prepare_cached(
+        "INSERT OR REPLACE INTO metrics (day, app, type, name, command, success, count, duration_count, \
+         duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for (key, rollup) in rollups {
+        let params = (&key.day, &key.app, &key.kind, &key.name, &key.command, key.success);
+        let existing = select
+            .query_row(params, |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, String>(5)?,
+                ))
+            })
+            .optional()?;
+        let mut merged = match existing {
+            Some((count, duration_count, total, min, max, histogram)) => Rollup {
+                count: count as u64,
+                duration_count: duration_count as u64,
+                duration_total_ms: total as u64,
+                duration_min_ms: min.map(|v| v as u64),
+                duration_max_ms: max.map(|v| v as u64),
+                histogram: Histogram::from_json(&histogram)?,
+            },
+            None => Rollup::default(),
+        };
+        merged.merge(rollup);
+        write.execute(rusqlite::params![
+            key.day,
+            key.app,
+            key.kind,
+            key.name,
+            key.command,
+            key.success,
+            merged.count as i64,
+            merged.duration_count as i64,
+            merged.duration_total_ms as i64,
+            merged.duration_min_ms.map(|v| v as i64),
+            merged.duration_max_ms.map(|v| v as i64),
+            merged.histogram.to_json(),
+        ])?;
+    }
+    Ok(())
+}

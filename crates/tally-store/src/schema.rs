@@ -1,0 +1,118 @@
+//! The schema and its versioned migrations.
+//!
+//! `PRAGMA user_version` holds the schema version. Each migration runs inside one
+//! `BEGIN IMMEDIATE` transaction that re-reads the version first, so when several
+//! processes open a new store at once exactly one of them migrates and the others see
+//! the result. Migrations only ever append to [`MIGRATIONS`]; a shipped one never changes.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::StoreError;
+
+/// The schema version this build writes.
+pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: raw events, sessions (the columns of Nexus ADR-003) and key/value meta.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        seq            INTEGER PRIMARY KEY,   -- local insertion order
+        id             TEXT NOT NULL UNIQUE,  -- UUIDv7, the dedupe key
+        ts             TEXT NOT NULL,         -- RFC 3339 UTC, fixed width, sorts as time
+        app            TEXT NOT NULL,
+        app_version    TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        type           TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        command        TEXT,
+        session_id     TEXT NOT NULL,
+        install_id     TEXT NOT NULL,
+        workspace      TEXT,                  -- keyed hash, never a clear name
+        target_type    TEXT,
+        target_id      TEXT,                  -- keyed hash, never a clear name
+        duration_ms    INTEGER,
+        success        INTEGER,
+        error_category TEXT,
+        error_message  TEXT,                  -- redacted, level full only
+        props          TEXT                   -- flat JSON object, or NULL when empty
+    );
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX events_name_ts ON events (name, ts);
+    CREATE TABLE sessions (
+        session_id         TEXT PRIMARY KEY,
+        app                TEXT NOT NULL,
+        install_id         TEXT NOT NULL,
+        started_at         TEXT NOT NULL,
+        ended_at           TEXT NOT NULL,
+        duration_ms        INTEGER NOT NULL,
+        commands_executed  INTEGER NOT NULL DEFAULT 0,
+        workspaces_created INTEGER NOT NULL DEFAULT 0,
+        tasks_completed    INTEGER NOT NULL DEFAULT 0,
+        errors_encountered INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_started_at ON sessions (started_at);
+    "#,
+    // 2: rollups. Raw events past retention are folded here, one row per
+    // day, app, type, name, command and outcome.
+    r#"
+    CREATE TABLE metrics (
+        day               TEXT NOT NULL,     -- YYYY-MM-DD, UTC
+        app               TEXT NOT NULL,
+        type              TEXT NOT NULL,
+        name              TEXT NOT NULL,
+        command           TEXT NOT NULL,     -- '' when the events had none
+        success           INTEGER NOT NULL,  -- 1 success, 0 failure, -1 not reported
+        count             INTEGER NOT NULL,
+        duration_count    INTEGER NOT NULL,  -- events that reported a duration
+        duration_total_ms INTEGER NOT NULL,
+        duration_min_ms   INTEGER,
+        duration_max_ms   INTEGER,
+        histogram         TEXT NOT NULL,     -- JSON array of counts per duration bucket
+        PRIMARY KEY (day, app, type, name, command, success)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// Brings the schema of `conn` to [`LATEST_VERSION`].
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current = version(conn)?;
+    if current == LATEST_VERSION {
+        return Ok(());
+    }
+    if current > LATEST_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            supported: LATEST_VERSION,
+        });
+    }
+    migrate_to(conn, LATEST_VERSION)
+}
+
+/// Brings the schema of `conn` to `target`; tests use it to build every earlier version.
+pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > LATEST_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            supported: LATEST_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(current as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The schema version recorded in the file (0 for a new file).
+pub fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+}

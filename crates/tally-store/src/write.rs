@@ -1,0 +1,168 @@
+//! Batched writes.
+//!
+//! A batch is one `BEGIN IMMEDIATE` transaction: the events, the session counters they
+//! change and the drop counters all commit together or not at all. An event whose id is
+//! already stored is skipped and counted as a duplicate, which makes a retried batch
+//! harmless.
+
+use std::collections::HashMap;
+
+use rusqlite::TransactionBehavior;
+use tally_core::Event;
+
+use crate::{Store, StoreError};
+
+/// Events the SDK had to give up before they reached the store, persisted with the
+/// next batch so that `status` can show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DropCounts {
+    /// Dropped because the in-memory buffer was full (oldest first).
+    pub buffer_full: u64,
+    /// Dropped because they broke a validation rule.
+    pub invalid: u64,
+}
+
+impl DropCounts {
+    /// Whether nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.buffer_full == 0 && self.invalid == 0
+    }
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchOutcome {
+    /// Events newly stored.
+    pub inserted: usize,
+    /// Events whose id was already stored.
+    pub duplicates: usize,
+}
+
+/// How one session's row changes with a batch.
+#[derive(Default)]
+struct SessionDelta<'a> {
+    app: &'a str,
+    install_id: &'a str,
+    started_at: String,
+    ended_at: String,
+    commands_executed: i64,
+    workspaces_created: i64,
+    tasks_completed: i64,
+    errors_encountered: i64,
+}
+
+const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, ts, app, app_version, source, type, name, command, \
+     session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
+     error_message, props) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, app, install_id, started_at, ended_at, duration_ms, \
+     commands_executed, workspaces_created, tasks_completed, errors_encountered) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9) \
+     ON CONFLICT (session_id) DO UPDATE SET \
+       started_at = min(started_at, excluded.started_at), \
+       ended_at = max(ended_at, excluded.ended_at), \
+       commands_executed = commands_executed + excluded.commands_executed, \
+       workspaces_created = workspaces_created + excluded.workspaces_created, \
+       tasks_completed = tasks_completed + excluded.tasks_completed, \
+       errors_encountered = errors_encountered + excluded.errors_encountered";
+
+const SET_SESSION_DURATION: &str = "UPDATE sessions SET duration_ms = \
+     CAST(round((unixepoch(ended_at, 'subsec') - unixepoch(started_at, 'subsec')) * 1000) AS INTEGER) \
+     WHERE session_id = ?1";
+
+impl Store {
+    /// Stores `events` and adds `drops` to the drop counters, all in one transaction.
+    /// On any error nothing of the batch is stored.
+    pub fn insert_batch(&mut self, events: &[Event], drops: DropCounts) -> Result<BatchOutcome, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcome = BatchOutcome::default();
+        let mut sessions: HashMap<&str, SessionDelta<'_>> = HashMap::new();
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            for event in events {
+                let ts = tally_core::time::format(event.ts);
+                let props = if event.props.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::to_string(&event.props).map_err(|err| StoreError::Invalid(err.to_string()))?)
+                };
+                let changed = insert.execute(rusqlite::params![
+                    event.id.to_string(),
+                    ts,
+                    event.app,
+                    event.app_version,
+                    event.source.as_str(),
+                    event.kind,
+                    event.name,
+                    event.command,
+                    event.session_id,
+                    event.install_id,
+                    event.workspace,
+                    event.target_type,
+                    event.target_id,
+                    event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+                    event.success,
+                    event.error_category,
+                    event.error_message,
+                    props,
+                ])?;
+                if changed == 0 {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                outcome.inserted += 1;
+                let delta = sessions.entry(event.session_id.as_str()).or_insert_with(|| SessionDelta {
+                    app: &event.app,
+                    install_id: &event.install_id,
+                    started_at: ts.clone(),
+                    ended_at: ts.clone(),
+                    ..SessionDelta::default()
+                });
+                if ts < delta.started_at {
+                    delta.started_at.clone_from(&ts);
+                }
+                if ts > delta.ended_at {
+                    delta.ended_at = ts;
+                }
+                match event.name.as_str() {
+                    "command_executed" => delta.commands_executed += 1,
+                    "workspace_created" => delta.workspaces_created += 1,
+                    "task_completed" => delta.tasks_completed += 1,
+                    "error_occurred" => delta.errors_encountered += 1,
+                    _ => {}
+                }
+            }
+        }
+        if !sessions.is_empty() {
+            let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
+            let mut duration = tx.prepare_cached(SET_SESSION_DURATION)?;
+            for (session_id, delta) in &sessions {
+                upsert.execute(rusqlite::params![
+                    session_id,
+                    delta.app,
+                    delta.install_id,
+                    delta.started_at,
+                    delta.ended_at,
+                    delta.commands_executed,
+                    delta.workspaces_created,
+                    delta.tasks_completed,
+                    delta.errors_encountered,
+                ])?;
+                duration.execute([session_id])?;
+            }
+        }
+        if !drops.is_empty() {
+            let mut add = tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
+            )?;
+            for (key, count) in [("dropped_buffer_full", drops.buffer_full), ("dropped_invalid", drops.invalid)] {
+                if count > 0 {
+                    add.execute((key, count.to_string()))?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,46 @@
+//! Tally's SDK: privacy-first telemetry that an app embeds to learn how it is used,
+//! without ever slowing down, blocking or crashing the app.
+//!
+//! ```no_run
+//! use tally::{Event, Telemetry};
+//!
+//! let telemetry = Telemetry::builder("nexus").version("1.4.2").open();
+//! let command = telemetry.command("workspace create");
+//! // ... create the workspace ...
+//! telemetry.record(Event::builder("workspace", "workspace_created").workspace("my-project"));
+//! command.success();
+//! ```
+//!
+//! The primary type is [`Telemetry`], a cheap handle. [`Telemetry::record`] pushes the
+//! event into a bounded in-memory queue and returns; a background thread hashes the
+//! names the user typed, applies the telemetry [`Level`], and writes batches to the
+//! app's SQLite store (`tally-store`). Settings come from a TOML file and the
+//! environment ([`config`]); `DO_NOT_TRACK` and `<APP>_TELEMETRY=off` turn everything
+//! off, in which case no file is created, no thread is started, and `record` returns
+//! after one branch.
+//!
+//! The key design decision: the host's thread never waits on anything another process
+//! can hold. Opening the store, migrations, hashing, writing and maintenance all happen
+//! on the flush thread; the host waits only in [`Telemetry::flush`] and at exit, and
+//! then at most the shutdown timeout (100 ms by default).
+//!
+//! # Layout
+//! - `telemetry`: [`Telemetry`] and [`TelemetryBuilder`].
+//! - [`config`]: the config file, environment overrides and [`config::Settings`].
+//! - `worker`: the buffer and the flush thread.
+//! - `command`: [`CommandGuard`], which times a command.
+//! - `environment`: OS, arch, CPU count and CI, read without spawning processes.
+//! - [`testing`]: a test double that captures events in memory.
+
+mod command;
+pub mod config;
+mod environment;
+mod telemetry;
+pub mod testing;
+mod worker;
+
+pub use command::CommandGuard;
+pub use config::{Settings, UploadMode};
+pub use environment::ci_detected;
+pub use tally_core::{Event, EventBuilder, Level, PropValue, Source};
+pub use telemetry::{Telemetry, TelemetryBuilder, first_run_notice};
