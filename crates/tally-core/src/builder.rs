@@ -165,6 +165,12 @@ impl EventBuilder {
             return Ok(None);
         }
         let keeps_ids = ctx.level >= Level::Enhanced;
+        let error_message = match self.error_message {
+            Some(message) if ctx.level == Level::Full => {
+                Some(truncate(crate::redact(&scrub_names(message, &self.workspace, &self.target))))
+            }
+            _ => None,
+        };
         let (target_type, target_id) = match self.target {
             Some((kind, name)) if keeps_ids => (Some(kind.into_owned()), Some(ctx.hasher.hash(&name))),
             _ => (None, None),
@@ -174,10 +180,7 @@ impl EventBuilder {
         } else {
             Props::new()
         };
-        let error_message = match self.error_message {
-            Some(message) if ctx.level == Level::Full => Some(truncate(crate::redact(&message))),
-            _ => None,
-        };
+        
         let event = Event {
             id: self.id.unwrap_or_else(Uuid::now_v7),
             ts: self.ts.unwrap_or_else(crate::time::now_millis),
@@ -204,6 +207,22 @@ impl EventBuilder {
         event.validate()?;
         Ok(Some(event))
     }
+}
+
+/// Replaces the names this event carries (workspace, target) wherever the message
+/// repeats them: an error such as `workspace "acme" already exists` must not keep the
+/// name the event itself stores only as a hash.
+fn scrub_names(mut message: String, workspace: &Option<String>, target: &Option<(Cow<'static, str>, String)>) -> String {
+    let names = [
+        (workspace.as_deref(), "<workspace>"),
+        (target.as_ref().map(|(_, name)| name.as_str()), "<target>"),
+    ];
+    for (name, placeholder) in names {
+        if let Some(name) = name.filter(|name| !name.is_empty()) {
+            message = message.replace(name, placeholder);
+        }
+    }
+    message
 }
 
 /// Cuts a redacted message to the documented limit at a character boundary.
@@ -290,6 +309,16 @@ mod tests {
         let full = everything().finish(&context(&hasher, Level::Full)).unwrap().unwrap();
         assert_eq!(full.props.get("peak_memory_kb"), Some(&PropValue::Int(2048)));
         assert_eq!(full.error_message.as_deref(), Some("cannot write <path>"));
+
+        let named = everything()
+            .error_message("workspace \"acme-secret-plans\" has no task fix-login-bug")
+            .finish(&context(&hasher, Level::Full))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            named.error_message.as_deref(),
+            Some("workspace \"<workspace>\" has no task <target>")
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct CommandGuard {
     command: Cow<'static, str>,
     started: Instant,
     workspace: Option<String>,
+    target: Option<(Cow<'static, str>, String)>,
     finished: bool,
 }
 
@@ -29,6 +30,7 @@ impl CommandGuard {
             command,
             started: Instant::now(),
             workspace: None,
+            target: None,
             finished: false,
         }
     }
@@ -37,6 +39,12 @@ impl CommandGuard {
     /// before it is stored).
     pub fn workspace(&mut self, name: impl Into<String>) {
         self.workspace = Some(name.into());
+    }
+
+    /// What the command works on (`"task"` and its user-given name), recorded on the
+    /// `error_occurred` event if it fails, and scrubbed from its message.
+    pub fn target(&mut self, target_type: impl Into<Cow<'static, str>>, name: impl Into<String>) {
+        self.target = Some((target_type.into(), name.into()));
     }
 
     /// The command succeeded.
@@ -80,6 +88,9 @@ impl CommandGuard {
             }
             if let Some(workspace) = &self.workspace {
                 occurred = occurred.workspace(workspace.clone());
+            }
+            if let Some((target_type, name)) = &self.target {
+                occurred = occurred.target(target_type.clone(), name.clone());
             }
             self.telemetry.record(event);
             self.telemetry.record(occurred);
