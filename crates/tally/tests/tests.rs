@@ -1,0 +1,8 @@
+//! Integration tests of the SDK. Tests that need their own environment (settings come
+//! from environment variables, which are process-wide) run the same test binary again
+//! as a child process; see `child`.
+
+mod child;
+mod concurrency;
+mod lifecycle;
+mod privacy;
