@@ -1,0 +1,196 @@
+//! End-to-end tests of the real `nexus` binary: the work it does and what it records.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Sandbox {
+    _temp: tempfile::TempDir,
+    home: PathBuf,
+    telemetry: PathBuf,
+    config: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let temp = tempfile::tempdir().unwrap();
+        Sandbox {
+            home: temp.path().join("nexus-home"),
+            telemetry: temp.path().join("telemetry"),
+            config: temp.path().join("telemetry.toml"),
+            _temp: temp,
+        }
+    }
+
+    fn nexus(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nexus"));
+        command
+            .args(args)
+            .env("NEXUS_HOME", &self.home)
+            .env("NEXUS_TELEMETRY_DIR", &self.telemetry)
+            .env("NEXUS_TELEMETRY_CONFIG", &self.config)
+            .env_remove("DO_NOT_TRACK")
+            .env_remove("NEXUS_TELEMETRY")
+            .env_remove("NEXUS_TELEMETRY_DEBUG");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.nexus(args).output().unwrap()
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.telemetry.join("telemetry.db")).unwrap()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.db()
+            .prepare("SELECT name FROM events WHERE type != 'session' ORDER BY seq")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
+#[test]
+fn commands_do_their_work_and_record_the_adr_004_events() {
+    let sandbox = Sandbox::new();
+    let created = sandbox.run(&["workspace", "create", "demo", "--template", "rust"]);
+    assert!(created.status.success());
+    assert!(sandbox.home.join("workspaces/demo/Cargo.toml").is_file());
+    assert!(sandbox.run(&["task", "done", "write-docs", "-w", "demo"]).status.success());
+    let log = std::fs::read_to_string(sandbox.home.join("workspaces/demo/tasks.done")).unwrap();
+    assert_eq!(log, "write-docs\n");
+    let again = sandbox.run(&["workspace", "create", "demo"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert!(sandbox.run(&["workspace", "destroy", "demo"]).status.success());
+    assert!(!sandbox.home.join("workspaces/demo").exists());
+
+    assert_eq!(
+        sandbox.names(),
+        [
+            "workspace_created",
+            "command_executed",
+            "task_completed",
+            "command_executed",
+            "command_executed",
+            "error_occurred",
+            "workspace_destroyed",
+            "command_executed",
+        ]
+    );
+    let db = sandbox.db();
+    let failed: (String, i64, String) = db
+        .query_row(
+            "SELECT command, success, error_category FROM events WHERE name = 'command_executed' AND success = 0",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(failed, ("workspace create".to_owned(), 0, "already_exists".to_owned()));
+    // Every run is a session, with the counters of Nexus ADR-003.
+    let sessions: Vec<(i64, i64, i64, i64)> = db
+        .prepare(
+            "SELECT commands_executed, workspaces_created, tasks_completed, errors_encountered \
+             FROM sessions ORDER BY started_at",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(sessions, [(1, 1, 0, 0), (1, 0, 1, 0), (1, 0, 0, 1), (1, 0, 0, 0)]);
+}
+
+#[test]
+fn a_canary_workspace_name_never_reaches_the_store_bytes() {
+    const CANARY: &str = "canary-zx81-acme-merger";
+    for level in ["basic", "enhanced", "full"] {
+        let sandbox = Sandbox::new();
+        for args in [
+            &["workspace", "create", CANARY, "--template", "node"][..],
+            &["workspace", "create", CANARY],
+            &["task", "done", CANARY, "-w", CANARY],
+            &["task", "done", "x", "-w", &format!("{CANARY}-missing")],
+            &["workspace", "destroy", CANARY],
+            &["workspace", "destroy", CANARY],
+        ] {
+            sandbox.nexus(args).env("NEXUS_TELEMETRY", level).output().unwrap();
+        }
+        let mut files = 0;
+        for entry in std::fs::read_dir(&sandbox.telemetry).unwrap() {
+            let path = entry.unwrap().path();
+            files += 1;
+            assert!(!contains(&std::fs::read(&path).unwrap(), CANARY), "level {level}: {} holds it", path.display());
+        }
+        assert!(files >= 1);
+        let errors: i64 = sandbox
+            .db()
+            .query_row("SELECT count(*) FROM events WHERE name = 'error_occurred'", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(errors, 3, "level {level}");
+    }
+}
+
+#[test]
+fn do_not_track_leaves_no_file_and_the_command_still_works() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.nexus(&["workspace", "create", "quiet"]).env("DO_NOT_TRACK", "1").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert!(sandbox.home.join("workspaces/quiet").is_dir());
+    assert!(!sandbox.telemetry.exists());
+}
+
+#[test]
+fn corrupt_and_unwritable_stores_do_not_fail_the_command() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(&sandbox.telemetry).unwrap();
+    std::fs::write(sandbox.telemetry.join("telemetry.db"), vec![0xA5; 64 * 1024]).unwrap();
+    let output = sandbox.run(&["task", "done", "after-corruption"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(sandbox.names(), ["task_completed", "command_executed"]);
+
+    let blocker = sandbox.home.with_extension("file");
+    std::fs::write(&blocker, b"").unwrap();
+    let output = sandbox
+        .nexus(&["task", "done", "unwritable"])
+        .env("NEXUS_TELEMETRY_DIR", blocker.join("telemetry"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "task unwritable done\n");
+}
+
+#[test]
+fn a_locked_store_does_not_hold_up_the_command() {
+    let sandbox = Sandbox::new();
+    assert!(sandbox.run(&["task", "done", "first"]).status.success());
+    let lock = sandbox.db();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = Instant::now();
+    let output = sandbox.run(&["task", "done", "while-locked"]);
+    let elapsed = started.elapsed();
+    lock.execute_batch("ROLLBACK").unwrap();
+    assert!(output.status.success());
+    // The flush thread would wait 5 s for the lock; the command waits at most its
+    // 100 ms shutdown timeout.
+    assert!(elapsed < Duration::from_millis(2_500), "nexus took {elapsed:?}");
+}
+
+#[test]
+fn bad_names_are_refused_and_nothing_is_created() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.run(&["workspace", "create", "../escape"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid name"));
+    assert!(!sandbox.home.join("escape").exists());
+    assert!(!Path::new(&sandbox.home).join("workspaces/../escape").exists());
+}
