@@ -5,8 +5,10 @@
 //! estimates within one bucket; totals, counts, minimum and maximum stay exact.
 
 /// Upper bounds (inclusive, milliseconds) of every bucket but the last, which is open.
-pub const BUCKET_BOUNDS_MS: [u64; 15] = [
-    1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
+/// Roughly 1.5x apart, so an interpolated percentile is within about 25% of the truth.
+pub const BUCKET_BOUNDS_MS: [u64; 30] = [
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1_000, 1_500, 2_000, 3_000, 5_000,
+    7_000, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000,
 ];
 
 /// Number of buckets, including the open last one.
@@ -42,21 +44,27 @@ impl Histogram {
         self.counts.iter().sum()
     }
 
-    /// The upper bound of the bucket holding quantile `q` (0..=1), capped by `max_ms`
-    /// since the last bucket is open; `None` when empty.
-    pub fn quantile_upper_bound(&self, q: f64, max_ms: u64) -> Option<u64> {
+    /// Estimates quantile `q` (0..=1): finds the bucket holding it and interpolates
+    /// linearly inside it, clamped to the exact `min_ms..=max_ms` seen. `None` when empty.
+    pub fn quantile(&self, q: f64, min_ms: u64, max_ms: u64) -> Option<u64> {
         let total = self.total();
         if total == 0 {
             return None;
         }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut seen = 0u64;
         for (index, count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                let bound = BUCKET_BOUNDS_MS.get(index).copied().unwrap_or(max_ms);
-                return Some(bound.min(max_ms));
+            if *count == 0 {
+                continue;
             }
+            if (seen + count) as f64 >= rank {
+                let lower = if index == 0 { 0 } else { BUCKET_BOUNDS_MS[index - 1] };
+                let upper = BUCKET_BOUNDS_MS.get(index).copied().unwrap_or(max_ms).max(lower);
+                let within = (rank - seen as f64) / *count as f64;
+                let estimate = lower as f64 + within * (upper - lower) as f64;
+                return Some((estimate.round() as u64).clamp(min_ms, max_ms));
+            }
+            seen += count;
         }
         Some(max_ms)
     }
@@ -87,8 +95,9 @@ mod tests {
         assert_eq!(bucket_of(1), 0);
         assert_eq!(bucket_of(2), 1);
         assert_eq!(bucket_of(3), 2);
-        assert_eq!(bucket_of(60_000), BUCKETS - 2);
-        assert_eq!(bucket_of(60_001), BUCKETS - 1);
+        assert_eq!(bucket_of(4), 3);
+        assert_eq!(bucket_of(300_000), BUCKETS - 2);
+        assert_eq!(bucket_of(300_001), BUCKETS - 1);
     }
 
     #[test]
@@ -98,8 +107,12 @@ mod tests {
             histogram.record(duration);
         }
         assert_eq!(Histogram::from_json(&histogram.to_json()).unwrap(), histogram);
-        assert_eq!(histogram.quantile_upper_bound(0.5, 90_000), Some(50));
-        assert_eq!(histogram.quantile_upper_bound(1.0, 90_000), Some(90_000));
+        // The median of 3, 4, 40, 400, 4000, 90000 lies in the 30..=50 bucket.
+        let median = histogram.quantile(0.5, 3, 90_000).unwrap();
+        assert!((30..=50).contains(&median), "{median}");
+        assert_eq!(histogram.quantile(1.0, 3, 90_000), Some(90_000));
+        assert_eq!(histogram.quantile(0.0, 3, 90_000), Some(3));
+        assert_eq!(Histogram::default().quantile(0.5, 0, 0), None);
         assert!(Histogram::from_json("[1,2]").is_err());
     }
 }

@@ -2,10 +2,10 @@
 //!
 //! A [`Store`] is one connection to one `telemetry.db`. It owns the schema
 //! ([`schema`]), writes batches of [`tally_core::Event`]s all-or-nothing
-//! ([`Store::insert_batch`]), keeps the `sessions` table in step with the events in the
-//! same transaction, folds old events into per-day rollups and enforces the size cap
-//! ([`Store::run_maintenance`]), and answers the queries that read raw events and
-//! rollups together ([`read`]).
+//! ([`Store::insert_batch`]), keeps the `sessions` table and the hourly rollups in step
+//! with the events in the same transaction, expires old raw events and enforces the size
+//! cap ([`Store::run_maintenance`]), and answers the queries behind stats, insights and
+//! export ([`read`]).
 //!
 //! The key design decision: many processes of one app write the same file at once, so
 //! every write is one short `BEGIN IMMEDIATE` transaction in WAL mode with a busy
@@ -16,7 +16,7 @@
 //! - [`open`](crate::open): opening, pragmas, recovery from corrupt or read-only files.
 //! - [`schema`]: versioned migrations.
 //! - [`write`](crate::write): batched inserts and session counters.
-//! - [`retention`]: folding into rollups, retention and the size cap.
+//! - [`retention`]: expiring raw events and the size cap.
 //! - [`rollup`]: rollup rows and how they merge.
 //! - [`histogram`]: fixed duration buckets shared by rollups and queries.
 //! - [`read`]: counts and totals over raw events and rollups.

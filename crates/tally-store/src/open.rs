@@ -132,7 +132,7 @@ impl Store {
             Synchronous::Full => "FULL",
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
-        // Deleted rows are overwritten with zeros, so purged or folded events do not
+        // Deleted rows are overwritten with zeros, so purged or expired events do not
         // linger in free pages of the file.
         conn.pragma_update(None, "secure_delete", "ON")?;
         schema::migrate(&mut conn)?;

@@ -1,7 +1,8 @@
 //! Reading a store: counts, sessions and totals that combine raw events with rollups.
 //!
-//! Every total here is computed over both tables, so it is the same before and after
-//! raw events are folded: that is the promise of retention.
+//! Totals come from the rollups, which count every event ever stored, so they are the
+//! same before and after raw events expire: that is the promise of retention.
+//! [`Store::raw_totals`] computes the same figures from raw events, to check that promise.
 
 use std::collections::BTreeMap;
 
@@ -82,19 +83,9 @@ impl Store {
         })
     }
 
-    /// Count and duration totals per type, name, command and outcome, over raw events
-    /// and rollups together.
+    /// Count and duration totals per type, name, command and outcome, from the rollups.
     pub fn totals(&self) -> Result<Totals, StoreError> {
         let mut totals = Totals::new();
-        let mut raw = self.conn.prepare(
-            "SELECT type, name, coalesce(command, ''), coalesce(success, -1), duration_ms FROM events",
-        )?;
-        let mut rows = raw.query([])?;
-        while let Some(row) = rows.next()? {
-            let key = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            let duration: Option<i64> = row.get(4)?;
-            totals.entry(key).or_default().add(duration.map(|d| d.max(0) as u64));
-        }
         let mut rolled = self.conn.prepare(
             "SELECT type, name, command, success, count, duration_count, duration_total_ms, duration_min_ms, \
              duration_max_ms, histogram FROM metrics",
@@ -111,6 +102,21 @@ impl Store {
                 histogram: crate::histogram::Histogram::from_json(&row.get::<_, String>(9)?)?,
             };
             totals.entry(key).or_default().merge(&rollup);
+        }
+        Ok(totals)
+    }
+
+    /// The same totals as [`Store::totals`], computed from the raw events still stored.
+    pub fn raw_totals(&self) -> Result<Totals, StoreError> {
+        let mut totals = Totals::new();
+        let mut raw = self.conn.prepare(
+            "SELECT type, name, coalesce(command, ''), coalesce(success, -1), duration_ms FROM events",
+        )?;
+        let mut rows = raw.query([])?;
+        while let Some(row) = rows.next()? {
+            let key = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let duration: Option<i64> = row.get(4)?;
+            totals.entry(key).or_default().add(duration.map(|d| d.max(0) as u64));
         }
         Ok(totals)
     }

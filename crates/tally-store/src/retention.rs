@@ -1,29 +1,27 @@
 //! Retention and the size cap.
 //!
-//! Raw events older than `retention_days` are folded into rollups and then deleted.
-//! If the file is still larger than `max_bytes`, the oldest raw events are folded and
-//! deleted too, until it is back under 90% of the cap. Folding happens in chunks of
-//! [`FOLD_CHUNK`] events, one short transaction each, so that other processes writing
+//! Every event is counted in the rollups by the transaction that stores it (see
+//! [`crate::rollup`]), so raw events are already folded; retention deletes the raw
+//! events older than `retention_days`, and if the file is still larger than
+//! `max_bytes`, the oldest raw events after them, until it is back under 90% of the cap.
+//! Totals, which read rollups, cannot change. Deletion happens in chunks of
+//! [`DELETE_CHUNK`] events, one short transaction each, so that other processes writing
 //! the store are never held up for long.
 
-use std::collections::HashMap;
-
 use jiff::{Timestamp, ToSpan};
-use rusqlite::TransactionBehavior;
 
-use crate::rollup::{Rollup, RollupKey, add_rollups};
 use crate::{Location, Store, StoreError};
 
-/// Most raw events folded in one transaction.
-pub const FOLD_CHUNK: u64 = 20_000;
+/// Most raw events deleted in one transaction.
+pub const DELETE_CHUNK: u64 = 20_000;
 
 /// How long raw events are kept and how large the store may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Raw events older than this many days are folded into rollups.
+    /// Raw events older than this many days are deleted (their rollups stay).
     pub retention_days: u32,
-    /// The file (with its WAL) is kept under this many bytes by trimming the oldest raw
-    /// events after folding.
+    /// The file (with its WAL) is kept under this many bytes by deleting the oldest raw
+    /// events.
     pub max_bytes: u64,
 }
 
@@ -39,10 +37,10 @@ impl Default for RetentionPolicy {
 /// What one maintenance run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MaintenanceReport {
-    /// Raw events folded because they passed the retention age.
-    pub folded_for_age: u64,
-    /// Raw events folded because the store was over its size cap.
-    pub folded_for_size: u64,
+    /// Raw events deleted because they passed the retention age.
+    pub expired_for_age: u64,
+    /// Raw events deleted because the store was over its size cap.
+    pub trimmed_for_size: u64,
     /// Store size before, in bytes.
     pub bytes_before: u64,
     /// Store size after, in bytes.
@@ -50,7 +48,7 @@ pub struct MaintenanceReport {
 }
 
 impl Store {
-    /// Folds old events, enforces the size cap and returns free pages to the OS.
+    /// Deletes raw events past retention, enforces the size cap and returns free pages to the OS.
     /// `interrupted` is asked between chunks; when it answers true the run stops early
     /// (every finished chunk stays committed) so a caller with other work is not held up.
     pub fn run_maintenance(
@@ -64,39 +62,39 @@ impl Store {
             .checked_sub((i64::from(policy.retention_days) * 24).hours())
             .unwrap_or(Timestamp::MIN);
         let cutoff = tally_core::time::format(cutoff);
-        let mut folded_for_age = 0;
+        let mut expired_for_age = 0;
         loop {
-            let folded = self.fold_oldest(Some(&cutoff), FOLD_CHUNK)?;
-            folded_for_age += folded;
-            if folded < FOLD_CHUNK || interrupted() {
+            let deleted = self.delete_oldest_raw(Some(&cutoff), DELETE_CHUNK)?;
+            expired_for_age += deleted;
+            if deleted < DELETE_CHUNK || interrupted() {
                 break;
             }
         }
         self.reclaim_space()?;
-        let folded_for_size = if interrupted() {
+        let trimmed_for_size = if interrupted() {
             0
         } else {
             self.enforce_size_cap(policy.max_bytes)?
         };
         let _ = self.set_meta("last_maintenance", &tally_core::time::format(now));
         Ok(MaintenanceReport {
-            folded_for_age,
-            folded_for_size,
+            expired_for_age,
+            trimmed_for_size,
             bytes_before,
             bytes_after: self.size_bytes()?,
         })
     }
 
-    /// Folds the oldest raw events into rollups until the store is under 90% of
-    /// `max_bytes` (or no raw events are left); returns how many were folded.
+    /// Deletes the oldest raw events until the store is under 90% of `max_bytes` (or no
+    /// raw events are left); returns how many were deleted.
     pub fn enforce_size_cap(&mut self, max_bytes: u64) -> Result<u64, StoreError> {
         let target = max_bytes / 10 * 9;
-        let mut folded_total = 0;
-        // Each round estimates how many events to fold from the average event size;
+        let mut deleted_total = 0;
+        // Each round estimates how many events to delete from the average event size;
         // a few rounds converge even when rollups and indexes skew the average.
         for _ in 0..32 {
             let used = self.size_bytes()?;
-            if (folded_total == 0 && used <= max_bytes) || used <= target {
+            if (deleted_total == 0 && used <= max_bytes) || used <= target {
                 break;
             }
             let events: u64 = self.conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
@@ -105,11 +103,11 @@ impl Store {
             }
             let per_event = (used / events).max(1);
             let excess = used.saturating_sub(target);
-            let to_fold = excess.div_ceil(per_event).clamp(1, FOLD_CHUNK);
-            folded_total += self.fold_oldest(None, to_fold)?;
+            let to_delete = excess.div_ceil(per_event).clamp(1, DELETE_CHUNK);
+            deleted_total += self.delete_oldest_raw(None, to_delete)?;
             self.reclaim_space()?;
         }
-        Ok(folded_total)
+        Ok(deleted_total)
     }
 
     /// The store's size: pages in use plus the WAL file.
@@ -126,41 +124,15 @@ impl Store {
         Ok((pages - free) * page_size + wal)
     }
 
-    /// Folds up to `limit` of the oldest raw events (only those before `before`, if
-    /// given) into rollups and deletes them, in one transaction. Returns how many.
-    pub fn fold_oldest(&mut self, before: Option<&str>, limit: u64) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
-        let mut folded = Vec::new();
-        {
-            let mut select = tx.prepare_cached(
-                "SELECT seq, substr(ts, 1, 10), app, type, name, coalesce(command, ''), coalesce(success, -1), duration_ms \
-                 FROM events WHERE ?1 IS NULL OR ts < ?1 ORDER BY ts, seq LIMIT ?2",
-            )?;
-            let mut rows = select.query((before, limit as i64))?;
-            while let Some(row) = rows.next()? {
-                folded.push(row.get::<_, i64>(0)?);
-                let key = RollupKey {
-                    day: row.get(1)?,
-                    app: row.get(2)?,
-                    kind: row.get(3)?,
-                    name: row.get(4)?,
-                    command: row.get(5)?,
-                    success: row.get(6)?,
-                };
-                let duration: Option<i64> = row.get(7)?;
-                rollups.entry(key).or_default().add(duration.map(|d| d.max(0) as u64));
-            }
-        }
-        add_rollups(&tx, &rollups)?;
-        {
-            let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-            for seq in &folded {
-                delete.execute([seq])?;
-            }
-        }
-        tx.commit()?;
-        Ok(folded.len() as u64)
+    /// Deletes up to `limit` of the oldest raw events (only those before `before`, if
+    /// given) in one transaction; their rollups stay. Returns how many.
+    pub fn delete_oldest_raw(&mut self, before: Option<&str>, limit: u64) -> Result<u64, StoreError> {
+        let deleted = self.conn.execute(
+            "DELETE FROM events WHERE seq IN \
+             (SELECT seq FROM events WHERE ?1 IS NULL OR ts < ?1 ORDER BY ts, seq LIMIT ?2)",
+            (before, limit as i64),
+        )?;
+        Ok(deleted as u64)
     }
 
     /// Returns free pages to the OS and empties the WAL, as far as other readers allow.

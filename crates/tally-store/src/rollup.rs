@@ -1,7 +1,10 @@
-//! Rollups: per day, app, type, name, command and outcome, the count and duration
-//! statistics of events, with a duration histogram. Adding events to a rollup and
-//! merging two rollups give the same result, which is what keeps totals identical
-//! when raw events are folded away.
+//! Rollups: per hour, app, type, name, command, outcome and error category, the count
+//! and duration statistics of events, with a duration histogram.
+//!
+//! Every batch adds its events to the rollups in the same transaction that stores them,
+//! so the rollups always describe every event ever stored: stats read a few thousand
+//! rollup rows instead of scanning raw events, and retention only has to delete raw
+//! events, which cannot change a total.
 
 use std::collections::HashMap;
 
@@ -13,8 +16,8 @@ use crate::histogram::Histogram;
 /// What a rollup row is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RollupKey {
-    /// `YYYY-MM-DD`, UTC.
-    pub day: String,
+    /// `YYYY-MM-DDTHH`, UTC.
+    pub hour: String,
     /// The app.
     pub app: String,
     /// The event type.
@@ -25,6 +28,23 @@ pub struct RollupKey {
     pub command: String,
     /// 1 success, 0 failure, -1 not reported.
     pub success: i64,
+    /// The error category, `""` when none.
+    pub error_category: String,
+}
+
+impl RollupKey {
+    /// The key an event is counted under.
+    pub fn of(event: &tally_core::Event, ts: &str) -> RollupKey {
+        RollupKey {
+            hour: ts.get(..13).unwrap_or(ts).to_owned(),
+            app: event.app.clone(),
+            kind: event.kind.clone(),
+            name: event.name.clone(),
+            command: event.command.clone().unwrap_or_default(),
+            success: event.success.map_or(-1, i64::from),
+            error_category: event.error_category.clone().unwrap_or_default(),
+        }
+    }
 }
 
 /// Counts and duration statistics of the events under one key.
@@ -79,15 +99,16 @@ fn min_some(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option
 pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -> Result<(), StoreError> {
     let mut select = tx.prepare_cached(
         "SELECT count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram \
-         FROM metrics WHERE day = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6",
+         FROM metrics WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
+         AND error_category = ?7",
     )?;
     let mut write = tx.prepare_cached(
-        "INSERT OR REPLACE INTO metrics (day, app, type, name, command, success, count, duration_count, \
-         duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT OR REPLACE INTO metrics (hour, app, type, name, command, success, error_category, count, \
+         duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for (key, rollup) in rollups {
-        let params = (&key.day, &key.app, &key.kind, &key.name, &key.command, key.success);
+        let params = (&key.hour, &key.app, &key.kind, &key.name, &key.command, key.success, &key.error_category);
         let existing = select
             .query_row(params, |row| {
                 Ok((
@@ -113,12 +134,13 @@ pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rol
         };
         merged.merge(rollup);
         write.execute(rusqlite::params![
-            key.day,
+            key.hour,
             key.app,
             key.kind,
             key.name,
             key.command,
             key.success,
+            key.error_category,
             merged.count as i64,
             merged.duration_count as i64,
             merged.duration_total_ms as i64,

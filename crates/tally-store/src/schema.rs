@@ -57,23 +57,24 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sessions_started_at ON sessions (started_at);
     "#,
-    // 2: rollups. Raw events past retention are folded here, one row per
-    // day, app, type, name, command and outcome.
+    // 2: rollups, kept up to date by every batch in the same transaction as its events,
+    // one row per hour, app, type, name, command, outcome and error category.
     r#"
     CREATE TABLE metrics (
-        day               TEXT NOT NULL,     -- YYYY-MM-DD, UTC
+        hour              TEXT NOT NULL,     -- YYYY-MM-DDTHH, UTC
         app               TEXT NOT NULL,
         type              TEXT NOT NULL,
         name              TEXT NOT NULL,
         command           TEXT NOT NULL,     -- '' when the events had none
         success           INTEGER NOT NULL,  -- 1 success, 0 failure, -1 not reported
+        error_category    TEXT NOT NULL,     -- '' when the events had none
         count             INTEGER NOT NULL,
         duration_count    INTEGER NOT NULL,  -- events that reported a duration
         duration_total_ms INTEGER NOT NULL,
         duration_min_ms   INTEGER,
         duration_max_ms   INTEGER,
         histogram         TEXT NOT NULL,     -- JSON array of counts per duration bucket
-        PRIMARY KEY (day, app, type, name, command, success)
+        PRIMARY KEY (hour, app, type, name, command, success, error_category)
     ) WITHOUT ROWID;
     "#,
 ];

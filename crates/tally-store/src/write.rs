@@ -1,7 +1,7 @@
 //! Batched writes.
 //!
-//! A batch is one `BEGIN IMMEDIATE` transaction: the events, the session counters they
-//! change and the drop counters all commit together or not at all. An event whose id is
+//! A batch is one `BEGIN IMMEDIATE` transaction: the events, the session counters and
+//! rollups they change and the drop counters all commit together or not at all. An event whose id is
 //! already stored is skipped and counted as a duplicate, which makes a retried batch
 //! harmless.
 
@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use rusqlite::TransactionBehavior;
 use tally_core::Event;
 
+use crate::rollup::{Rollup, RollupKey, add_rollups};
 use crate::{Store, StoreError};
 
 /// Events the SDK had to give up before they reached the store, persisted with the
@@ -77,6 +78,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcome = BatchOutcome::default();
         let mut sessions: HashMap<&str, SessionDelta<'_>> = HashMap::new();
+        let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
             for event in events {
@@ -111,6 +113,7 @@ impl Store {
                     continue;
                 }
                 outcome.inserted += 1;
+                rollups.entry(RollupKey::of(event, &ts)).or_default().add(event.duration_ms);
                 let delta = sessions.entry(event.session_id.as_str()).or_insert_with(|| SessionDelta {
                     app: &event.app,
                     install_id: &event.install_id,
@@ -151,6 +154,7 @@ impl Store {
                 duration.execute([session_id])?;
             }
         }
+        add_rollups(&tx, &rollups)?;
         if !drops.is_empty() {
             let mut add = tx.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) \

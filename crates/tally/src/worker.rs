@@ -367,8 +367,8 @@ impl Worker {
         // Stop between chunks as soon as the host asks for anything.
         match store.run_maintenance(&self.settings.retention, now, &|| !control.is_empty()) {
             Ok(report) => self.debug(format_args!(
-                "maintenance: folded {} old and {} over-size events, {} -> {} bytes",
-                report.folded_for_age, report.folded_for_size, report.bytes_before, report.bytes_after
+                "maintenance: deleted {} expired and {} over-size raw events, {} -> {} bytes",
+                report.expired_for_age, report.trimmed_for_size, report.bytes_before, report.bytes_after
             )),
             Err(err) => self.debug(format_args!("maintenance failed: {err}")),
         }
