@@ -34,6 +34,9 @@ pub enum StoreError {
     /// The file or its directory cannot be written.
     #[error("store is read-only: {0}")]
     ReadOnly(String),
+    /// Another process kept the operation from finishing; retry later.
+    #[error("store busy: {0}")]
+    Busy(String),
     /// A stored value is not what this build wrote (for example a malformed id).
     #[error("stored value is invalid: {0}")]
     Invalid(String),
@@ -43,7 +46,8 @@ impl StoreError {
     /// Whether another writer held the store past the busy timeout; the work can be
     /// retried later without loss.
     pub fn is_busy(&self) -> bool {
-        matches!(self, StoreError::Sqlite(err) if matches!(
+        matches!(self, StoreError::Busy(_))
+            || matches!(self, StoreError::Sqlite(err) if matches!(
             err.sqlite_error_code(),
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
         ))

@@ -19,7 +19,8 @@
 //! - [`retention`]: expiring raw events and the size cap.
 //! - [`rollup`]: rollup rows and how they merge.
 //! - [`histogram`]: fixed duration buckets shared by rollups and queries.
-//! - [`read`]: counts and totals over raw events and rollups.
+//! - [`read`]: counts and totals.
+//! - [`stats`]: the period summaries behind stats, insights, reports and the dashboard.
 
 mod error;
 pub mod histogram;
@@ -29,6 +30,7 @@ pub mod read;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod stats;
 mod write;
 
 pub use error::StoreError;

@@ -121,3 +121,109 @@ impl Store {
         Ok(totals)
     }
 }
+
+/// Which raw events to read: `[since, until)`, either end open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventRange {
+    /// Start, inclusive.
+    pub since: Option<jiff::Timestamp>,
+    /// End, exclusive.
+    pub until: Option<jiff::Timestamp>,
+}
+
+impl EventRange {
+    fn bounds(&self) -> (Option<String>, Option<String>) {
+        (
+            self.since.map(tally_core::time::format),
+            self.until.map(tally_core::time::format),
+        )
+    }
+}
+
+const RANGE_FILTER: &str = "(?1 IS NULL OR ts >= ?1) AND (?2 IS NULL OR ts < ?2)";
+
+impl Store {
+    /// How many raw events `range` holds.
+    pub fn count_events(&self, range: &EventRange) -> Result<u64, StoreError> {
+        let sql = format!("SELECT count(*) FROM events WHERE {RANGE_FILTER}");
+        Ok(self.conn.query_row(&sql, range.bounds(), |row| row.get(0))?)
+    }
+
+    /// Calls `each` with every raw event in `range`, oldest first, one at a time: memory
+    /// stays constant however large the store. Stops at the first error `each` returns.
+    pub fn for_each_event<E: From<StoreError>>(
+        &self,
+        range: &EventRange,
+        mut each: impl FnMut(tally_core::Event) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let sql = format!(
+            "SELECT id, ts, app, app_version, source, type, name, command, session_id, install_id, workspace, \
+             target_type, target_id, duration_ms, success, error_category, error_message, props \
+             FROM events WHERE {RANGE_FILTER} ORDER BY ts, seq"
+        );
+        let mut statement = self.conn.prepare(&sql).map_err(StoreError::from)?;
+        let mut rows = statement.query(range.bounds()).map_err(StoreError::from)?;
+        let mut count = 0;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            each(event_from_row(row)?)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Removes every event, session, rollup and meta value (the install id and secret
+    /// too: a new identity is made on next use, so old hashes cannot be linked to new
+    /// ones), then rewrites the file so no deleted byte remains in it or its WAL.
+    pub fn purge(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch("DELETE FROM events; DELETE FROM sessions; DELETE FROM metrics; DELETE FROM meta;")?;
+        tx.commit()?;
+        self.conn.execute_batch("VACUUM")?;
+        if matches!(self.location, crate::Location::File(_)) {
+            let (busy, _, _): (i64, i64, i64) = self.conn.query_row(
+                "PRAGMA wal_checkpoint(TRUNCATE)",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?;
+            if busy != 0 {
+                return Err(StoreError::Busy(
+                    "another process is reading the store; its old pages stay in the WAL until it closes".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> Result<tally_core::Event, StoreError> {
+    let invalid = |what: &str, err: &dyn std::fmt::Display| StoreError::Invalid(format!("{what}: {err}"));
+    let id: String = row.get(0)?;
+    let ts: String = row.get(1)?;
+    let source: String = row.get(4)?;
+    let props: Option<String> = row.get(17)?;
+    Ok(tally_core::Event {
+        id: id.parse().map_err(|err| invalid("id", &err))?,
+        ts: tally_core::time::parse(&ts).map_err(|err| invalid("ts", &err))?,
+        app: row.get(2)?,
+        app_version: row.get(3)?,
+        source: source.parse().map_err(|err: String| invalid("source", &err))?,
+        kind: row.get(5)?,
+        name: row.get(6)?,
+        command: row.get(7)?,
+        session_id: row.get(8)?,
+        install_id: row.get(9)?,
+        workspace: row.get(10)?,
+        target_type: row.get(11)?,
+        target_id: row.get(12)?,
+        duration_ms: row.get::<_, Option<i64>>(13)?.map(|d| d.max(0) as u64),
+        success: row.get(14)?,
+        error_category: row.get(15)?,
+        error_message: row.get(16)?,
+        props: match props {
+            Some(text) => serde_json::from_str(&text).map_err(|err| invalid("props", &err))?,
+            None => tally_core::Props::new(),
+        },
+    })
+}

@@ -1,0 +1,359 @@
+//! The queries behind `stats`, `insights`, `report` and the dashboard.
+//!
+//! Totals come from the hourly rollups, so a month costs a few thousand rows however
+//! many events it holds. A period covers every rollup hour it overlaps; days and hours
+//! of the day are grouped in the caller's time zone. Only the command-sequence and
+//! recent-activity queries read raw events, each bounded by an index range and a limit.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+
+use crate::histogram::Histogram;
+use crate::rollup::Rollup;
+use crate::{Store, StoreError};
+
+/// A half-open range of time, `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// Start, inclusive.
+    pub from: Timestamp,
+    /// End, exclusive.
+    pub to: Timestamp,
+}
+
+impl Period {
+    /// The `days` days up to `now`.
+    pub fn last_days(now: Timestamp, days: i64) -> Period {
+        Period {
+            from: now.checked_sub((days * 24).hours()).unwrap_or(Timestamp::MIN),
+            to: now,
+        }
+    }
+
+    /// The period of the same length just before this one.
+    pub fn previous(&self) -> Period {
+        let length = self.to.duration_since(self.from);
+        Period {
+            from: self.from.checked_sub(length).unwrap_or(Timestamp::MIN),
+            to: self.from,
+        }
+    }
+
+    fn bounds_text(&self) -> (String, String) {
+        (tally_core::time::format(self.from), tally_core::time::format(self.to))
+    }
+
+    /// The first and one-past-last rollup hours (`YYYY-MM-DDTHH`) the period overlaps.
+    fn hour_bounds(&self) -> (String, String) {
+        let (from, _) = self.bounds_text();
+        // Any instant inside the last hour rounds up to the next hour's key.
+        let last = self.to.checked_sub(1.millisecond()).unwrap_or(self.to);
+        let after_last = last.checked_add(1.hour()).unwrap_or(last);
+        (from[..13].to_owned(), tally_core::time::format(after_last)[..13].to_owned())
+    }
+}
+
+/// Runs, failures and durations of one command.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CommandSummary {
+    /// The subcommand path.
+    pub command: String,
+    /// `command_executed` events.
+    pub runs: u64,
+    /// Runs that reported failure.
+    pub failures: u64,
+    /// Runs that reported success or failure.
+    pub with_outcome: u64,
+    /// Duration statistics.
+    pub durations: Rollup,
+}
+
+impl CommandSummary {
+    /// Estimated median duration.
+    pub fn p50_ms(&self) -> Option<u64> {
+        self.quantile(0.5)
+    }
+
+    /// Estimated 95th percentile duration.
+    pub fn p95_ms(&self) -> Option<u64> {
+        self.quantile(0.95)
+    }
+
+    /// Estimated quantile `q` of the duration.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let durations = &self.durations;
+        durations.histogram.quantile(
+            q,
+            durations.duration_min_ms.unwrap_or(0),
+            durations.duration_max_ms.unwrap_or(0),
+        )
+    }
+
+    /// Failures over runs that reported an outcome, 0 to 1.
+    pub fn failure_rate(&self) -> f64 {
+        if self.with_outcome == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.with_outcome as f64
+        }
+    }
+}
+
+/// Activity on one local day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DayActivity {
+    /// All events.
+    pub events: u64,
+    /// `command_executed` events.
+    pub commands: u64,
+    /// Failed commands.
+    pub failures: u64,
+}
+
+/// Everything the summary views need about one period.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PeriodSummary {
+    /// All events.
+    pub events: u64,
+    /// `workspace_created` events.
+    pub workspaces_created: u64,
+    /// `task_completed` events.
+    pub tasks_completed: u64,
+    /// `error_occurred` events.
+    pub errors: u64,
+    /// All commands together.
+    pub commands: CommandSummary,
+    /// Sessions that started in the period.
+    pub sessions: u64,
+    /// Their average length.
+    pub avg_session_ms: Option<u64>,
+    /// Per command, most runs first.
+    pub by_command: Vec<CommandSummary>,
+    /// Failures per (command, error category), most first.
+    pub errors_by_category: Vec<(String, String, u64)>,
+    /// Per local day (`YYYY-MM-DD`).
+    pub by_day: BTreeMap<String, DayActivity>,
+    /// Commands per local hour of the day.
+    pub commands_by_hour: [u64; 24],
+}
+
+impl PeriodSummary {
+    /// Successful commands over commands that reported an outcome, 0 to 1.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.commands.with_outcome > 0).then(|| 1.0 - self.commands.failure_rate())
+    }
+}
+
+/// One failed command, for the dashboard's recent errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentError {
+    /// When, RFC 3339.
+    pub ts: String,
+    /// The command.
+    pub command: String,
+    /// The error category.
+    pub category: String,
+}
+
+/// What `status` shows about the store itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoreStatus {
+    /// Raw events.
+    pub events: u64,
+    /// Events counted in rollups (every event ever stored and not purged).
+    pub events_ever: u64,
+    /// Sessions.
+    pub sessions: u64,
+    /// Oldest raw event, RFC 3339.
+    pub oldest: Option<String>,
+    /// Newest raw event, RFC 3339.
+    pub newest: Option<String>,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Events dropped before storage.
+    pub drops: crate::DropCounts,
+}
+
+impl Store {
+    /// Summarises `period`, grouping days and hours in `tz`.
+    pub fn summarize(&self, period: &Period, tz: &TimeZone) -> Result<PeriodSummary, StoreError> {
+        let (from_hour, to_hour) = period.hour_bounds();
+        let mut summary = PeriodSummary::default();
+        let mut commands: HashMap<String, CommandSummary> = HashMap::new();
+        let mut categories: HashMap<(String, String), u64> = HashMap::new();
+        // Local day and hour per rollup hour, computed once per distinct hour.
+        let mut local: HashMap<String, (String, usize)> = HashMap::new();
+        let mut statement = self.conn.prepare_cached(
+            "SELECT hour, name, command, success, error_category, count, duration_count, duration_total_ms, \
+             duration_min_ms, duration_max_ms, histogram FROM metrics WHERE hour >= ?1 AND hour < ?2",
+        )?;
+        let mut rows = statement.query((&from_hour, &to_hour))?;
+        while let Some(row) = rows.next()? {
+            let hour: String = row.get(0)?;
+            let name: String = row.get(1)?;
+            let count = row.get::<_, i64>(5)? as u64;
+            let (day, hour_of_day) = match local.get(&hour) {
+                Some(found) => found.clone(),
+                None => {
+                    let computed = local_day_and_hour(&hour, tz)?;
+                    local.insert(hour.clone(), computed.clone());
+                    computed
+                }
+            };
+            summary.events += count;
+            let activity = summary.by_day.entry(day).or_default();
+            activity.events += count;
+            match name.as_str() {
+                "workspace_created" => summary.workspaces_created += count,
+                "task_completed" => summary.tasks_completed += count,
+                "error_occurred" => summary.errors += count,
+                "command_executed" => {
+                    let command: String = row.get(2)?;
+                    let success: i64 = row.get(3)?;
+                    let category: String = row.get(4)?;
+                    let durations = Rollup {
+                        count,
+                        duration_count: row.get::<_, i64>(6)? as u64,
+                        duration_total_ms: row.get::<_, i64>(7)? as u64,
+                        duration_min_ms: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                        duration_max_ms: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+                        histogram: Histogram::from_json(&row.get::<_, String>(10)?)?,
+                    };
+                    let failures = if success == 0 { count } else { 0 };
+                    let with_outcome = if success >= 0 { count } else { 0 };
+                    activity.commands += count;
+                    activity.failures += failures;
+                    summary.commands_by_hour[hour_of_day] += count;
+                    for entry in [
+                        &mut summary.commands,
+                        commands.entry(command.clone()).or_insert_with(|| CommandSummary {
+                            command: command.clone(),
+                            ..CommandSummary::default()
+                        }),
+                    ] {
+                        entry.runs += count;
+                        entry.failures += failures;
+                        entry.with_outcome += with_outcome;
+                        entry.durations.merge(&durations);
+                    }
+                    if failures > 0 {
+                        let category = if category.is_empty() { "unknown".to_owned() } else { category };
+                        *categories.entry((command, category)).or_default() += failures;
+                    }
+                }
+                _ => {}
+            }
+        }
+        summary.by_command = commands.into_values().collect();
+        summary
+            .by_command
+            .sort_by(|a, b| b.runs.cmp(&a.runs).then_with(|| a.command.cmp(&b.command)));
+        summary.errors_by_category = categories
+            .into_iter()
+            .map(|((command, category), count)| (command, category, count))
+            .collect();
+        summary
+            .errors_by_category
+            .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+        let (from, to) = period.bounds_text();
+        let (sessions, average): (i64, Option<f64>) = self.conn.query_row(
+            "SELECT count(*), avg(duration_ms) FROM sessions WHERE started_at >= ?1 AND started_at < ?2",
+            (&from, &to),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        summary.sessions = sessions as u64;
+        summary.avg_session_ms = average.map(|ms| ms.round() as u64);
+        Ok(summary)
+    }
+
+    /// The commands of each session in `period`, in order, from the most recent
+    /// `limit` command events (raw events only: sequences need the order).
+    pub fn command_sequences(&self, period: &Period, limit: u64) -> Result<Vec<Vec<String>>, StoreError> {
+        let (from, to) = period.bounds_text();
+        let mut statement = self.conn.prepare_cached(
+            "SELECT session_id, command FROM (SELECT seq, session_id, command, ts FROM events \
+             WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \
+             ORDER BY ts DESC LIMIT ?3) ORDER BY session_id, ts, seq",
+        )?;
+        let mut rows = statement.query((&from, &to, limit as i64))?;
+        let mut sequences: Vec<Vec<String>> = Vec::new();
+        let mut current: Option<String> = None;
+        while let Some(row) = rows.next()? {
+            let session: String = row.get(0)?;
+            let command: String = row.get(1)?;
+            if current.as_deref() != Some(session.as_str()) {
+                sequences.push(Vec::new());
+                current = Some(session);
+            }
+            if let Some(sequence) = sequences.last_mut() {
+                sequence.push(command);
+            }
+        }
+        Ok(sequences)
+    }
+
+    /// Raw events per minute since `since` (`YYYY-MM-DDTHH:MM` in UTC, count).
+    pub fn events_per_minute(&self, since: Timestamp) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT substr(ts, 1, 16) AS minute, count(*) FROM events WHERE ts >= ?1 GROUP BY minute ORDER BY minute",
+        )?;
+        let rows = statement.query_map([tally_core::time::format(since)], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The most recent failed commands.
+    pub fn recent_errors(&self, limit: u64) -> Result<Vec<RecentError>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT ts, coalesce(command, ''), coalesce(error_category, 'unknown') FROM events \
+             WHERE name = 'command_executed' AND success = 0 ORDER BY ts DESC, seq DESC LIMIT ?1",
+        )?;
+        let rows = statement.query_map([limit as i64], |row| {
+            Ok(RecentError {
+                ts: row.get(0)?,
+                command: row.get(1)?,
+                category: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts and bounds for `status`.
+    pub fn status(&self) -> Result<StoreStatus, StoreError> {
+        let (events, oldest, newest): (i64, Option<String>, Option<String>) =
+            self.conn
+                .query_row("SELECT count(*), min(ts), max(ts) FROM events", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+        let events_ever: i64 = self
+            .conn
+            .query_row("SELECT coalesce(sum(count), 0) FROM metrics", [], |row| row.get(0))?;
+        let sessions: i64 = self.conn.query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
+        Ok(StoreStatus {
+            events: events as u64,
+            events_ever: events_ever as u64,
+            sessions: sessions as u64,
+            oldest,
+            newest,
+            size_bytes: self.size_bytes()?,
+            drops: self.drop_counts()?,
+        })
+    }
+
+    /// A number that changes whenever another connection commits (SQLite's
+    /// `data_version`), so a live view can tell cheaply when to re-query.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |row| row.get(0))?)
+    }
+}
+
+fn local_day_and_hour(hour: &str, tz: &TimeZone) -> Result<(String, usize), StoreError> {
+    let start: Timestamp = format!("{hour}:00:00Z")
+        .parse()
+        .map_err(|err| StoreError::Invalid(format!("rollup hour {hour:?}: {err}")))?;
+    let zoned = start.to_zoned(tz.clone());
+    Ok((zoned.strftime("%Y-%m-%d").to_string(), zoned.hour() as usize))
+}
