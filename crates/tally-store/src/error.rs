@@ -71,7 +71,9 @@ impl StoreError {
             StoreError::ReadOnly(_) => true,
             StoreError::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::NotADirectory
             ),
             StoreError::Sqlite(err) => matches!(
                 err.sqlite_error_code(),

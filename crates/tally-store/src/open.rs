@@ -116,11 +116,32 @@ impl Store {
         }
     }
 
+    /// Moves a store that opened but proved damaged (a failed `quick_check`, or a
+    /// corrupt page met while writing) aside with its `-wal` and `-shm`, and makes a
+    /// fresh one in its place.
+    pub fn replace_corrupt(dir: &Path, options: &OpenOptions, reason: String) -> Result<(Store, Recovery), StoreError> {
+        let moved_to = move_aside(&dir.join(DB_FILE_NAME))?;
+        let store = Store::open(dir, options)?;
+        Ok((store, Recovery::MovedAside { reason, moved_to }))
+    }
+
     fn prepare(mut conn: Connection, location: Location, options: &OpenOptions) -> Result<Store, StoreError> {
         conn.busy_timeout(options.busy_timeout)?;
-        // Must precede the first table: the file then returns freed pages to the OS on
-        // `PRAGMA incremental_vacuum`, which the size cap relies on. A no-op afterwards.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        // Before any pragma below writes to the file: a store from a newer version must
+        // be left untouched.
+        let found = schema::version(&conn)?;
+        if found > schema::LATEST_VERSION {
+            return Err(StoreError::NewerSchema {
+                found,
+                supported: schema::LATEST_VERSION,
+            });
+        }
+        if found == 0 {
+            // Must precede the first table: the file then returns freed pages to the OS
+            // on `PRAGMA incremental_vacuum`, which the size cap relies on. Only for a
+            // new file, since on an existing one it costs a write transaction per open.
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        }
         if location != Location::Memory {
             let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {

@@ -137,7 +137,11 @@ impl Store {
 
     /// Returns free pages to the OS and empties the WAL, as far as other readers allow.
     fn reclaim_space(&mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        // Each step of this pragma frees one page, so it must be stepped to the end
+        // (`execute_batch` steps once).
+        let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = vacuum.query([])?;
+        while steps.next()?.is_some() {}
         if matches!(self.location, Location::File(_)) {
             // Busy is fine here: another process is reading, and the WAL is reused later.
             let _: (i64, i64, i64) =

@@ -151,3 +151,44 @@ pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rol
     }
     Ok(())
 }
+
+impl crate::Store {
+    /// Every rollup row whose hour overlaps `range`, in key order.
+    pub fn rollups(&self, range: &crate::read::EventRange) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
+        let from = range.since.map(|ts| tally_core::time::format(ts)[..13].to_owned());
+        let to = range.until.map(|ts| {
+            let last = ts.checked_sub(jiff::Span::new().milliseconds(1)).unwrap_or(ts);
+            let next = last.checked_add(jiff::Span::new().hours(1)).unwrap_or(last);
+            tally_core::time::format(next)[..13].to_owned()
+        });
+        let mut statement = self.conn.prepare(
+            "SELECT hour, app, type, name, command, success, error_category, count, duration_count, \
+             duration_total_ms, duration_min_ms, duration_max_ms, histogram FROM metrics \
+             WHERE (?1 IS NULL OR hour >= ?1) AND (?2 IS NULL OR hour < ?2) \
+             ORDER BY hour, app, type, name, command, success, error_category",
+        )?;
+        let mut rows = statement.query((from, to))?;
+        let mut rollups = Vec::new();
+        while let Some(row) = rows.next()? {
+            let key = RollupKey {
+                hour: row.get(0)?,
+                app: row.get(1)?,
+                kind: row.get(2)?,
+                name: row.get(3)?,
+                command: row.get(4)?,
+                success: row.get(5)?,
+                error_category: row.get(6)?,
+            };
+            let rollup = Rollup {
+                count: row.get::<_, i64>(7)? as u64,
+                duration_count: row.get::<_, i64>(8)? as u64,
+                duration_total_ms: row.get::<_, i64>(9)? as u64,
+                duration_min_ms: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+                duration_max_ms: row.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+                histogram: Histogram::from_json(&row.get::<_, String>(12)?)?,
+            };
+            rollups.push((key, rollup));
+        }
+        Ok(rollups)
+    }
+}

@@ -5,9 +5,12 @@
 //! processes open a new store at once exactly one of them migrates and the others see
 //! the result. Migrations only ever append to [`MIGRATIONS`]; a shipped one never changes.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::StoreError;
+use crate::rollup::{Rollup, RollupKey, add_rollups};
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -107,10 +110,44 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> 
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(current as usize) {
         tx.execute_batch(sql)?;
+        if index as i64 + 1 == ROLLUPS_VERSION {
+            count_stored_events(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The version that added the rollups, which must count every event ever stored.
+const ROLLUPS_VERSION: i64 = 2;
+
+/// Adds the events a store held before it had rollups to the new rollups, so that
+/// stats (which read rollups) keep its history and retention cannot lose it.
+fn count_stored_events(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
+    let mut select = tx.prepare(
+        "SELECT substr(ts, 1, 13), app, type, name, coalesce(command, ''), coalesce(success, -1), \
+         coalesce(error_category, ''), duration_ms FROM events",
+    )?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        let key = RollupKey {
+            hour: row.get(0)?,
+            app: row.get(1)?,
+            kind: row.get(2)?,
+            name: row.get(3)?,
+            command: row.get(4)?,
+            success: row.get(5)?,
+            error_category: row.get(6)?,
+        };
+        let duration: Option<i64> = row.get(7)?;
+        rollups
+            .entry(key)
+            .or_default()
+            .add(duration.map(|d| d.max(0) as u64));
+    }
+    add_rollups(tx, &rollups)
 }
 
 /// The schema version recorded in the file (0 for a new file).

@@ -2,7 +2,7 @@
 //!
 //! Totals come from the hourly rollups, so a month costs a few thousand rows however
 //! many events it holds. A period covers every rollup hour it overlaps; days and hours
-//! of the day are grouped in the caller's time zone. Only the command-sequence and
+//! of the day are grouped in the caller's time zone. Only the recent-commands and
 //! recent-activity queries read raw events, each bounded by an index range and a limit.
 
 use std::collections::{BTreeMap, HashMap};
@@ -268,30 +268,23 @@ impl Store {
         Ok(summary)
     }
 
-    /// The commands of each session in `period`, in order, from the most recent
-    /// `limit` command events (raw events only: sequences need the order).
-    pub fn command_sequences(&self, period: &Period, limit: u64) -> Result<Vec<Vec<String>>, StoreError> {
+    /// The most recent `limit` commands run in `period`, oldest first, with their time
+    /// (raw events only: finding repeated sequences needs the order).
+    pub fn recent_commands(&self, period: &Period, limit: u64) -> Result<Vec<(Timestamp, String)>, StoreError> {
         let (from, to) = period.bounds_text();
         let mut statement = self.conn.prepare_cached(
-            "SELECT session_id, command FROM (SELECT seq, session_id, command, ts FROM events \
+            "SELECT ts, command FROM (SELECT seq, command, ts FROM events \
              WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \
-             ORDER BY ts DESC LIMIT ?3) ORDER BY session_id, ts, seq",
+             ORDER BY ts DESC, seq DESC LIMIT ?3) ORDER BY ts, seq",
         )?;
         let mut rows = statement.query((&from, &to, limit as i64))?;
-        let mut sequences: Vec<Vec<String>> = Vec::new();
-        let mut current: Option<String> = None;
+        let mut commands = Vec::new();
         while let Some(row) = rows.next()? {
-            let session: String = row.get(0)?;
-            let command: String = row.get(1)?;
-            if current.as_deref() != Some(session.as_str()) {
-                sequences.push(Vec::new());
-                current = Some(session);
-            }
-            if let Some(sequence) = sequences.last_mut() {
-                sequence.push(command);
-            }
+            let ts: String = row.get(0)?;
+            let ts = tally_core::time::parse(&ts).map_err(|err| StoreError::Invalid(format!("ts {ts:?}: {err}")))?;
+            commands.push((ts, row.get(1)?));
         }
-        Ok(sequences)
+        Ok(commands)
     }
 
     /// Raw events per minute since `since` (`YYYY-MM-DDTHH:MM` in UTC, count).

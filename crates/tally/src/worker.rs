@@ -309,11 +309,9 @@ impl Worker {
                     return true;
                 }
                 Err(err) if err.is_corrupt() && attempt == 0 => {
-                    self.debug(format_args!("store damaged while writing: {err}"));
-                    // Reopening moves the damaged file aside; the batch is retried once
-                    // on the fresh store.
-                    self.store = None;
-                    self.open_store();
+                    // The damaged file is moved aside and the batch retried once on a
+                    // fresh store.
+                    self.replace_corrupt_store(err.to_string());
                 }
                 Err(err) => {
                     self.debug(format_args!(
@@ -349,6 +347,27 @@ impl Worker {
         self.settings.level_source = settings.level_source;
     }
 
+    fn replace_corrupt_store(&mut self, reason: String) {
+        self.store = None;
+        self.hasher = None;
+        let options = OpenOptions {
+            busy_timeout: self.flush.busy_timeout,
+            ..OpenOptions::default()
+        };
+        match Store::replace_corrupt(&self.settings.dir, &options, reason) {
+            Ok((mut store, Recovery::MovedAside { reason, moved_to })) => {
+                self.debug(format_args!("{reason}; moved it to {} and started afresh", moved_to.display()));
+                if let Ok(identity) = store.identity() {
+                    self.install_id = identity.install_id;
+                    self.hasher = Some(KeyedHasher::new(&identity.secret));
+                    self.store = Some(store);
+                }
+            }
+            Ok(_) => {}
+            Err(err) => self.debug(format_args!("cannot replace the damaged store: {err}")),
+        }
+    }
+
     fn maybe_maintain(&mut self, control: &Receiver<Control>) {
         if self
             .last_maintenance_check
@@ -361,6 +380,13 @@ impl Worker {
             return;
         };
         if !maintenance_due(store, &self.settings.retention) {
+            return;
+        }
+        // Damaged data pages pass every read `open` does; look for them once a day.
+        if let Err(err) = store.quick_check() {
+            if err.is_corrupt() {
+                self.replace_corrupt_store(err.to_string());
+            }
             return;
         }
         let now = jiff::Timestamp::now();

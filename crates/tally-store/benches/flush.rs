@@ -1,0 +1,406 @@
+//! Flush throughput: `Store::insert_batch` of 500-event batches against raw rusqlite
+//! inserts of the same rows, in the same run (see `docs/BENCHMARKS.md`).
+//!
+//! Every variant writes to its own fresh file in a temporary directory, in WAL mode with
+//! `synchronous=NORMAL`, one `BEGIN IMMEDIATE` transaction per batch through one cached
+//! prepared statement. Each timed batch is 500 new events finished at level `enhanced`
+//! (fresh UUIDv7 ids, hashed workspaces and targets, props on some), built untimed
+//! just before it is written:
+//!
+//! - `store`: `Store::insert_batch(&events)`, which also turns each event into column
+//!   values (id and time as text, props as JSON) and updates the session's row.
+//! - `raw, same schema`: the store's own schema and pragmas (a file made by `Store::open`,
+//!   reopened with plain rusqlite), the store's `INSERT OR IGNORE`, and the column values
+//!   computed before the clock starts.
+//! - `raw, primary key only`: a table with the same columns and no index but the integer
+//!   primary key, a plain `INSERT`, only `journal_mode=WAL` and `synchronous=NORMAL`, and
+//!   the column values computed before the clock starts.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use rusqlite::{Connection, TransactionBehavior};
+use tally_core::{Event, EventContext, KeyedHasher, Level, Source};
+use tally_store::{DropCounts, OpenOptions, Store};
+
+/// Events per transaction, as the SDK's flush thread writes them (its `max_batch`).
+const BATCH: usize = 500;
+
+/// The store's insert, word for word.
+const INSERT_OR_IGNORE: &str = "INSERT OR IGNORE INTO events (id, ts, app, app_version, source, type, name, \
+     command, session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
+     error_message, props) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+const PLAIN_INSERT: &str = "INSERT INTO events (id, ts, app, app_version, source, type, name, \
+     command, session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
+     error_message, props) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+/// The store's `events` columns with the integer primary key as the only index.
+const PK_ONLY_TABLE: &str = "CREATE TABLE events (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT NOT NULL,
+    ts             TEXT NOT NULL,
+    app            TEXT NOT NULL,
+    app_version    TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    type           TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    command        TEXT,
+    session_id     TEXT NOT NULL,
+    install_id     TEXT NOT NULL,
+    workspace      TEXT,
+    target_type    TEXT,
+    target_id      TEXT,
+    duration_ms    INTEGER,
+    success        INTEGER,
+    error_category TEXT,
+    error_message  TEXT,
+    props          TEXT
+)";
+
+/// One app run's context: one session, as the SDK's flush thread writes it.
+struct Run {
+    session_id: String,
+    install_id: String,
+    hasher: KeyedHasher,
+    made: u64,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            session_id: uuid::Uuid::now_v7().to_string(),
+            install_id: uuid::Uuid::new_v4().to_string(),
+            hasher: KeyedHasher::new(&[1; 32]),
+            made: 0,
+        }
+    }
+
+    /// 500 new events of a workspace manager's usual kinds, finished at `enhanced`.
+    fn batch(&mut self) -> Vec<Event> {
+        let context = EventContext {
+            app: "benchapp",
+            app_version: "1.0.0",
+            source: Source::Cli,
+            session_id: &self.session_id,
+            install_id: &self.install_id,
+            hasher: &self.hasher,
+            level: Level::Enhanced,
+        };
+        (0..BATCH)
+            .map(|_| {
+                let n = self.made;
+                self.made += 1;
+                let workspace = format!("workspace-{}", n % 13);
+                let builder = match n % 5 {
+                    0 => Event::builder("command", "command_executed")
+                        .command("task done")
+                        .workspace(workspace)
+                        .duration_ms(n % 400)
+                        .success(true),
+                    1 => Event::builder("task", "task_completed")
+                        .command("task done")
+                        .workspace(workspace)
+                        .target("task", format!("task-{n}")),
+                    2 => Event::builder("workspace", "workspace_created")
+                        .command("workspace create")
+                        .workspace(workspace)
+                        .prop("template", "rust")
+                        .prop("files_count", 3),
+                    3 => Event::builder("command", "command_executed")
+                        .command("workspace create")
+                        .workspace(workspace)
+                        .duration_ms(n % 900)
+                        .success(n % 7 != 0)
+                        .error_category("already_exists"),
+                    _ => Event::builder("error", "error_occurred")
+                        .command("workspace create")
+                        .workspace(workspace)
+                        .error_category("already_exists")
+                        .error_message("workspace already exists"),
+                };
+                builder.finish(&context).unwrap().unwrap()
+            })
+            .collect()
+    }
+}
+
+/// One event as column values, converted as `Store::insert_batch` converts it.
+struct Row {
+    id: String,
+    ts: String,
+    app: String,
+    app_version: String,
+    source: &'static str,
+    kind: String,
+    name: String,
+    command: Option<String>,
+    session_id: String,
+    install_id: String,
+    workspace: Option<String>,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    duration_ms: Option<i64>,
+    success: Option<bool>,
+    error_category: Option<String>,
+    error_message: Option<String>,
+    props: Option<String>,
+}
+
+impl Row {
+    fn of(event: Event) -> Row {
+        Row {
+            id: event.id.to_string(),
+            ts: tally_core::time::format(event.ts),
+            props: (!event.props.is_empty()).then(|| serde_json::to_string(&event.props).unwrap()),
+            app: event.app,
+            app_version: event.app_version,
+            source: event.source.as_str(),
+            kind: event.kind,
+            name: event.name,
+            command: event.command,
+            session_id: event.session_id,
+            install_id: event.install_id,
+            workspace: event.workspace,
+            target_type: event.target_type,
+            target_id: event.target_id,
+            duration_ms: event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+            success: event.success,
+            error_category: event.error_category,
+            error_message: event.error_message,
+        }
+    }
+}
+
+/// One transaction, one cached prepared statement, one `execute` per row.
+fn raw_insert(conn: &mut Connection, sql: &str, rows: &[Row]) {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+    {
+        let mut insert = tx.prepare_cached(sql).unwrap();
+        for row in rows {
+            let changed = insert
+                .execute(rusqlite::params![
+                    row.id,
+                    row.ts,
+                    row.app,
+                    row.app_version,
+                    row.source,
+                    row.kind,
+                    row.name,
+                    row.command,
+                    row.session_id,
+                    row.install_id,
+                    row.workspace,
+                    row.target_type,
+                    row.target_id,
+                    row.duration_ms,
+                    row.success,
+                    row.error_category,
+                    row.error_message,
+                    row.props,
+                ])
+                .unwrap();
+            assert_eq!(changed, 1);
+        }
+    }
+    tx.commit().unwrap();
+}
+
+/// The four writers compared, each with its own fresh file in `dir`.
+struct Sides {
+    store: Store,
+    store_path: PathBuf,
+    same: Connection,
+    same_path: PathBuf,
+    pk_only: Connection,
+    pk_only_path: PathBuf,
+    pk_pragmas: Connection,
+    pk_pragmas_path: PathBuf,
+}
+
+/// What each side is called in the output, in `Side` order.
+const NAMES: [&str; 4] = [
+    "store: Store::insert_batch",
+    "raw rusqlite: same schema",
+    "raw rusqlite: primary key only",
+    "raw rusqlite: primary key only, store's pragmas",
+];
+
+#[derive(Clone, Copy)]
+enum Side {
+    Store,
+    SameSchema,
+    PkOnly,
+    PkOnlyStorePragmas,
+}
+
+const SIDES: [Side; 4] = [Side::Store, Side::SameSchema, Side::PkOnly, Side::PkOnlyStorePragmas];
+
+fn wal(conn: &Connection) {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+}
+
+impl Sides {
+    fn open(dir: &Path) -> Sides {
+        let options = OpenOptions::default();
+        let store_dir = dir.join("store");
+        let store = Store::open(&store_dir, &options).unwrap();
+
+        // Same schema and pragmas: let the store make the file, then reopen it with
+        // rusqlite and set what the store sets on each connection.
+        let same_path = dir.join("same-schema").join(tally_store::DB_FILE_NAME);
+        drop(Store::open(same_path.parent().unwrap(), &options).unwrap());
+        let same = Connection::open(&same_path).unwrap();
+        same.busy_timeout(options.busy_timeout).unwrap();
+        wal(&same);
+        same.pragma_update(None, "secure_delete", "ON").unwrap();
+
+        let pk_only_path = dir.join("pk-only.db");
+        let pk_only = Connection::open(&pk_only_path).unwrap();
+        wal(&pk_only);
+        pk_only.execute_batch(PK_ONLY_TABLE).unwrap();
+
+        // Primary key only, with the store's other pragmas: separates what the indexes
+        // cost from what `auto_vacuum` and `secure_delete` cost.
+        let pk_pragmas_path = dir.join("pk-only-store-pragmas.db");
+        let pk_pragmas = Connection::open(&pk_pragmas_path).unwrap();
+        pk_pragmas.pragma_update(None, "auto_vacuum", "INCREMENTAL").unwrap();
+        wal(&pk_pragmas);
+        pk_pragmas.pragma_update(None, "secure_delete", "ON").unwrap();
+        pk_pragmas.execute_batch(PK_ONLY_TABLE).unwrap();
+
+        Sides {
+            store,
+            store_path: store_dir.join(tally_store::DB_FILE_NAME),
+            same,
+            same_path,
+            pk_only,
+            pk_only_path,
+            pk_pragmas,
+            pk_pragmas_path,
+        }
+    }
+
+    /// Writes one new batch made by `run` (untimed) and returns how long the write took.
+    fn write(&mut self, side: Side, run: &mut Run) -> Duration {
+        let events = run.batch();
+        if let Side::Store = side {
+            let start = Instant::now();
+            let outcome = self.store.insert_batch(black_box(&events), DropCounts::default()).unwrap();
+            let elapsed = start.elapsed();
+            assert_eq!(outcome.inserted, BATCH);
+            return elapsed;
+        }
+        let rows: Vec<Row> = events.into_iter().map(Row::of).collect();
+        let (conn, sql) = match side {
+            Side::SameSchema => (&mut self.same, INSERT_OR_IGNORE),
+            Side::PkOnly => (&mut self.pk_only, PLAIN_INSERT),
+            Side::PkOnlyStorePragmas | Side::Store => (&mut self.pk_pragmas, PLAIN_INSERT),
+        };
+        let start = Instant::now();
+        raw_insert(conn, sql, black_box(&rows));
+        start.elapsed()
+    }
+
+    fn report_sizes(&self) {
+        for (name, conn, path) in [
+            (NAMES[0], self.store.connection(), &self.store_path),
+            (NAMES[1], &self.same, &self.same_path),
+            (NAMES[2], &self.pk_only, &self.pk_only_path),
+            (NAMES[3], &self.pk_pragmas, &self.pk_pragmas_path),
+        ] {
+            println!(
+                "  {name}: {} events in the file, {:.1} MB with its WAL",
+                count(conn),
+                size(path) as f64 / 1e6
+            );
+        }
+    }
+}
+
+fn count(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0)).unwrap()
+}
+
+fn size(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", path.display())).ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+/// Criterion, one side after the other, each into its own fresh file.
+fn bench_flush(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sides = Sides::open(dir.path());
+    let mut run = Run::new();
+    let mut group = c.benchmark_group("flush 500-event batches");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (side, name) in SIDES.into_iter().zip(NAMES) {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| sides.write(side, &mut run)).sum());
+        });
+    }
+    group.finish();
+    println!("after criterion:");
+    sides.report_sizes();
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// The same comparison interleaved: each round writes one batch with every side, in a
+/// rotating order, into files that all hold the same number of events, so a change in
+/// the machine's load falls on all sides alike. Reports the ratio per round.
+fn interleaved(rounds: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sides = Sides::open(dir.path());
+    let mut run = Run::new();
+    let mut times: [Vec<f64>; 4] = Default::default();
+    for round in 0..rounds {
+        for k in 0..SIDES.len() {
+            let which = (round + k) % SIDES.len();
+            times[which].push(sides.write(SIDES[which], &mut run).as_secs_f64());
+        }
+    }
+    println!();
+    println!("interleaved: {rounds} rounds, one {BATCH}-event batch per side per round, order rotating");
+    println!();
+    println!("| side | median ms/batch | events/s at the median | events/s overall | store/side ratio (median of rounds) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (which, name) in NAMES.iter().enumerate() {
+        let med = median(&times[which]);
+        let total: f64 = times[which].iter().sum();
+        let ratios: Vec<f64> = times[which].iter().zip(&times[0]).map(|(side, store)| side / store).collect();
+        println!(
+            "| {name} | {:.3} | {:.0} | {:.0} | {:.3} |",
+            med * 1e3,
+            BATCH as f64 / med,
+            (BATCH * rounds) as f64 / total,
+            median(&ratios)
+        );
+    }
+    sides.report_sizes();
+}
+
+fn main() {
+    let test_mode = std::env::args().any(|arg| arg == "--test");
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_flush(&mut criterion);
+    criterion.final_summary();
+    if !std::env::args().any(|arg| arg == "--list") {
+        let rounds = std::env::var("FLUSH_ROUNDS")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(if test_mode { 2 } else { 1000 });
+        interleaved(rounds);
+    }
+}

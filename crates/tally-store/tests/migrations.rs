@@ -1,0 +1,289 @@
+//! Upgrading a store written by an earlier version, and refusing one from a later version.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+use tally_store::read::Totals;
+use tally_store::rollup::Rollup;
+use tally_store::schema::{self, LATEST_VERSION};
+use tally_store::{
+    DB_FILE_NAME, DropCounts, Location, OpenOptions, Recovery, RetentionPolicy, Store, StoreError,
+};
+
+use crate::app_events::{AppRun, now, task_done};
+
+const INSTALL_ID: &str = "5f0c6c1e-8a4b-4d6e-9f00-1234567890ab";
+const SECRET_HEX: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+const SESSION_ID: &str = "0198a0b1-0000-7000-8000-000000000001";
+
+/// Rows an app on each earlier version would have written, per table, in the columns
+/// that table had when it was created. Every table of every version must have one.
+fn seeds() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "meta",
+            format!(
+                "INSERT INTO meta (key, value) VALUES ('install_id', '{INSTALL_ID}'), \
+                 ('secret', '{SECRET_HEX}'), ('dropped_buffer_full', '7')"
+            ),
+        ),
+        (
+            "events",
+            format!(
+                "INSERT INTO events (id, ts, app, app_version, source, type, name, command, \
+                 session_id, install_id, workspace, duration_ms, success, error_category, props) \
+                 VALUES \
+                 ('0198a0b1-0001-7000-8000-000000000001', '2026-08-01T10:00:00.000Z', 'nexus', \
+                  '1.3.0', 'cli', 'command', 'command_executed', 'workspace create', \
+                  '{SESSION_ID}', '{INSTALL_ID}', 'h1:00ff', 120, 1, NULL, \
+                  '{{\"template\":\"rust\"}}'), \
+                 ('0198a0b1-0001-7000-8000-000000000002', '2026-08-01T10:00:02.500Z', 'nexus', \
+                  '1.3.0', 'cli', 'command', 'command_executed', 'workspace create', \
+                  '{SESSION_ID}', '{INSTALL_ID}', 'h1:00ff', 80, 1, NULL, NULL), \
+                 ('0198a0b1-0001-7000-8000-000000000003', '2026-08-01T10:00:03.000Z', 'nexus', \
+                  '1.3.0', 'cli', 'error', 'error_occurred', 'sync', \
+                  '{SESSION_ID}', '{INSTALL_ID}', NULL, NULL, 0, 'io', NULL)"
+            ),
+        ),
+        (
+            "sessions",
+            format!(
+                "INSERT INTO sessions (session_id, app, install_id, started_at, ended_at, \
+                 duration_ms, commands_executed, workspaces_created, tasks_completed, \
+                 errors_encountered) VALUES ('{SESSION_ID}', 'nexus', '{INSTALL_ID}', \
+                 '2026-08-01T10:00:00.000Z', '2026-08-01T10:00:03.000Z', 3000, 2, 1, 0, 1)"
+            ),
+        ),
+        (
+            "metrics",
+            format!(
+                "INSERT INTO metrics (hour, app, type, name, command, success, error_category, \
+                 count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, \
+                 histogram) VALUES ('2026-05-02T09', 'nexus', 'task', 'task_completed', \
+                 'task done', 1, '', 5, 4, 1000, 100, 400, '{}')",
+                rolled_up_tasks().histogram.to_json()
+            ),
+        ),
+    ]
+}
+
+/// The tasks the seeded rollup row counts.
+fn rolled_up_tasks() -> Rollup {
+    let mut rolled = Rollup::default();
+    for duration in [Some(100), Some(250), Some(250), Some(400), None] {
+        rolled.add(duration);
+    }
+    rolled
+}
+
+fn tables(conn: &Connection) -> Vec<String> {
+    let mut statement = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn schema_sql(conn: &Connection) -> Vec<(String, String, Option<String>)> {
+    let mut statement = conn
+        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Builds `dir/telemetry.db` at `version` the way that version's store opened it, with
+/// rows in every table it has; returns the seeded tables.
+fn build_store_at(dir: &Path, version: i64) -> Vec<String> {
+    let mut conn = Connection::open(dir.join(DB_FILE_NAME)).unwrap();
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    schema::migrate_to(&mut conn, version).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), version);
+    let tables = tables(&conn);
+    let seeds = seeds();
+    for table in &tables {
+        let (_, insert) = seeds
+            .iter()
+            .find(|(name, _)| name == table)
+            .unwrap_or_else(|| {
+                panic!("table {table} of version {version} has no seed rows in seeds()")
+            });
+        conn.execute_batch(insert).unwrap();
+    }
+    tables
+}
+
+/// Totals of the seeded raw events, and of everything seeded (raw events and rollups).
+fn seeded_totals(tables: &[String]) -> (Totals, Totals) {
+    let has = |name: &str| tables.iter().any(|table| table == name);
+    let key = |kind: &str, name: &str, command: &str, success| {
+        (kind.into(), name.into(), command.into(), success)
+    };
+    let mut raw = Totals::new();
+    if has("events") {
+        let created = raw
+            .entry(key("command", "command_executed", "workspace create", 1))
+            .or_default();
+        created.add(Some(120));
+        created.add(Some(80));
+        raw.entry(key("error", "error_occurred", "sync", 0))
+            .or_default()
+            .add(None);
+    }
+    let mut all = raw.clone();
+    if has("metrics") {
+        all.insert(
+            key("task", "task_completed", "task done", 1),
+            rolled_up_tasks(),
+        );
+    }
+    (raw, all)
+}
+
+#[test]
+fn every_earlier_schema_upgrades_with_its_rows_intact() {
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = Store::open(fresh_dir.path(), &OpenOptions::default()).unwrap();
+
+    for version in 0..LATEST_VERSION {
+        let temp = tempfile::tempdir().unwrap();
+        let seeded = build_store_at(temp.path(), version);
+
+        let mut store = Store::open(temp.path(), &OpenOptions::default()).unwrap();
+        let from = format!("upgrading from version {version}");
+        assert_eq!(
+            schema::version(store.connection()).unwrap(),
+            LATEST_VERSION,
+            "{from}"
+        );
+        assert_eq!(
+            schema_sql(store.connection()),
+            schema_sql(fresh.connection()),
+            "{from}"
+        );
+
+        let (raw, all) = seeded_totals(&seeded);
+        assert_eq!(store.raw_totals().unwrap(), raw, "{from}");
+        // Stats read the rollups: events stored before the upgrade must count there too.
+        assert_eq!(store.totals().unwrap(), all, "{from}");
+        if seeded.iter().any(|table| table == "meta") {
+            let identity = store.identity().unwrap();
+            assert_eq!(identity.install_id, INSTALL_ID, "{from}");
+            assert_eq!(hex::encode(identity.secret), SECRET_HEX, "{from}");
+            assert_eq!(store.drop_counts().unwrap().buffer_full, 7, "{from}");
+        }
+        if seeded.iter().any(|table| table == "sessions") {
+            let session = store
+                .session(SESSION_ID)
+                .unwrap()
+                .expect("the old session row");
+            assert_eq!(
+                (
+                    session.started_at.as_str(),
+                    session.ended_at.as_str(),
+                    session.duration_ms
+                ),
+                ("2026-08-01T10:00:00.000Z", "2026-08-01T10:00:03.000Z", 3000),
+                "{from}"
+            );
+            assert_eq!(
+                (
+                    session.commands_executed,
+                    session.workspaces_created,
+                    session.errors_encountered
+                ),
+                (2, 1, 1),
+                "{from}"
+            );
+        }
+
+        // The upgraded store keeps working: a retried old event is still a duplicate,
+        // new events go in, and the old events expire without changing totals.
+        let run = AppRun::new(SESSION_ID);
+        let new_event = run.record(task_done(now()));
+        let mut old_event = run.record(task_done(now()));
+        old_event.id = "0198a0b1-0001-7000-8000-000000000001".parse().unwrap();
+        let outcome = store
+            .insert_batch(&[new_event, old_event], DropCounts::default())
+            .unwrap();
+        let old_events_stored = seeded.iter().any(|table| table == "events");
+        assert_eq!(outcome.duplicates, usize::from(old_events_stored), "{from}");
+        let totals = store.totals().unwrap();
+        let report = store
+            .run_maintenance(&RetentionPolicy::default(), now(), &|| false)
+            .unwrap();
+        assert_eq!(
+            report.expired_for_age,
+            if old_events_stored { 3 } else { 0 },
+            "{from}"
+        );
+        assert_eq!(store.totals().unwrap(), totals, "{from}");
+        store.quick_check().unwrap();
+    }
+}
+
+/// Makes a store as this build does, then marks it as written by the next version.
+fn build_store_from_next_version(dir: &Path, journal_mode: &str) {
+    let mut store = Store::open(dir, &OpenOptions::default()).unwrap();
+    store
+        .insert_batch(
+            &[AppRun::new(SESSION_ID).record(task_done(now()))],
+            DropCounts::default(),
+        )
+        .unwrap();
+    drop(store);
+    let conn = Connection::open(dir.join(DB_FILE_NAME)).unwrap();
+    conn.pragma_update(None, "user_version", LATEST_VERSION + 1)
+        .unwrap();
+    conn.query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |_| {
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_store_from_a_newer_version_is_refused_and_left_untouched() {
+    // The next version may keep the WAL journal or not; neither file may be touched.
+    for journal_mode in ["WAL", "DELETE"] {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path();
+        build_store_from_next_version(dir, journal_mode);
+        let path = dir.join(DB_FILE_NAME);
+        let bytes = std::fs::read(&path).unwrap();
+
+        let err = Store::open(dir, &OpenOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, supported }
+                if found == LATEST_VERSION + 1 && supported == LATEST_VERSION),
+            "{journal_mode}: {err:?}"
+        );
+
+        let (mut store, recovery) = Store::open_or_recover(dir, &OpenOptions::default()).unwrap();
+        assert!(
+            matches!(recovery, Recovery::InMemory { .. }),
+            "{journal_mode}: {recovery:?}"
+        );
+        assert_eq!(store.location(), &Location::Memory);
+        let run = AppRun::new(SESSION_ID);
+        let outcome = store
+            .insert_batch(&[run.record(task_done(now()))], DropCounts::default())
+            .unwrap();
+        assert_eq!(outcome.inserted, 1);
+        assert_eq!(store.event_count().unwrap(), 1);
+        drop(store);
+
+        assert!(
+            std::fs::read(&path).unwrap() == bytes,
+            "{journal_mode}: the newer file was changed"
+        );
+    }
+}

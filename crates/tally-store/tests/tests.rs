@@ -1,0 +1,17 @@
+//! Integration tests of the SQLite store, built as one test binary.
+//!
+//! Each module checks one promise the store makes to the apps recording into it: an
+//! upgrade keeps old data, a killed writer never leaves half a batch, a batch is stored
+//! whole or not at all, folding keeps totals, the size cap holds, and a damaged or
+//! unwritable location still gives a working store.
+
+mod app_events;
+mod atomicity;
+mod concurrency;
+mod crash;
+mod migrations;
+mod prng;
+mod recovery;
+mod retention;
+mod sessions;
+mod size_cap;
