@@ -1,3 +1,64 @@
 //! The `tally` command: inspect and control any app's Tally store.
+//!
+//! `tally --app NAME <command>` finds the app's store as the SDK does (the platform data
+//! directory, `<APP>_TELEMETRY_DIR`, or `--dir`) and runs the same commands a host app
+//! mounts under its own name.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tally::cli::{DemoArgs, Target, TelemetryCommand};
+
+/// Privacy-first telemetry: see, control and export what an app records about you.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about, propagate_version = true)]
+struct Cli {
+    /// The app whose telemetry to work on (`nexus`).
+    #[arg(long, global = true, env = "TALLY_APP")]
+    app: Option<String>,
+    /// The app's store directory, instead of finding it as the app does.
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    /// Treat this time as now (RFC 3339), for reproducible output.
+    #[arg(long, global = true, hide = true, value_parser = tally::cli::parse_time)]
+    now: Option<jiff::Timestamp>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Telemetry(TelemetryCommand),
+    /// Write a realistic, deterministic history into an empty store, to try the other commands.
+    Demo(DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tally: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let app = cli
+        .app
+        .context("which app? pass --app NAME (for example --app nexus) or set TALLY_APP")?;
+    let target = Target {
+        app,
+        dir: cli.dir,
+        now: cli.now,
+    };
+    match cli.command {
+        Command::Telemetry(command) => tally::cli::run(&target, command)?,
+        Command::Demo(args) => tally::cli::run_demo(&target, &args, &mut std::io::stdout().lock())?,
+    }
+    Ok(())
+}

@@ -166,9 +166,11 @@ impl EventBuilder {
         }
         let keeps_ids = ctx.level >= Level::Enhanced;
         let error_message = match self.error_message {
-            Some(message) if ctx.level == Level::Full => {
-                Some(truncate(crate::redact(&scrub_names(message, &self.workspace, &self.target))))
-            }
+            Some(message) if ctx.level == Level::Full => Some(truncate(crate::redact(&scrub_names(
+                message,
+                &self.workspace,
+                &self.target,
+            )))),
             _ => None,
         };
         let (target_type, target_id) = match self.target {
@@ -176,11 +178,14 @@ impl EventBuilder {
             _ => (None, None),
         };
         let props: Props = if keeps_ids {
-            self.props.into_iter().map(|(key, value)| (key.into_owned(), value)).collect()
+            self.props
+                .into_iter()
+                .map(|(key, value)| (key.into_owned(), value))
+                .collect()
         } else {
             Props::new()
         };
-        
+
         let event = Event {
             id: self.id.unwrap_or_else(Uuid::now_v7),
             ts: self.ts.unwrap_or_else(crate::time::now_millis),
@@ -212,7 +217,11 @@ impl EventBuilder {
 /// Replaces the names this event carries (workspace, target) wherever the message
 /// repeats them: an error such as `workspace "acme" already exists` must not keep the
 /// name the event itself stores only as a hash.
-fn scrub_names(mut message: String, workspace: &Option<String>, target: &Option<(Cow<'static, str>, String)>) -> String {
+fn scrub_names(
+    mut message: String,
+    workspace: &Option<String>,
+    target: &Option<(Cow<'static, str>, String)>,
+) -> String {
     let names = [
         (workspace.as_deref(), "<workspace>"),
         (target.as_ref().map(|(_, name)| name.as_str()), "<target>"),
@@ -298,7 +307,10 @@ mod tests {
         assert!(basic.props.is_empty());
         assert_eq!(basic.error_message, None);
 
-        let enhanced = everything().finish(&context(&hasher, Level::Enhanced)).unwrap().unwrap();
+        let enhanced = everything()
+            .finish(&context(&hasher, Level::Enhanced))
+            .unwrap()
+            .unwrap();
         assert_eq!(enhanced.workspace, Some(hasher.hash("acme-secret-plans")));
         assert_eq!(enhanced.target_type.as_deref(), Some("task"));
         assert_eq!(enhanced.target_id, Some(hasher.hash("fix-login-bug")));

@@ -21,7 +21,8 @@ static PATTERN: LazyLock<Option<Regex>> = LazyLock::new(|| {
     // Well-known credential shapes: GitHub, Slack, AWS, OpenAI-style, JWTs, private keys.
     let known = r"(?P<known>\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{16,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})|-----BEGIN [A-Z ]*PRIVATE KEY-----)";
     // Long runs of hex or base64 are keys, hashes or tokens far more often than words.
-    let opaque = r"(?P<opaque>\b[A-Fa-f0-9]{32,}\b|\b[A-Za-z0-9+/_-]*[0-9][A-Za-z0-9+/_-]*[A-Za-z][A-Za-z0-9+/_-]{30,}={0,2})";
+    let opaque =
+        r"(?P<opaque>\b[A-Fa-f0-9]{32,}\b|\b[A-Za-z0-9+/_-]*[0-9][A-Za-z0-9+/_-]*[A-Za-z][A-Za-z0-9+/_-]{30,}={0,2})";
     let ipv4 = r"(?P<ipv4>\b(?:\d{1,3}\.){3}\d{1,3}\b)";
     // Full eight-group form, or a compressed form with `::`; clock times ("12:30:45")
     // have neither and are kept.
@@ -50,10 +51,7 @@ pub fn redact(text: &str) -> String {
                 "<email>".to_owned()
             } else if let Some(key) = caps.name("assign") {
                 format!("{}<secret>", key.as_str())
-            } else if caps.name("bearer").is_some()
-                || caps.name("known").is_some()
-                || caps.name("opaque").is_some()
-            {
+            } else if caps.name("bearer").is_some() || caps.name("known").is_some() || caps.name("opaque").is_some() {
                 "<secret>".to_owned()
             } else if caps.name("ipv4").is_some() || caps.name("ipv6").is_some() {
                 "<ip>".to_owned()
@@ -89,7 +87,10 @@ mod tests {
         );
         check("cannot read ~/notes/plan.md", "cannot read <path>");
         check("no such file ./build/out.o", "no such file <path>");
-        check(r"access denied C:\Users\Bob\Documents\plan.docx", "access denied <path>");
+        check(
+            r"access denied C:\Users\Bob\Documents\plan.docx",
+            "access denied <path>",
+        );
         check(r"share \\fileserver\team\plan.txt missing", "share <path> missing");
         check("lock held on '/Users/carol/w/.git/index.lock'", "lock held on '<path>'");
     }
@@ -109,7 +110,10 @@ mod tests {
 
     #[test]
     fn tokens_and_keys() {
-        check("auth failed for ghp_abcdefghijklmnopqrstuvwxyz0123", "auth failed for <secret>");
+        check(
+            "auth failed for ghp_abcdefghijklmnopqrstuvwxyz0123",
+            "auth failed for <secret>",
+        );
         check("bad key AKIAIOSFODNN7EXAMPLE", "bad key <secret>");
         check("Authorization: Bearer abc.def-ghi_jkl", "Authorization: <secret>");
         check("password=hunter2 rejected", "password=<secret> rejected");

@@ -127,9 +127,9 @@ impl Event {
             let ok = !command.is_empty()
                 && command.len() <= MAX_COMMAND_LEN
                 && command.as_bytes()[0].is_ascii_lowercase()
-                && command.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b" _-.:".contains(&b)
-                });
+                && command
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b" _-.:".contains(&b));
             if !ok {
                 return Err(ValidationError::new(
                     "command",
@@ -202,7 +202,10 @@ impl Event {
                 crate::PropValue::Str(text) if text.len() > MAX_PROP_STRING_LEN => {
                     return Err(ValidationError::new(
                         field,
-                        format!("string values must be at most {MAX_PROP_STRING_LEN} bytes, got {}", text.len()),
+                        format!(
+                            "string values must be at most {MAX_PROP_STRING_LEN} bytes, got {}",
+                            text.len()
+                        ),
                     ));
                 }
                 crate::PropValue::Float(number) if !number.is_finite() => {

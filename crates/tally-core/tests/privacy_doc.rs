@@ -25,6 +25,9 @@ fn privacy_md_matches_the_code() {
         };
         documented.push((field.to_owned(), minimum));
     }
-    let code: Vec<(String, Level)> = FIELD_LEVELS.iter().map(|(field, level)| ((*field).to_owned(), *level)).collect();
+    let code: Vec<(String, Level)> = FIELD_LEVELS
+        .iter()
+        .map(|(field, level)| ((*field).to_owned(), *level))
+        .collect();
     assert_eq!(documented, code);
 }

@@ -1,11 +1,11 @@
 //! Flush throughput: `Store::insert_batch` of 500-event batches against raw rusqlite
 //! inserts of the same rows, in the same run (see `docs/BENCHMARKS.md`).
 //!
-//! Every variant writes to its own fresh file in a temporary directory, in WAL mode with
+//! Every side writes to its own fresh file in a temporary directory, in WAL mode with
 //! `synchronous=NORMAL`, one `BEGIN IMMEDIATE` transaction per batch through one cached
-//! prepared statement. Each timed batch is 500 new events finished at level `enhanced`
-//! (fresh UUIDv7 ids, hashed workspaces and targets, props on some), built untimed
-//! just before it is written:
+//! prepared statement. Each timed batch is 500 new events of one session finished at
+//! level `enhanced` (fresh UUIDv7 ids, hashed workspaces and targets, props on a fifth),
+//! built untimed just before it is written:
 //!
 //! - `store`: `Store::insert_batch(&events)`, which also turns each event into column
 //!   values (id and time as text, props as JSON) and updates the session's row.
@@ -15,6 +15,12 @@
 //! - `raw, primary key only`: a table with the same columns and no index but the integer
 //!   primary key, a plain `INSERT`, only `journal_mode=WAL` and `synchronous=NORMAL`, and
 //!   the column values computed before the clock starts.
+//! - `raw, primary key only, store's pragmas`: the same plus `auto_vacuum=INCREMENTAL`
+//!   and `secure_delete=ON`, to tell what the indexes cost from what the pragmas cost.
+//!
+//! Criterion measures the sides one after the other; then an interleaved run writes one
+//! batch per side per round into fresh files (`FLUSH_ROUNDS` rounds, default 1000) and
+//! reports the ratio per round, which the machine's changing load cannot bias.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -239,7 +245,9 @@ enum Side {
 const SIDES: [Side; 4] = [Side::Store, Side::SameSchema, Side::PkOnly, Side::PkOnlyStorePragmas];
 
 fn wal(conn: &Connection) {
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
 }
@@ -290,7 +298,10 @@ impl Sides {
         let events = run.batch();
         if let Side::Store = side {
             let start = Instant::now();
-            let outcome = self.store.insert_batch(black_box(&events), DropCounts::default()).unwrap();
+            let outcome = self
+                .store
+                .insert_batch(black_box(&events), DropCounts::default())
+                .unwrap();
             let elapsed = start.elapsed();
             assert_eq!(outcome.inserted, BATCH);
             return elapsed;
@@ -323,7 +334,8 @@ impl Sides {
 }
 
 fn count(conn: &Connection) -> i64 {
-    conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0)).unwrap()
+    conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+        .unwrap()
 }
 
 fn size(path: &Path) -> u64 {
@@ -374,12 +386,18 @@ fn interleaved(rounds: usize) {
     println!();
     println!("interleaved: {rounds} rounds, one {BATCH}-event batch per side per round, order rotating");
     println!();
-    println!("| side | median ms/batch | events/s at the median | events/s overall | store/side ratio (median of rounds) |");
+    println!(
+        "| side | median ms/batch | events/s at the median | events/s overall | store/side ratio (median of rounds) |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (which, name) in NAMES.iter().enumerate() {
         let med = median(&times[which]);
         let total: f64 = times[which].iter().sum();
-        let ratios: Vec<f64> = times[which].iter().zip(&times[0]).map(|(side, store)| side / store).collect();
+        let ratios: Vec<f64> = times[which]
+            .iter()
+            .zip(&times[0])
+            .map(|(side, store)| side / store)
+            .collect();
         println!(
             "| {name} | {:.3} | {:.0} | {:.0} | {:.3} |",
             med * 1e3,

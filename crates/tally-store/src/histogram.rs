@@ -7,8 +7,8 @@
 /// Upper bounds (inclusive, milliseconds) of every bucket but the last, which is open.
 /// Roughly 1.5x apart, so an interpolated percentile is within about 25% of the truth.
 pub const BUCKET_BOUNDS_MS: [u64; 30] = [
-    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1_000, 1_500, 2_000, 3_000, 5_000,
-    7_000, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000,
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1_000, 1_500, 2_000, 3_000, 5_000, 7_000,
+    10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000,
 ];
 
 /// Number of buckets, including the open last one.

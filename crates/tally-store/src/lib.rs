@@ -74,6 +74,8 @@ impl Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("location", &self.location).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
     }
 }

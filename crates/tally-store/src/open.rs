@@ -109,9 +109,12 @@ impl Store {
                     },
                 ))
             }
-            Err(err) if err.is_read_only() || matches!(err, StoreError::NewerSchema { .. }) => {
-                Ok((Store::open_in_memory()?, Recovery::InMemory { reason: err.to_string() }))
-            }
+            Err(err) if err.is_read_only() || matches!(err, StoreError::NewerSchema { .. }) => Ok((
+                Store::open_in_memory()?,
+                Recovery::InMemory {
+                    reason: err.to_string(),
+                },
+            )),
             Err(err) => Err(err),
         }
     }

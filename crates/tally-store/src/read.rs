@@ -38,7 +38,9 @@ pub type Totals = BTreeMap<(String, String, String, i64), Rollup>;
 impl Store {
     /// Raw events stored.
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?)
     }
 
     /// Raw events with this name.
@@ -109,9 +111,9 @@ impl Store {
     /// The same totals as [`Store::totals`], computed from the raw events still stored.
     pub fn raw_totals(&self) -> Result<Totals, StoreError> {
         let mut totals = Totals::new();
-        let mut raw = self.conn.prepare(
-            "SELECT type, name, coalesce(command, ''), coalesce(success, -1), duration_ms FROM events",
-        )?;
+        let mut raw = self
+            .conn
+            .prepare("SELECT type, name, coalesce(command, ''), coalesce(success, -1), duration_ms FROM events")?;
         let mut rows = raw.query([])?;
         while let Some(row) = rows.next()? {
             let key = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
@@ -182,11 +184,9 @@ impl Store {
         tx.commit()?;
         self.conn.execute_batch("VACUUM")?;
         if matches!(self.location, crate::Location::File(_)) {
-            let (busy, _, _): (i64, i64, i64) = self.conn.query_row(
-                "PRAGMA wal_checkpoint(TRUNCATE)",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )?;
+            let (busy, _, _): (i64, i64, i64) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
             if busy != 0 {
                 return Err(StoreError::Busy(
                     "another process is reading the store; its old pages stay in the WAL until it closes".into(),

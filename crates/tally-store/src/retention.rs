@@ -97,7 +97,9 @@ impl Store {
             if (deleted_total == 0 && used <= max_bytes) || used <= target {
                 break;
             }
-            let events: u64 = self.conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+            let events: u64 = self
+                .conn
+                .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
             if events == 0 {
                 break;
             }
@@ -144,9 +146,9 @@ impl Store {
         while steps.next()?.is_some() {}
         if matches!(self.location, Location::File(_)) {
             // Busy is fine here: another process is reading, and the WAL is reused later.
-            let _: (i64, i64, i64) =
-                self.conn
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            let _: (i64, i64, i64) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
         }
         Ok(())
     }

@@ -108,7 +108,15 @@ pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rol
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for (key, rollup) in rollups {
-        let params = (&key.hour, &key.app, &key.kind, &key.name, &key.command, key.success, &key.error_category);
+        let params = (
+            &key.hour,
+            &key.app,
+            &key.kind,
+            &key.name,
+            &key.command,
+            key.success,
+            &key.error_category,
+        );
         let existing = select
             .query_row(params, |row| {
                 Ok((

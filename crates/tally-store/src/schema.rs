@@ -108,7 +108,12 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> 
             supported: LATEST_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().take(target as usize).skip(current as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
         tx.execute_batch(sql)?;
         if index as i64 + 1 == ROLLUPS_VERSION {
             count_stored_events(&tx)?;
@@ -142,10 +147,7 @@ fn count_stored_events(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError>
             error_category: row.get(6)?,
         };
         let duration: Option<i64> = row.get(7)?;
-        rollups
-            .entry(key)
-            .or_default()
-            .add(duration.map(|d| d.max(0) as u64));
+        rollups.entry(key).or_default().add(duration.map(|d| d.max(0) as u64));
     }
     add_rollups(tx, &rollups)
 }

@@ -51,7 +51,10 @@ impl Period {
         // Any instant inside the last hour rounds up to the next hour's key.
         let last = self.to.checked_sub(1.millisecond()).unwrap_or(self.to);
         let after_last = last.checked_add(1.hour()).unwrap_or(last);
-        (from[..13].to_owned(), tally_core::time::format(after_last)[..13].to_owned())
+        (
+            from[..13].to_owned(),
+            tally_core::time::format(after_last)[..13].to_owned(),
+        )
     }
 }
 
@@ -239,7 +242,11 @@ impl Store {
                         entry.durations.merge(&durations);
                     }
                     if failures > 0 {
-                        let category = if category.is_empty() { "unknown".to_owned() } else { category };
+                        let category = if category.is_empty() {
+                            "unknown".to_owned()
+                        } else {
+                            category
+                        };
                         *categories.entry((command, category)).or_default() += failures;
                     }
                 }
@@ -324,7 +331,9 @@ impl Store {
         let events_ever: i64 = self
             .conn
             .query_row("SELECT coalesce(sum(count), 0) FROM metrics", [], |row| row.get(0))?;
-        let sessions: i64 = self.conn.query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
+        let sessions: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
         Ok(StoreStatus {
             events: events as u64,
             events_ever: events_ever as u64,

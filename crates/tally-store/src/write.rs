@@ -31,12 +31,14 @@ impl DropCounts {
 }
 
 /// What a committed batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchOutcome {
     /// Events newly stored.
     pub inserted: usize,
     /// Events whose id was already stored.
     pub duplicates: usize,
+    /// Per event of the batch, in order: whether it was newly stored (false: duplicate).
+    pub stored: Vec<bool>,
 }
 
 /// How one session's row changes with a batch.
@@ -75,8 +77,24 @@ impl Store {
     /// Stores `events` and adds `drops` to the drop counters, all in one transaction.
     /// On any error nothing of the batch is stored.
     pub fn insert_batch(&mut self, events: &[Event], drops: DropCounts) -> Result<BatchOutcome, StoreError> {
+        self.insert_batch_with(events, drops, |_, _| Ok(()))
+    }
+
+    /// Like [`Store::insert_batch`], and runs `also` with the newly stored events inside
+    /// the same transaction, so that a caller's own tables (the collector's installs and
+    /// totals) commit or roll back with the batch.
+    pub fn insert_batch_with(
+        &mut self,
+        events: &[Event],
+        drops: DropCounts,
+        also: impl FnOnce(&rusqlite::Transaction<'_>, &[&Event]) -> Result<(), StoreError>,
+    ) -> Result<BatchOutcome, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcome = BatchOutcome::default();
+        let mut outcome = BatchOutcome {
+            stored: Vec::with_capacity(events.len()),
+            ..BatchOutcome::default()
+        };
+        let mut new_events: Vec<&Event> = Vec::with_capacity(events.len());
         let mut sessions: HashMap<&str, SessionDelta<'_>> = HashMap::new();
         let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
         {
@@ -108,19 +126,26 @@ impl Store {
                     event.error_message,
                     props,
                 ])?;
+                outcome.stored.push(changed > 0);
                 if changed == 0 {
                     outcome.duplicates += 1;
                     continue;
                 }
                 outcome.inserted += 1;
-                rollups.entry(RollupKey::of(event, &ts)).or_default().add(event.duration_ms);
-                let delta = sessions.entry(event.session_id.as_str()).or_insert_with(|| SessionDelta {
-                    app: &event.app,
-                    install_id: &event.install_id,
-                    started_at: ts.clone(),
-                    ended_at: ts.clone(),
-                    ..SessionDelta::default()
-                });
+                new_events.push(event);
+                rollups
+                    .entry(RollupKey::of(event, &ts))
+                    .or_default()
+                    .add(event.duration_ms);
+                let delta = sessions
+                    .entry(event.session_id.as_str())
+                    .or_insert_with(|| SessionDelta {
+                        app: &event.app,
+                        install_id: &event.install_id,
+                        started_at: ts.clone(),
+                        ended_at: ts.clone(),
+                        ..SessionDelta::default()
+                    });
                 if ts < delta.started_at {
                     delta.started_at.clone_from(&ts);
                 }
@@ -155,12 +180,16 @@ impl Store {
             }
         }
         add_rollups(&tx, &rollups)?;
+        also(&tx, &new_events)?;
         if !drops.is_empty() {
             let mut add = tx.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
             )?;
-            for (key, count) in [("dropped_buffer_full", drops.buffer_full), ("dropped_invalid", drops.invalid)] {
+            for (key, count) in [
+                ("dropped_buffer_full", drops.buffer_full),
+                ("dropped_invalid", drops.invalid),
+            ] {
                 if count > 0 {
                     add.execute((key, count.to_string()))?;
                 }

@@ -71,11 +71,7 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
     // go in, after they are in (updating a session) and at the very end (the second
     // drop counter, after the first was added).
     let failures = [
-        (
-            "an event",
-            "BEFORE INSERT ON events WHEN NEW.name = 'poison'",
-            true,
-        ),
+        ("an event", "BEFORE INSERT ON events WHEN NEW.name = 'poison'", true),
         ("a session", "BEFORE UPDATE ON sessions", false),
         (
             "a drop counter",
@@ -94,13 +90,8 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
             buffer_full: 5,
             invalid: 3,
         };
-        let err = store
-            .insert_batch(&mixed_batch(poisoned), drops)
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("poison"),
-            "failing at {step}: {err}"
-        );
+        let err = store.insert_batch(&mixed_batch(poisoned), drops).unwrap_err();
+        assert!(err.to_string().contains("poison"), "failing at {step}: {err}");
         assert_eq!(visible(&store), before_failures, "failing at {step}");
         store
             .connection()
@@ -142,7 +133,8 @@ fn a_batch_sent_twice_is_stored_once() {
         outcome,
         BatchOutcome {
             inserted: 50,
-            duplicates: 0
+            duplicates: 0,
+            stored: vec![true; 50],
         }
     );
     let once = visible(&store);
@@ -152,7 +144,8 @@ fn a_batch_sent_twice_is_stored_once() {
         outcome,
         BatchOutcome {
             inserted: 0,
-            duplicates: 50
+            duplicates: 50,
+            stored: vec![false; 50],
         }
     );
     assert_eq!(visible(&store), once, "a retried batch changed the store");
@@ -162,14 +155,13 @@ fn a_batch_sent_twice_is_stored_once() {
     let run = AppRun::new(NEW_SESSION);
     let fresh = run.record(task_done(now()));
     let overlapping = [batch[0].clone(), fresh.clone(), batch[49].clone(), fresh];
-    let outcome = store
-        .insert_batch(&overlapping, DropCounts::default())
-        .unwrap();
+    let outcome = store.insert_batch(&overlapping, DropCounts::default()).unwrap();
     assert_eq!(
         outcome,
         BatchOutcome {
             inserted: 1,
-            duplicates: 3
+            duplicates: 3,
+            stored: vec![false, true, false, false],
         }
     );
     assert_eq!(store.event_count().unwrap(), 51);

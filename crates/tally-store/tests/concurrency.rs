@@ -18,12 +18,7 @@ fn write_batches(dir: &std::path::Path, writer: usize, start: &Barrier) -> Resul
     let mut store = Store::open(dir, &OpenOptions::default())?;
     for batch in 0..BATCHES_PER_WRITER {
         let events: Vec<Event> = (0..EVENTS_PER_BATCH)
-            .map(|i| {
-                run.record(task_done(before(
-                    now(),
-                    (batch * EVENTS_PER_BATCH + i) as i64,
-                )))
-            })
+            .map(|i| run.record(task_done(before(now(), (batch * EVENTS_PER_BATCH + i) as i64))))
             .collect();
         let outcome = store.insert_batch(
             &events,
@@ -51,10 +46,7 @@ fn four_writers_on_one_new_file_lose_nothing() {
                 scope.spawn(move || write_batches(dir, writer, start))
             })
             .collect();
-        writers
-            .into_iter()
-            .map(|writer| writer.join().unwrap())
-            .collect()
+        writers.into_iter().map(|writer| writer.join().unwrap()).collect()
     });
     for (writer, result) in results.iter().enumerate() {
         assert!(result.is_ok(), "writer {writer}: {result:?}");
@@ -68,10 +60,7 @@ fn four_writers_on_one_new_file_lose_nothing() {
             .session(&format!("0198a0b1-0000-7000-8000-00000000d00{writer}"))
             .unwrap()
             .unwrap();
-        assert_eq!(
-            session.commands_executed as u64, per_writer,
-            "writer {writer}"
-        );
+        assert_eq!(session.commands_executed as u64, per_writer, "writer {writer}");
     }
     assert_eq!(
         store.drop_counts().unwrap().buffer_full,

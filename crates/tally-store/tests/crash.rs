@@ -49,11 +49,7 @@ fn child_writes_batches_until_killed() {
         let events: Vec<Event> = (0..BATCH_EVENTS)
             .map(|index| {
                 let ts = before(now(), (BATCH_EVENTS - index) as i64);
-                run.record(
-                    task_done(ts)
-                        .prop("batch", batch as i64)
-                        .prop("index", index as i64),
-                )
+                run.record(task_done(ts).prop("batch", batch as i64).prop("index", index as i64))
             })
             .collect();
         store.insert_batch(&events, DropCounts::default()).unwrap();
@@ -70,12 +66,7 @@ struct ChildRun {
 
 /// Runs the child on `dir` and kills it `delay` after it is ready to write (or after it
 /// starts, when `kill_while_opening`).
-fn run_child_and_kill(
-    dir: &Path,
-    first_batch: u64,
-    delay: Duration,
-    kill_while_opening: bool,
-) -> ChildRun {
+fn run_child_and_kill(dir: &Path, first_batch: u64, delay: Duration, kill_while_opening: bool) -> ChildRun {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir)
@@ -94,12 +85,7 @@ fn run_child_and_kill(
     let status = child.wait().unwrap();
     stdout.read_to_string(&mut output).unwrap();
     let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(
         status.signal(),
         Some(9),
@@ -145,34 +131,21 @@ fn sigkill_never_leaves_half_a_batch() {
         let child = run_child_and_kill(&dir, next_batch, delay, kill_while_opening);
         let context = format!(
             "iteration {iteration}, killed after {delay:?}{}; child printed:\n{}",
-            if kill_while_opening {
-                " from its start"
-            } else {
-                ""
-            },
+            if kill_while_opening { " from its start" } else { "" },
             child.output
         );
 
         let store = Store::open(&dir, &OpenOptions::default()).unwrap();
-        store
-            .quick_check()
-            .unwrap_or_else(|err| panic!("{err}; {context}"));
+        store.quick_check().unwrap_or_else(|err| panic!("{err}; {context}"));
         let stored = batches_stored_after(&store, last_seq);
         for batch in &child.committed {
-            assert_eq!(
-                stored.get(batch),
-                Some(&BATCH_EVENTS),
-                "batch {batch}; {context}"
-            );
+            assert_eq!(stored.get(batch), Some(&BATCH_EVENTS), "batch {batch}; {context}");
         }
         // Only the batch in flight at the kill may be stored without having been
         // reported: its commit can land just before the child dies.
         let in_flight = child.committed.last().map_or(next_batch, |batch| batch + 1);
         for (batch, events) in &stored {
-            assert_eq!(
-                *events, BATCH_EVENTS,
-                "batch {batch} is stored in part; {context}"
-            );
+            assert_eq!(*events, BATCH_EVENTS, "batch {batch} is stored in part; {context}");
             assert!(
                 child.committed.contains(batch) || *batch == in_flight,
                 "batch {batch} was never written; {context}"
@@ -193,9 +166,7 @@ fn sigkill_never_leaves_half_a_batch() {
         next_batch = in_flight + 1;
         last_seq = store
             .connection()
-            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |row| {
-                row.get(0)
-            })
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |row| row.get(0))
             .unwrap();
     }
     assert!(

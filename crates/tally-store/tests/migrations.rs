@@ -6,9 +6,7 @@ use rusqlite::Connection;
 use tally_store::read::Totals;
 use tally_store::rollup::Rollup;
 use tally_store::schema::{self, LATEST_VERSION};
-use tally_store::{
-    DB_FILE_NAME, DropCounts, Location, OpenOptions, Recovery, RetentionPolicy, Store, StoreError,
-};
+use tally_store::{DB_FILE_NAME, DropCounts, Location, OpenOptions, Recovery, RetentionPolicy, Store, StoreError};
 
 use crate::app_events::{AppRun, now, task_done};
 
@@ -102,10 +100,8 @@ fn schema_sql(conn: &Connection) -> Vec<(String, String, Option<String>)> {
 /// rows in every table it has; returns the seeded tables.
 fn build_store_at(dir: &Path, version: i64) -> Vec<String> {
     let mut conn = Connection::open(dir.join(DB_FILE_NAME)).unwrap();
-    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
-        .unwrap();
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .unwrap();
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).unwrap();
     schema::migrate_to(&mut conn, version).unwrap();
     assert_eq!(schema::version(&conn).unwrap(), version);
     let tables = tables(&conn);
@@ -114,9 +110,7 @@ fn build_store_at(dir: &Path, version: i64) -> Vec<String> {
         let (_, insert) = seeds
             .iter()
             .find(|(name, _)| name == table)
-            .unwrap_or_else(|| {
-                panic!("table {table} of version {version} has no seed rows in seeds()")
-            });
+            .unwrap_or_else(|| panic!("table {table} of version {version} has no seed rows in seeds()"));
         conn.execute_batch(insert).unwrap();
     }
     tables
@@ -125,9 +119,7 @@ fn build_store_at(dir: &Path, version: i64) -> Vec<String> {
 /// Totals of the seeded raw events, and of everything seeded (raw events and rollups).
 fn seeded_totals(tables: &[String]) -> (Totals, Totals) {
     let has = |name: &str| tables.iter().any(|table| table == name);
-    let key = |kind: &str, name: &str, command: &str, success| {
-        (kind.into(), name.into(), command.into(), success)
-    };
+    let key = |kind: &str, name: &str, command: &str, success| (kind.into(), name.into(), command.into(), success);
     let mut raw = Totals::new();
     if has("events") {
         let created = raw
@@ -141,10 +133,7 @@ fn seeded_totals(tables: &[String]) -> (Totals, Totals) {
     }
     let mut all = raw.clone();
     if has("metrics") {
-        all.insert(
-            key("task", "task_completed", "task done", 1),
-            rolled_up_tasks(),
-        );
+        all.insert(key("task", "task_completed", "task done", 1), rolled_up_tasks());
     }
     (raw, all)
 }
@@ -160,16 +149,8 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
 
         let mut store = Store::open(temp.path(), &OpenOptions::default()).unwrap();
         let from = format!("upgrading from version {version}");
-        assert_eq!(
-            schema::version(store.connection()).unwrap(),
-            LATEST_VERSION,
-            "{from}"
-        );
-        assert_eq!(
-            schema_sql(store.connection()),
-            schema_sql(fresh.connection()),
-            "{from}"
-        );
+        assert_eq!(schema::version(store.connection()).unwrap(), LATEST_VERSION, "{from}");
+        assert_eq!(schema_sql(store.connection()), schema_sql(fresh.connection()), "{from}");
 
         let (raw, all) = seeded_totals(&seeded);
         assert_eq!(store.raw_totals().unwrap(), raw, "{from}");
@@ -182,10 +163,7 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
             assert_eq!(store.drop_counts().unwrap().buffer_full, 7, "{from}");
         }
         if seeded.iter().any(|table| table == "sessions") {
-            let session = store
-                .session(SESSION_ID)
-                .unwrap()
-                .expect("the old session row");
+            let session = store.session(SESSION_ID).unwrap().expect("the old session row");
             assert_eq!(
                 (
                     session.started_at.as_str(),
@@ -221,11 +199,7 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
         let report = store
             .run_maintenance(&RetentionPolicy::default(), now(), &|| false)
             .unwrap();
-        assert_eq!(
-            report.expired_for_age,
-            if old_events_stored { 3 } else { 0 },
-            "{from}"
-        );
+        assert_eq!(report.expired_for_age, if old_events_stored { 3 } else { 0 }, "{from}");
         assert_eq!(store.totals().unwrap(), totals, "{from}");
         store.quick_check().unwrap();
     }
@@ -242,12 +216,9 @@ fn build_store_from_next_version(dir: &Path, journal_mode: &str) {
         .unwrap();
     drop(store);
     let conn = Connection::open(dir.join(DB_FILE_NAME)).unwrap();
-    conn.pragma_update(None, "user_version", LATEST_VERSION + 1)
+    conn.pragma_update(None, "user_version", LATEST_VERSION + 1).unwrap();
+    conn.query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |_| Ok(()))
         .unwrap();
-    conn.query_row(&format!("PRAGMA journal_mode = {journal_mode}"), [], |_| {
-        Ok(())
-    })
-    .unwrap();
 }
 
 #[test]

@@ -72,10 +72,7 @@ fn garbage_in_place_of_the_store_is_moved_aside() {
     // the fresh store.
     for (suffix, old) in [("-wal", &wal), ("-shm", &shm)] {
         if let Ok(beside) = std::fs::read(with_suffix(&path, suffix)) {
-            assert!(
-                beside != *old,
-                "the old {suffix} was left beside the fresh store"
-            );
+            assert!(beside != *old, "the old {suffix} was left beside the fresh store");
         }
     }
 }
@@ -174,12 +171,14 @@ fn a_store_with_damaged_event_pages_is_found_by_quick_check_and_replaced() {
     let err = store.quick_check().unwrap_err();
     assert!(err.is_corrupt(), "{err}");
     drop(store);
-    let (mut store, recovery) =
-        Store::replace_corrupt(temp.path(), &OpenOptions::default(), err.to_string()).unwrap();
+    let (mut store, recovery) = Store::replace_corrupt(temp.path(), &OpenOptions::default(), err.to_string()).unwrap();
     let Recovery::MovedAside { moved_to, .. } = recovery else {
         panic!("expected the file to be moved aside, got {recovery:?}");
     };
-    assert!(std::fs::read(&moved_to).unwrap() == bytes, "the moved file is not the damaged one");
+    assert!(
+        std::fs::read(&moved_to).unwrap() == bytes,
+        "the moved file is not the damaged one"
+    );
     assert_eq!(store.event_count().unwrap(), 0);
     let event = AppRun::new(SESSION).record(task_done(now()));
     store.insert_batch(&[event], DropCounts::default()).unwrap();
@@ -210,13 +209,7 @@ fn an_unwritable_location_gives_a_store_in_memory() {
         let events = [run.record(task_done(now())), run.record(task_done(now()))];
         let outcome = store.insert_batch(&events, DropCounts::default()).unwrap();
         assert_eq!(outcome.inserted, 2);
-        assert_eq!(
-            store.session(SESSION).unwrap().unwrap().commands_executed,
-            2
-        );
+        assert_eq!(store.session(SESSION).unwrap().unwrap().commands_executed, 2);
     }
-    assert_eq!(
-        std::fs::read_to_string(&blocker).unwrap(),
-        "not a directory"
-    );
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "not a directory");
 }

@@ -18,12 +18,7 @@ const NAMES: [(&str, &str); 5] = [
     ("error", "error_occurred"),
     ("session", "session_started"),
 ];
-const COMMANDS: [Option<&str>; 4] = [
-    Some("task done"),
-    Some("workspace create"),
-    Some("sync"),
-    None,
-];
+const COMMANDS: [Option<&str>; 4] = [Some("task done"), Some("workspace create"), Some("sync"), None];
 const OUTCOMES: [Option<bool>; 3] = [Some(true), Some(false), None];
 
 /// An event of one of the kinds apps record, with any outcome and duration.
@@ -144,12 +139,9 @@ fn expiring_old_events_keeps_totals_identical() {
     assert_eq!(events_per_rollup_hour(&store), per_hour);
     let rollups = rollup_rows(&store);
 
-    let report = store
-        .run_maintenance(&policy(90), now(), &|| false)
-        .unwrap();
+    let report = store.run_maintenance(&policy(90), now(), &|| false).unwrap();
 
-    let (old, recent): (Vec<Event>, Vec<Event>) =
-        events.iter().cloned().partition(|event| event.ts < cutoff);
+    let (old, recent): (Vec<Event>, Vec<Event>) = events.iter().cloned().partition(|event| event.ts < cutoff);
     assert_eq!(report.expired_for_age, old.len() as u64);
     assert_eq!(report.trimmed_for_size, 0);
     assert_eq!(store.totals().unwrap(), totals);
@@ -158,15 +150,10 @@ fn expiring_old_events_keeps_totals_identical() {
     assert_eq!(raw_event_ids(&store), recent_ids);
     let mut only_recent = Store::open_in_memory().unwrap();
     insert_all(&mut only_recent, &recent);
-    assert_eq!(
-        store.raw_totals().unwrap(),
-        only_recent.raw_totals().unwrap()
-    );
+    assert_eq!(store.raw_totals().unwrap(), only_recent.raw_totals().unwrap());
     store.quick_check().unwrap();
 
-    let report = store
-        .run_maintenance(&policy(90), now(), &|| false)
-        .unwrap();
+    let report = store.run_maintenance(&policy(90), now(), &|| false).unwrap();
     assert_eq!((report.expired_for_age, report.trimmed_for_size), (0, 0));
     assert_eq!(store.totals().unwrap(), totals);
     assert_eq!(raw_event_ids(&store), recent_ids);

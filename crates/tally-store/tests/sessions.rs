@@ -24,9 +24,7 @@ fn a_session_row_sums_every_batch_of_its_session() {
     // flush; the row must still span the earliest to the latest event.
     let first = vec![
         run.record(task_done(at("2026-11-22T10:00:05.250Z"))),
-        run.record(
-            Event::builder("workspace", "workspace_created").ts(at("2026-11-22T10:00:01.000Z")),
-        ),
+        run.record(Event::builder("workspace", "workspace_created").ts(at("2026-11-22T10:00:01.000Z"))),
         run.record(Event::builder("task", "task_completed").ts(at("2026-11-22T10:00:10.000Z"))),
         other.record(task_done(at("2026-11-22T09:00:00.000Z"))),
     ];
@@ -41,9 +39,7 @@ fn a_session_row_sums_every_batch_of_its_session() {
     ];
     store.insert_batch(&second, DropCounts::default()).unwrap();
     // A batch within the span changes the counters and nothing else.
-    let third = vec![run.record(
-        Event::builder("workspace", "workspace_created").ts(at("2026-11-22T10:00:20.000Z")),
-    )];
+    let third = vec![run.record(Event::builder("workspace", "workspace_created").ts(at("2026-11-22T10:00:20.000Z")))];
     store.insert_batch(&third, DropCounts::default()).unwrap();
 
     assert_eq!(

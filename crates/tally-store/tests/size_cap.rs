@@ -64,9 +64,7 @@ fn the_size_cap_keeps_the_newest_events_within_the_cap() {
     let run = AppRun::new("0198a0b1-0000-7000-8000-0000000000a1");
     let mut events = Vec::new();
     while bytes_in_pages(&store) < GROWN_BYTES {
-        let batch: Vec<Event> = (0..500)
-            .map(|i| failed_sync(&run, events.len() as i64 + i))
-            .collect();
+        let batch: Vec<Event> = (0..500).map(|i| failed_sync(&run, events.len() as i64 + i)).collect();
         store.insert_batch(&batch, DropCounts::default()).unwrap();
         events.extend(batch);
     }
@@ -92,14 +90,9 @@ fn the_size_cap_keeps_the_newest_events_within_the_cap() {
     // The events were made oldest first: the kept ones must be the newest.
     let oldest_kept: String = store
         .connection()
-        .query_row("SELECT id FROM events ORDER BY ts LIMIT 1", [], |row| {
-            row.get(0)
-        })
+        .query_row("SELECT id FROM events ORDER BY ts LIMIT 1", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(
-        oldest_kept,
-        events[events.len() - kept as usize].id.to_string()
-    );
+    assert_eq!(oldest_kept, events[events.len() - kept as usize].id.to_string());
     store.quick_check().unwrap();
 
     // Reopened, the store still sits under the cap: nothing was left for a later

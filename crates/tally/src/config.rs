@@ -132,7 +132,12 @@ impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(err) if matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
                 return Ok(ConfigFile::default());
             }
             Err(source) => {
@@ -272,8 +277,9 @@ pub struct Settings {
 
 impl Settings {
     /// Resolves the settings of `app` from its config file and the environment.
-    /// A problem with the file turns recording off (with the reason in the error).
-    pub fn resolve(app: &str) -> Result<Settings, (ConfigError, Settings)> {
+    /// A problem with the file turns recording off; it is returned beside the settings
+    /// so that the caller can say why.
+    pub fn resolve(app: &str) -> (Settings, Option<ConfigError>) {
         let paths = Paths::for_app(app);
         let prefix = env_prefix(app);
         let debug = non_empty_env(&format!("{prefix}_TELEMETRY_DEBUG")).is_some_and(|value| value != "0");
@@ -318,10 +324,7 @@ impl Settings {
                     .map_or(defaults.max_bytes, |mb| mb.saturating_mul(1024 * 1024)),
             },
         };
-        match problem {
-            None => Ok(settings),
-            Some(err) => Err((err, settings)),
-        }
+        (settings, problem)
     }
 }
 
@@ -371,7 +374,10 @@ mod tests {
 
         std::fs::write(&path, "level = \"loud\"\n").unwrap();
         let err = ConfigFile::load(&path).unwrap_err().to_string();
-        assert!(err.contains("level: must be one of off, basic, enhanced, full"), "{err}");
+        assert!(
+            err.contains("level: must be one of off, basic, enhanced, full"),
+            "{err}"
+        );
         std::fs::write(&path, "levle = \"full\"\n").unwrap();
         let err = ConfigFile::load(&path).unwrap_err().to_string();
         assert!(err.contains("unknown field `levle`"), "{err}");

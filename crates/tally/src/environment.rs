@@ -36,9 +36,9 @@ pub(crate) fn describe(builder: EventBuilder) -> EventBuilder {
 
 /// Whether a known CI variable is set to something other than empty, `0` or `false`.
 pub fn ci_detected() -> bool {
-    CI_VARIABLES.iter().any(|name| {
-        std::env::var(name).is_ok_and(|value| !value.is_empty() && value != "0" && value != "false")
-    })
+    CI_VARIABLES
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|value| !value.is_empty() && value != "0" && value != "false"))
 }
 
 /// `ID-VERSION_ID` from `/etc/os-release` (`debian-12`), on Linux.
@@ -57,7 +57,10 @@ fn os_release() -> Option<String> {
         None => id,
     };
     // Props are short tokens; a distribution name that is not one is left out.
-    let ok = release.len() <= 64 && release.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok = release.len() <= 64
+        && release
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     ok.then_some(release)
 }
 

@@ -31,7 +31,10 @@
 //! - `command`: [`CommandGuard`], which times a command.
 //! - `environment`: OS, arch, CPU count and CI, read without spawning processes.
 //! - [`testing`]: a test double that captures events in memory.
+//! - `cli` (feature `cli`): the user's own commands, as a clap subcommand a host mounts.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod command;
 pub mod config;
 mod environment;

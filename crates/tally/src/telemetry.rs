@@ -73,9 +73,9 @@ impl Telemetry {
             })),
         };
         if let Some(inner) = &telemetry.inner {
-            inner
-                .sink
-                .push(Queued::SessionStart(Event::builder("session", "session_started").stamp()));
+            inner.sink.push(Queued::SessionStart(
+                Event::builder("session", "session_started").stamp(),
+            ));
         }
         telemetry
     }
@@ -229,10 +229,7 @@ impl TelemetryBuilder {
     /// Opens telemetry. Never fails and never panics: on any problem the handle records
     /// nothing, and with `<APP>_TELEMETRY_DEBUG=1` says why on stderr.
     pub fn open(self) -> Telemetry {
-        let (settings, problem) = match Settings::resolve(&self.app) {
-            Ok(settings) => (settings, None),
-            Err((err, settings)) => (settings, Some(err)),
-        };
+        let (settings, problem) = Settings::resolve(&self.app);
         let debug = |message: std::fmt::Arguments<'_>| {
             if settings.debug {
                 eprintln!("tally: {}: {message}", self.app);
@@ -255,7 +252,10 @@ impl TelemetryBuilder {
             return Telemetry::disabled();
         }
         if self.first_run_notice && !settings.dir.join(tally_store::DB_FILE_NAME).exists() {
-            let off = self.off_hint.clone().unwrap_or_else(|| format!("tally --app {} off", self.app));
+            let off = self
+                .off_hint
+                .clone()
+                .unwrap_or_else(|| format!("tally --app {} off", self.app));
             eprintln!("{}", first_run_notice(&self.app, &settings, &off));
         }
         debug(format_args!(

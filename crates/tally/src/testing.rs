@@ -47,7 +47,10 @@ pub fn capture(app: &str, level: Level) -> (Telemetry, Captured) {
         hasher: KeyedHasher::new(&SECRET),
         captured: captured.clone(),
     };
-    (Telemetry::from_sink(app, level, session_id, Sink::Capture(sink)), captured)
+    (
+        Telemetry::from_sink(app, level, session_id, Sink::Capture(sink)),
+        captured,
+    )
 }
 
 /// The events a captured [`Telemetry`] recorded.
@@ -74,7 +77,12 @@ impl Captured {
 
     /// The events with this name.
     pub fn named(&self, name: &str) -> Vec<Event> {
-        self.lock().events.iter().filter(|event| event.name == name).cloned().collect()
+        self.lock()
+            .events
+            .iter()
+            .filter(|event| event.name == name)
+            .cloned()
+            .collect()
     }
 
     /// Why events were refused (the real SDK drops and counts them).

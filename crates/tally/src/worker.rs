@@ -199,7 +199,14 @@ impl Worker {
         let opened = Store::open_or_recover(&self.settings.dir, &options).or_else(|err| {
             // Not recoverable in place (for example a lock held past the busy timeout
             // while creating the schema): keep this run's events in memory instead.
-            Store::open_in_memory().map(|store| (store, Recovery::InMemory { reason: err.to_string() }))
+            Store::open_in_memory().map(|store| {
+                (
+                    store,
+                    Recovery::InMemory {
+                        reason: err.to_string(),
+                    },
+                )
+            })
         });
         let (mut store, recovery) = match opened {
             Ok(opened) => opened,
@@ -211,7 +218,10 @@ impl Worker {
         match &recovery {
             Recovery::None => {}
             Recovery::MovedAside { reason, moved_to } => {
-                self.debug(format_args!("{reason}; moved it to {} and started afresh", moved_to.display()));
+                self.debug(format_args!(
+                    "{reason}; moved it to {} and started afresh",
+                    moved_to.display()
+                ));
             }
             Recovery::InMemory { reason } => {
                 self.debug(format_args!("{reason}; keeping this run's events in memory only"));
@@ -331,7 +341,10 @@ impl Worker {
     /// Picks up a level changed in the config file (`tally off`) while the app runs,
     /// unless the environment decides the level.
     fn reload_level(&mut self) {
-        if !matches!(self.settings.level_source, LevelSource::ConfigFile | LevelSource::Default) {
+        if !matches!(
+            self.settings.level_source,
+            LevelSource::ConfigFile | LevelSource::Default
+        ) {
             return;
         }
         let now = modified(&self.settings.config_file);
@@ -339,7 +352,7 @@ impl Worker {
             return;
         }
         self.config_modified = now;
-        let settings = Settings::resolve(&self.app).unwrap_or_else(|(_, settings)| settings);
+        let settings = Settings::resolve(&self.app).0;
         if settings.level != self.settings.level {
             self.debug(format_args!("level is now {}", settings.level));
         }
@@ -356,7 +369,10 @@ impl Worker {
         };
         match Store::replace_corrupt(&self.settings.dir, &options, reason) {
             Ok((mut store, Recovery::MovedAside { reason, moved_to })) => {
-                self.debug(format_args!("{reason}; moved it to {} and started afresh", moved_to.display()));
+                self.debug(format_args!(
+                    "{reason}; moved it to {} and started afresh",
+                    moved_to.display()
+                ));
                 if let Ok(identity) = store.identity() {
                     self.install_id = identity.install_id;
                     self.hasher = Some(KeyedHasher::new(&identity.secret));

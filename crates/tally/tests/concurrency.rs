@@ -54,13 +54,19 @@ fn eight_processes_write_one_store_without_loss() {
     }
     let db = child::open_db(&dir);
     let count: i64 = db
-        .query_row("SELECT count(*) FROM events WHERE name = 'load_event'", [], |row| row.get(0))
+        .query_row("SELECT count(*) FROM events WHERE name = 'load_event'", [], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(count as usize, PROCESSES * EVENTS_PER_PROCESS);
-    let sessions: i64 = db.query_row("SELECT count(*) FROM sessions", [], |row| row.get(0)).unwrap();
+    let sessions: i64 = db
+        .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))
+        .unwrap();
     assert_eq!(sessions as usize, PROCESSES);
     let dropped: Option<String> = db
-        .query_row("SELECT value FROM meta WHERE key = 'dropped_buffer_full'", [], |row| row.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'dropped_buffer_full'", [], |row| {
+            row.get(0)
+        })
         .ok();
     assert_eq!(dropped, None, "events were dropped");
     let check: String = db.query_row("PRAGMA quick_check", [], |row| row.get(0)).unwrap();

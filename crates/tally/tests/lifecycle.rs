@@ -18,15 +18,26 @@ fn child_opens_and_records_one_event() {
     let before = threads();
     let telemetry = Telemetry::builder(child::APP).version("1.0.0").open();
     let after = threads();
-    println!("RESULT enabled={} threads_started={}", telemetry.is_enabled(), after - before);
-    telemetry.record(Event::builder("command", "command_executed").command("task done").success(true));
+    println!(
+        "RESULT enabled={} threads_started={}",
+        telemetry.is_enabled(),
+        after - before
+    );
+    telemetry.record(
+        Event::builder("command", "command_executed")
+            .command("task done")
+            .success(true),
+    );
 }
 
 fn open_and_record(dir: &std::path::Path, envs: &[(&str, &str)]) -> (Vec<String>, String) {
     let mut command = child::command("lifecycle::child_opens_and_records_one_event", dir);
     command.envs(envs.iter().copied());
     let output = child::run(&mut command);
-    (child::results(&output), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        child::results(&output),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -81,7 +92,10 @@ fn first_run_notice_is_printed_once() {
     let dir = temp.path().join("store");
     let (_, first) = open_and_record(&dir, &[]);
     assert!(first.contains("testapp records usage telemetry"), "{first}");
-    assert!(first.contains(&dir.join("telemetry.db").display().to_string()), "says where: {first}");
+    assert!(
+        first.contains(&dir.join("telemetry.db").display().to_string()),
+        "says where: {first}"
+    );
     assert!(first.contains("DO_NOT_TRACK=1"), "says how to turn it off: {first}");
     let (_, second) = open_and_record(&dir, &[]);
     assert_eq!(second, "");
@@ -126,8 +140,7 @@ fn host_exits_within_the_shutdown_timeout_while_another_process_holds_the_lock()
     std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()), &mut line).unwrap();
     while !line.contains("RESULT locked") {
         line.clear();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()), &mut line)
-            .unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()), &mut line).unwrap();
     }
     let started = Instant::now();
     let (results, stderr) = open_and_record(&dir, &[]);
@@ -138,7 +151,10 @@ fn host_exits_within_the_shutdown_timeout_while_another_process_holds_the_lock()
     assert_eq!(stderr, "");
     // The flush thread waits up to 5 s for the lock; the host must not. The bound is
     // far below that and far above the 100 ms shutdown timeout plus process start.
-    assert!(elapsed < Duration::from_millis(2_500), "host waited {elapsed:?} on a locked store");
+    assert!(
+        elapsed < Duration::from_millis(2_500),
+        "host waited {elapsed:?} on a locked store"
+    );
 }
 
 #[test]
@@ -164,13 +180,21 @@ fn a_full_buffer_drops_the_oldest_and_counts_them() {
     let dir = temp.path().join("store");
     child::run(&mut child::command("lifecycle::child_overflows_the_buffer", &dir));
     let db = child::open_db(&dir);
-    let stored: i64 = db.query_row("SELECT count(*) FROM events WHERE name = 'burst'", [], |row| row.get(0)).unwrap();
+    let stored: i64 = db
+        .query_row("SELECT count(*) FROM events WHERE name = 'burst'", [], |row| row.get(0))
+        .unwrap();
     let dropped: i64 = db
-        .query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dropped_buffer_full'", [], |row| row.get(0))
+        .query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dropped_buffer_full'",
+            [],
+            |row| row.get(0),
+        )
         .unwrap();
     // Every event is either stored or counted; the session events share the buffer.
     let session_events: i64 = db
-        .query_row("SELECT count(*) FROM events WHERE type = 'session'", [], |row| row.get(0))
+        .query_row("SELECT count(*) FROM events WHERE type = 'session'", [], |row| {
+            row.get(0)
+        })
         .unwrap();
     assert_eq!(stored + dropped + session_events, 102);
     assert!(dropped >= 80, "only {dropped} dropped from a buffer of 10");
@@ -199,7 +223,10 @@ fn child_is_turned_off_while_running() {
 fn turning_off_in_the_config_stops_a_running_app_at_once() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    child::run(&mut child::command("lifecycle::child_is_turned_off_while_running", &dir));
+    child::run(&mut child::command(
+        "lifecycle::child_is_turned_off_while_running",
+        &dir,
+    ));
     let db = child::open_db(&dir);
     let names: Vec<String> = db
         .prepare("SELECT name FROM events WHERE type = 'custom'")
@@ -216,7 +243,11 @@ fn corrupt_store_is_moved_aside_and_recording_goes_on() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("telemetry.db"), b"this is not a database, it is a shopping list".repeat(200)).unwrap();
+    std::fs::write(
+        dir.join("telemetry.db"),
+        b"this is not a database, it is a shopping list".repeat(200),
+    )
+    .unwrap();
     let (results, _) = open_and_record(&dir, &[]);
     assert_eq!(results, ["enabled=true threads_started=1"]);
     let moved: Vec<_> = std::fs::read_dir(&dir)
@@ -227,7 +258,11 @@ fn corrupt_store_is_moved_aside_and_recording_goes_on() {
     assert_eq!(moved.len(), 1, "{moved:?}");
     let db = child::open_db(&dir);
     let count: i64 = db
-        .query_row("SELECT count(*) FROM events WHERE name = 'command_executed'", [], |row| row.get(0))
+        .query_row(
+            "SELECT count(*) FROM events WHERE name = 'command_executed'",
+            [],
+            |row| row.get(0),
+        )
         .unwrap();
     assert_eq!(count, 1);
 }
@@ -243,5 +278,8 @@ fn unwritable_location_records_in_memory_and_the_host_is_unharmed() {
     let (results, stderr) = open_and_record(&dir, &[("TESTAPP_TELEMETRY_DEBUG", "1")]);
     assert_eq!(results, ["enabled=true threads_started=1"]);
     assert!(stderr.contains("in memory only"), "{stderr}");
-    assert!(stderr.contains("\"name\":\"command_executed\""), "events still finished: {stderr}");
+    assert!(
+        stderr.contains("\"name\":\"command_executed\""),
+        "events still finished: {stderr}"
+    );
 }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use tally::{Event, Telemetry};
-use tally_core::level::FIELD_LEVELS;
 use tally_core::Level;
+use tally_core::level::FIELD_LEVELS;
 
 use crate::child;
 
@@ -27,7 +27,10 @@ fn child_records_the_canary() {
             .target("task", format!("{CANARY}-task"))
             .prop("template", "rust"),
     );
-    command.failure("io", format!("cannot write /home/alice/{CANARY}/nexus.toml: workspace {CANARY} is locked"));
+    command.failure(
+        "io",
+        format!("cannot write /home/alice/{CANARY}/nexus.toml: workspace {CANARY} is locked"),
+    );
     assert!(telemetry.flush());
     // Read the files while the connection is open, so the WAL and shared memory exist.
     let dir = std::path::PathBuf::from(std::env::var("TESTAPP_TELEMETRY_DIR").unwrap());
@@ -43,15 +46,17 @@ fn a_workspace_name_never_reaches_the_store_files_at_any_level() {
     for level in ["basic", "enhanced", "full"] {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join("store");
-        let output = child::run(
-            child::command("privacy::child_records_the_canary", &dir).env("TESTAPP_TELEMETRY", level),
-        );
+        let output =
+            child::run(child::command("privacy::child_records_the_canary", &dir).env("TESTAPP_TELEMETRY", level));
         let results = child::results(&output);
         assert_eq!(results.len(), 3, "{results:?}");
         for line in &results {
             assert!(line.ends_with("canary=false"), "level {level}: {line}");
         }
-        assert!(results[1].contains("telemetry.db-wal") && !results[1].contains("bytes=0 "), "{results:?}");
+        assert!(
+            results[1].contains("telemetry.db-wal") && !results[1].contains("bytes=0 "),
+            "{results:?}"
+        );
         // And after the process is gone, whatever files remain.
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -65,7 +70,11 @@ fn a_workspace_name_never_reaches_the_store_files_at_any_level() {
         // The events are there, with the name hashed.
         let db = child::open_db(&dir);
         let workspace: Option<String> = db
-            .query_row("SELECT workspace FROM events WHERE name = 'workspace_created'", [], |row| row.get(0))
+            .query_row(
+                "SELECT workspace FROM events WHERE name = 'workspace_created'",
+                [],
+                |row| row.get(0),
+            )
             .unwrap();
         match level {
             "basic" => assert_eq!(workspace, None),
@@ -114,11 +123,27 @@ fn each_level_stores_exactly_the_fields_privacy_md_lists() {
             )
             .unwrap();
         let columns = [
-            "id", "ts", "app", "app_version", "source", "type", "name", "command", "session_id", "install_id",
-            "workspace", "target_type", "target_id", "duration_ms", "success", "error_category", "error_message",
+            "id",
+            "ts",
+            "app",
+            "app_version",
+            "source",
+            "type",
+            "name",
+            "command",
+            "session_id",
+            "install_id",
+            "workspace",
+            "target_type",
+            "target_id",
+            "duration_ms",
+            "success",
+            "error_category",
+            "error_message",
         ];
-        let props: serde_json::Map<String, serde_json::Value> =
-            props.map(|text| serde_json::from_str(&text).unwrap()).unwrap_or_default();
+        let props: serde_json::Map<String, serde_json::Value> = props
+            .map(|text| serde_json::from_str(&text).unwrap())
+            .unwrap_or_default();
         for (field, minimum) in FIELD_LEVELS {
             let stored = match *field {
                 "props" => props.contains_key("template"),

@@ -20,6 +20,13 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// See and control what nexus records about your usage.
+    #[command(subcommand)]
+    Telemetry(tally::cli::TelemetryCommand),
+    /// Your usage summary (short for `telemetry stats`).
+    Stats(tally::cli::StatsArgs),
+    /// Slow commands, failures and suggestions (short for `telemetry insights`).
+    Insights(tally::cli::InsightsArgs),
     /// Create or destroy workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
@@ -79,9 +86,21 @@ impl Template {
     fn files(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Template::Empty => &[],
-            Template::Rust => &[("Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n"), ("src/main.rs", "fn main() {}\n")],
-            Template::Node => &[("package.json", "{\"name\": \"app\", \"version\": \"0.1.0\"}\n"), ("index.js", "\n")],
-            Template::Python => &[("pyproject.toml", "[project]\nname = \"app\"\nversion = \"0.1.0\"\n"), ("app.py", "\n")],
+            Template::Rust => &[
+                (
+                    "Cargo.toml",
+                    "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+                ),
+                ("src/main.rs", "fn main() {}\n"),
+            ],
+            Template::Node => &[
+                ("package.json", "{\"name\": \"app\", \"version\": \"0.1.0\"}\n"),
+                ("index.js", "\n"),
+            ],
+            Template::Python => &[
+                ("pyproject.toml", "[project]\nname = \"app\"\nversion = \"0.1.0\"\n"),
+                ("app.py", "\n"),
+            ],
         }
     }
 }
@@ -120,28 +139,51 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     move |source| NexusError::Io { action, path, source }
 }
 
+/// The commands that do nexus's own work, and are recorded.
+enum Work {
+    Workspace(WorkspaceCommand),
+    Task(TaskCommand),
+}
+
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    // Looking at or changing telemetry is not itself recorded: `off` and `purge` must
+    // not leave a trace behind them.
+    let target = tally::cli::Target::new("nexus");
+    let work = match cli.command {
+        Command::Telemetry(command) => return Ok(tally::cli::run(&target, command)?),
+        Command::Stats(args) => return Ok(tally::cli::run(&target, tally::cli::TelemetryCommand::Stats(args))?),
+        Command::Insights(args) => {
+            return Ok(tally::cli::run(&target, tally::cli::TelemetryCommand::Insights(args))?);
+        }
+        Command::Workspace(command) => Work::Workspace(command),
+        Command::Task(command) => Work::Task(command),
+    };
+    run_work(cli.home, work)
+}
+
+fn run_work(home: Option<PathBuf>, work: Work) -> anyhow::Result<()> {
     let telemetry = Telemetry::builder("nexus")
         .version(env!("CARGO_PKG_VERSION"))
+        .off_command("nexus telemetry off")
         .open();
-    let home = match cli.home {
+    let home = match home {
         Some(home) => home,
         None => std::env::home_dir()
             .ok_or_else(|| anyhow::anyhow!("no home directory: set NEXUS_HOME or pass --home"))?
             .join(".nexus"),
     };
-    let (command_path, outcome) = match cli.command {
-        Command::Workspace(WorkspaceCommand::Create { name, template }) => {
+    let (command_path, outcome) = match work {
+        Work::Workspace(WorkspaceCommand::Create { name, template }) => {
             let mut guard = telemetry.command("workspace create");
             guard.workspace(&name);
             (guard, create_workspace(&telemetry, &home, &name, template))
         }
-        Command::Workspace(WorkspaceCommand::Destroy { name }) => {
+        Work::Workspace(WorkspaceCommand::Destroy { name }) => {
             let mut guard = telemetry.command("workspace destroy");
             guard.workspace(&name);
             (guard, destroy_workspace(&telemetry, &home, &name))
         }
-        Command::Task(TaskCommand::Done { name, workspace }) => {
+        Work::Task(TaskCommand::Done { name, workspace }) => {
             let mut guard = telemetry.command("task done");
             guard.target("task", &name);
             if let Some(workspace) = &workspace {
@@ -168,7 +210,11 @@ fn check_name(name: &str) -> Result<(), NexusError> {
         && name.len() <= 100
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok { Ok(()) } else { Err(NexusError::InvalidName(name.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(NexusError::InvalidName(name.to_owned()))
+    }
 }
 
 fn workspace_dir(home: &Path, name: &str) -> PathBuf {
@@ -222,7 +268,12 @@ fn destroy_workspace(telemetry: &Telemetry, home: &Path, name: &str) -> Result<S
     Ok(format!("destroyed workspace {name}"))
 }
 
-fn complete_task(telemetry: &Telemetry, home: &Path, name: &str, workspace: Option<&str>) -> Result<String, NexusError> {
+fn complete_task(
+    telemetry: &Telemetry,
+    home: &Path,
+    name: &str,
+    workspace: Option<&str>,
+) -> Result<String, NexusError> {
     check_name(name)?;
     let dir = match workspace {
         Some(workspace) => {

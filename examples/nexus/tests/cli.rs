@@ -64,7 +64,12 @@ fn commands_do_their_work_and_record_the_adr_004_events() {
     let created = sandbox.run(&["workspace", "create", "demo", "--template", "rust"]);
     assert!(created.status.success());
     assert!(sandbox.home.join("workspaces/demo/Cargo.toml").is_file());
-    assert!(sandbox.run(&["task", "done", "write-docs", "-w", "demo"]).status.success());
+    assert!(
+        sandbox
+            .run(&["task", "done", "write-docs", "-w", "demo"])
+            .status
+            .success()
+    );
     let log = std::fs::read_to_string(sandbox.home.join("workspaces/demo/tasks.done")).unwrap();
     assert_eq!(log, "write-docs\n");
     let again = sandbox.run(&["workspace", "create", "demo"]);
@@ -128,12 +133,18 @@ fn a_canary_workspace_name_never_reaches_the_store_bytes() {
         for entry in std::fs::read_dir(&sandbox.telemetry).unwrap() {
             let path = entry.unwrap().path();
             files += 1;
-            assert!(!contains(&std::fs::read(&path).unwrap(), CANARY), "level {level}: {} holds it", path.display());
+            assert!(
+                !contains(&std::fs::read(&path).unwrap(), CANARY),
+                "level {level}: {} holds it",
+                path.display()
+            );
         }
         assert!(files >= 1);
         let errors: i64 = sandbox
             .db()
-            .query_row("SELECT count(*) FROM events WHERE name = 'error_occurred'", [], |row| row.get(0))
+            .query_row("SELECT count(*) FROM events WHERE name = 'error_occurred'", [], |row| {
+                row.get(0)
+            })
             .unwrap();
         assert_eq!(errors, 3, "level {level}");
     }
@@ -142,7 +153,11 @@ fn a_canary_workspace_name_never_reaches_the_store_bytes() {
 #[test]
 fn do_not_track_leaves_no_file_and_the_command_still_works() {
     let sandbox = Sandbox::new();
-    let output = sandbox.nexus(&["workspace", "create", "quiet"]).env("DO_NOT_TRACK", "1").output().unwrap();
+    let output = sandbox
+        .nexus(&["workspace", "create", "quiet"])
+        .env("DO_NOT_TRACK", "1")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
     assert!(sandbox.home.join("workspaces/quiet").is_dir());

@@ -1,0 +1,241 @@
+//! What `Telemetry::record` costs the host's thread, with telemetry on and off, against
+//! baselines measured in the same run (see `docs/BENCHMARKS.md`).
+//!
+//! Telemetry reads its settings from the environment, and this workspace forbids the
+//! `unsafe` that `std::env::set_var` needs, so `main` re-runs this binary with
+//! `BENCHAPP_TELEMETRY_DIR` and `BENCHAPP_TELEMETRY_CONFIG` pointing into a temporary
+//! directory and `DO_NOT_TRACK` removed; the child runs the benchmarks.
+//!
+//! "On" is the real path: the event is stamped (UUIDv7 and time) and pushed into the
+//! bounded queue while the real flush thread finishes and writes batches to SQLite on
+//! the other core. Calls are timed in bursts of at most [`BURST`] events into a buffer of
+//! [`CAPACITY`], and the queue is flushed to the store, untimed, after each burst, so no
+//! timed call ever takes the buffer-full path (dropping the oldest); the child checks
+//! afterwards that every recorded event reached the store and none was dropped.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use crossbeam_queue::ArrayQueue;
+use tally::{Event, EventBuilder, Telemetry};
+
+/// Set in the child that runs the benchmarks.
+const CHILD: &str = "TALLY_RECORD_BENCH_CHILD";
+/// Most `record` calls timed before the buffer is flushed (untimed).
+const BURST: u64 = 10_000;
+/// The buffer of the "on" handle: far more than one burst, so nothing is dropped.
+const CAPACITY: usize = 1_000_000;
+
+/// The event every variant records.
+fn event() -> EventBuilder {
+    Event::builder("command", "command_executed")
+        .command("task done")
+        .duration_ms(3)
+        .success(true)
+}
+
+/// Times `iters` runs of `step` in bursts of at most [`BURST`], running `between`
+/// untimed after each burst.
+fn in_bursts<S>(iters: u64, state: &mut S, mut step: impl FnMut(&mut S), mut between: impl FnMut(&mut S)) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let burst = left.min(BURST);
+        let start = Instant::now();
+        for _ in 0..burst {
+            step(state);
+        }
+        total += start.elapsed();
+        between(state);
+        left -= burst;
+    }
+    total
+}
+
+fn flush(telemetry: &Telemetry) {
+    while !telemetry.flush() {}
+}
+
+fn bench_record(c: &mut Criterion, dir: &Path) {
+    let mut group = c.benchmark_group("record");
+
+    group.bench_function("baseline: empty closure", |b| b.iter(|| {}));
+
+    let mut vec: Vec<EventBuilder> = Vec::with_capacity(BURST as usize);
+    group.bench_function("baseline: Vec::push(builder)", |b| {
+        b.iter_custom(|iters| in_bursts(iters, &mut vec, |vec| black_box(vec).push(event()), |vec| vec.clear()));
+    });
+
+    let queue = ArrayQueue::new(BURST as usize);
+    group.bench_function("baseline: ArrayQueue::force_push(builder.stamp())", |b| {
+        b.iter_custom(|iters| {
+            in_bursts(
+                iters,
+                &mut (),
+                |()| {
+                    black_box(black_box(&queue).force_push(event().stamp()));
+                },
+                |()| while queue.pop().is_some() {},
+            )
+        });
+    });
+
+    let on = Telemetry::builder("benchapp")
+        .version("1.0.0")
+        .first_run_notice(false)
+        .buffer_capacity(CAPACITY)
+        .shutdown_timeout(Duration::from_secs(60))
+        .open();
+    assert!(on.is_enabled(), "telemetry should be on in the benchmark's child");
+    // The store is opened (and its first maintenance run) before anything is timed.
+    flush(&on);
+    let mut recorded = 0_u64;
+    group.bench_function("on", |b| {
+        b.iter_custom(|iters| {
+            recorded += iters;
+            in_bursts(iters, &mut (), |()| black_box(&on).record(event()), |()| flush(&on))
+        });
+    });
+
+    // The same, less the stamping: builders stamped (UUIDv7 and time) before the clock
+    // starts, so the difference from "on" is what the two clock reads and the UUID cost.
+    let mut stamped: Vec<EventBuilder> = Vec::with_capacity(BURST as usize);
+    let refill = |stamped: &mut Vec<EventBuilder>| stamped.extend((0..BURST).map(|_| event().stamp()));
+    group.bench_function("on, builder stamped before the clock starts", |b| {
+        b.iter_custom(|iters| {
+            recorded += iters;
+            stamped.clear();
+            refill(&mut stamped);
+            in_bursts(
+                iters,
+                &mut stamped,
+                |stamped| black_box(&on).record(stamped.pop().unwrap()),
+                |stamped| {
+                    flush(&on);
+                    stamped.clear();
+                    refill(stamped);
+                },
+            )
+        });
+    });
+
+    let disabled = Telemetry::disabled();
+    group.bench_function("off: Telemetry::disabled()", |b| {
+        b.iter(|| black_box(&disabled).record(event()));
+    });
+
+    // What a host could do today to skip building the event when telemetry is off.
+    group.bench_function("off: Telemetry::disabled(), record guarded by is_enabled()", |b| {
+        b.iter(|| {
+            let telemetry = black_box(&disabled);
+            if telemetry.is_enabled() {
+                telemetry.record(event());
+            }
+        });
+    });
+
+    let off_by_env = Telemetry::builder("benchoff")
+        .version("1.0.0")
+        .first_run_notice(false)
+        .open();
+    assert!(
+        !off_by_env.is_enabled(),
+        "BENCHOFF_TELEMETRY=off should turn telemetry off"
+    );
+    group.bench_function("off: BENCHOFF_TELEMETRY=off", |b| {
+        b.iter(|| black_box(&off_by_env).record(event()));
+    });
+    group.finish();
+
+    drop(on);
+    verify(dir, recorded);
+}
+
+/// Every timed `record` call wrote its event and none was dropped for a full buffer.
+fn verify(dir: &Path, recorded: u64) {
+    let conn = rusqlite::Connection::open(dir.join("telemetry.db")).unwrap();
+    let stored: u64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE name = 'command_executed'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let dropped: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'dropped_buffer_full'", [], |row| {
+            row.get(0)
+        })
+        .ok();
+    println!("record/on: {recorded} events recorded, {stored} stored, dropped for a full buffer: {dropped:?}");
+    assert_eq!(stored, recorded, "every recorded event should be stored");
+    assert_eq!(dropped, None, "no event should be dropped for a full buffer");
+}
+
+/// The parts of `record` (on), each alone, to show where its time goes.
+fn bench_parts(c: &mut Criterion) {
+    let mut group = c.benchmark_group("record parts");
+    group.bench_function("build and drop the builder", |b| b.iter(|| black_box(event())));
+    group.bench_function("uuid::Uuid::now_v7()", |b| b.iter(uuid::Uuid::now_v7));
+    group.bench_function("tally_core::time::now_millis()", |b| {
+        b.iter(tally_core::time::now_millis)
+    });
+    group.bench_function("jiff::Timestamp::now()", |b| b.iter(jiff::Timestamp::now));
+    group.bench_function("std::time::SystemTime::now()", |b| b.iter(std::time::SystemTime::now));
+    group.bench_function("build, stamp and drop the builder", |b| {
+        b.iter(|| black_box(event().stamp()))
+    });
+    let queue = ArrayQueue::new(BURST as usize);
+    group.bench_function("ArrayQueue::force_push(builder), no stamp", |b| {
+        b.iter_custom(|iters| {
+            in_bursts(
+                iters,
+                &mut (),
+                |()| {
+                    black_box(black_box(&queue).force_push(event()));
+                },
+                |()| while queue.pop().is_some() {},
+            )
+        });
+    });
+    group.finish();
+}
+
+/// Runs this binary again as the benchmark child, with the environment telemetry reads.
+fn run_child() -> ExitCode {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = dir.path().join("store");
+    let status = Command::new(std::env::current_exe().expect("path of this benchmark"))
+        .args(std::env::args_os().skip(1))
+        .env(CHILD, &store)
+        .env("BENCHAPP_TELEMETRY_DIR", &store)
+        .env("BENCHAPP_TELEMETRY_CONFIG", dir.path().join("telemetry.toml"))
+        .env("BENCHOFF_TELEMETRY_DIR", dir.path().join("off"))
+        .env("BENCHOFF_TELEMETRY_CONFIG", dir.path().join("off.toml"))
+        .env("BENCHOFF_TELEMETRY", "off")
+        .env_remove("DO_NOT_TRACK")
+        .env_remove("BENCHAPP_TELEMETRY")
+        .env_remove("BENCHAPP_TELEMETRY_DEBUG")
+        .status()
+        .expect("run the benchmark child");
+    if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("benchmark child failed: {status}");
+        ExitCode::FAILURE
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(store) = std::env::var_os(CHILD) else {
+        return run_child();
+    };
+    println!("size of EventBuilder: {} bytes", std::mem::size_of::<EventBuilder>());
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_record(&mut criterion, Path::new(&store));
+    bench_parts(&mut criterion);
+    criterion.final_summary();
+    ExitCode::SUCCESS
+}

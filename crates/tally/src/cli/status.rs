@@ -1,0 +1,79 @@
+//! `status`: what is recorded, where, and how much.
+
+use std::io::Write;
+
+use tally_core::Level;
+
+use super::human;
+use super::{CliError, Target};
+use crate::UploadMode;
+
+pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> {
+    let settings = target.settings();
+    let store_file = settings.dir.join(tally_store::DB_FILE_NAME);
+    writeln!(out, "{} telemetry", target.app)?;
+    let level_note = if settings.level == Level::Off {
+        "nothing is recorded"
+    } else {
+        "see docs/PRIVACY.md"
+    };
+    writeln!(
+        out,
+        "  level:      {} ({}; {level_note})",
+        settings.level, settings.level_source
+    )?;
+    let upload_note = match settings.upload {
+        UploadMode::Local => "nothing leaves this machine",
+        UploadMode::Sync => "only an explicit sync uploads",
+        UploadMode::Auto => "uploads in the background",
+    };
+    writeln!(out, "  upload:     {} ({upload_note})", settings.upload)?;
+    if let Some(endpoint) = &settings.endpoint {
+        writeln!(out, "  endpoint:   {endpoint}")?;
+    }
+    writeln!(out, "  config:     {}", settings.config_file.display())?;
+    let Some(store) = target.open_existing()? else {
+        writeln!(
+            out,
+            "  store:      {} (not created yet: nothing recorded)",
+            store_file.display()
+        )?;
+        write_limits(out, &settings)?;
+        return Ok(());
+    };
+    let status = store.status()?;
+    writeln!(
+        out,
+        "  store:      {} ({})",
+        store_file.display(),
+        human::bytes(status.size_bytes)
+    )?;
+    writeln!(
+        out,
+        "  events:     {} stored, {} counted in rollups",
+        human::count(status.events),
+        human::count(status.events_ever)
+    )?;
+    writeln!(out, "  sessions:   {}", human::count(status.sessions))?;
+    writeln!(out, "  oldest:     {}", status.oldest.as_deref().unwrap_or("-"))?;
+    writeln!(out, "  newest:     {}", status.newest.as_deref().unwrap_or("-"))?;
+    let dropped = status.drops.buffer_full + status.drops.invalid;
+    writeln!(
+        out,
+        "  dropped:    {} ({} buffer full, {} invalid)",
+        human::count(dropped),
+        human::count(status.drops.buffer_full),
+        human::count(status.drops.invalid)
+    )?;
+    write_limits(out, &settings)
+}
+
+fn write_limits(out: &mut dyn Write, settings: &crate::Settings) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "  retention:  raw events {} days, rollups kept",
+        settings.retention.retention_days
+    )?;
+    writeln!(out, "  size cap:   {}", human::bytes(settings.retention.max_bytes))?;
+    Ok(())
+}
