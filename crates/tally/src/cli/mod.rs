@@ -263,7 +263,7 @@ impl Target {
 pub fn run(target: &Target, command: TelemetryCommand) -> Result<(), CliError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match command {
+    let result = match command {
         TelemetryCommand::Status => status::run(target, &mut out),
         TelemetryCommand::On => consent::set_level(target, None, &mut out),
         TelemetryCommand::Off => consent::set_level(target, Some(Level::Off), &mut out),
@@ -277,6 +277,11 @@ pub fn run(target: &Target, command: TelemetryCommand) -> Result<(), CliError> {
         }
         TelemetryCommand::Report(args) => report::run(target, &args, &mut out),
         TelemetryCommand::Export(args) => export::run(target, &args, &mut out),
+    };
+    match result {
+        // The reader went away (`| head`): what it wanted was written.
+        Err(CliError::Io(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
