@@ -17,6 +17,9 @@
 //!   the column values computed before the clock starts.
 //! - `raw, primary key only, store's pragmas`: the same plus `auto_vacuum=INCREMENTAL`
 //!   and `secure_delete=ON`, to tell what the indexes cost from what the pragmas cost.
+//! - `raw, same schema, events converted inside the timing`: `raw, same schema` with the
+//!   turning of events into column values timed too, to tell what that conversion costs
+//!   from what the store's session and rollup bookkeeping costs.
 //!
 //! Criterion measures the sides one after the other; then an interleaved run writes one
 //! batch per side per round into fresh files (`FLUSH_ROUNDS` rounds, default 1000) and
@@ -224,14 +227,17 @@ struct Sides {
     pk_only_path: PathBuf,
     pk_pragmas: Connection,
     pk_pragmas_path: PathBuf,
+    same_converting: Connection,
+    same_converting_path: PathBuf,
 }
 
 /// What each side is called in the output, in `Side` order.
-const NAMES: [&str; 4] = [
+const NAMES: [&str; 5] = [
     "store: Store::insert_batch",
     "raw rusqlite: same schema",
     "raw rusqlite: primary key only",
     "raw rusqlite: primary key only, store's pragmas",
+    "raw rusqlite: same schema, events converted inside the timing",
 ];
 
 #[derive(Clone, Copy)]
@@ -240,9 +246,16 @@ enum Side {
     SameSchema,
     PkOnly,
     PkOnlyStorePragmas,
+    SameSchemaConverting,
 }
 
-const SIDES: [Side; 4] = [Side::Store, Side::SameSchema, Side::PkOnly, Side::PkOnlyStorePragmas];
+const SIDES: [Side; 5] = [
+    Side::Store,
+    Side::SameSchema,
+    Side::PkOnly,
+    Side::PkOnlyStorePragmas,
+    Side::SameSchemaConverting,
+];
 
 fn wal(conn: &Connection) {
     let mode: String = conn
@@ -258,15 +271,7 @@ impl Sides {
         let store_dir = dir.join("store");
         let store = Store::open(&store_dir, &options).unwrap();
 
-        // Same schema and pragmas: let the store make the file, then reopen it with
-        // rusqlite and set what the store sets on each connection.
-        let same_path = dir.join("same-schema").join(tally_store::DB_FILE_NAME);
-        drop(Store::open(same_path.parent().unwrap(), &options).unwrap());
-        let same = Connection::open(&same_path).unwrap();
-        same.busy_timeout(options.busy_timeout).unwrap();
-        wal(&same);
-        same.pragma_update(None, "secure_delete", "ON").unwrap();
-
+        let (same, same_path) = same_schema(&dir.join("same-schema"));
         let pk_only_path = dir.join("pk-only.db");
         let pk_only = Connection::open(&pk_only_path).unwrap();
         wal(&pk_only);
@@ -281,6 +286,8 @@ impl Sides {
         pk_pragmas.pragma_update(None, "secure_delete", "ON").unwrap();
         pk_pragmas.execute_batch(PK_ONLY_TABLE).unwrap();
 
+        let (same_converting, same_converting_path) = same_schema(&dir.join("same-schema-converting"));
+
         Sides {
             store,
             store_path: store_dir.join(tally_store::DB_FILE_NAME),
@@ -290,6 +297,8 @@ impl Sides {
             pk_only_path,
             pk_pragmas,
             pk_pragmas_path,
+            same_converting,
+            same_converting_path,
         }
     }
 
@@ -306,11 +315,17 @@ impl Sides {
             assert_eq!(outcome.inserted, BATCH);
             return elapsed;
         }
+        if let Side::SameSchemaConverting = side {
+            let start = Instant::now();
+            let rows: Vec<Row> = black_box(events).into_iter().map(Row::of).collect();
+            raw_insert(&mut self.same_converting, INSERT_OR_IGNORE, &rows);
+            return start.elapsed();
+        }
         let rows: Vec<Row> = events.into_iter().map(Row::of).collect();
         let (conn, sql) = match side {
             Side::SameSchema => (&mut self.same, INSERT_OR_IGNORE),
             Side::PkOnly => (&mut self.pk_only, PLAIN_INSERT),
-            Side::PkOnlyStorePragmas | Side::Store => (&mut self.pk_pragmas, PLAIN_INSERT),
+            _ => (&mut self.pk_pragmas, PLAIN_INSERT),
         };
         let start = Instant::now();
         raw_insert(conn, sql, black_box(&rows));
@@ -323,6 +338,7 @@ impl Sides {
             (NAMES[1], &self.same, &self.same_path),
             (NAMES[2], &self.pk_only, &self.pk_only_path),
             (NAMES[3], &self.pk_pragmas, &self.pk_pragmas_path),
+            (NAMES[4], &self.same_converting, &self.same_converting_path),
         ] {
             println!(
                 "  {name}: {} events in the file, {:.1} MB with its WAL",
@@ -331,6 +347,19 @@ impl Sides {
             );
         }
     }
+}
+
+/// A file with the store's schema and pragmas: the store makes it, then it is reopened
+/// with rusqlite and given what the store sets on each connection.
+fn same_schema(dir: &Path) -> (Connection, PathBuf) {
+    let options = OpenOptions::default();
+    drop(Store::open(dir, &options).unwrap());
+    let path = dir.join(tally_store::DB_FILE_NAME);
+    let conn = Connection::open(&path).unwrap();
+    conn.busy_timeout(options.busy_timeout).unwrap();
+    wal(&conn);
+    conn.pragma_update(None, "secure_delete", "ON").unwrap();
+    (conn, path)
 }
 
 fn count(conn: &Connection) -> i64 {
@@ -363,10 +392,14 @@ fn bench_flush(c: &mut Criterion) {
     sides.report_sizes();
 }
 
-fn median(samples: &[f64]) -> f64 {
+fn quantile(samples: &[f64], q: f64) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn median(samples: &[f64]) -> f64 {
+    quantile(samples, 0.5)
 }
 
 /// The same comparison interleaved: each round writes one batch with every side, in a
@@ -376,7 +409,7 @@ fn interleaved(rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut sides = Sides::open(dir.path());
     let mut run = Run::new();
-    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut times: [Vec<f64>; 5] = Default::default();
     for round in 0..rounds {
         for k in 0..SIDES.len() {
             let which = (round + k) % SIDES.len();
@@ -387,9 +420,9 @@ fn interleaved(rounds: usize) {
     println!("interleaved: {rounds} rounds, one {BATCH}-event batch per side per round, order rotating");
     println!();
     println!(
-        "| side | median ms/batch | events/s at the median | events/s overall | store/side ratio (median of rounds) |"
+        "| side | median ms/batch | p90 ms/batch | events/s at the median | events/s overall | store ÷ side, events/s (median of rounds) |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (which, name) in NAMES.iter().enumerate() {
         let med = median(&times[which]);
         let total: f64 = times[which].iter().sum();
@@ -399,8 +432,9 @@ fn interleaved(rounds: usize) {
             .map(|(side, store)| side / store)
             .collect();
         println!(
-            "| {name} | {:.3} | {:.0} | {:.0} | {:.3} |",
+            "| {name} | {:.3} | {:.3} | {:.0} | {:.0} | {:.3} |",
             med * 1e3,
+            quantile(&times[which], 0.9) * 1e3,
             BATCH as f64 / med,
             (BATCH * rounds) as f64 / total,
             median(&ratios)

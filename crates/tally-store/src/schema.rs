@@ -80,6 +80,35 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hour, app, type, name, command, success, error_category)
     ) WITHOUT ROWID;
     "#,
+    // 3: the collector's tables. A store on a user's machine leaves them empty; the
+    // collector's embedded backend fills them in the same transaction as each batch.
+    r#"
+    CREATE TABLE installs (
+        app         TEXT NOT NULL,
+        install_id  TEXT NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        PRIMARY KEY (app, install_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX installs_last_seen ON installs (app, last_seen);
+    CREATE TABLE totals (
+        app     TEXT NOT NULL,
+        type    TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        success INTEGER NOT NULL,            -- 1, 0, or -1 not reported
+        count   INTEGER NOT NULL,
+        PRIMARY KEY (app, type, name, success)
+    ) WITHOUT ROWID;
+    CREATE TABLE api_keys (
+        id          TEXT PRIMARY KEY,        -- public part of the key
+        app         TEXT NOT NULL,
+        role        TEXT NOT NULL,           -- ingest | admin
+        secret_hash TEXT NOT NULL,           -- hex SHA-256 of the whole key
+        label       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+    "#,
 ];
 
 /// Brings the schema of `conn` to [`LATEST_VERSION`].

@@ -53,16 +53,52 @@ fn seeds() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            // A store with rollups counts its raw events in them too, as every batch does:
+            // the two command events and the error of the "events" seed, and an older
+            // hour whose raw events have expired.
             "metrics",
             format!(
                 "INSERT INTO metrics (hour, app, type, name, command, success, error_category, \
                  count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, \
                  histogram) VALUES ('2026-05-02T09', 'nexus', 'task', 'task_completed', \
-                 'task done', 1, '', 5, 4, 1000, 100, 400, '{}')",
-                rolled_up_tasks().histogram.to_json()
+                 'task done', 1, '', 5, 4, 1000, 100, 400, '{}'), \
+                 ('2026-08-01T10', 'nexus', 'command', 'command_executed', 'workspace create', 1, '', \
+                  2, 2, 200, 80, 120, '{}'), \
+                 ('2026-08-01T10', 'nexus', 'error', 'error_occurred', 'sync', 0, 'io', \
+                  1, 0, 0, NULL, NULL, '{}')",
+                rolled_up_tasks().histogram.to_json(),
+                rollup_of(&[Some(120), Some(80)]).histogram.to_json(),
+                rollup_of(&[None]).histogram.to_json(),
             ),
         ),
+        (
+            "installs",
+            format!(
+                "INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES \
+                 ('nexus', '{INSTALL_ID}', '2026-08-01T10:00:00.000Z', '2026-08-01T10:00:03.000Z')"
+            ),
+        ),
+        (
+            "totals",
+            "INSERT INTO totals (app, type, name, success, count) VALUES \
+             ('nexus', 'command', 'command_executed', 1, 2), ('nexus', 'error', 'error_occurred', 0, 1)"
+                .to_owned(),
+        ),
+        (
+            "api_keys",
+            "INSERT INTO api_keys (id, app, role, secret_hash, label, created_at) VALUES \
+             ('k1', 'nexus', 'ingest', 'ab', 'ci', '2026-08-01T10:00:00.000Z')"
+                .to_owned(),
+        ),
     ]
+}
+
+fn rollup_of(durations: &[Option<u64>]) -> Rollup {
+    let mut rollup = Rollup::default();
+    for duration in durations {
+        rollup.add(*duration);
+    }
+    rollup
 }
 
 /// The tasks the seeded rollup row counts.
