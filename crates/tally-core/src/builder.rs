@@ -8,7 +8,7 @@
 //! common event allocates nothing for them.
 
 use std::borrow::Cow;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
 use uuid::Uuid;
@@ -32,6 +32,9 @@ pub struct EventBuilder {
     props: Vec<(Cow<'static, str>, PropValue)>,
     id: Option<Uuid>,
     ts: Option<Timestamp>,
+    /// The raw clock reading of [`EventBuilder::stamp`]: converting it to a timestamp
+    /// and making the UUIDv7 from it wait until `finish`, off the host's thread.
+    recorded_at: Option<SystemTime>,
 }
 
 /// What every event of one app run shares, and the rules to finish events under.
@@ -68,6 +71,7 @@ impl EventBuilder {
             props: Vec::new(),
             id: None,
             ts: None,
+            recorded_at: None,
         }
     }
 
@@ -137,14 +141,12 @@ impl EventBuilder {
         self
     }
 
-    /// Fixes the id and time now if they are not set yet, so that an event finished
-    /// later keeps the moment it was recorded.
+    /// Fixes the time of the event now, if it is not set yet: one clock read, so that an
+    /// event finished later keeps the moment it was recorded. The id is made from that
+    /// time by [`EventBuilder::finish`].
     pub fn stamp(mut self) -> Self {
-        if self.id.is_none() {
-            self.id = Some(Uuid::now_v7());
-        }
-        if self.ts.is_none() {
-            self.ts = Some(crate::time::now_millis());
+        if self.ts.is_none() && self.recorded_at.is_none() {
+            self.recorded_at = Some(SystemTime::now());
         }
         self
     }
@@ -186,9 +188,17 @@ impl EventBuilder {
             Props::new()
         };
 
+        let ts = match (self.ts, self.recorded_at) {
+            (Some(ts), _) => ts,
+            (None, Some(at)) => {
+                Timestamp::try_from(at).map_or_else(|_| crate::time::now_millis(), crate::time::truncate_to_millis)
+            }
+            (None, None) => crate::time::now_millis(),
+        };
+        let id = self.id.unwrap_or_else(|| new_id(ts));
         let event = Event {
-            id: self.id.unwrap_or_else(Uuid::now_v7),
-            ts: self.ts.unwrap_or_else(crate::time::now_millis),
+            id,
+            ts,
             app: ctx.app.to_owned(),
             app_version: ctx.app_version.to_owned(),
             source: ctx.source,
@@ -212,6 +222,14 @@ impl EventBuilder {
         event.validate()?;
         Ok(Some(event))
     }
+}
+
+/// A UUIDv7 whose time is `ts`, so that an event's id and time agree.
+fn new_id(ts: Timestamp) -> Uuid {
+    let nanos = ts.as_nanosecond();
+    let seconds = u64::try_from(nanos.div_euclid(1_000_000_000)).unwrap_or(0);
+    let subsec = u32::try_from(nanos.rem_euclid(1_000_000_000)).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, subsec))
 }
 
 /// Replaces the names this event carries (workspace, target) wherever the message
@@ -350,6 +368,25 @@ mod tests {
             .finish(&context(&hasher, Level::Basic))
             .unwrap_err();
         assert_eq!(err.field, "command");
+    }
+
+    #[test]
+    fn a_stamped_event_gets_an_id_of_its_own_time() {
+        let hasher = KeyedHasher::new(&[9; SECRET_LEN]);
+        let before = crate::time::now_millis();
+        let event = Event::builder("command", "x")
+            .stamp()
+            .finish(&context(&hasher, Level::Basic))
+            .unwrap()
+            .unwrap();
+        let after = crate::time::now_millis();
+        assert!(before <= event.ts && event.ts <= after);
+        assert_eq!(event.id.get_version_num(), 7);
+        let (seconds, nanos) = event.id.get_timestamp().unwrap().to_unix();
+        assert_eq!(
+            seconds as i64 * 1000 + i64::from(nanos / 1_000_000),
+            event.ts.as_millisecond()
+        );
     }
 
     #[test]

@@ -440,6 +440,20 @@ fn interleaved(rounds: usize) {
             median(&ratios)
         );
     }
+    // Whether the ratio drifts as the files grow: the first and the last fifth of the rounds.
+    let fifth = (rounds / 5).max(1);
+    for (which, name) in NAMES.iter().enumerate().skip(1) {
+        let ratios: Vec<f64> = times[which]
+            .iter()
+            .zip(&times[0])
+            .map(|(side, store)| side / store)
+            .collect();
+        println!(
+            "  store ÷ {name}: {:.3} over the first {fifth} rounds, {:.3} over the last {fifth}",
+            median(&ratios[..fifth]),
+            median(&ratios[rounds - fifth..])
+        );
+    }
     sides.report_sizes();
 }
 

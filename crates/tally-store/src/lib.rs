@@ -70,6 +70,23 @@ impl Store {
             Err(StoreError::Corrupt(verdict))
         }
     }
+
+    /// Like [`Store::quick_check`], but gives up as soon as `interrupted` answers true
+    /// (asked every few thousand steps): `Ok(false)` then means "not checked". A check
+    /// of a large file takes tens of milliseconds, which a host about to exit must not wait.
+    pub fn quick_check_unless(&self, interrupted: impl FnMut() -> bool + Send + 'static) -> Result<bool, StoreError> {
+        self.conn.progress_handler(4_096, Some(interrupted));
+        let verdict = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |row| row.get::<_, String>(0));
+        self.conn.progress_handler(0, None::<fn() -> bool>);
+        match verdict {
+            Ok(verdict) if verdict == "ok" => Ok(true),
+            Ok(verdict) => Err(StoreError::Corrupt(verdict)),
+            Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {

@@ -10,7 +10,13 @@ use crate::{DB_FILE_NAME, Store, StoreError, schema};
 /// How durable a commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synchronous {
-    /// Survives a crash of the process (WAL `synchronous=NORMAL`); the SDK's default.
+    /// Survives a crash or kill of the process, but not necessarily a power loss or OS
+    /// crash, after which the file may need to be moved aside (`synchronous=OFF`). The
+    /// SDK's setting: no commit or checkpoint ever waits for the disk, so a CLI's exit
+    /// does not either, and a damaged store is replaced on its own.
+    Off,
+    /// Survives a crash of the process; a power loss may lose the last commits but
+    /// never damages the file (WAL `synchronous=NORMAL`).
     Normal,
     /// Also survives power loss (`synchronous=FULL`); the collector's setting, since a
     /// 2xx there promises the events are committed.
@@ -30,7 +36,7 @@ impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             busy_timeout: Duration::from_secs(5),
-            synchronous: Synchronous::Normal,
+            synchronous: Synchronous::Off,
         }
     }
 }
@@ -128,6 +134,28 @@ impl Store {
         Ok((store, Recovery::MovedAside { reason, moved_to }))
     }
 
+    /// Copies the WAL into the database and empties it, if no other connection is in the
+    /// way; never waits (it gives up instead) and reports whether it finished.
+    ///
+    /// The first connection to open a store reads the whole WAL to rebuild its index, so
+    /// a WAL left large by the last process costs the next process's start. Keeping it
+    /// empty after each batch keeps a short CLI's telemetry cheap.
+    pub fn checkpoint_now(&self, busy_timeout: Duration) -> Result<bool, StoreError> {
+        if self.location == Location::Memory {
+            return Ok(true);
+        }
+        self.conn.busy_timeout(Duration::ZERO)?;
+        let result = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0));
+        self.conn.busy_timeout(busy_timeout)?;
+        match result {
+            Ok(busy) => Ok(busy == 0),
+            Err(err) if matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy)) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     fn prepare(mut conn: Connection, location: Location, options: &OpenOptions) -> Result<Store, StoreError> {
         conn.busy_timeout(options.busy_timeout)?;
         // Before any pragma below writes to the file: a store from a newer version must
@@ -150,8 +178,14 @@ impl Store {
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(StoreError::ReadOnly(format!("journal mode stayed {mode}")));
             }
+            // The last connection to close would otherwise checkpoint the WAL and delete
+            // it. A CLI closes its connection as the process exits, so that work would
+            // either delay the exit or be cut off halfway. Writers call
+            // `Store::checkpoint_now` after their batches instead.
+            conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         }
         let synchronous = match options.synchronous {
+            Synchronous::Off => "OFF",
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
         };

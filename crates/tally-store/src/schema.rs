@@ -45,7 +45,6 @@ pub const MIGRATIONS: &[&str] = &[
         props          TEXT                   -- flat JSON object, or NULL when empty
     );
     CREATE INDEX events_ts ON events (ts);
-    CREATE INDEX events_name_ts ON events (name, ts);
     CREATE TABLE sessions (
         session_id         TEXT PRIMARY KEY,
         app                TEXT NOT NULL,

@@ -1,9 +1,11 @@
 //! The background flush thread and the buffer between it and the host.
 //!
-//! The host's side is [`WorkerHandle::push`]: one `force_push` into a bounded lock-free
-//! queue (the oldest event is dropped and counted when it is full) and, once per
-//! `max_batch` events, a non-blocking wake-up. It never touches SQLite, the file system
-//! or a lock another process can hold, which is why `record()` cannot block.
+//! The host's side is [`WorkerHandle::push`]: one push into a lock-free queue bounded by
+//! a counter (past `buffer_capacity` the oldest event is dropped and counted) and, once
+//! per `max_batch` events, a non-blocking wake-up. It never touches SQLite, the file
+//! system or a lock another process can hold, which is why `record()` cannot block. The
+//! queue grows in small segments as events arrive, so opening telemetry allocates
+//! nothing up front: a short CLI run pays only for the events it records.
 //!
 //! The thread owns everything slow: opening (and if need be recovering) the store,
 //! the install identity and keyed hasher, finishing events (hashing, redaction, level),
@@ -16,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::SegQueue;
+use std::sync::atomic::AtomicUsize;
 use tally_core::{Event, EventBuilder, EventContext, KeyedHasher, Level, Source};
 use tally_store::{DropCounts, OpenOptions, Recovery, RetentionPolicy, Store};
 
@@ -37,10 +40,49 @@ enum Control {
     Shutdown(Sender<()>),
 }
 
+/// Events waiting for the flush thread, bounded by a count.
+pub(crate) struct Buffer {
+    queue: SegQueue<Queued>,
+    len: AtomicUsize,
+    capacity: usize,
+    /// Dropped because the buffer was full, not yet persisted.
+    dropped: AtomicU64,
+}
+
+impl Buffer {
+    fn new(capacity: usize) -> Buffer {
+        Buffer {
+            queue: SegQueue::new(),
+            len: AtomicUsize::new(0),
+            capacity: capacity.max(1),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `item`, dropping the oldest when over capacity; returns the length before.
+    fn push(&self, item: Queued) -> usize {
+        let before = self.len.fetch_add(1, Ordering::Relaxed);
+        self.queue.push(item);
+        if before >= self.capacity && self.pop().is_some() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        before
+    }
+
+    fn pop(&self) -> Option<Queued> {
+        let item = self.queue.pop()?;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        Some(item)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 /// The host's end of the flush thread.
 pub(crate) struct WorkerHandle {
-    queue: Arc<ArrayQueue<Queued>>,
-    dropped: Arc<AtomicU64>,
+    buffer: Arc<Buffer>,
     control: Sender<Control>,
     max_batch: usize,
     shutdown_timeout: Duration,
@@ -59,18 +101,16 @@ pub(crate) struct WorkerConfig {
 impl WorkerHandle {
     /// Starts the flush thread.
     pub(crate) fn start(config: WorkerConfig) -> std::io::Result<WorkerHandle> {
-        let queue = Arc::new(ArrayQueue::new(config.flush.buffer_capacity.max(1)));
-        let dropped = Arc::new(AtomicU64::new(0));
+        let buffer = Arc::new(Buffer::new(config.flush.buffer_capacity));
         // A few slots: wake-ups beyond the first are redundant and are simply not sent.
         let (control, control_rx) = crossbeam_channel::bounded(4);
         let handle = WorkerHandle {
-            queue: Arc::clone(&queue),
-            dropped: Arc::clone(&dropped),
+            buffer: Arc::clone(&buffer),
             control,
             max_batch: config.flush.max_batch.max(1),
             shutdown_timeout: config.flush.shutdown_timeout,
         };
-        let worker = Worker::new(config, queue, dropped);
+        let worker = Worker::new(config, buffer);
         std::thread::Builder::new()
             .name("tally-flush".into())
             .spawn(move || worker.run(&control_rx))?;
@@ -79,10 +119,7 @@ impl WorkerHandle {
 
     /// Buffers an event; never blocks.
     pub(crate) fn push(&self, item: Queued) {
-        if self.queue.force_push(item).is_some() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.queue.len() == self.max_batch {
+        if self.buffer.push(item) + 1 == self.max_batch {
             // Full or disconnected both mean the thread needs no further nudge.
             let _ = self.control.try_send(Control::Wake);
         }
@@ -116,8 +153,7 @@ struct Worker {
     session_id: String,
     settings: Settings,
     flush: FlushSettings,
-    queue: Arc<ArrayQueue<Queued>>,
-    dropped: Arc<AtomicU64>,
+    buffer: Arc<Buffer>,
     store: Option<Store>,
     install_id: String,
     hasher: Option<KeyedHasher>,
@@ -134,7 +170,7 @@ const MAINTENANCE_CHECK_EVERY: Duration = Duration::from_secs(60 * 60);
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Worker {
-    fn new(config: WorkerConfig, queue: Arc<ArrayQueue<Queued>>, dropped: Arc<AtomicU64>) -> Worker {
+    fn new(config: WorkerConfig, buffer: Arc<Buffer>) -> Worker {
         let config_modified = modified(&config.settings.config_file);
         Worker {
             app: config.app,
@@ -143,8 +179,7 @@ impl Worker {
             session_id: config.session_id,
             settings: config.settings,
             flush: config.flush,
-            queue,
-            dropped,
+            buffer,
             store: None,
             install_id: String::new(),
             hasher: None,
@@ -156,8 +191,12 @@ impl Worker {
     }
 
     fn run(mut self, control: &Receiver<Control>) {
+        // Open now, while the host does its work, so that its exit only waits for the
+        // one commit; the first flush happens on the interval, a wake-up or shutdown,
+        // which for a short CLI run means all its events go in one transaction.
+        // Maintenance, when due, runs meanwhile and stops as soon as the host asks for
+        // anything; what it finished stays done and the rest waits for a later run.
         self.open_store();
-        self.flush_all();
         self.maybe_maintain(control);
         loop {
             let message = control.recv_timeout(self.flush.flush_interval);
@@ -240,7 +279,7 @@ impl Worker {
     /// Writes everything buffered, one transaction per `max_batch` events.
     fn flush_all(&mut self) {
         if self.settings.level == Level::Off {
-            while self.queue.pop().is_some() {}
+            while self.buffer.pop().is_some() {}
             self.pending.clear();
             return;
         }
@@ -250,7 +289,7 @@ impl Worker {
         loop {
             self.finish_queued();
             let drops = DropCounts {
-                buffer_full: self.dropped.swap(0, Ordering::Relaxed),
+                buffer_full: self.buffer.dropped.swap(0, Ordering::Relaxed),
                 invalid: std::mem::take(&mut self.invalid),
             };
             if self.pending.is_empty() && drops.is_empty() {
@@ -259,7 +298,7 @@ impl Worker {
             if !self.write_pending(drops) {
                 return;
             }
-            if self.queue.is_empty() {
+            if self.buffer.is_empty() {
                 return;
             }
         }
@@ -281,7 +320,7 @@ impl Worker {
             level: self.settings.level,
         };
         while self.pending.len() < self.flush.max_batch {
-            let Some(item) = self.queue.pop() else {
+            let Some(item) = self.buffer.pop() else {
                 break;
             };
             let builder = match item {
@@ -316,6 +355,9 @@ impl Worker {
             match store.insert_batch(&self.pending, drops) {
                 Ok(_) => {
                     self.pending.clear();
+                    // Without fsyncs this costs a few page copies; it spares the next
+                    // process to open the store from reading a long WAL.
+                    let _ = store.checkpoint_now(self.flush.busy_timeout);
                     return true;
                 }
                 Err(err) if err.is_corrupt() && attempt == 0 => {
@@ -333,7 +375,7 @@ impl Worker {
             }
         }
         // Put the counts back so the next successful batch persists them.
-        self.dropped.fetch_add(drops.buffer_full, Ordering::Relaxed);
+        self.buffer.dropped.fetch_add(drops.buffer_full, Ordering::Relaxed);
         self.invalid += drops.invalid;
         false
     }
@@ -391,28 +433,40 @@ impl Worker {
         {
             return;
         }
-        self.last_maintenance_check = Some(Instant::now());
         let Some(store) = self.store.as_mut() else {
             return;
         };
         if !maintenance_due(store, &self.settings.retention) {
-            return;
-        }
-        // Damaged data pages pass every read `open` does; look for them once a day.
-        if let Err(err) = store.quick_check() {
-            if err.is_corrupt() {
-                self.replace_corrupt_store(err.to_string());
-            }
+            self.last_maintenance_check = Some(Instant::now());
             return;
         }
         let now = jiff::Timestamp::now();
         // Stop between chunks as soon as the host asks for anything.
-        match store.run_maintenance(&self.settings.retention, now, &|| !control.is_empty()) {
-            Ok(report) => self.debug(format_args!(
-                "maintenance: deleted {} expired and {} over-size raw events, {} -> {} bytes",
-                report.expired_for_age, report.trimmed_for_size, report.bytes_before, report.bytes_after
-            )),
-            Err(err) => self.debug(format_args!("maintenance failed: {err}")),
+        let report = match store.run_maintenance(&self.settings.retention, now, &|| !control.is_empty()) {
+            Ok(report) => report,
+            Err(err) => {
+                self.debug(format_args!("maintenance failed: {err}"));
+                return;
+            }
+        };
+        if !report.completed {
+            return;
+        }
+        // Damaged data pages pass every read `open` does; look for them once a day, as
+        // long as the host lets the check finish (a write that meets damage also
+        // replaces the store).
+        let waiting = control.clone();
+        let damage = match store.quick_check_unless(move || !waiting.is_empty()) {
+            Err(err) if err.is_corrupt() => Some(err.to_string()),
+            _ => None,
+        };
+        self.last_maintenance_check = Some(Instant::now());
+        self.debug(format_args!(
+            "maintenance: deleted {} expired and {} over-size raw events, {} -> {} bytes",
+            report.expired_for_age, report.trimmed_for_size, report.bytes_before, report.bytes_after
+        ));
+        if let Some(reason) = damage {
+            self.replace_corrupt_store(reason);
         }
     }
 }

@@ -53,8 +53,10 @@ fn a_workspace_name_never_reaches_the_store_files_at_any_level() {
         for line in &results {
             assert!(line.ends_with("canary=false"), "level {level}: {line}");
         }
+        // The WAL is usually empty here: each batch is checkpointed into the main file
+        // right after it commits. Whatever it holds was checked above.
         assert!(
-            results[1].contains("telemetry.db-wal") && !results[1].contains("bytes=0 "),
+            results[0].contains("telemetry.db ") && !results[0].contains("bytes=0 "),
             "{results:?}"
         );
         // And after the process is gone, whatever files remain.

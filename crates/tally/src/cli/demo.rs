@@ -321,6 +321,8 @@ pub fn run_demo(target: &Target, args: &DemoArgs, out: &mut dyn Write) -> Result
         }
     }
     written += flush(&mut store, &mut events)?;
+    // Leave the history in the main file, not in a large WAL the next reader recovers.
+    store.checkpoint_now(OpenOptions::default().busy_timeout)?;
     writeln!(
         out,
         "wrote {} events in {} sessions over {} days into {}",
