@@ -1,8 +1,12 @@
-//! The `tally` command: inspect and control any app's Tally store.
+//! The `tally` command: inspect and control any app's Tally store, and run the
+//! collector.
 //!
 //! `tally --app NAME <command>` finds the app's store as the SDK does (the platform data
 //! directory, `<APP>_TELEMETRY_DIR`, or `--dir`) and runs the same commands a host app
-//! mounts under its own name.
+//! mounts under its own name. `tally serve` and `tally keys` work on a collector's
+//! database instead.
+
+mod collector;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +15,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tally::cli::{DemoArgs, Target, TelemetryCommand};
 
-/// Privacy-first telemetry: see, control and export what an app records about you.
+/// Privacy-first telemetry: see, control and export what an app records about you, or
+/// collect opted-in uploads as an app's owner.
 #[derive(Debug, Parser)]
 #[command(name = "tally", version, about, propagate_version = true)]
 struct Cli {
@@ -34,6 +39,11 @@ enum Command {
     Telemetry(TelemetryCommand),
     /// Write a realistic, deterministic history into an empty store, to try the other commands.
     Demo(DemoArgs),
+    /// Run the collector: HTTP ingest, stats, /metrics and a live stream.
+    Serve(collector::ServeArgs),
+    /// Make, list and revoke the collector's API keys.
+    #[command(subcommand)]
+    Keys(collector::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,17 +58,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let app = cli
-        .app
-        .context("which app? pass --app NAME (for example --app nexus) or set TALLY_APP")?;
-    let target = Target {
-        app,
-        dir: cli.dir,
-        now: cli.now,
+    let target = || -> anyhow::Result<Target> {
+        let app = cli
+            .app
+            .clone()
+            .context("which app? pass --app NAME (for example --app nexus) or set TALLY_APP")?;
+        Ok(Target {
+            app,
+            dir: cli.dir.clone(),
+            now: cli.now,
+        })
     };
     match cli.command {
-        Command::Telemetry(command) => tally::cli::run(&target, command)?,
-        Command::Demo(args) => tally::cli::run_demo(&target, &args, &mut std::io::stdout().lock())?,
+        Command::Telemetry(command) => tally::cli::run(&target()?, command)?,
+        Command::Demo(ref args) => tally::cli::run_demo(&target()?, args, &mut std::io::stdout().lock())?,
+        Command::Serve(args) => collector::serve(args)?,
+        Command::Keys(command) => collector::keys(command)?,
     }
     Ok(())
 }

@@ -158,11 +158,7 @@ impl Store {
         range: &EventRange,
         mut each: impl FnMut(tally_core::Event) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let sql = format!(
-            "SELECT id, ts, app, app_version, source, type, name, command, session_id, install_id, workspace, \
-             target_type, target_id, duration_ms, success, error_category, error_message, props \
-             FROM events WHERE {RANGE_FILTER} ORDER BY ts, seq"
-        );
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {RANGE_FILTER} ORDER BY ts, seq");
         let mut statement = self.conn.prepare(&sql).map_err(StoreError::from)?;
         let mut rows = statement.query(range.bounds()).map_err(StoreError::from)?;
         let mut count = 0;
@@ -197,7 +193,12 @@ impl Store {
     }
 }
 
-fn event_from_row(row: &rusqlite::Row<'_>) -> Result<tally_core::Event, StoreError> {
+/// The `events` columns [`event_from_row`] reads, in its order.
+pub const EVENT_COLUMNS: &str = "id, ts, app, app_version, source, type, name, command, session_id, install_id, \
+     workspace, target_type, target_id, duration_ms, success, error_category, error_message, props";
+
+/// Reads an event from a row selected with [`EVENT_COLUMNS`].
+pub fn event_from_row(row: &rusqlite::Row<'_>) -> Result<tally_core::Event, StoreError> {
     let invalid = |what: &str, err: &dyn std::fmt::Display| StoreError::Invalid(format!("{what}: {err}"));
     let id: String = row.get(0)?;
     let ts: String = row.get(1)?;

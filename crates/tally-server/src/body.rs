@@ -1,0 +1,136 @@
+//! Reading a request body safely: content type, gzip, size after decompression and
+//! JSON depth are all checked before any JSON is parsed, so a hostile body costs at most
+//! `max_body_bytes` of memory and never a deep recursion.
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+
+use crate::config::ServerConfig;
+use crate::error::AppError;
+
+/// The body's bytes, decompressed and checked; not yet parsed.
+pub async fn read_json_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -> Result<Vec<u8>, AppError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(AppError::unsupported_media_type(format!(
+            "Content-Type must be application/json (got {:?})",
+            content_type
+        )));
+    }
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|value| value.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => false,
+        Some(encoding) if encoding.eq_ignore_ascii_case("gzip") => true,
+        Some(other) => {
+            return Err(AppError::unsupported_media_type(format!(
+                "Content-Encoding must be gzip or absent (got {other:?})"
+            )));
+        }
+    };
+    let limit = config.max_body_bytes;
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| AppError::too_large(format!("request body is larger than max_body_bytes = {limit} bytes")))?;
+    let bytes = if gzip {
+        let raw = raw.to_vec();
+        // Decompressing is CPU work; keep it off the async workers.
+        tokio::task::spawn_blocking(move || gunzip_bounded(&raw, limit))
+            .await
+            .map_err(|err| AppError::internal(format!("decompression task failed: {err}")))??
+    } else {
+        raw.to_vec()
+    };
+    check_depth(&bytes, config.max_json_depth)?;
+    Ok(bytes)
+}
+
+/// Decompresses at most `limit` bytes; one byte more means the body is too large.
+fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, AppError> {
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|err| AppError::bad_request("malformed_gzip", format!("body is not valid gzip: {err}")))?;
+    if out.len() > limit {
+        return Err(AppError::too_large(format!(
+            "request body is larger than max_body_bytes = {limit} bytes after decompression"
+        )));
+    }
+    Ok(out)
+}
+
+/// Refuses JSON nested deeper than `max_depth`, by counting brackets outside strings.
+fn check_depth(bytes: &[u8], max_depth: usize) -> Result<(), AppError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(AppError::bad_request(
+                        "too_deep",
+                        format!("JSON is nested deeper than max_json_depth = {max_depth}"),
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses checked bytes as JSON; a syntax error is a 400 that says where.
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, AppError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| AppError::bad_request("malformed_json", format!("body is not valid JSON: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_only_outside_strings() {
+        assert!(check_depth(br#"{"a": [[["x"]]]}"#, 4).is_ok());
+        assert!(check_depth(br#"{"a": [[[["x"]]]]}"#, 4).is_err());
+        assert!(check_depth(br#"{"a": "[[[[[[[[[[\"[[[["}"#, 2).is_ok());
+        let deep = "[".repeat(10_000);
+        let err = check_depth(deep.as_bytes(), 16).unwrap_err();
+        assert_eq!(err.code, "too_deep");
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        let err = gunzip_bounded(&bomb, 1 << 20).unwrap_err();
+        assert_eq!(err.code, "too_large");
+        assert!(err.message.contains("max_body_bytes"));
+    }
+}

@@ -1,0 +1,93 @@
+//! The collector's settings: defaults, a TOML file (`--config`), then flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use tally_core::limits;
+
+/// Every setting of `tally serve`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// A SQLite file path, or a `postgres://` URL.
+    pub db: String,
+    /// Largest request body after decompression, in bytes.
+    pub max_body_bytes: usize,
+    /// Most events in one batch.
+    pub max_batch_events: usize,
+    /// Largest event, as JSON, in bytes.
+    pub max_event_bytes: usize,
+    /// Deepest JSON nesting.
+    pub max_json_depth: usize,
+    /// Requests per second each key may make, on average.
+    pub rate_limit_per_second: f64,
+    /// Requests a key may make at once before the average applies.
+    pub rate_limit_burst: u32,
+    /// Days raw events are kept; rollups and totals are kept longer.
+    pub retention_days: u32,
+    /// When set, `/metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// Most clients on `/v1/stream` at once.
+    pub max_stream_subscribers: usize,
+    /// Event names per app shown as their own `/metrics` label; the rest are `other`.
+    pub metrics_top_names: usize,
+    /// Most events one group commit writes.
+    pub group_commit_max_events: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db: "tally-collector.db".to_owned(),
+            max_body_bytes: limits::MAX_BODY_BYTES,
+            max_batch_events: limits::MAX_BATCH_EVENTS,
+            max_event_bytes: limits::MAX_EVENT_BYTES,
+            max_json_depth: limits::MAX_JSON_DEPTH,
+            rate_limit_per_second: 50.0,
+            rate_limit_burst: 200,
+            retention_days: 90,
+            metrics_token: None,
+            max_stream_subscribers: 32,
+            metrics_top_names: 20,
+            group_commit_max_events: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; keys not in it keep their defaults. Errors name the key.
+    pub fn load(path: &Path) -> Result<ServerConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+        let config: ServerConfig =
+            toml::from_str(&text).map_err(|err| format!("{}: {}", path.display(), err.message()))?;
+        config.check().map_err(|err| format!("{}: {err}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks that every value is usable.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_batch_events", self.max_batch_events),
+            ("max_event_bytes", self.max_event_bytes),
+            ("max_json_depth", self.max_json_depth),
+            ("max_stream_subscribers", self.max_stream_subscribers),
+            ("group_commit_max_events", self.group_commit_max_events),
+            ("rate_limit_burst", self.rate_limit_burst as usize),
+            ("retention_days", self.retention_days as usize),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name}: must be at least 1"));
+            }
+        }
+        if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second > 0.0) {
+            return Err("rate_limit_per_second: must be a positive number".into());
+        }
+        Ok(())
+    }
+}

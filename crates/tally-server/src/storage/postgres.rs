@@ -1,0 +1,562 @@
+//! The production backend: PostgreSQL, shared by any number of collectors.
+//!
+//! Collectors keep no state of their own that another collector could contradict: the
+//! database dedupes events by their primary key `(id, ts)`, and every aggregate is
+//! changed by an upsert that adds to what is stored. So two collectors may receive the
+//! same retried batch at once and the event is still stored, and counted, once.
+//!
+//! A pool of connections ([`POOL_SIZE`]) serves all requests. [`PostgresStore::connect`]
+//! migrates the schema first (`migrations`). `events` is partitioned by month
+//! (`partitions`) so that retention drops whole months; a batch is written by
+//! `batch` in one transaction, retried a few times when PostgreSQL aborts it for a
+//! deadlock or serialization failure against another collector.
+//!
+//! Connections use no TLS (the workspace builds without OpenSSL): run the collector
+//! next to its database or through a TLS-terminating proxy.
+
+mod batch;
+mod migrations;
+mod partitions;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use jiff::Timestamp;
+use tally_core::Event;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use self::batch::Batch;
+use self::partitions::Month;
+use super::{ApiKey, EventQuery, RollupRow, SessionSummary, StorageError, Store, TotalRow};
+
+/// Connections per collector.
+pub const POOL_SIZE: usize = 16;
+
+/// How long opening a connection may take before the database counts as unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request waits for a free connection before the collector answers 503.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Attempts at one batch when PostgreSQL aborts it for a conflict with another writer.
+const INSERT_ATTEMPTS: u32 = 5;
+
+/// The collector's PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    /// Months known to have a partition, so that most batches skip the catalog. Another
+    /// collector's retention may detach one meanwhile; the insert then fails, this set is
+    /// cleared and the batch retried.
+    partitions: Mutex<HashSet<Month>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong talking to PostgreSQL, before it becomes a [`StorageError`].
+#[derive(Debug)]
+enum PostgresError {
+    Db(tokio_postgres::Error),
+    Pool(PoolError),
+    /// The schema in the database is not one this build can use.
+    Schema(String),
+    /// A value could not be converted to or from its stored form.
+    Data(String),
+}
+
+impl From<tokio_postgres::Error> for PostgresError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        PostgresError::Db(err)
+    }
+}
+
+impl From<PoolError> for PostgresError {
+    fn from(err: PoolError) -> Self {
+        PostgresError::Pool(err)
+    }
+}
+
+impl PostgresError {
+    fn db(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            PostgresError::Db(err) | PostgresError::Pool(PoolError::Backend(err)) => Some(err),
+            _ => None,
+        }
+    }
+
+    fn code(&self) -> Option<&SqlState> {
+        self.db().and_then(tokio_postgres::Error::code)
+    }
+
+    /// An insert routed a row to a month whose partition is gone (another collector's
+    /// retention detached it after this one cached it).
+    fn is_missing_partition(&self) -> bool {
+        self.db()
+            .and_then(tokio_postgres::Error::as_db_error)
+            .is_some_and(|db| *db.code() == SqlState::CHECK_VIOLATION && db.message().starts_with("no partition"))
+    }
+
+    /// Worth running the same transaction again.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self.code(),
+            Some(&SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED)
+        ) || self.is_missing_partition()
+    }
+
+    /// The database cannot be reached, refuses connections or is overloaded: the
+    /// client may retry later.
+    fn is_unavailable(&self) -> bool {
+        match self {
+            PostgresError::Pool(PoolError::Timeout(_) | PoolError::Closed) => true,
+            PostgresError::Db(err) | PostgresError::Pool(PoolError::Backend(err)) => match err.code() {
+                Some(code) => {
+                    let code = code.code();
+                    // 08: connection exception, 53: insufficient resources, 57P0x: the
+                    // server is shutting down or starting, 28: the login was refused,
+                    // 3D000: no such database; and conflicts that outlived the retries.
+                    ["08", "53", "57P0", "28"].iter().any(|class| code.starts_with(class))
+                        || ["3D000", "40001", "40P01", "55P03", "57014"].contains(&code)
+                }
+                None => {
+                    err.is_closed()
+                        || std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
+                        || err.to_string().starts_with("timeout")
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
+/// An error with every cause it wraps, for logs.
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl From<PostgresError> for StorageError {
+    fn from(err: PostgresError) -> Self {
+        let unavailable = err.is_unavailable();
+        let text = match err {
+            PostgresError::Db(err) => describe(&err),
+            PostgresError::Pool(err) => describe(&err),
+            PostgresError::Schema(text) | PostgresError::Data(text) => text,
+        };
+        if unavailable {
+            StorageError::Unavailable(format!("postgresql: {text}"))
+        } else {
+            StorageError::Internal(format!("postgresql: {text}"))
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StorageError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        PostgresError::from(err).into()
+    }
+}
+
+impl From<PoolError> for StorageError {
+    fn from(err: PoolError) -> Self {
+        PostgresError::from(err).into()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and
+    /// brings its schema up to date. Fails with [`StorageError::Unavailable`] when the
+    /// database cannot be reached.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StorageError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|err: tokio_postgres::Error| {
+            StorageError::Internal(format!("database URL: {}", describe(&err)))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tally-serve");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|err| StorageError::Internal(format!("connection pool: {err}")))?;
+        let store = PostgresStore {
+            pool,
+            partitions: Mutex::default(),
+        };
+        let mut client = store.client().await?;
+        migrations::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Object, PostgresError> {
+        Ok(self.pool.get().await?)
+    }
+
+    fn known_partitions(&self) -> std::sync::MutexGuard<'_, HashSet<Month>> {
+        self.partitions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One attempt at storing `batch`: its missing partitions first, then one
+    /// transaction for the events and everything they change.
+    async fn try_insert(&self, batch: &Batch, months: &BTreeSet<Month>) -> Result<Vec<bool>, PostgresError> {
+        let mut client = self.client().await?;
+        let missing: BTreeSet<Month> = {
+            let known = self.known_partitions();
+            months.iter().filter(|month| !known.contains(month)).copied().collect()
+        };
+        if !missing.is_empty() {
+            partitions::ensure(&mut client, &missing).await?;
+            self.known_partitions().extend(missing);
+        }
+        let tx = client.transaction().await?;
+        let stored = batch.write(&tx).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+}
+
+/// How long to wait before attempt `attempt + 1`: growing, with jitter so that two
+/// collectors that collided do not collide again.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = getrandom::u32().unwrap_or(0) % 10;
+    Duration::from_millis(u64::from(5 * 2u32.pow(attempt) + jitter))
+}
+
+/// `events` columns in the order [`event_from_row`] reads them.
+const EVENT_COLUMNS: &str = "id, ts, app, app_version, source, type, name, command, session_id, install_id, \
+     workspace, target_type, target_id, duration_ms, success, error_category, error_message, props";
+
+fn event_from_row(row: &Row) -> Result<Event, PostgresError> {
+    let source: &str = row.try_get(4)?;
+    let props: Option<serde_json::Value> = row.try_get(17)?;
+    Ok(Event {
+        id: row.try_get(0)?,
+        ts: row.try_get(1)?,
+        app: row.try_get(2)?,
+        app_version: row.try_get(3)?,
+        source: source
+            .parse()
+            .map_err(|err: String| PostgresError::Data(format!("stored event: {err}")))?,
+        kind: row.try_get(5)?,
+        name: row.try_get(6)?,
+        command: row.try_get(7)?,
+        session_id: row.try_get(8)?,
+        install_id: row.try_get(9)?,
+        workspace: row.try_get(10)?,
+        target_type: row.try_get(11)?,
+        target_id: row.try_get(12)?,
+        duration_ms: row.try_get::<_, Option<i64>>(13)?.map(|d| d.max(0) as u64),
+        success: row.try_get(14)?,
+        error_category: row.try_get(15)?,
+        error_message: row.try_get(16)?,
+        props: match props {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|err| PostgresError::Data(format!("stored event props: {err}")))?,
+            None => tally_core::Props::new(),
+        },
+    })
+}
+
+const KEY_COLUMNS: &str = "id, app, role, secret_hash, label, created_at, revoked_at";
+
+fn key_from_row(row: &Row) -> Result<ApiKey, PostgresError> {
+    let role: &str = row.try_get(2)?;
+    let hash: &[u8] = row.try_get(3)?;
+    Ok(ApiKey {
+        id: row.try_get(0)?,
+        app: row.try_get(1)?,
+        role: role.parse().map_err(PostgresError::Data)?,
+        secret_hash: hash
+            .try_into()
+            .map_err(|_| PostgresError::Data("api_keys.secret_hash is not 32 bytes".into()))?,
+        label: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        revoked_at: row.try_get(6)?,
+    })
+}
+
+/// Times are kept to the millisecond, like everywhere else in Tally.
+fn millis(ts: Timestamp) -> Timestamp {
+    tally_core::time::truncate_to_millis(ts)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn insert(&self, events: Vec<Event>) -> Result<Vec<bool>, StorageError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = Batch::new(events);
+        let months = batch.months();
+        let mut attempt = 0;
+        loop {
+            match self.try_insert(&batch, &months).await {
+                Ok(stored) => return Ok(stored),
+                Err(err) if err.is_transient() && attempt + 1 < INSERT_ATTEMPTS => {
+                    if err.is_missing_partition() {
+                        self.known_partitions().clear();
+                    }
+                    tracing::debug!(attempt, error = ?err, "retrying a batch after a conflict");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn rollups(&self, app: &str, from_hour: &str, to_hour: &str) -> Result<Vec<RollupRow>, StorageError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT hour, type, name, command, success, error_category, count, duration_count, duration_total_ms \
+                 FROM metrics WHERE app = $1 AND hour >= $2 AND hour < $3 \
+                 ORDER BY hour, type, name, command, success, error_category",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&app, &from_hour, &to_hour]).await?;
+        let rollups = rows
+            .iter()
+            .map(|row| {
+                Ok(RollupRow {
+                    hour: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    name: row.try_get(2)?,
+                    command: row.try_get(3)?,
+                    success: row.try_get::<_, i16>(4)?.into(),
+                    error_category: row.try_get(5)?,
+                    count: row.try_get::<_, i64>(6)? as u64,
+                    duration_count: row.try_get::<_, i64>(7)? as u64,
+                    duration_total_ms: row.try_get::<_, i64>(8)? as u64,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        Ok(rollups)
+    }
+
+    async fn sessions(&self, app: &str, from: Timestamp, to: Timestamp) -> Result<SessionSummary, StorageError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT count(*), avg(duration_ms)::float8 FROM sessions \
+                 WHERE app = $1 AND started_at >= $2 AND started_at < $3",
+            )
+            .await?;
+        let row = client.query_one(&statement, &[&app, &from, &to]).await?;
+        Ok(SessionSummary {
+            count: row.try_get::<_, i64>(0)? as u64,
+            avg_duration_ms: row.try_get(1)?,
+        })
+    }
+
+    async fn active_installs(&self, since: &[Timestamp]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
+        let client = self.client().await?;
+        // One index range count per app and start, like the embedded backend, rather than
+        // a join that would read every install row for every start.
+        let statement = client
+            .prepare_cached(
+                "SELECT apps.app, ARRAY(\
+                   SELECT (SELECT count(*) FROM installs i WHERE i.app = apps.app AND i.last_seen >= s.since) \
+                   FROM unnest($1::timestamptz[]) WITH ORDINALITY AS s(since, position) ORDER BY s.position) \
+                 FROM (SELECT DISTINCT app FROM installs) AS apps ORDER BY apps.app",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&since]).await?;
+        let active = rows
+            .iter()
+            .map(|row| {
+                let counts: Vec<i64> = row.try_get(1)?;
+                Ok((row.try_get(0)?, counts.into_iter().map(|count| count as u64).collect()))
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        Ok(active)
+    }
+
+    async fn totals(&self) -> Result<Vec<TotalRow>, StorageError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT app, type, name, success, count FROM totals ORDER BY app, type, name, success")
+            .await?;
+        let rows = client.query(&statement, &[]).await?;
+        let totals = rows
+            .iter()
+            .map(|row| {
+                Ok(TotalRow {
+                    app: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    name: row.try_get(2)?,
+                    success: row.try_get::<_, i16>(3)?.into(),
+                    count: row.try_get::<_, i64>(4)? as u64,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        Ok(totals)
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StorageError> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE app = $1");
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.app];
+        for (column, value) in [
+            ("type", &query.kind),
+            ("name", &query.name),
+            ("install_id", &query.install_id),
+            ("session_id", &query.session_id),
+        ] {
+            if let Some(value) = value {
+                params.push(value);
+                sql.push_str(&format!(" AND {column} = ${}", params.len()));
+            }
+        }
+        if let Some(from) = &query.from {
+            params.push(from);
+            sql.push_str(&format!(" AND ts >= ${}", params.len()));
+        }
+        if let Some(to) = &query.to {
+            params.push(to);
+            sql.push_str(&format!(" AND ts < ${}", params.len()));
+        }
+        if let Some((ts, id)) = &query.after {
+            params.push(ts);
+            params.push(id);
+            sql.push_str(&format!(" AND (ts, id) > (${}, ${})", params.len() - 1, params.len()));
+        }
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        params.push(&limit);
+        sql.push_str(&format!(" ORDER BY ts, id LIMIT ${}", params.len()));
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client.query(&statement, &params).await?;
+        Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn erase_install(&self, app: &str, install_id: &str) -> Result<u64, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM events WHERE app = $1 AND install_id = $2",
+                &[&app, &install_id],
+            )
+            .await?;
+        tx.execute(
+            "DELETE FROM sessions WHERE app = $1 AND install_id = $2",
+            &[&app, &install_id],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM installs WHERE app = $1 AND install_id = $2",
+            &[&app, &install_id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn expire(&self, before: Timestamp) -> Result<u64, StorageError> {
+        let mut client = self.client().await?;
+        partitions::detach_before(&mut client, before).await?;
+        self.known_partitions().clear();
+        let mut deleted = partitions::drop_detached(&mut client).await?;
+        // What is left older than `before` lies in the partition of its month.
+        let tx = client.transaction().await?;
+        deleted += tx.execute("DELETE FROM events WHERE ts < $1", &[&before]).await?;
+        tx.execute("DELETE FROM sessions WHERE ended_at < $1", &[&before])
+            .await?;
+        tx.execute("DELETE FROM installs WHERE last_seen < $1", &[&before])
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn put_key(&self, key: &ApiKey) -> Result<(), StorageError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO api_keys (id, app, role, secret_hash, label, created_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &key.id,
+                    &key.app,
+                    &key.role.as_str(),
+                    &&key.secret_hash[..],
+                    &key.label,
+                    &millis(key.created_at),
+                    &key.revoked_at.map(millis),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn key(&self, id: &str) -> Result<Option<ApiKey>, StorageError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"))
+            .await?;
+        let row = client.query_opt(&statement, &[&id]).await?;
+        Ok(row.as_ref().map(key_from_row).transpose()?)
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKey>, StorageError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY app, created_at, id"
+            ))
+            .await?;
+        let rows = client.query(&statement, &[]).await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<bool, StorageError> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1",
+                &[&id, &millis(at)],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}

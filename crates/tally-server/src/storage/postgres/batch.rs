@@ -1,0 +1,385 @@
+//! The write path: one batch of events in one transaction.
+//!
+//! The events go in with a single `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO
+//! NOTHING RETURNING id, ts`, one array parameter per column, so a batch costs one round
+//! trip however many events it holds. The rows it returns are exactly the events this
+//! transaction stored; the sessions, hourly rollups, installs and totals they change are
+//! computed from those alone (a duplicate changes nothing) and written with one
+//! multi-row upsert per table.
+//!
+//! Every statement touches its rows in a fixed order (events by id, aggregates by key),
+//! so two collectors writing overlapping batches wait for each other instead of
+//! deadlocking; the caller retries the rare deadlock or serialization failure anyway.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use jiff::Timestamp;
+use tally_core::Event;
+use tally_store::histogram::BUCKETS;
+use tally_store::rollup::{Rollup, RollupKey};
+use uuid::Uuid;
+
+use super::PostgresError;
+use super::partitions::Month;
+
+const INSERT_EVENTS: &str = "INSERT INTO events (id, ts, app, app_version, source, type, name, command, \
+     session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
+     error_message, props) \
+     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], \
+     $15::bool[], $16::text[], $17::text[], $18::jsonb[]) \
+     ON CONFLICT DO NOTHING \
+     RETURNING id, ts";
+
+const UPSERT_SESSIONS: &str = "INSERT INTO sessions AS s (session_id, app, install_id, started_at, ended_at, \
+     duration_ms, commands_executed, workspaces_created, tasks_completed, errors_encountered) \
+     SELECT d.session_id, d.app, d.install_id, d.started_at, d.ended_at, \
+       round((extract(epoch FROM d.ended_at) - extract(epoch FROM d.started_at)) * 1000)::bigint, \
+       d.commands, d.workspaces, d.tasks, d.errors \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int8[], \
+       $7::int8[], $8::int8[], $9::int8[]) \
+       AS d(session_id, app, install_id, started_at, ended_at, commands, workspaces, tasks, errors) \
+     ON CONFLICT (session_id) DO UPDATE SET \
+       started_at = least(s.started_at, excluded.started_at), \
+       ended_at = greatest(s.ended_at, excluded.ended_at), \
+       duration_ms = round((extract(epoch FROM greatest(s.ended_at, excluded.ended_at)) \
+         - extract(epoch FROM least(s.started_at, excluded.started_at))) * 1000)::bigint, \
+       commands_executed = s.commands_executed + excluded.commands_executed, \
+       workspaces_created = s.workspaces_created + excluded.workspaces_created, \
+       tasks_completed = s.tasks_completed + excluded.tasks_completed, \
+       errors_encountered = s.errors_encountered + excluded.errors_encountered";
+
+/// Histograms travel as one flat array, `BUCKETS` counts per rollup row in row order,
+/// because PostgreSQL arrays of arrays cannot be unnested one row at a time.
+fn upsert_rollups_sql() -> String {
+    format!(
+        "INSERT INTO metrics AS m (hour, app, type, name, command, success, error_category, count, \
+         duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
+         SELECT r.hour, r.app, r.type, r.name, r.command, r.success, r.error_category, r.count, r.duration_count, \
+           r.duration_total_ms, r.duration_min_ms, r.duration_max_ms, \
+           ($13::int8[])[((r.ord - 1) * {BUCKETS} + 1)::int : (r.ord * {BUCKETS})::int] \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[], $7::text[], \
+           $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[]) WITH ORDINALITY \
+           AS r(hour, app, type, name, command, success, error_category, count, duration_count, \
+             duration_total_ms, duration_min_ms, duration_max_ms, ord) \
+         ON CONFLICT (hour, app, type, name, command, success, error_category) DO UPDATE SET \
+           count = m.count + excluded.count, \
+           duration_count = m.duration_count + excluded.duration_count, \
+           duration_total_ms = m.duration_total_ms + excluded.duration_total_ms, \
+           duration_min_ms = least(m.duration_min_ms, excluded.duration_min_ms), \
+           duration_max_ms = greatest(m.duration_max_ms, excluded.duration_max_ms), \
+           histogram = ARRAY(SELECT coalesce(h.mine, 0) + coalesce(h.theirs, 0) \
+             FROM unnest(m.histogram, excluded.histogram) WITH ORDINALITY AS h(mine, theirs, bucket) \
+             ORDER BY h.bucket)"
+    )
+}
+
+const UPSERT_INSTALLS: &str = "INSERT INTO installs AS i (app, install_id, first_seen, last_seen) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) \
+     ON CONFLICT (app, install_id) DO UPDATE SET \
+       first_seen = least(i.first_seen, excluded.first_seen), \
+       last_seen = greatest(i.last_seen, excluded.last_seen)";
+
+const UPSERT_TOTALS: &str = "INSERT INTO totals AS t (app, type, name, success, count) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[]) \
+     ON CONFLICT (app, type, name, success) DO UPDATE SET count = t.count + excluded.count";
+
+/// What makes two events the same stored event.
+type EventKey = (Uuid, Timestamp);
+
+/// A batch ready to write: its events with times cut to milliseconds (what the store
+/// keeps, as in the embedded backend), and which of them are the first of their key.
+pub(super) struct Batch {
+    events: Vec<Event>,
+    /// Indexes of the first event of each key, sorted by key (the lock order).
+    unique: Vec<usize>,
+}
+
+impl Batch {
+    pub(super) fn new(mut events: Vec<Event>) -> Batch {
+        for event in &mut events {
+            event.ts = tally_core::time::truncate_to_millis(event.ts);
+        }
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut unique: Vec<usize> = (0..events.len())
+            .filter(|&index| seen.insert(key(&events[index])))
+            .collect();
+        unique.sort_by_key(|&index| key(&events[index]));
+        Batch { events, unique }
+    }
+
+    /// The months the batch's events fall in.
+    pub(super) fn months(&self) -> BTreeSet<Month> {
+        self.unique
+            .iter()
+            .map(|&index| Month::of(self.events[index].ts))
+            .collect()
+    }
+
+    /// Writes the batch inside `tx`; returns per event whether it was newly stored.
+    pub(super) async fn write(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<bool>, PostgresError> {
+        let stored = self.insert_events(tx).await?;
+        let mut first = vec![false; self.events.len()];
+        for &index in &self.unique {
+            first[index] = true;
+        }
+        let flags: Vec<bool> = self
+            .events
+            .iter()
+            .zip(first)
+            .map(|(event, first)| first && stored.contains(&key(event)))
+            .collect();
+        let new: Vec<&Event> = self
+            .events
+            .iter()
+            .zip(&flags)
+            .filter_map(|(event, new)| new.then_some(event))
+            .collect();
+        if !new.is_empty() {
+            upsert_sessions(tx, &new).await?;
+            upsert_rollups(tx, &new).await?;
+            upsert_installs(tx, &new).await?;
+            upsert_totals(tx, &new).await?;
+        }
+        Ok(flags)
+    }
+
+    /// Inserts the unique events; returns the keys this transaction stored.
+    async fn insert_events(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<HashSet<EventKey>, PostgresError> {
+        let count = self.unique.len();
+        let mut ids = Vec::with_capacity(count);
+        let mut timestamps = Vec::with_capacity(count);
+        let mut apps = Vec::with_capacity(count);
+        let mut app_versions = Vec::with_capacity(count);
+        let mut sources = Vec::with_capacity(count);
+        let mut kinds = Vec::with_capacity(count);
+        let mut names = Vec::with_capacity(count);
+        let mut commands = Vec::with_capacity(count);
+        let mut session_ids = Vec::with_capacity(count);
+        let mut install_ids = Vec::with_capacity(count);
+        let mut workspaces = Vec::with_capacity(count);
+        let mut target_types = Vec::with_capacity(count);
+        let mut target_ids = Vec::with_capacity(count);
+        let mut durations = Vec::with_capacity(count);
+        let mut successes = Vec::with_capacity(count);
+        let mut error_categories = Vec::with_capacity(count);
+        let mut error_messages = Vec::with_capacity(count);
+        let mut props = Vec::with_capacity(count);
+        for event in self.unique.iter().map(|&index| &self.events[index]) {
+            ids.push(event.id);
+            timestamps.push(event.ts);
+            apps.push(event.app.as_str());
+            app_versions.push(event.app_version.as_str());
+            sources.push(event.source.as_str());
+            kinds.push(event.kind.as_str());
+            names.push(event.name.as_str());
+            commands.push(event.command.as_deref());
+            session_ids.push(event.session_id.as_str());
+            install_ids.push(event.install_id.as_str());
+            workspaces.push(event.workspace.as_deref());
+            target_types.push(event.target_type.as_deref());
+            target_ids.push(event.target_id.as_deref());
+            durations.push(event.duration_ms.map(saturating_i64));
+            successes.push(event.success);
+            error_categories.push(event.error_category.as_deref());
+            error_messages.push(event.error_message.as_deref());
+            props.push(if event.props.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_value(&event.props).map_err(|err| PostgresError::Data(format!("props: {err}")))?)
+            });
+        }
+        let statement = tx.prepare_cached(INSERT_EVENTS).await?;
+        let rows = tx
+            .query(
+                &statement,
+                &[
+                    &ids,
+                    &timestamps,
+                    &apps,
+                    &app_versions,
+                    &sources,
+                    &kinds,
+                    &names,
+                    &commands,
+                    &session_ids,
+                    &install_ids,
+                    &workspaces,
+                    &target_types,
+                    &target_ids,
+                    &durations,
+                    &successes,
+                    &error_categories,
+                    &error_messages,
+                    &props,
+                ],
+            )
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+}
+
+fn key(event: &Event) -> EventKey {
+    (event.id, event.ts)
+}
+
+pub(super) fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn success_code(success: Option<bool>) -> i16 {
+    success.map_or(-1, i16::from)
+}
+
+/// How one session's row changes with a batch (as in `tally_store`'s write path).
+struct SessionDelta<'a> {
+    app: &'a str,
+    install_id: &'a str,
+    started_at: Timestamp,
+    ended_at: Timestamp,
+    commands_executed: i64,
+    workspaces_created: i64,
+    tasks_completed: i64,
+    errors_encountered: i64,
+}
+
+async fn upsert_sessions(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
+    let mut sessions: BTreeMap<&str, SessionDelta<'_>> = BTreeMap::new();
+    for event in new {
+        let delta = sessions.entry(&event.session_id).or_insert_with(|| SessionDelta {
+            app: &event.app,
+            install_id: &event.install_id,
+            started_at: event.ts,
+            ended_at: event.ts,
+            commands_executed: 0,
+            workspaces_created: 0,
+            tasks_completed: 0,
+            errors_encountered: 0,
+        });
+        delta.started_at = delta.started_at.min(event.ts);
+        delta.ended_at = delta.ended_at.max(event.ts);
+        match event.name.as_str() {
+            "command_executed" => delta.commands_executed += 1,
+            "workspace_created" => delta.workspaces_created += 1,
+            "task_completed" => delta.tasks_completed += 1,
+            "error_occurred" => delta.errors_encountered += 1,
+            _ => {}
+        }
+    }
+    let session_ids: Vec<&str> = sessions.keys().copied().collect();
+    let deltas: Vec<&SessionDelta<'_>> = sessions.values().collect();
+    let apps: Vec<&str> = deltas.iter().map(|delta| delta.app).collect();
+    let install_ids: Vec<&str> = deltas.iter().map(|delta| delta.install_id).collect();
+    let started: Vec<Timestamp> = deltas.iter().map(|delta| delta.started_at).collect();
+    let ended: Vec<Timestamp> = deltas.iter().map(|delta| delta.ended_at).collect();
+    let commands: Vec<i64> = deltas.iter().map(|delta| delta.commands_executed).collect();
+    let workspaces: Vec<i64> = deltas.iter().map(|delta| delta.workspaces_created).collect();
+    let tasks: Vec<i64> = deltas.iter().map(|delta| delta.tasks_completed).collect();
+    let errors: Vec<i64> = deltas.iter().map(|delta| delta.errors_encountered).collect();
+    let statement = tx.prepare_cached(UPSERT_SESSIONS).await?;
+    tx.execute(
+        &statement,
+        &[
+            &session_ids,
+            &apps,
+            &install_ids,
+            &started,
+            &ended,
+            &commands,
+            &workspaces,
+            &tasks,
+            &errors,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn upsert_rollups(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
+    let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+    for event in new {
+        let ts = tally_core::time::format(event.ts);
+        rollups
+            .entry(RollupKey::of(event, &ts))
+            .or_default()
+            .add(event.duration_ms);
+    }
+    let keys: Vec<&RollupKey> = rollups.keys().collect();
+    let values: Vec<&Rollup> = rollups.values().collect();
+    let hours: Vec<&str> = keys.iter().map(|key| key.hour.as_str()).collect();
+    let apps: Vec<&str> = keys.iter().map(|key| key.app.as_str()).collect();
+    let kinds: Vec<&str> = keys.iter().map(|key| key.kind.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|key| key.name.as_str()).collect();
+    let commands: Vec<&str> = keys.iter().map(|key| key.command.as_str()).collect();
+    let successes: Vec<i16> = keys.iter().map(|key| key.success as i16).collect();
+    let categories: Vec<&str> = keys.iter().map(|key| key.error_category.as_str()).collect();
+    let counts: Vec<i64> = values.iter().map(|rollup| saturating_i64(rollup.count)).collect();
+    let duration_counts: Vec<i64> = values.iter().map(|r| saturating_i64(r.duration_count)).collect();
+    let totals: Vec<i64> = values.iter().map(|r| saturating_i64(r.duration_total_ms)).collect();
+    let mins: Vec<Option<i64>> = values.iter().map(|r| r.duration_min_ms.map(saturating_i64)).collect();
+    let maxes: Vec<Option<i64>> = values.iter().map(|r| r.duration_max_ms.map(saturating_i64)).collect();
+    let histograms: Vec<i64> = values
+        .iter()
+        .flat_map(|rollup| rollup.histogram.counts.map(saturating_i64))
+        .collect();
+    let statement = tx.prepare_cached(&upsert_rollups_sql()).await?;
+    tx.execute(
+        &statement,
+        &[
+            &hours,
+            &apps,
+            &kinds,
+            &names,
+            &commands,
+            &successes,
+            &categories,
+            &counts,
+            &duration_counts,
+            &totals,
+            &mins,
+            &maxes,
+            &histograms,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn upsert_installs(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
+    let mut installs: BTreeMap<(&str, &str), (Timestamp, Timestamp)> = BTreeMap::new();
+    for event in new {
+        let seen = installs
+            .entry((&event.app, &event.install_id))
+            .or_insert((event.ts, event.ts));
+        seen.0 = seen.0.min(event.ts);
+        seen.1 = seen.1.max(event.ts);
+    }
+    let apps: Vec<&str> = installs.keys().map(|(app, _)| *app).collect();
+    let install_ids: Vec<&str> = installs.keys().map(|(_, install_id)| *install_id).collect();
+    let first_seen: Vec<Timestamp> = installs.values().map(|(first, _)| *first).collect();
+    let last_seen: Vec<Timestamp> = installs.values().map(|(_, last)| *last).collect();
+    let statement = tx.prepare_cached(UPSERT_INSTALLS).await?;
+    tx.execute(&statement, &[&apps, &install_ids, &first_seen, &last_seen])
+        .await?;
+    Ok(())
+}
+
+async fn upsert_totals(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
+    let mut totals: HashMap<(&str, &str, &str, i16), i64> = HashMap::new();
+    for event in new {
+        *totals
+            .entry((&event.app, &event.kind, &event.name, success_code(event.success)))
+            .or_default() += 1;
+    }
+    let mut totals: Vec<_> = totals.into_iter().collect();
+    totals.sort_unstable();
+    let apps: Vec<&str> = totals.iter().map(|((app, ..), _)| *app).collect();
+    let kinds: Vec<&str> = totals.iter().map(|((_, kind, ..), _)| *kind).collect();
+    let names: Vec<&str> = totals.iter().map(|((_, _, name, _), _)| *name).collect();
+    let successes: Vec<i16> = totals.iter().map(|((.., success), _)| *success).collect();
+    let counts: Vec<i64> = totals.iter().map(|(_, count)| *count).collect();
+    let statement = tx.prepare_cached(UPSERT_TOTALS).await?;
+    tx.execute(&statement, &[&apps, &kinds, &names, &successes, &counts])
+        .await?;
+    Ok(())
+}

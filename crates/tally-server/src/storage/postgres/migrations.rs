@@ -1,0 +1,159 @@
+//! The PostgreSQL schema and its versioned migrations.
+//!
+//! `tally_schema_migrations` records every applied version. [`migrate`] runs in one
+//! transaction that first takes a transaction-level advisory lock, then re-reads the
+//! applied versions, so when several collectors start at once on a new database exactly
+//! one of them migrates and the others find the work done. Migrations only ever append to
+//! [`MIGRATIONS`]; a shipped one never changes.
+//!
+//! Text columns that are sorted or compared as ranges (`hour`, the keys of aggregates
+//! and API keys) use the `"C"` collation, so that orderings are bytewise like SQLite's
+//! and do not depend on the locale the cluster was created with.
+
+use tokio_postgres::Client;
+
+use super::PostgresError;
+
+/// Advisory lock key held while migrating ("tally-mi" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7461_6c6c_792d_6d69;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: raw events, one partition per month of `ts` (made on demand by the writers, see
+    // `partitions.rs`), so retention drops whole months instead of deleting rows. The
+    // primary key must include the partition key; a retry resends the same id and `ts`,
+    // so (id, ts) still dedupes across collectors.
+    r#"
+    CREATE TABLE events (
+        id             uuid        NOT NULL,  -- UUIDv7 made by the client, the dedupe key
+        ts             timestamptz NOT NULL,
+        app            text        NOT NULL,
+        app_version    text        NOT NULL,
+        source         text        NOT NULL,
+        type           text        NOT NULL,
+        name           text        NOT NULL,
+        command        text,
+        session_id     text        NOT NULL,
+        install_id     text        NOT NULL,
+        workspace      text,                  -- keyed hash, never a clear name
+        target_type    text,
+        target_id      text,                  -- keyed hash, never a clear name
+        duration_ms    bigint,
+        success        boolean,
+        error_category text,
+        error_message  text,                  -- redacted, level full only
+        props          jsonb,                 -- flat object, NULL when empty
+        PRIMARY KEY (id, ts)
+    ) PARTITION BY RANGE (ts);
+    CREATE INDEX events_app_workspace_ts ON events (app, workspace, ts);
+    CREATE INDEX events_app_type_name_ts ON events (app, type, name, ts);
+    CREATE INDEX events_app_install_id ON events (app, install_id);
+    CREATE INDEX events_app_ts_id ON events (app, ts, id);
+    "#,
+    // 2: sessions, the same columns as the embedded store's, kept in step by each batch.
+    r#"
+    CREATE TABLE sessions (
+        session_id         text        PRIMARY KEY,
+        app                text        NOT NULL,
+        install_id         text        NOT NULL,
+        started_at         timestamptz NOT NULL,
+        ended_at           timestamptz NOT NULL,
+        duration_ms        bigint      NOT NULL,
+        commands_executed  bigint      NOT NULL DEFAULT 0,
+        workspaces_created bigint      NOT NULL DEFAULT 0,
+        tasks_completed    bigint      NOT NULL DEFAULT 0,
+        errors_encountered bigint      NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_app_started_at ON sessions (app, started_at);
+    CREATE INDEX sessions_app_install_id ON sessions (app, install_id);
+    CREATE INDEX sessions_ended_at ON sessions (ended_at);
+    "#,
+    // 3: hourly rollups, one row per hour, app, type, name, command, outcome and error
+    // category; the histogram counts durations per `tally_store::histogram` bucket.
+    r#"
+    CREATE TABLE metrics (
+        hour              text COLLATE "C" NOT NULL,  -- YYYY-MM-DDTHH, UTC
+        app               text COLLATE "C" NOT NULL,
+        type              text COLLATE "C" NOT NULL,
+        name              text COLLATE "C" NOT NULL,
+        command           text COLLATE "C" NOT NULL,  -- '' when the events had none
+        success           smallint         NOT NULL,  -- 1 success, 0 failure, -1 not reported
+        error_category    text COLLATE "C" NOT NULL,  -- '' when the events had none
+        count             bigint           NOT NULL,
+        duration_count    bigint           NOT NULL,  -- events that reported a duration
+        duration_total_ms bigint           NOT NULL,
+        duration_min_ms   bigint,
+        duration_max_ms   bigint,
+        histogram         bigint[]         NOT NULL,
+        PRIMARY KEY (hour, app, type, name, command, success, error_category)
+    );
+    CREATE INDEX metrics_app_hour ON metrics (app, hour);
+    "#,
+    // 4: installs (for active-install counts and erasure) and lifetime totals.
+    r#"
+    CREATE TABLE installs (
+        app        text COLLATE "C" NOT NULL,
+        install_id text COLLATE "C" NOT NULL,
+        first_seen timestamptz      NOT NULL,
+        last_seen  timestamptz      NOT NULL,
+        PRIMARY KEY (app, install_id)
+    );
+    CREATE INDEX installs_app_last_seen ON installs (app, last_seen);
+    CREATE TABLE totals (
+        app     text COLLATE "C" NOT NULL,
+        type    text COLLATE "C" NOT NULL,
+        name    text COLLATE "C" NOT NULL,
+        success smallint         NOT NULL,  -- 1, 0, or -1 not reported
+        count   bigint           NOT NULL,
+        PRIMARY KEY (app, type, name, success)
+    );
+    "#,
+    // 5: API keys. Only the SHA-256 of a key is stored.
+    r#"
+    CREATE TABLE api_keys (
+        id          text COLLATE "C" PRIMARY KEY,  -- public part of the key
+        app         text COLLATE "C" NOT NULL,
+        role        text             NOT NULL CHECK (role IN ('ingest', 'admin')),
+        secret_hash bytea            NOT NULL CHECK (octet_length(secret_hash) = 32),
+        label       text             NOT NULL,
+        created_at  timestamptz      NOT NULL,
+        revoked_at  timestamptz
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub(super) const LATEST_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Brings the schema to [`LATEST_VERSION`].
+pub(super) async fn migrate(client: &mut Client) -> Result<(), PostgresError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS tally_schema_migrations (\
+           version    integer     PRIMARY KEY, \
+           applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let current: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM tally_schema_migrations", &[])
+        .await?
+        .get(0);
+    if current > LATEST_VERSION {
+        return Err(PostgresError::Schema(format!(
+            "the database has schema version {current}, newer than this collector supports ({LATEST_VERSION}); \
+             upgrade the collector"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO tally_schema_migrations (version, applied_at) VALUES ($1, now())",
+            &[&(index as i32 + 1)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

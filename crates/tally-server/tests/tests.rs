@@ -1,0 +1,5 @@
+//! The collector's integration tests: one binary, one module per concern.
+
+mod http;
+mod storage_contract;
+mod support;
