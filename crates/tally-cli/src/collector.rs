@@ -56,6 +56,52 @@ pub(crate) enum KeysCommand {
     },
 }
 
+/// Options of `tally ingest`.
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    /// The collector's database: a SQLite file or a postgres:// URL.
+    #[arg(long, env = "TALLY_DB")]
+    db: String,
+    /// Batch files (`batch-*.json.gz`) written by `sync --to-dir`.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub(crate) fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let store = open(&args.db).await?;
+        let config = ServerConfig::default();
+        let mut failed = 0;
+        for path in &args.files {
+            match tally_server::files::ingest_file(store.as_ref(), path, &config).await {
+                Ok(report) => {
+                    println!(
+                        "{}: {} stored, {} already there, {} refused",
+                        path.display(),
+                        report.accepted,
+                        report.duplicates,
+                        report.rejected.len()
+                    );
+                    for (index, reason) in report.rejected {
+                        println!("  event {index}: {reason}");
+                    }
+                }
+                Err(err) => {
+                    eprintln!("tally: {err}");
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 {
+            bail!(
+                "{failed} of {} files could not be loaded; the others were",
+                args.files.len()
+            );
+        }
+        Ok(())
+    })
+}
+
 fn parse_role(text: &str) -> Result<Role, String> {
     text.parse()
 }

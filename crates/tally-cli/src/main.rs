@@ -44,6 +44,8 @@ enum Command {
     /// Make, list and revoke the collector's API keys.
     #[command(subcommand)]
     Keys(collector::KeysCommand),
+    /// Load batch files written by `sync --to-dir` into a collector's database.
+    Ingest(collector::IngestArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             app,
             dir: cli.dir.clone(),
             now: cli.now,
+            invoked_as: None,
         })
     };
     match cli.command {
@@ -74,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(ref args) => tally::cli::run_demo(&target()?, args, &mut std::io::stdout().lock())?,
         Command::Serve(args) => collector::serve(args)?,
         Command::Keys(command) => collector::keys(command)?,
+        Command::Ingest(args) => collector::ingest(args)?,
     }
     Ok(())
 }

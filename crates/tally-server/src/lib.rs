@@ -17,6 +17,7 @@
 //! - [`actions`]: the registry shared by `POST /v1/actions` and the REST routes.
 //! - [`ingest`], [`stats`], [`read`], [`stream`], [`metrics`], [`openapi`]: the routes.
 //! - [`committer`]: group commit. [`storage`]: the `Store` trait, SQLite and PostgreSQL.
+//! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod body;
 pub mod committer;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;

@@ -2,8 +2,8 @@
 //! inserts of the same rows, in the same run (see `docs/BENCHMARKS.md`).
 //!
 //! Every side writes to its own fresh file in a temporary directory, in WAL mode with
-//! `synchronous=NORMAL`, one `BEGIN IMMEDIATE` transaction per batch through one cached
-//! prepared statement. Each timed batch is 500 new events of one session finished at
+//! `synchronous=OFF` (the store's default, `OpenOptions::default()`), one `BEGIN
+//! IMMEDIATE` transaction per batch through one cached prepared statement. Each timed batch is 500 new events of one session finished at
 //! level `enhanced` (fresh UUIDv7 ids, hashed workspaces and targets, props on a fifth),
 //! built untimed just before it is written:
 //!
@@ -13,13 +13,16 @@
 //!   reopened with plain rusqlite), the store's `INSERT OR IGNORE`, and the column values
 //!   computed before the clock starts.
 //! - `raw, primary key only`: a table with the same columns and no index but the integer
-//!   primary key, a plain `INSERT`, only `journal_mode=WAL` and `synchronous=NORMAL`, and
+//!   primary key, a plain `INSERT`, only `journal_mode=WAL` and `synchronous=OFF`, and
 //!   the column values computed before the clock starts.
 //! - `raw, primary key only, store's pragmas`: the same plus `auto_vacuum=INCREMENTAL`
 //!   and `secure_delete=ON`, to tell what the indexes cost from what the pragmas cost.
 //! - `raw, same schema, events converted inside the timing`: `raw, same schema` with the
 //!   turning of events into column values timed too, to tell what that conversion costs
 //!   from what the store's session and rollup bookkeeping costs.
+//! - `store, then checkpoint_now`: what the SDK's flush thread does per batch:
+//!   `Store::insert_batch`, then `Store::checkpoint_now` (`wal_checkpoint(TRUNCATE)`),
+//!   both timed. The other sides leave checkpoints to `wal_autocheckpoint`.
 //!
 //! Criterion measures the sides one after the other; then an interleaved run writes one
 //! batch per side per round into fresh files (`FLUSH_ROUNDS` rounds, default 1000) and
@@ -229,15 +232,18 @@ struct Sides {
     pk_pragmas_path: PathBuf,
     same_converting: Connection,
     same_converting_path: PathBuf,
+    checkpointed: Store,
+    checkpointed_path: PathBuf,
 }
 
 /// What each side is called in the output, in `Side` order.
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "store: Store::insert_batch",
     "raw rusqlite: same schema",
     "raw rusqlite: primary key only",
     "raw rusqlite: primary key only, store's pragmas",
     "raw rusqlite: same schema, events converted inside the timing",
+    "store: Store::insert_batch, then Store::checkpoint_now",
 ];
 
 #[derive(Clone, Copy)]
@@ -247,14 +253,16 @@ enum Side {
     PkOnly,
     PkOnlyStorePragmas,
     SameSchemaConverting,
+    StoreCheckpointed,
 }
 
-const SIDES: [Side; 5] = [
+const SIDES: [Side; 6] = [
     Side::Store,
     Side::SameSchema,
     Side::PkOnly,
     Side::PkOnlyStorePragmas,
     Side::SameSchemaConverting,
+    Side::StoreCheckpointed,
 ];
 
 fn wal(conn: &Connection) {
@@ -262,7 +270,8 @@ fn wal(conn: &Connection) {
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    // As the store sets it by default (`OpenOptions::default()`).
+    conn.pragma_update(None, "synchronous", "OFF").unwrap();
 }
 
 impl Sides {
@@ -287,6 +296,8 @@ impl Sides {
         pk_pragmas.execute_batch(PK_ONLY_TABLE).unwrap();
 
         let (same_converting, same_converting_path) = same_schema(&dir.join("same-schema-converting"));
+        let checkpointed_dir = dir.join("store-checkpointed");
+        let checkpointed = Store::open(&checkpointed_dir, &options).unwrap();
 
         Sides {
             store,
@@ -299,6 +310,8 @@ impl Sides {
             pk_pragmas_path,
             same_converting,
             same_converting_path,
+            checkpointed,
+            checkpointed_path: checkpointed_dir.join(tally_store::DB_FILE_NAME),
         }
     }
 
@@ -313,6 +326,19 @@ impl Sides {
                 .unwrap();
             let elapsed = start.elapsed();
             assert_eq!(outcome.inserted, BATCH);
+            return elapsed;
+        }
+        if let Side::StoreCheckpointed = side {
+            let busy_timeout = OpenOptions::default().busy_timeout;
+            let start = Instant::now();
+            let outcome = self
+                .checkpointed
+                .insert_batch(black_box(&events), DropCounts::default())
+                .unwrap();
+            let done = self.checkpointed.checkpoint_now(busy_timeout).unwrap();
+            let elapsed = start.elapsed();
+            assert_eq!(outcome.inserted, BATCH);
+            assert!(done, "nothing else uses this file, so the checkpoint finishes");
             return elapsed;
         }
         if let Side::SameSchemaConverting = side {
@@ -339,6 +365,7 @@ impl Sides {
             (NAMES[2], &self.pk_only, &self.pk_only_path),
             (NAMES[3], &self.pk_pragmas, &self.pk_pragmas_path),
             (NAMES[4], &self.same_converting, &self.same_converting_path),
+            (NAMES[5], self.checkpointed.connection(), &self.checkpointed_path),
         ] {
             println!(
                 "  {name}: {} events in the file, {:.1} MB with its WAL",
@@ -409,7 +436,7 @@ fn interleaved(rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut sides = Sides::open(dir.path());
     let mut run = Run::new();
-    let mut times: [Vec<f64>; 5] = Default::default();
+    let mut times: [Vec<f64>; 6] = Default::default();
     for round in 0..rounds {
         for k in 0..SIDES.len() {
             let which = (round + k) % SIDES.len();
@@ -452,6 +479,20 @@ fn interleaved(rounds: usize) {
             "  store ÷ {name}: {:.3} over the first {fifth} rounds, {:.3} over the last {fifth}",
             median(&ratios[..fifth]),
             median(&ratios[rounds - fifth..])
+        );
+    }
+    // The flush thread's whole per-batch path against the two raw baselines.
+    for which in [2, 1] {
+        let ratios: Vec<f64> = times[which]
+            .iter()
+            .zip(&times[5])
+            .map(|(side, checkpointed)| side / checkpointed)
+            .collect();
+        println!(
+            "  store, then checkpoint_now ÷ {}: {:.3} (median of rounds), {:.3} over all batches",
+            NAMES[which],
+            median(&ratios),
+            times[which].iter().sum::<f64>() / times[5].iter().sum::<f64>()
         );
     }
     sides.report_sizes();

@@ -21,6 +21,7 @@
 //! - [`histogram`]: fixed duration buckets shared by rollups and queries.
 //! - [`read`]: counts and totals.
 //! - [`stats`]: the period summaries behind stats, insights, reports and the dashboard.
+//! - [`sync`]: the upload cursor and the collector's refusals.
 
 mod error;
 pub mod histogram;
@@ -31,6 +32,7 @@ pub mod retention;
 pub mod rollup;
 pub mod schema;
 pub mod stats;
+pub mod sync;
 mod write;
 
 pub use error::StoreError;

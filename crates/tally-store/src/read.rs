@@ -176,7 +176,10 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch("DELETE FROM events; DELETE FROM sessions; DELETE FROM metrics; DELETE FROM meta;")?;
+        tx.execute_batch(
+            "DELETE FROM events; DELETE FROM sessions; DELETE FROM metrics; DELETE FROM meta; \
+             DELETE FROM sync_rejected; DELETE FROM installs; DELETE FROM totals;",
+        )?;
         tx.commit()?;
         self.conn.execute_batch("VACUUM")?;
         if matches!(self.location, crate::Location::File(_)) {
@@ -199,29 +202,34 @@ pub const EVENT_COLUMNS: &str = "id, ts, app, app_version, source, type, name, c
 
 /// Reads an event from a row selected with [`EVENT_COLUMNS`].
 pub fn event_from_row(row: &rusqlite::Row<'_>) -> Result<tally_core::Event, StoreError> {
+    event_from_row_at(row, 0)
+}
+
+/// Reads an event from a row whose [`EVENT_COLUMNS`] start at column `first`.
+pub fn event_from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<tally_core::Event, StoreError> {
     let invalid = |what: &str, err: &dyn std::fmt::Display| StoreError::Invalid(format!("{what}: {err}"));
-    let id: String = row.get(0)?;
-    let ts: String = row.get(1)?;
-    let source: String = row.get(4)?;
-    let props: Option<String> = row.get(17)?;
+    let id: String = row.get(first)?;
+    let ts: String = row.get(first + 1)?;
+    let source: String = row.get(first + 4)?;
+    let props: Option<String> = row.get(first + 17)?;
     Ok(tally_core::Event {
         id: id.parse().map_err(|err| invalid("id", &err))?,
         ts: tally_core::time::parse(&ts).map_err(|err| invalid("ts", &err))?,
-        app: row.get(2)?,
-        app_version: row.get(3)?,
+        app: row.get(first + 2)?,
+        app_version: row.get(first + 3)?,
         source: source.parse().map_err(|err: String| invalid("source", &err))?,
-        kind: row.get(5)?,
-        name: row.get(6)?,
-        command: row.get(7)?,
-        session_id: row.get(8)?,
-        install_id: row.get(9)?,
-        workspace: row.get(10)?,
-        target_type: row.get(11)?,
-        target_id: row.get(12)?,
+        kind: row.get(first + 5)?,
+        name: row.get(first + 6)?,
+        command: row.get(first + 7)?,
+        session_id: row.get(first + 8)?,
+        install_id: row.get(first + 9)?,
+        workspace: row.get(first + 10)?,
+        target_type: row.get(first + 11)?,
+        target_id: row.get(first + 12)?,
         duration_ms: row.get::<_, Option<i64>>(13)?.map(|d| d.max(0) as u64),
-        success: row.get(14)?,
-        error_category: row.get(15)?,
-        error_message: row.get(16)?,
+        success: row.get(first + 14)?,
+        error_category: row.get(first + 15)?,
+        error_message: row.get(first + 16)?,
         props: match props {
             Some(text) => serde_json::from_str(&text).map_err(|err| invalid("props", &err))?,
             None => tally_core::Props::new(),

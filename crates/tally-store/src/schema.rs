@@ -108,6 +108,18 @@ pub const MIGRATIONS: &[&str] = &[
         revoked_at  TEXT
     );
     "#,
+    // 4: the sync state. The upload cursor (the highest `seq` the collector has
+    // answered for) lives in meta; events the collector refused are kept here with
+    // the reason, shown by `status` and never sent again.
+    r#"
+    CREATE TABLE sync_rejected (
+        id          TEXT PRIMARY KEY,
+        ts          TEXT NOT NULL,
+        code        TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        rejected_at TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the schema of `conn` to [`LATEST_VERSION`].

@@ -6,9 +6,9 @@
 //! `BENCHAPP_TELEMETRY_DIR` and `BENCHAPP_TELEMETRY_CONFIG` pointing into a temporary
 //! directory and `DO_NOT_TRACK` removed; the child runs the benchmarks.
 //!
-//! "On" is the real path: the event is stamped (UUIDv7 and time) and pushed into the
-//! bounded queue while the real flush thread finishes and writes batches to SQLite on
-//! the other core. Calls are timed in bursts of at most [`BURST`] events into a buffer of
+//! "On" is the real path: the event is stamped (one clock read) and pushed into the
+//! queue, bounded by a counter, while the real flush thread makes its UUIDv7, finishes it
+//! and writes batches to SQLite on the other core. Calls are timed in bursts of at most [`BURST`] events into a buffer of
 //! [`CAPACITY`], and the queue is flushed to the store, untimed, after each burst, so no
 //! timed call ever takes the buffer-full path (dropping the oldest); the child checks
 //! afterwards that every recorded event reached the store and none was dropped.
@@ -18,8 +18,10 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use criterion::Criterion;
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::SegQueue;
 use tally::{Event, EventBuilder, Telemetry};
 
 /// Set in the child that runs the benchmarks.
@@ -59,6 +61,34 @@ fn flush(telemetry: &Telemetry) {
     while !telemetry.flush() {}
 }
 
+/// What the SDK's buffer does on a push, without a consumer: a `SegQueue` bounded by a
+/// length counter (the SDK's `Buffer` is private to the crate).
+struct CountedQueue<T> {
+    queue: SegQueue<T>,
+    len: AtomicUsize,
+}
+
+impl<T> CountedQueue<T> {
+    fn new() -> Self {
+        CountedQueue {
+            queue: SegQueue::new(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn push(&self, item: T) -> usize {
+        let before = self.len.fetch_add(1, Ordering::Relaxed);
+        self.queue.push(item);
+        before
+    }
+
+    fn clear(&self) {
+        while self.queue.pop().is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 fn bench_record(c: &mut Criterion, dir: &Path) {
     let mut group = c.benchmark_group("record");
 
@@ -69,16 +99,16 @@ fn bench_record(c: &mut Criterion, dir: &Path) {
         b.iter_custom(|iters| in_bursts(iters, &mut vec, |vec| black_box(vec).push(event()), |vec| vec.clear()));
     });
 
-    let queue = ArrayQueue::new(BURST as usize);
-    group.bench_function("baseline: ArrayQueue::force_push(builder.stamp())", |b| {
+    let queue = CountedQueue::new();
+    group.bench_function("baseline: counted SegQueue::push(builder.stamp()), no consumer", |b| {
         b.iter_custom(|iters| {
             in_bursts(
                 iters,
                 &mut (),
                 |()| {
-                    black_box(black_box(&queue).force_push(event().stamp()));
+                    black_box(black_box(&queue).push(event().stamp()));
                 },
-                |()| while queue.pop().is_some() {},
+                |()| queue.clear(),
             )
         });
     });
@@ -99,9 +129,15 @@ fn bench_record(c: &mut Criterion, dir: &Path) {
             in_bursts(iters, &mut (), |()| black_box(&on).record(event()), |()| flush(&on))
         });
     });
+    group.bench_function("on: record_with", |b| {
+        b.iter_custom(|iters| {
+            recorded += iters;
+            in_bursts(iters, &mut (), |()| black_box(&on).record_with(event), |()| flush(&on))
+        });
+    });
 
-    // The same, less the stamping: builders stamped (UUIDv7 and time) before the clock
-    // starts, so the difference from "on" is what the two clock reads and the UUID cost.
+    // The same, less the stamping: builders stamped (one clock read) before the clock
+    // starts, so the difference from "on" is what the clock read costs.
     let mut stamped: Vec<EventBuilder> = Vec::with_capacity(BURST as usize);
     let refill = |stamped: &mut Vec<EventBuilder>| stamped.extend((0..BURST).map(|_| event().stamp()));
     group.bench_function("on, builder stamped before the clock starts", |b| {
@@ -126,6 +162,9 @@ fn bench_record(c: &mut Criterion, dir: &Path) {
     group.bench_function("off: Telemetry::disabled()", |b| {
         b.iter(|| black_box(&disabled).record(event()));
     });
+    group.bench_function("off: Telemetry::disabled(), record_with", |b| {
+        b.iter(|| black_box(&disabled).record_with(event));
+    });
 
     // What a host could do today to skip building the event when telemetry is off.
     group.bench_function("off: Telemetry::disabled(), record guarded by is_enabled()", |b| {
@@ -147,6 +186,9 @@ fn bench_record(c: &mut Criterion, dir: &Path) {
     );
     group.bench_function("off: BENCHOFF_TELEMETRY=off", |b| {
         b.iter(|| black_box(&off_by_env).record(event()));
+    });
+    group.bench_function("off: BENCHOFF_TELEMETRY=off, record_with", |b| {
+        b.iter(|| black_box(&off_by_env).record_with(event));
     });
     group.finish();
 
@@ -178,25 +220,22 @@ fn verify(dir: &Path, recorded: u64) {
 fn bench_parts(c: &mut Criterion) {
     let mut group = c.benchmark_group("record parts");
     group.bench_function("build and drop the builder", |b| b.iter(|| black_box(event())));
+    // What `stamp()` did before it read the clock only once: now on the flush thread.
     group.bench_function("uuid::Uuid::now_v7()", |b| b.iter(uuid::Uuid::now_v7));
-    group.bench_function("tally_core::time::now_millis()", |b| {
-        b.iter(tally_core::time::now_millis)
-    });
-    group.bench_function("jiff::Timestamp::now()", |b| b.iter(jiff::Timestamp::now));
     group.bench_function("std::time::SystemTime::now()", |b| b.iter(std::time::SystemTime::now));
     group.bench_function("build, stamp and drop the builder", |b| {
         b.iter(|| black_box(event().stamp()))
     });
-    let queue = ArrayQueue::new(BURST as usize);
-    group.bench_function("ArrayQueue::force_push(builder), no stamp", |b| {
+    let queue = CountedQueue::new();
+    group.bench_function("counted SegQueue::push(builder), no stamp, no consumer", |b| {
         b.iter_custom(|iters| {
             in_bursts(
                 iters,
                 &mut (),
                 |()| {
-                    black_box(black_box(&queue).force_push(event()));
+                    black_box(black_box(&queue).push(event()));
                 },
-                |()| while queue.pop().is_some() {},
+                |()| queue.clear(),
             )
         });
     });

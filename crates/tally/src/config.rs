@@ -73,6 +73,13 @@ pub struct ConfigFile {
     /// Ingest key for uploads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// When upload was turned on (RFC 3339): events recorded before are uploaded only
+    /// with `sync --include-history`. Written by `config set upload`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_since: Option<String>,
+    /// Least time between two background uploads in `auto` mode, in minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_interval_minutes: Option<u32>,
     /// Store directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
@@ -265,6 +272,11 @@ pub struct Settings {
     pub endpoint: Option<String>,
     /// Ingest key.
     pub key: Option<String>,
+    /// When upload was turned on; `None` when it never was (or the file was edited by
+    /// hand), in which case the first sync takes its own start as that moment.
+    pub upload_since: Option<jiff::Timestamp>,
+    /// Least time between two background uploads in `auto` mode.
+    pub auto_interval: Duration,
     /// The store directory.
     pub dir: PathBuf,
     /// The config file read.
@@ -314,6 +326,11 @@ impl Settings {
             upload: config.upload.unwrap_or_default(),
             endpoint: config.endpoint,
             key: config.key,
+            upload_since: config
+                .upload_since
+                .as_deref()
+                .and_then(|text| tally_core::time::parse(text).ok()),
+            auto_interval: Duration::from_secs(u64::from(config.auto_interval_minutes.unwrap_or(60)) * 60),
             dir,
             config_file: paths.config_file,
             debug,

@@ -166,6 +166,8 @@ struct Worker {
 
 /// How often a long-running app checks whether maintenance is due.
 const MAINTENANCE_CHECK_EVERY: Duration = Duration::from_secs(60 * 60);
+/// Longest a background upload keeps going; the rest waits for the next one.
+const AUTO_UPLOAD_BUDGET: Duration = Duration::from_secs(30);
 /// How old the last maintenance may be before the next runs.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -198,6 +200,7 @@ impl Worker {
         // anything; what it finished stays done and the rest waits for a later run.
         self.open_store();
         self.maybe_maintain(control);
+        self.maybe_upload_in_background();
         loop {
             let message = control.recv_timeout(self.flush.flush_interval);
             self.reload_level();
@@ -400,6 +403,70 @@ impl Worker {
         }
         self.settings.level = settings.level;
         self.settings.level_source = settings.level_source;
+    }
+
+    /// In `auto` upload mode, starts at most one background upload per interval, across
+    /// every process of the app. It runs on a thread of its own with its own connection
+    /// and a time budget, so neither recording nor the host's exit ever waits for it;
+    /// if the process exits mid-request, the next sync resends and the collector's
+    /// dedupe stores each event once.
+    fn maybe_upload_in_background(&mut self) {
+        let settings = &self.settings;
+        let (Some(endpoint), Some(key), Some(since)) = (&settings.endpoint, &settings.key, settings.upload_since)
+        else {
+            return;
+        };
+        if settings.upload != crate::UploadMode::Auto || settings.level == Level::Off {
+            return;
+        }
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if *store.location() == tally_store::Location::Memory {
+            return;
+        }
+        let now = jiff::Timestamp::now();
+        let interval = jiff::SignedDuration::try_from(settings.auto_interval).unwrap_or(jiff::SignedDuration::ZERO);
+        let not_before = now.checked_sub(interval).unwrap_or(now);
+        match store.claim_auto_sync(&tally_core::time::format(now), &tally_core::time::format(not_before)) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                self.debug(format_args!("background upload not started: {err}"));
+                return;
+            }
+        }
+        let (dir, level, debug, app) = (settings.dir.clone(), settings.level, settings.debug, self.app.clone());
+        let (endpoint, key) = (endpoint.clone(), key.clone());
+        let spawned = std::thread::Builder::new().name("tally-upload".into()).spawn(move || {
+            let result = Store::open(&dir, &OpenOptions::default())
+                .map_err(crate::sync::SyncError::from)
+                .and_then(|mut store| {
+                    let options = crate::sync::SyncOptions {
+                        deadline: Some(std::time::Instant::now() + AUTO_UPLOAD_BUDGET),
+                        ..crate::sync::SyncOptions::default()
+                    };
+                    let mut transport = crate::sync::HttpTransport::new(&endpoint, &key);
+                    crate::sync::sync(
+                        &mut store,
+                        level,
+                        since,
+                        &mut transport,
+                        &options,
+                        &mut std::io::sink(),
+                        &mut |_, _| {},
+                    )
+                });
+            if debug {
+                match result {
+                    Ok(report) => eprintln!("tally: {app}: background upload sent {} events", report.sent),
+                    Err(err) => eprintln!("tally: {app}: background upload stopped: {err}"),
+                }
+            }
+        });
+        if let Err(err) = spawned {
+            self.debug(format_args!("background upload not started: {err}"));
+        }
     }
 
     fn replace_corrupt_store(&mut self, reason: String) {

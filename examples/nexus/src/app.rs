@@ -27,6 +27,8 @@ enum Command {
     Stats(tally::cli::StatsArgs),
     /// Slow commands, failures and suggestions (short for `telemetry insights`).
     Insights(tally::cli::InsightsArgs),
+    /// Upload your usage to the nexus team, if you turned upload on (short for `telemetry sync`).
+    Sync(tally::cli::SyncArgs),
     /// Create or destroy workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
@@ -148,13 +150,17 @@ enum Work {
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     // Looking at or changing telemetry is not itself recorded: `off` and `purge` must
     // not leave a trace behind them.
-    let target = tally::cli::Target::new("nexus");
+    let target = tally::cli::Target {
+        invoked_as: Some("nexus telemetry".to_owned()),
+        ..tally::cli::Target::new("nexus")
+    };
     let work = match cli.command {
         Command::Telemetry(command) => return Ok(tally::cli::run(&target, command)?),
         Command::Stats(args) => return Ok(tally::cli::run(&target, tally::cli::TelemetryCommand::Stats(args))?),
         Command::Insights(args) => {
             return Ok(tally::cli::run(&target, tally::cli::TelemetryCommand::Insights(args))?);
         }
+        Command::Sync(args) => return Ok(tally::cli::run(&target, tally::cli::TelemetryCommand::Sync(args))?),
         Command::Workspace(command) => Work::Workspace(command),
         Command::Task(command) => Work::Task(command),
     };

@@ -146,7 +146,8 @@ impl Store for SqliteStore {
         blocking(&self.reader, move |store| {
             let mut statement = store.connection().prepare_cached(
                 "SELECT hour, type, name, command, success, error_category, count, duration_count, duration_total_ms \
-                 FROM metrics WHERE app = ?1 AND hour >= ?2 AND hour < ?3",
+                 FROM metrics WHERE app = ?1 AND hour >= ?2 AND hour < ?3 \
+                 ORDER BY hour, type, name, command, success, error_category",
             )?;
             let rows = statement.query_map((&app, &from_hour, &to_hour), |row| {
                 Ok(RollupRow {

@@ -4,7 +4,8 @@ use std::io::{BufRead, Write};
 
 use tally_core::Level;
 
-use super::{CliError, Target, human, interactive};
+use super::{CliError, Setting, Target, human, interactive};
+use crate::UploadMode;
 use crate::config::{ConfigFile, LevelSource};
 
 /// Writes the level to the config file; `None` means `on`: the configured level if it
@@ -78,4 +79,71 @@ pub(crate) fn purge(target: &Target, yes: bool, out: &mut dyn Write) -> Result<(
         target.app
     )?;
     Ok(())
+}
+
+/// `config set`: upload mode, endpoint or key, checked before anything is written.
+pub(crate) fn set_setting(target: &Target, setting: Setting, value: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let settings = target.settings();
+    let mut config = ConfigFile::load(&settings.config_file)?;
+    let value = value.trim();
+    let said = match setting {
+        Setting::Upload => {
+            let mode: UploadMode = value.parse().map_err(CliError::Usage)?;
+            let was_on = matches!(config.upload, Some(UploadMode::Sync | UploadMode::Auto));
+            config.upload = Some(mode);
+            if mode == UploadMode::Local {
+                config.upload_since = None;
+                "upload is now local: nothing leaves this machine".to_owned()
+            } else {
+                // Consent counts from now: earlier events stay local unless the user
+                // asks for them with `sync --include-history`.
+                if !was_on || config.upload_since.is_none() {
+                    config.upload_since = Some(tally_core::time::format(tally_core::time::now_millis()));
+                }
+                let when = if mode == UploadMode::Auto {
+                    "in the background, at most once an interval"
+                } else {
+                    "when you run sync"
+                };
+                format!(
+                    "upload is now {mode}: events recorded from {} on are uploaded {when}; earlier ones only with \
+                     `sync --include-history`",
+                    config.upload_since.as_deref().unwrap_or("now")
+                )
+            }
+        }
+        Setting::Endpoint => {
+            let (scheme, rest) = value.split_once("://").unwrap_or(("", ""));
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if !(scheme == "https" || scheme == "http") || host.is_empty() || value.contains(char::is_whitespace) {
+                return Err(CliError::Usage(format!(
+                    "endpoint: must be an http:// or https:// URL such as https://telemetry.example.com (got {value:?})"
+                )));
+            }
+            config.endpoint = Some(value.trim_end_matches('/').to_owned());
+            format!("endpoint is now {}", value.trim_end_matches('/'))
+        }
+        Setting::Key => {
+            let parts: Vec<&str> = value.split('_').collect();
+            if !(parts.len() == 4 && parts[0] == "tly" && parts[1] == "ingest") {
+                return Err(CliError::Usage(
+                    "key: must be an ingest key made by `tally keys create --role ingest` (tly_ingest_...)".into(),
+                ));
+            }
+            config.key = Some(value.to_owned());
+            format!("key is now {}", mask_key(value))
+        }
+    };
+    config.save(&settings.config_file)?;
+    writeln!(out, "{said}")?;
+    writeln!(out, "  saved in {}", settings.config_file.display())?;
+    Ok(())
+}
+
+/// `tly_ingest_ab73ee3f3d77_…`: the id, never the secret.
+pub(crate) fn mask_key(key: &str) -> String {
+    match key.rsplit_once('_') {
+        Some((public, _)) => format!("{public}_…"),
+        None => "…".to_owned(),
+    }
 }

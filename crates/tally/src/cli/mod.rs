@@ -15,6 +15,7 @@ mod insights;
 mod report;
 mod stats;
 mod status;
+mod sync;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -59,6 +60,53 @@ pub enum TelemetryCommand {
     Report(ReportArgs),
     /// Export events (JSON, NDJSON, CSV) or metrics (OpenMetrics).
     Export(ExportArgs),
+    /// Upload pending events to the app's collector (only when upload is sync or auto).
+    Sync(SyncArgs),
+    /// Show or change the upload settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `sync`: upload pending events.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SyncArgs {
+    /// Print the exact request bodies that would be sent, one per line, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also upload events recorded before upload was turned on.
+    #[arg(long)]
+    pub include_history: bool,
+    /// Write the batches as files into this directory instead of sending them (for
+    /// machines that may not connect; `tally ingest` loads them into a collector).
+    #[arg(long)]
+    pub to_dir: Option<PathBuf>,
+}
+
+/// `config`: the upload settings.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCommand {
+    /// Set one setting: upload (local, sync or auto), endpoint (the collector's URL) or key
+    /// (an ingest key).
+    Set {
+        /// Which setting.
+        #[arg(value_enum)]
+        setting: Setting,
+        /// Its new value.
+        value: String,
+    },
+    /// Show the settings in force, and where each comes from.
+    Show,
+}
+
+/// A setting `config set` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Setting {
+    /// local (nothing leaves the machine), sync (only an explicit `sync`) or auto.
+    Upload,
+    /// The collector's base URL, such as https://telemetry.example.com.
+    Endpoint,
+    /// The collector's ingest key for this app (tly_ingest_...).
+    Key,
 }
 
 /// Which period a summary covers.
@@ -185,6 +233,9 @@ pub enum CliError {
     /// Output could not be written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A sync stopped; what was sent is marked, nothing was lost.
+    #[error("{0}")]
+    Sync(#[from] crate::sync::SyncError),
     /// The command was used wrongly; the message says how to use it.
     #[error("{0}")]
     Usage(String),
@@ -199,6 +250,9 @@ pub struct Target {
     pub dir: Option<PathBuf>,
     /// The time to treat as now, for reproducible output; the clock otherwise.
     pub now: Option<Timestamp>,
+    /// How the user runs these commands, for hints (`nexus telemetry`); by default
+    /// `tally --app APP`.
+    pub invoked_as: Option<String>,
 }
 
 impl Target {
@@ -208,7 +262,15 @@ impl Target {
             app: app.into(),
             dir: None,
             now: None,
+            invoked_as: None,
         }
+    }
+
+    /// The command prefix to quote in hints: `nexus telemetry` or `tally --app nexus`.
+    fn command(&self) -> String {
+        self.invoked_as
+            .clone()
+            .unwrap_or_else(|| format!("tally --app {}", self.app))
     }
 
     /// Settings as the SDK would resolve them, with `--dir` applied.
@@ -277,6 +339,11 @@ pub fn run(target: &Target, command: TelemetryCommand) -> Result<(), CliError> {
         }
         TelemetryCommand::Report(args) => report::run(target, &args, &mut out),
         TelemetryCommand::Export(args) => export::run(target, &args, &mut out),
+        TelemetryCommand::Sync(args) => sync::run(target, &args, &mut out),
+        TelemetryCommand::Config(ConfigCommand::Set { setting, value }) => {
+            consent::set_setting(target, setting, &value, &mut out)
+        }
+        TelemetryCommand::Config(ConfigCommand::Show) => status::show_config(target, &mut out),
     };
     match result {
         // The reader went away (`| head`): what it wanted was written.

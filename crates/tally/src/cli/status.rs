@@ -28,8 +28,18 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
         UploadMode::Auto => "uploads in the background",
     };
     writeln!(out, "  upload:     {} ({upload_note})", settings.upload)?;
+    if let Some(since) = settings.upload_since.filter(|_| settings.upload != UploadMode::Local) {
+        writeln!(
+            out,
+            "  since:      {} (earlier events stay local)",
+            tally_core::time::format(since)
+        )?;
+    }
     if let Some(endpoint) = &settings.endpoint {
         writeln!(out, "  endpoint:   {endpoint}")?;
+    }
+    if let Some(key) = &settings.key {
+        writeln!(out, "  key:        {}", super::consent::mask_key(key))?;
     }
     writeln!(out, "  config:     {}", settings.config_file.display())?;
     let Some(store) = target.open_existing()? else {
@@ -65,6 +75,58 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
         human::count(status.drops.buffer_full),
         human::count(status.drops.invalid)
     )?;
+    if settings.upload != UploadMode::Local {
+        let since = settings.upload_since.map_or_else(
+            || tally_core::time::format(tally_core::time::now_millis()),
+            tally_core::time::format,
+        );
+        let sync = store.sync_status(&since)?;
+        writeln!(
+            out,
+            "  sync:       {} pending, {} refused by the collector, last sync {}",
+            human::count(sync.pending),
+            human::count(sync.rejected),
+            sync.last_sync.as_deref().unwrap_or("never")
+        )?;
+        for refusal in &sync.recent_refusals {
+            writeln!(
+                out,
+                "    refused {} ({}): {}: {}",
+                refusal.id, refusal.ts, refusal.code, refusal.message
+            )?;
+        }
+    }
+    write_limits(out, &settings)
+}
+
+/// `config show`: the settings in force and where they come from.
+pub(crate) fn show_config(target: &Target, out: &mut dyn Write) -> Result<(), CliError> {
+    let settings = target.settings();
+    writeln!(
+        out,
+        "{} telemetry settings ({})",
+        target.app,
+        settings.config_file.display()
+    )?;
+    writeln!(out, "  level:      {} ({})", settings.level, settings.level_source)?;
+    writeln!(out, "  upload:     {}", settings.upload)?;
+    writeln!(
+        out,
+        "  since:      {}",
+        settings
+            .upload_since
+            .map_or_else(|| "-".to_owned(), tally_core::time::format)
+    )?;
+    writeln!(out, "  endpoint:   {}", settings.endpoint.as_deref().unwrap_or("-"))?;
+    writeln!(
+        out,
+        "  key:        {}",
+        settings
+            .key
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), super::consent::mask_key)
+    )?;
+    writeln!(out, "  store:      {}", settings.dir.display())?;
     write_limits(out, &settings)
 }
 

@@ -123,9 +123,9 @@ fn store_with(dir: &Path, recorded: &[Recorded]) -> Store {
 
 fn target(dir: &Path) -> Target {
     Target {
-        app: "nexus".to_owned(),
         dir: Some(dir.to_owned()),
         now: Some(NOW.parse::<Timestamp>().unwrap()),
+        ..Target::new("nexus")
     }
 }
 

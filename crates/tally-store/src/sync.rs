@@ -1,0 +1,188 @@
+//! What the SDK's sync needs from the store: which events are still to upload, and
+//! recording what the collector answered.
+//!
+//! Events are uploaded in `seq` order (local insertion order), in two streams split by
+//! the moment upload was turned on: [`SyncStream::Recent`] (events at or after it,
+//! what `sync` sends) and [`SyncStream::History`] (events before it, sent only when the
+//! user asks). Each stream has a cursor: the highest `seq` of the stream the collector
+//! has answered for. A cursor only moves forward, in the same transaction that records
+//! the refusals of that answer, so an interrupted sync resumes exactly where it stopped
+//! and never sends an answered event again.
+
+use rusqlite::{OptionalExtension, TransactionBehavior};
+use tally_core::Event;
+
+use crate::read::{EVENT_COLUMNS, event_from_row_at};
+use crate::{Store, StoreError};
+
+/// Which events a sync pass uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStream {
+    /// Events recorded at or after upload was turned on.
+    Recent,
+    /// Events recorded before, uploaded only with the user's explicit request.
+    History,
+}
+
+impl SyncStream {
+    fn cursor_key(self) -> &'static str {
+        match self {
+            SyncStream::Recent => "sync_cursor",
+            SyncStream::History => "sync_history_cursor",
+        }
+    }
+
+    /// The SQL condition selecting this stream's events by `ts` against `?2`.
+    fn filter(self) -> &'static str {
+        match self {
+            SyncStream::Recent => "ts >= ?2",
+            SyncStream::History => "ts < ?2",
+        }
+    }
+}
+
+/// An event the collector refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The event's id.
+    pub id: String,
+    /// The event's time, RFC 3339.
+    pub ts: String,
+    /// The collector's code (`invalid_event`, `too_large`).
+    pub code: String,
+    /// The collector's message.
+    pub message: String,
+}
+
+/// The sync state `status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncStatus {
+    /// Recent events still to upload.
+    pub pending: u64,
+    /// Events the collector refused.
+    pub rejected: u64,
+    /// When the last sync finished, RFC 3339.
+    pub last_sync: Option<String>,
+    /// The most recent refusals, newest first.
+    pub recent_refusals: Vec<Refusal>,
+}
+
+impl Store {
+    /// The highest `seq` of `stream` the collector has answered for (0: none).
+    pub fn sync_cursor(&self, stream: SyncStream) -> Result<i64, StoreError> {
+        Ok(self
+            .meta(stream.cursor_key())?
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Up to `limit` events of `stream` after `after_seq`, in `seq` order, with their
+    /// `seq`; `since` (RFC 3339) is when upload was turned on.
+    pub fn pending_events(
+        &self,
+        stream: SyncStream,
+        after_seq: i64,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<(i64, Event)>, StoreError> {
+        let sql = format!(
+            "SELECT seq, {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND {} ORDER BY seq LIMIT ?3",
+            stream.filter()
+        );
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query((after_seq, since, limit as i64))?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            events.push((seq, event_from_row_at(row, 1)?));
+        }
+        Ok(events)
+    }
+
+    /// How many events of `stream` are still to upload.
+    pub fn pending_count(&self, stream: SyncStream, since: &str) -> Result<u64, StoreError> {
+        let sql = format!("SELECT count(*) FROM events WHERE seq > ?1 AND {}", stream.filter());
+        Ok(self
+            .conn
+            .query_row(&sql, (self.sync_cursor(stream)?, since), |row| row.get(0))?)
+    }
+
+    /// Records that the collector answered for every event of `stream` up to `seq`,
+    /// keeping its refusals; one transaction. The cursor never moves back.
+    pub fn acknowledge(
+        &mut self,
+        stream: SyncStream,
+        seq: i64,
+        refusals: &[Refusal],
+        at: &str,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO sync_rejected (id, ts, code, message, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for refusal in refusals {
+                insert.execute((&refusal.id, &refusal.ts, &refusal.code, &refusal.message, at))?;
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET \
+                 value = CAST(max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                (stream.cursor_key(), seq.to_string()),
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Notes the end of a sync.
+    pub fn finish_sync(&mut self, at: &str) -> Result<(), StoreError> {
+        self.set_meta("last_sync", at)
+    }
+
+    /// The sync state for `status`; `since` is when upload was turned on.
+    pub fn sync_status(&self, since: &str) -> Result<SyncStatus, StoreError> {
+        let rejected: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sync_rejected", [], |row| row.get(0))?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT id, ts, code, message FROM sync_rejected ORDER BY rejected_at DESC, id LIMIT 5")?;
+        let recent_refusals = statement
+            .query_map([], |row| {
+                Ok(Refusal {
+                    id: row.get(0)?,
+                    ts: row.get(1)?,
+                    code: row.get(2)?,
+                    message: row.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(SyncStatus {
+            pending: self.pending_count(SyncStream::Recent, since)?,
+            rejected: rejected as u64,
+            last_sync: self.meta("last_sync")?,
+            recent_refusals,
+        })
+    }
+
+    /// Claims the next background upload: true for exactly one caller per `interval`,
+    /// across processes (a compare-and-set on `meta.auto_sync_at`).
+    pub fn claim_auto_sync(&mut self, now: &str, not_before: &str) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let last: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'auto_sync_at'", [], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let due = last.is_none_or(|last| last.as_str() < not_before);
+        if due {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('auto_sync_at', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(due)
+    }
+}

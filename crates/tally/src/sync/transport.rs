@@ -1,0 +1,135 @@
+//! How batches travel: HTTP to a collector, or files in a directory for machines that
+//! may not connect (`tally ingest` loads them into a collector later).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the other side answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status.
+    pub status: u16,
+    /// `Retry-After`, when given in seconds.
+    pub retry_after: Option<Duration>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// The request never got an answer (connection refused or reset, timeout); it may be
+/// retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// Carries one gzip-compressed batch body (`{"events": [...]}`).
+pub trait Transport {
+    /// Sends the body of `events` events and returns the answer.
+    fn send(&mut self, gzip_body: &[u8], events: usize) -> Result<Response, TransportError>;
+
+    /// Where batches go, for messages (`https://collector/v1/events/batch`).
+    fn destination(&self) -> String;
+}
+
+/// `POST {endpoint}/v1/events/batch` over HTTPS (rustls) or HTTP.
+pub struct HttpTransport {
+    agent: ureq::Agent,
+    url: String,
+    authorization: String,
+}
+
+impl HttpTransport {
+    /// A transport to `endpoint` with ingest `key`. The client is built here, only when
+    /// a sync runs: recording never builds one.
+    pub fn new(endpoint: &str, key: &str) -> HttpTransport {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
+            .build();
+        HttpTransport {
+            agent: config.into(),
+            url: format!("{}/v1/events/batch", endpoint.trim_end_matches('/')),
+            authorization: format!("Bearer {key}"),
+        }
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(&mut self, gzip_body: &[u8], _events: usize) -> Result<Response, TransportError> {
+        let mut response = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .header("Authorization", &self.authorization)
+            .send(gzip_body)
+            .map_err(|err| TransportError(err.to_string()))?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .take(1 << 20)
+            .read_to_end(&mut body)
+            .map_err(|err| TransportError(format!("reading the answer: {err}")))?;
+        Ok(Response {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    fn destination(&self) -> String {
+        self.url.clone()
+    }
+}
+
+/// Writes each batch as `batch-<ms>-<n>.json.gz` in a directory, atomically (a
+/// temporary file renamed into place), and answers as a collector that accepted all.
+pub struct DirTransport {
+    dir: PathBuf,
+    written: u64,
+}
+
+impl DirTransport {
+    /// A transport into `dir`, created if needed.
+    pub fn new(dir: PathBuf) -> Result<DirTransport, TransportError> {
+        std::fs::create_dir_all(&dir).map_err(|err| TransportError(format!("create {}: {err}", dir.display())))?;
+        Ok(DirTransport { dir, written: 0 })
+    }
+}
+
+impl Transport for DirTransport {
+    fn send(&mut self, gzip_body: &[u8], events: usize) -> Result<Response, TransportError> {
+        self.written += 1;
+        let name = format!(
+            "batch-{}-{:04}.json.gz",
+            jiff::Timestamp::now().as_millisecond(),
+            self.written
+        );
+        let path = self.dir.join(&name);
+        let temporary = self.dir.join(format!(".{name}.tmp"));
+        let io = |err: std::io::Error| TransportError(format!("write {}: {err}", path.display()));
+        std::fs::write(&temporary, gzip_body).map_err(io)?;
+        std::fs::rename(&temporary, &path).map_err(io)?;
+        Ok(Response {
+            status: 200,
+            retry_after: None,
+            body: serde_json::json!({"accepted": events, "duplicates": 0, "rejected": []})
+                .to_string()
+                .into_bytes(),
+        })
+    }
+
+    fn destination(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
