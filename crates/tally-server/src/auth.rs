@@ -74,6 +74,14 @@ pub struct KeyCache {
 impl KeyCache {
     /// Finds the key presented in `Authorization: Bearer ...` and checks it has `role`.
     pub async fn authenticate(&self, store: &dyn Store, headers: &HeaderMap, role: Role) -> Result<ApiKey, AppError> {
+        let key = self.identify(store, headers).await?;
+        check_role(&key, role)?;
+        Ok(key)
+    }
+
+    /// Finds the valid, unrevoked key presented in `Authorization: Bearer ...`, whatever
+    /// its role.
+    pub async fn identify(&self, store: &dyn Store, headers: &HeaderMap) -> Result<ApiKey, AppError> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer <key>"))?;
@@ -90,13 +98,6 @@ impl KeyCache {
             Some(key) if constant_time_eq(&digest, &key.secret_hash) && key.revoked_at.is_none() => key,
             _ => return Err(AppError::unauthorized("invalid or revoked key")),
         };
-        if key.role != role {
-            return Err(AppError::forbidden(format!(
-                "this route needs an {} key; this is an {} key",
-                role.as_str(),
-                key.role.as_str()
-            )));
-        }
         Ok(key)
     }
 
@@ -115,6 +116,19 @@ impl KeyCache {
         }
         entries.insert(id.to_owned(), (key.clone(), Instant::now()));
         Ok(key)
+    }
+}
+
+/// Refuses a key without `role`.
+pub fn check_role(key: &ApiKey, role: Role) -> Result<(), AppError> {
+    if key.role == role {
+        Ok(())
+    } else {
+        Err(AppError::forbidden(format!(
+            "this route needs an {} key; this is an {} key",
+            role.as_str(),
+            key.role.as_str()
+        )))
     }
 }
 

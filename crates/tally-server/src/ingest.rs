@@ -178,8 +178,10 @@ pub async fn post_batch(State(state): State<AppState>, headers: HeaderMap, body:
 
 /// `POST /v1/actions`: `{"action": "...", "payload": {...}}`.
 pub async fn post_action(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
-    // Authentication needs the action's role, so the envelope is read first; it is
-    // still bounded and depth-checked like every body.
+    // The key must be valid before the body is read, as on every route; its role is
+    // checked once the envelope names the action.
+    let key = state.keys.identify(state.store.as_ref(), &headers).await?;
+    state.limiter.check(&key.id)?;
     let envelope = parse_json(&read_json_body(&headers, body, &state.config).await?)?;
     let Value::Object(mut envelope) = envelope else {
         return Err(AppError::bad_request(
@@ -204,7 +206,9 @@ pub async fn post_action(State(state): State<AppState>, headers: HeaderMap, body
         )
     })?;
     let payload = envelope.remove("payload").unwrap_or_else(|| json!({}));
-    run_action(&state, &headers, action, payload).await
+    crate::auth::check_role(&key, action.role)?;
+    let (status, body) = (action.run)(&state, &key, payload).await?;
+    Ok((status, Json(body)).into_response())
 }
 
 /// `GET /v1/actions`: every action with its role and payload schema.
