@@ -8,7 +8,7 @@
 //! `/metrics` test needs Prometheus's `promtool` in the same way.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -731,18 +731,76 @@ fn events_acknowledged_before_sigkill_are_stored_exactly_once_postgres() {
 // ---------------------------------------------------------------------------------------
 // 3. A gzip bomb
 
-/// gzip of `size` zero bytes, compressed a chunk at a time so the zeros never sit in
-/// memory.
-fn gzip_of_zeros(size: u64) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let chunk = vec![0u8; 1 << 20];
-    let mut written = 0;
-    while written < size {
-        let part = chunk.len().min((size - written) as usize);
-        encoder.write_all(&chunk[..part]).expect("compress");
-        written += part as u64;
+/// One gzip member holding `mib` MiB of zeros, about 1 KB per MiB, built without ever
+/// holding (or even compressing) more than 1 MiB of zeros.
+///
+/// Deflating 1 GiB takes tens of seconds in a debug build, so the stream is assembled:
+/// after a full flush the compressor starts afresh, so every further MiB of zeros
+/// compresses to the same bytes, and those bytes are repeated. The trailer's CRC-32 is
+/// computed without the data too ([`crc32_of_zeros`]). The test decompresses a small
+/// bomb built the same way to show the construction is valid gzip.
+fn gzip_of_zeros(mib: u32) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let zeros = vec![0u8; 1 << 20];
+    let mut deflate = Compress::new(Compression::best(), false);
+    let mut next_mib = || {
+        let mut out = Vec::with_capacity(64 * 1024);
+        deflate
+            .compress_vec(&zeros, &mut out, FlushCompress::Full)
+            .expect("deflate");
+        out
+    };
+    let (first, second, third) = (next_mib(), next_mib(), next_mib());
+    assert_eq!(second, third, "a MiB of zeros after a full flush always deflates alike");
+    // The gzip header: magic, deflate, no flags, no time, best compression, Unix.
+    let mut bomb = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3];
+    bomb.extend_from_slice(&first);
+    for _ in 1..mib {
+        bomb.extend_from_slice(&second);
     }
-    encoder.finish().expect("finish gzip")
+    // The last, empty, final block.
+    let mut last = Vec::with_capacity(64);
+    deflate
+        .compress_vec(&[], &mut last, FlushCompress::Finish)
+        .expect("deflate");
+    bomb.extend_from_slice(&last);
+    let size = u64::from(mib) << 20;
+    bomb.extend_from_slice(&crc32_of_zeros(size).to_le_bytes());
+    bomb.extend_from_slice(&(size as u32).to_le_bytes());
+    bomb
+}
+
+/// CRC-32 (gzip's) of `len` zero bytes. Feeding a zero byte is a linear map of the CRC
+/// register, held as its 32 columns; feeding `len` of them is that map to the power `len`.
+fn crc32_of_zeros(len: u64) -> u32 {
+    type Map = [u32; 32];
+    let apply = |map: &Map, vector: u32| {
+        (0..32)
+            .filter(|bit| vector >> bit & 1 == 1)
+            .fold(0, |sum, bit| sum ^ map[bit])
+    };
+    let compose = |outer: &Map, inner: &Map| -> Map { std::array::from_fn(|bit| apply(outer, inner[bit])) };
+    let mut power: Map = std::array::from_fn(|bit| {
+        let mut register = 1u32 << bit;
+        for _ in 0..8 {
+            register = if register & 1 == 1 {
+                (register >> 1) ^ 0xedb8_8320
+            } else {
+                register >> 1
+            };
+        }
+        register
+    });
+    let mut result: Map = std::array::from_fn(|bit| 1 << bit);
+    let mut remaining = len;
+    while remaining > 0 {
+        if remaining & 1 == 1 {
+            result = compose(&power, &result);
+        }
+        power = compose(&power, &power);
+        remaining >>= 1;
+    }
+    !apply(&result, !0)
 }
 
 #[test]
@@ -750,7 +808,13 @@ fn a_gzip_bomb_is_refused_within_bounded_memory() {
     let file = sqlite_file();
     let ingest = create_key(&file.path, "nexus", "ingest");
     let collector = Collector::start(&file.path, None);
-    let bomb = gzip_of_zeros(1 << 30);
+    let small = gzip_of_zeros(3);
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(small.as_slice())
+        .read_to_end(&mut unzipped)
+        .expect("the construction is valid gzip, CRC and length included");
+    assert!(unzipped.len() == 3 << 20 && unzipped.iter().all(|byte| *byte == 0));
+    let bomb = gzip_of_zeros(1024);
     assert!(bomb.len() < 2_000_000, "the bomb is {} bytes compressed", bomb.len());
 
     let bearer = format!("Bearer {ingest}");
@@ -1128,7 +1192,10 @@ fn sigterm_while_clients_send_exits_zero_and_keeps_every_acknowledged_event() {
         }
         (acknowledged, server_errors, exit)
     });
-    eprintln!("{} events acknowledged before the collector stopped", acknowledged.len());
+    eprintln!(
+        "{} events acknowledged before the collector stopped",
+        acknowledged.len()
+    );
     assert!(exit.success(), "exit status {exit:?}; stderr:\n{}", collector.stderr());
     assert!(server_errors.is_empty(), "5xx while draining: {server_errors:?}");
     assert!(

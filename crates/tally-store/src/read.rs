@@ -178,7 +178,8 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "DELETE FROM events; DELETE FROM sessions; DELETE FROM metrics; DELETE FROM meta; \
-             DELETE FROM sync_rejected; DELETE FROM installs; DELETE FROM totals;",
+             DELETE FROM sync_rejected; DELETE FROM installs; DELETE FROM totals; \
+             DELETE FROM sqlite_sequence;",
         )?;
         tx.commit()?;
         self.conn.execute_batch("VACUUM")?;
@@ -226,7 +227,7 @@ pub fn event_from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<tally_
         workspace: row.get(first + 10)?,
         target_type: row.get(first + 11)?,
         target_id: row.get(first + 12)?,
-        duration_ms: row.get::<_, Option<i64>>(13)?.map(|d| d.max(0) as u64),
+        duration_ms: row.get::<_, Option<i64>>(first + 13)?.map(|d| d.max(0) as u64),
         success: row.get(first + 14)?,
         error_category: row.get(first + 15)?,
         error_message: row.get(first + 16)?,

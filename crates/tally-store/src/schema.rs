@@ -24,7 +24,9 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     CREATE TABLE events (
-        seq            INTEGER PRIMARY KEY,   -- local insertion order
+        -- Local insertion order, never reused (AUTOINCREMENT): the sync cursor compares
+        -- against it, so a number freed by retention must not come back.
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
         id             TEXT NOT NULL UNIQUE,  -- UUIDv7, the dedupe key
         ts             TEXT NOT NULL,         -- RFC 3339 UTC, fixed width, sorts as time
         app            TEXT NOT NULL,

@@ -165,24 +165,39 @@ impl Store {
         })
     }
 
-    /// Claims the next background upload: true for exactly one caller per `interval`,
-    /// across processes (a compare-and-set on `meta.auto_sync_at`).
-    pub fn claim_auto_sync(&mut self, now: &str, not_before: &str) -> Result<bool, StoreError> {
+    /// Claims the next background upload, across processes: true when no upload
+    /// finished after `done_before` and none started after `started_before` (an
+    /// attempt cut off by its process's exit is tried again once that lease passes).
+    pub fn claim_auto_sync(&mut self, now: &str, done_before: &str, started_before: &str) -> Result<bool, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let last: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'auto_sync_at'", [], |row| {
-                row.get(0)
-            })
-            .optional()?;
-        let due = last.is_none_or(|last| last.as_str() < not_before);
+        let read = |key: &str| -> Result<Option<String>, rusqlite::Error> {
+            tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+                .optional()
+        };
+        let done = read("auto_sync_done_at")?;
+        let started = read("auto_sync_started_at")?;
+        // An attempt is in flight when it started after the last one finished; it
+        // holds the slot until its lease passes.
+        let in_flight = match (&started, &done) {
+            (Some(started), Some(done)) => started > done,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let leased = in_flight && started.as_deref().is_some_and(|started| started >= started_before);
+        let due = done.is_none_or(|done| done.as_str() < done_before) && !leased;
         if due {
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('auto_sync_at', ?1) \
+                "INSERT INTO meta (key, value) VALUES ('auto_sync_started_at', ?1) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [now],
             )?;
         }
         tx.commit()?;
         Ok(due)
+    }
+
+    /// Notes that a background upload finished; the next waits a whole interval.
+    pub fn auto_sync_done(&mut self, at: &str) -> Result<(), StoreError> {
+        self.set_meta("auto_sync_done_at", at)
     }
 }

@@ -5,7 +5,7 @@
 //! already stored is skipped and counted as a duplicate, which makes a retried batch
 //! harmless.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::TransactionBehavior;
 use tally_core::Event;
@@ -46,8 +46,8 @@ pub struct BatchOutcome {
 struct SessionDelta<'a> {
     app: &'a str,
     install_id: &'a str,
-    started_at: String,
-    ended_at: String,
+    started_at: &'a str,
+    ended_at: &'a str,
     commands_executed: i64,
     workspaces_created: i64,
     tasks_completed: i64,
@@ -73,6 +73,45 @@ const SET_SESSION_DURATION: &str = "UPDATE sessions SET duration_ms = \
      CAST(round((unixepoch(ended_at, 'subsec') - unixepoch(started_at, 'subsec')) * 1000) AS INTEGER) \
      WHERE session_id = ?1";
 
+/// [`RollupKey`] borrowed from an event and its formatted time.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct BatchRollupKey<'a> {
+    hour: &'a str,
+    app: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    command: &'a str,
+    success: i64,
+    error_category: &'a str,
+}
+
+impl<'a> BatchRollupKey<'a> {
+    /// The key [`RollupKey::of`] gives, without allocating.
+    fn of(event: &'a Event, ts: &'a str) -> BatchRollupKey<'a> {
+        BatchRollupKey {
+            hour: ts.get(..13).unwrap_or(ts),
+            app: &event.app,
+            kind: &event.kind,
+            name: &event.name,
+            command: event.command.as_deref().unwrap_or_default(),
+            success: event.success.map_or(-1, i64::from),
+            error_category: event.error_category.as_deref().unwrap_or_default(),
+        }
+    }
+
+    fn owned(&self) -> RollupKey {
+        RollupKey {
+            hour: self.hour.to_owned(),
+            app: self.app.to_owned(),
+            kind: self.kind.to_owned(),
+            name: self.name.to_owned(),
+            command: self.command.to_owned(),
+            success: self.success,
+            error_category: self.error_category.to_owned(),
+        }
+    }
+}
+
 impl Store {
     /// Stores `events` and adds `drops` to the drop counters, all in one transaction.
     /// On any error nothing of the batch is stored.
@@ -95,12 +134,15 @@ impl Store {
             ..BatchOutcome::default()
         };
         let mut new_events: Vec<&Event> = Vec::with_capacity(events.len());
-        let mut sessions: HashMap<&str, SessionDelta<'_>> = HashMap::new();
-        let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
+        let mut sessions: BTreeMap<&str, SessionDelta<'_>> = BTreeMap::new();
+        // Keyed by borrowed fields: counting an event allocates nothing, and the few
+        // distinct keys of a batch are made into owned `RollupKey`s once, below.
+        let mut batch_rollups: BTreeMap<BatchRollupKey<'_>, Rollup> = BTreeMap::new();
+        let stamps: Vec<String> = events.iter().map(|event| tally_core::time::format(event.ts)).collect();
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for event in events {
-                let ts = tally_core::time::format(event.ts);
+            for (event, ts) in events.iter().zip(&stamps) {
+                let ts = ts.as_str();
                 let props = if event.props.is_empty() {
                     None
                 } else {
@@ -133,8 +175,8 @@ impl Store {
                 }
                 outcome.inserted += 1;
                 new_events.push(event);
-                rollups
-                    .entry(RollupKey::of(event, &ts))
+                batch_rollups
+                    .entry(BatchRollupKey::of(event, ts))
                     .or_default()
                     .add(event.duration_ms);
                 let delta = sessions
@@ -142,12 +184,12 @@ impl Store {
                     .or_insert_with(|| SessionDelta {
                         app: &event.app,
                         install_id: &event.install_id,
-                        started_at: ts.clone(),
-                        ended_at: ts.clone(),
+                        started_at: ts,
+                        ended_at: ts,
                         ..SessionDelta::default()
                     });
                 if ts < delta.started_at {
-                    delta.started_at.clone_from(&ts);
+                    delta.started_at = ts;
                 }
                 if ts > delta.ended_at {
                     delta.ended_at = ts;
@@ -179,6 +221,10 @@ impl Store {
                 duration.execute([session_id])?;
             }
         }
+        let rollups: HashMap<RollupKey, Rollup> = batch_rollups
+            .into_iter()
+            .map(|(key, rollup)| (key.owned(), rollup))
+            .collect();
         add_rollups(&tx, &rollups)?;
         also(&tx, &new_events)?;
         if !drops.is_empty() {

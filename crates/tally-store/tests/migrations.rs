@@ -85,6 +85,13 @@ fn seeds() -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
         (
+            "sync_rejected",
+            "INSERT INTO sync_rejected (id, ts, code, message, rejected_at) VALUES \
+             ('0198a0b1-0001-7000-8000-0000000000ff', '2026-08-01T10:00:00.000Z', 'invalid_event', \
+              'name: must be 1 to 64 characters', '2026-08-02T10:00:00.000Z')"
+                .to_owned(),
+        ),
+        (
             "api_keys",
             "INSERT INTO api_keys (id, app, role, secret_hash, label, created_at) VALUES \
              ('k1', 'nexus', 'ingest', 'ab', 'ci', '2026-08-01T10:00:00.000Z')"
@@ -112,7 +119,8 @@ fn rolled_up_tasks() -> Rollup {
 
 fn tables(conn: &Connection) -> Vec<String> {
     let mut statement = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        // SQLite's own tables (sqlite_sequence, for AUTOINCREMENT) are not ours to seed.
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         .unwrap();
     statement
         .query_map([], |row| row.get(0))

@@ -314,10 +314,17 @@ fn check_app_name(app: &str) -> Result<(), String> {
 /// The text shown once, on the first run that records.
 pub fn first_run_notice(app: &str, settings: &Settings, off_command: &str) -> String {
     let prefix = crate::config::env_prefix(app);
+    let upload = match (settings.upload, &settings.endpoint) {
+        (crate::UploadMode::Local, _) | (_, None) => "is never uploaded unless you turn upload on".to_owned(),
+        (crate::UploadMode::Sync, Some(endpoint)) => format!("is uploaded to {endpoint} only when you run sync"),
+        (crate::UploadMode::Auto, Some(endpoint)) => {
+            format!("is uploaded to {endpoint} in the background (upload: auto)")
+        }
+    };
     format!(
         "{app} records usage telemetry on this machine (level: {level}): which commands run, how long they \
 take and whether they fail; names you type are stored only as keyed hashes.\n\
-It is kept in {dir} and is never uploaded unless you turn upload on.\n\
+It is kept in {dir} and {upload}.\n\
 To turn it off: `{off_command}`, or set {prefix}_TELEMETRY=off or DO_NOT_TRACK=1.",
         level = settings.level,
         dir = settings.dir.join(tally_store::DB_FILE_NAME).display(),

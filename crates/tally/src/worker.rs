@@ -37,7 +37,9 @@ pub(crate) enum Queued {
 enum Control {
     Wake,
     Flush(Sender<()>),
-    Shutdown(Sender<()>),
+    /// Flush, let a background upload use what is left of the host's time budget
+    /// (the `Instant`), reply, and end.
+    Shutdown(Sender<()>, Instant),
 }
 
 /// Events waiting for the flush thread, bounded by a count.
@@ -128,7 +130,7 @@ impl WorkerHandle {
     /// Asks the thread to write everything buffered and waits up to the shutdown
     /// timeout. Returns whether it finished in time.
     pub(crate) fn flush(&self) -> bool {
-        self.request(Control::Flush)
+        self.request(|reply, _| Control::Flush(reply))
     }
 
     /// Like [`WorkerHandle::flush`], and the thread exits afterwards.
@@ -136,10 +138,10 @@ impl WorkerHandle {
         self.request(Control::Shutdown)
     }
 
-    fn request(&self, message: fn(Sender<()>) -> Control) -> bool {
+    fn request(&self, message: impl FnOnce(Sender<()>, Instant) -> Control) -> bool {
         let deadline = Instant::now() + self.shutdown_timeout;
         let (reply, replied) = crossbeam_channel::bounded(1);
-        match self.control.send_deadline(message(reply), deadline) {
+        match self.control.send_deadline(message(reply, deadline), deadline) {
             Ok(()) => replied.recv_deadline(deadline).is_ok(),
             Err(_) => false,
         }
@@ -162,12 +164,17 @@ struct Worker {
     invalid: u64,
     config_modified: Option<SystemTime>,
     last_maintenance_check: Option<Instant>,
+    /// Signals when a background upload started by this thread ends.
+    upload: Option<Receiver<()>>,
 }
 
 /// How often a long-running app checks whether maintenance is due.
 const MAINTENANCE_CHECK_EVERY: Duration = Duration::from_secs(60 * 60);
 /// Longest a background upload keeps going; the rest waits for the next one.
 const AUTO_UPLOAD_BUDGET: Duration = Duration::from_secs(30);
+/// An upload cut off (its process exited) is tried again after this, not after a
+/// whole interval.
+const AUTO_UPLOAD_LEASE: Duration = Duration::from_secs(120);
 /// How old the last maintenance may be before the next runs.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -189,6 +196,7 @@ impl Worker {
             invalid: 0,
             config_modified,
             last_maintenance_check: None,
+            upload: None,
         }
     }
 
@@ -210,8 +218,13 @@ impl Worker {
                     self.flush_all();
                     let _ = reply.send(());
                 }
-                Ok(Control::Shutdown(reply)) => {
+                Ok(Control::Shutdown(reply, deadline)) => {
                     self.flush_all();
+                    // A background upload may finish within the host's budget; past
+                    // it, the host exits and the upload is tried again later.
+                    if let Some(upload) = self.upload.take() {
+                        let _ = upload.recv_deadline(deadline);
+                    }
                     let _ = reply.send(());
                     return;
                 }
@@ -425,10 +438,23 @@ impl Worker {
         if *store.location() == tally_store::Location::Memory {
             return;
         }
+        // Nothing recorded since the last upload: no upload, and no slot used up.
+        let since_text = tally_core::time::format(since);
+        if !store
+            .pending_count(tally_store::sync::SyncStream::Recent, &since_text)
+            .is_ok_and(|pending| pending > 0)
+        {
+            return;
+        }
         let now = jiff::Timestamp::now();
         let interval = jiff::SignedDuration::try_from(settings.auto_interval).unwrap_or(jiff::SignedDuration::ZERO);
-        let not_before = now.checked_sub(interval).unwrap_or(now);
-        match store.claim_auto_sync(&tally_core::time::format(now), &tally_core::time::format(not_before)) {
+        let lease = jiff::SignedDuration::try_from(AUTO_UPLOAD_LEASE).unwrap_or(jiff::SignedDuration::ZERO);
+        let text = |ts: Option<jiff::Timestamp>| tally_core::time::format(ts.unwrap_or(now));
+        match store.claim_auto_sync(
+            &text(Some(now)),
+            &text(now.checked_sub(interval).ok()),
+            &text(now.checked_sub(lease).ok()),
+        ) {
             Ok(true) => {}
             Ok(false) => return,
             Err(err) => {
@@ -438,6 +464,7 @@ impl Worker {
         }
         let (dir, level, debug, app) = (settings.dir.clone(), settings.level, settings.debug, self.app.clone());
         let (endpoint, key) = (endpoint.clone(), key.clone());
+        let (finished, upload_done) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new().name("tally-upload".into()).spawn(move || {
             let result = Store::open(&dir, &OpenOptions::default())
                 .map_err(crate::sync::SyncError::from)
@@ -447,7 +474,7 @@ impl Worker {
                         ..crate::sync::SyncOptions::default()
                     };
                     let mut transport = crate::sync::HttpTransport::new(&endpoint, &key);
-                    crate::sync::sync(
+                    let report = crate::sync::sync(
                         &mut store,
                         level,
                         since,
@@ -455,8 +482,11 @@ impl Worker {
                         &options,
                         &mut std::io::sink(),
                         &mut |_, _| {},
-                    )
+                    )?;
+                    store.auto_sync_done(&tally_core::time::format(jiff::Timestamp::now()))?;
+                    Ok(report)
                 });
+            let _ = finished.send(());
             if debug {
                 match result {
                     Ok(report) => eprintln!("tally: {app}: background upload sent {} events", report.sent),
@@ -464,8 +494,9 @@ impl Worker {
                 }
             }
         });
-        if let Err(err) = spawned {
-            self.debug(format_args!("background upload not started: {err}"));
+        match spawned {
+            Ok(_) => self.upload = Some(upload_done),
+            Err(err) => self.debug(format_args!("background upload not started: {err}")),
         }
     }
 

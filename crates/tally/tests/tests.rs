@@ -6,3 +6,5 @@ mod child;
 mod concurrency;
 mod lifecycle;
 mod privacy;
+mod scripted_collector;
+mod sync;

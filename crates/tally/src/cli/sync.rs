@@ -97,7 +97,22 @@ pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Resu
             human::count(report.sent)
         );
     } else if report.sent == 0 {
-        writeln!(out, "nothing to upload: every event is already at {destination}")?;
+        let history = if args.include_history {
+            0
+        } else {
+            store.pending_count(tally_store::sync::SyncStream::History, &tally_core::time::format(since))?
+        };
+        if history > 0 {
+            writeln!(
+                out,
+                "nothing to upload from after upload was turned on ({}); {} earlier events stay local unless you \
+                 run `{command} sync --include-history`",
+                tally_core::time::format(since),
+                human::count(history)
+            )?;
+        } else {
+            writeln!(out, "nothing to upload: every event is already at {destination}")?;
+        }
     } else {
         writeln!(
             out,

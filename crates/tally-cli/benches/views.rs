@@ -1,0 +1,434 @@
+//! The local views on a large store: `tally stats --month` and `tally insights` on a
+//! store written with 1,000,000 events over a year, against baselines measured in the
+//! same run (see `docs/BENCHMARKS.md`, section 4).
+//!
+//! The store is made once per run, untimed as far as the views go:
+//!
+//! 1. `tally --app bench --dir DIR --now NOW demo --events 1000000 --days 365` writes a
+//!    deterministic year of history (the same seed and `NOW` give the same store on every
+//!    run), with rollups for every event.
+//! 2. `Store::run_maintenance` with 90 days of retention and no size cap deletes the raw
+//!    events older than 90 days, as the SDK's daily maintenance would. The store then
+//!    holds raw events for 90 days and rollups for the whole year.
+//!
+//! Then every round runs each of these once, in a rotating order, and times it:
+//!
+//! - the real binary (`env!("CARGO_BIN_EXE_tally")`), from spawn to exit, output
+//!   discarded: `--version` (process start), `status`, `stats --month` and `insights`;
+//! - in this process, each with a connection of its own: what `stats --month` asks of the
+//!   store (`Store::open` and `summarize`), what `insights` asks of it (`summarize` of
+//!   this month and the one before, and the last 20,000 commands), and two naive raw-SQL
+//!   scans that compute the same month's per-command counts and durations from raw
+//!   events with rusqlite, to show what the rollups save.
+//!
+//! `VIEWS_EVENTS` (default 1,000,000) and `VIEWS_RUNS` (rounds, default 200) change the
+//! size of the run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use rusqlite::Connection;
+use tally_store::stats::Period;
+use tally_store::{OpenOptions, RetentionPolicy, Store};
+
+const TALLY: &str = env!("CARGO_BIN_EXE_tally");
+/// The time every part of the run treats as now, so that each run measures the same store.
+const NOW: &str = "2026-11-22T12:00:00Z";
+const DAYS: u32 = 365;
+const RETENTION_DAYS: u32 = 90;
+/// `stats --month` and `insights` cover the last 30 days.
+const MONTH_DAYS: i64 = 30;
+/// The commands `insights` reads to find repeated sequences.
+const SEQUENCE_WINDOW: u64 = 20_000;
+const WARM_UP_RUNS: usize = 5;
+const TARGET_MS: f64 = 50.0;
+
+fn now() -> Timestamp {
+    NOW.parse().unwrap()
+}
+
+/// Runs `tally` with `args` and returns how long it took, from spawn to exit.
+fn tally(dir: &Path, args: &[&str]) -> Duration {
+    let mut command = Command::new(TALLY);
+    if args != ["--version"] {
+        command.args(["--app", "bench", "--dir"]).arg(dir).args(["--now", NOW]);
+    }
+    command
+        .args(args)
+        .env_remove("TALLY_APP")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let start = Instant::now();
+    let status = command.status().expect("run tally");
+    let elapsed = start.elapsed();
+    assert!(status.success(), "tally {args:?} failed: {status}");
+    elapsed
+}
+
+fn month() -> Period {
+    Period::last_days(now(), MONTH_DAYS)
+}
+
+/// The month's bounds widened to whole hours, as the rollups cover it, so that the raw
+/// scans count exactly the events the rollups count.
+fn hour_bounds(period: &Period) -> (String, String) {
+    let from = tally_core::time::format(period.from)[..13].to_owned();
+    let last = period.to.checked_sub(jiff::Span::new().milliseconds(1)).unwrap();
+    let after = last.checked_add(jiff::Span::new().hours(1)).unwrap();
+    let to = tally_core::time::format(after)[..13].to_owned();
+    (format!("{from}:00:00.000Z"), format!("{to}:00:00.000Z"))
+}
+
+/// Runs, failures, and the sum, minimum and maximum duration of one command.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Counts {
+    runs: u64,
+    failures: u64,
+    duration_total_ms: u64,
+    duration_min_ms: Option<u64>,
+    duration_max_ms: Option<u64>,
+}
+
+/// What `stats --month` asks of the store: it opens it and summarises the month from the rollups.
+fn rollup_summary(dir: &Path) -> BTreeMap<String, (Counts, Option<u64>)> {
+    let store = Store::open(dir, &OpenOptions::default()).unwrap();
+    let summary = store.summarize(&month(), &TimeZone::system()).unwrap();
+    summary
+        .by_command
+        .into_iter()
+        .map(|command| {
+            let median = command.p50_ms();
+            let counts = Counts {
+                runs: command.runs,
+                failures: command.failures,
+                duration_total_ms: command.durations.duration_total_ms,
+                duration_min_ms: command.durations.duration_min_ms,
+                duration_max_ms: command.durations.duration_max_ms,
+            };
+            (command.command, (counts, median))
+        })
+        .collect()
+}
+
+/// What `insights` asks of the store: this month and the one before from the rollups,
+/// and the last commands from raw events.
+fn insights_queries(dir: &Path) -> usize {
+    let store = Store::open(dir, &OpenOptions::default()).unwrap();
+    let tz = TimeZone::system();
+    let current = store.summarize(&month(), &tz).unwrap();
+    let previous = store.summarize(&month().previous(), &tz).unwrap();
+    let recent = store.recent_commands(&month(), SEQUENCE_WINDOW).unwrap();
+    current.by_command.len() + previous.by_command.len() + recent.len()
+}
+
+/// Only the last 20,000 commands, which `insights` reads from raw events.
+fn recent_commands(dir: &Path) -> usize {
+    let store = Store::open(dir, &OpenOptions::default()).unwrap();
+    store.recent_commands(&month(), SEQUENCE_WINDOW).unwrap().len()
+}
+
+fn raw_connection(dir: &Path) -> Connection {
+    Connection::open_with_flags(
+        dir.join(tally_store::DB_FILE_NAME),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+}
+
+/// Naive, in SQL: the month's per-command runs, failures and durations, grouped over raw events.
+fn raw_group_by(dir: &Path) -> BTreeMap<String, Counts> {
+    let conn = raw_connection(dir);
+    let (from, to) = hour_bounds(&month());
+    let mut statement = conn
+        .prepare(
+            "SELECT command, count(*), sum(success = 0), sum(duration_ms), min(duration_ms), max(duration_ms) \
+             FROM events WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 GROUP BY command",
+        )
+        .unwrap();
+    statement
+        .query_map((&from, &to), |row| {
+            Ok((
+                row.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                Counts {
+                    runs: row.get::<_, i64>(1)? as u64,
+                    failures: row.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64,
+                    duration_total_ms: row.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                    duration_min_ms: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                    duration_max_ms: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                },
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Naive, in Rust: every command of the month read from raw events, for exact medians.
+fn raw_rows_median(dir: &Path) -> BTreeMap<String, (u64, u64, Option<u64>)> {
+    let conn = raw_connection(dir);
+    let (from, to) = hour_bounds(&month());
+    let mut statement = conn
+        .prepare(
+            "SELECT command, success, duration_ms FROM events \
+             WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2",
+        )
+        .unwrap();
+    let mut rows = statement.query((&from, &to)).unwrap();
+    let mut per_command: BTreeMap<String, (u64, u64, Vec<u64>)> = BTreeMap::new();
+    while let Some(row) = rows.next().unwrap() {
+        let command: String = row.get::<_, Option<String>>(0).unwrap().unwrap_or_default();
+        let entry = per_command.entry(command).or_default();
+        entry.0 += 1;
+        if row.get::<_, Option<bool>>(1).unwrap() == Some(false) {
+            entry.1 += 1;
+        }
+        if let Some(duration) = row.get::<_, Option<i64>>(2).unwrap() {
+            entry.2.push(duration as u64);
+        }
+    }
+    per_command
+        .into_iter()
+        .map(|(command, (runs, failures, mut durations))| {
+            durations.sort_unstable();
+            let median = (!durations.is_empty()).then(|| durations[(durations.len() - 1) / 2]);
+            (command, (runs, failures, median))
+        })
+        .collect()
+}
+
+/// Writes the store the views read, and reports what it holds and how long it took.
+fn make_store(dir: &Path, events: u64) {
+    let start = Instant::now();
+    let events_arg = events.to_string();
+    let days_arg = DAYS.to_string();
+    tally(dir, &["demo", "--events", &events_arg, "--days", &days_arg]);
+    let demo = start.elapsed();
+
+    let start = Instant::now();
+    let mut store = Store::open(dir, &OpenOptions::default()).unwrap();
+    let policy = RetentionPolicy {
+        retention_days: RETENTION_DAYS,
+        max_bytes: u64::MAX,
+    };
+    let report = store.run_maintenance(&policy, now(), &|| false).unwrap();
+    assert!(report.completed);
+    let maintenance = start.elapsed();
+
+    let conn = store.connection();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+    println!(
+        "store: `tally demo --events {events} --days {DAYS}` took {:.1} s; maintenance ({RETENTION_DAYS} days, no size \
+         cap) took {:.1} s and deleted {} raw events",
+        demo.as_secs_f64(),
+        maintenance.as_secs_f64(),
+        report.expired_for_age
+    );
+    println!(
+        "store: {} raw events, {} events in rollups, {} rollup rows, {} sessions, {:.1} MB (was {:.1} MB before maintenance)",
+        count("SELECT count(*) FROM events"),
+        count("SELECT coalesce(sum(count), 0) FROM metrics"),
+        count("SELECT count(*) FROM metrics"),
+        count("SELECT count(*) FROM sessions"),
+        report.bytes_after as f64 / 1e6,
+        report.bytes_before as f64 / 1e6
+    );
+    let (from, to) = hour_bounds(&month());
+    let month_raw: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE ts >= ?1 AND ts < ?2",
+            (&from, &to),
+            |row| row.get(0),
+        )
+        .unwrap();
+    let (from_hour, to_hour) = (&from[..13], &to[..13]);
+    let month_rollups: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM metrics WHERE hour >= ?1 AND hour < ?2",
+            (from_hour, to_hour),
+            |row| row.get(0),
+        )
+        .unwrap();
+    println!("store: the month ({from} to {to}) holds {month_raw} raw events in {month_rollups} rollup rows");
+}
+
+/// Checks that the raw scans compute what the rollups give, and shows it.
+fn check_baselines(dir: &Path) {
+    let rollups = rollup_summary(dir);
+    let grouped = raw_group_by(dir);
+    let exact = raw_rows_median(dir);
+    println!();
+    println!(
+        "| command | runs (rollups) | runs (raw) | failures (rollups) | failures (raw) | median, rollup estimate | median, exact from raw |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (command, (counts, estimate)) in &rollups {
+        let raw = &grouped[command];
+        println!(
+            "| {command} | {} | {} | {} | {} | {} ms | {} ms |",
+            counts.runs,
+            raw.runs,
+            counts.failures,
+            raw.failures,
+            estimate.unwrap_or(0),
+            exact[command].2.unwrap_or(0)
+        );
+        assert_eq!(counts, raw, "rollups and raw events disagree on {command}");
+        assert_eq!((counts.runs, counts.failures), (exact[command].0, exact[command].1));
+    }
+    assert_eq!(rollups.len(), grouped.len());
+}
+
+struct Stats {
+    median: f64,
+    mean: f64,
+    p10: f64,
+    p90: f64,
+    min: f64,
+}
+
+/// Statistics of `samples`, in milliseconds.
+fn stats(samples: &[f64]) -> Stats {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let at = |q: f64| sorted[((n - 1) as f64 * q).round() as usize];
+    Stats {
+        median: at(0.5),
+        mean: sorted.iter().sum::<f64>() / n as f64,
+        p10: at(0.1),
+        p90: at(0.9),
+        min: sorted[0],
+    }
+}
+
+fn median(samples: &[f64]) -> f64 {
+    stats(samples).median
+}
+
+type Measure = Box<dyn Fn(&Path) -> Duration>;
+
+fn timed<T: 'static>(work: fn(&Path) -> T) -> Measure {
+    Box::new(move |dir| {
+        let start = Instant::now();
+        std::hint::black_box(work(dir));
+        start.elapsed()
+    })
+}
+
+fn main() {
+    if std::env::args().any(|arg| arg == "--list") {
+        println!("views: bench");
+        return;
+    }
+    // `cargo test --benches` passes --test: check that it works on a small store.
+    let test_mode = std::env::args().any(|arg| arg == "--test");
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(default)
+    };
+    let (events, runs) = if test_mode {
+        (20_000, 2)
+    } else {
+        (env("VIEWS_EVENTS", 1_000_000), env("VIEWS_RUNS", 200) as usize)
+    };
+
+    let temp = tempfile::tempdir().expect("temporary directory");
+    let dir = temp.path();
+    make_store(dir, events);
+    check_baselines(dir);
+
+    let kinds: Vec<(&str, Measure)> = vec![
+        (
+            "tally --version (process start)",
+            Box::new(|dir| tally(dir, &["--version"])),
+        ),
+        ("tally status", Box::new(|dir| tally(dir, &["status"]))),
+        ("tally stats --month", Box::new(|dir| tally(dir, &["stats", "--month"]))),
+        ("tally insights", Box::new(|dir| tally(dir, &["insights"]))),
+        (
+            "in process: open + summarize (what stats --month reads)",
+            timed(rollup_summary),
+        ),
+        (
+            "in process: open + summarize x2 + recent_commands (what insights reads)",
+            timed(insights_queries),
+        ),
+        (
+            "in process: open + recent_commands(20,000) alone",
+            timed(recent_commands),
+        ),
+        (
+            "in process: naive raw SQL, GROUP BY command over the month",
+            timed(raw_group_by),
+        ),
+        (
+            "in process: naive raw SQL, the month's rows into Rust, exact medians",
+            timed(raw_rows_median),
+        ),
+    ];
+    for _ in 0..WARM_UP_RUNS {
+        for (_, measure) in &kinds {
+            measure(dir);
+        }
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); kinds.len()];
+    for round in 0..runs {
+        for k in 0..kinds.len() {
+            let which = (round + k) % kinds.len();
+            times[which].push(kinds[which].1(dir).as_secs_f64() * 1e3);
+        }
+    }
+
+    println!();
+    println!(
+        "views: {runs} rounds, every kind once per round in a rotating order, after {WARM_UP_RUNS} warm-up rounds"
+    );
+    println!();
+    println!("| kind | median ms | mean ms | p10 ms | p90 ms | min ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for ((name, _), samples) in kinds.iter().zip(&times) {
+        let s = stats(samples);
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            s.median, s.mean, s.p10, s.p90, s.min
+        );
+    }
+    // Ratios per round (the kinds of one round ran within a second of each other).
+    let per_round = |a: usize, b: usize| -> f64 {
+        let ratios: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
+        median(&ratios)
+    };
+    let minus_per_round = |a: usize, b: usize| -> f64 {
+        let diffs: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x - y).collect();
+        median(&diffs)
+    };
+    println!();
+    for (view, name) in [(2, "stats --month"), (3, "insights")] {
+        println!(
+            "{name}: {:.2}x process start, {:+.2} ms over it (medians of rounds); {:.2}x status",
+            per_round(view, 0),
+            minus_per_round(view, 0),
+            per_round(view, 1)
+        );
+    }
+    for (raw, name) in [(7, "GROUP BY"), (8, "rows into Rust")] {
+        println!(
+            "naive raw SQL ({name}) / the rollups' summarize: {:.1}x (median of rounds)",
+            per_round(raw, 4)
+        );
+    }
+    for (view, name) in [(2, "stats --month"), (3, "insights")] {
+        let med = median(&times[view]);
+        println!(
+            "target <= {TARGET_MS} ms, {name}: median {med:.2} ms: {}",
+            if med <= TARGET_MS { "met" } else { "NOT met" }
+        );
+    }
+}

@@ -1,0 +1,600 @@
+//! Ingest through the collector's HTTP API against writing the same batches straight into
+//! the same kind of store, in the same run (see the "Collector" section of
+//! `docs/BENCHMARKS.md`).
+//!
+//! `cargo bench -p tally-server --bench ingest`; PostgreSQL too when
+//! `TALLY_TEST_POSTGRES_URL` names a cluster (each side gets a fresh database there).
+//!
+//! **Batch throughput.** Every side writes batches of [`BATCH`] new events (one install and
+//! session per batch, fresh UUIDv7s, a dozen event names, times spread over the last
+//! hour) into a store of its own:
+//!
+//! - `direct`: `Store::insert(batch)` called one batch after the other: the baseline.
+//! - `http, 1 client`: the collector (`tally_server::app` served by axum on 127.0.0.1:0
+//!   in this process's tokio runtime) receiving `POST /v1/events/batch` with a gzip body,
+//!   one request at a time over one keep-alive connection. Same shape as the baseline,
+//!   so the ratio is the cost of HTTP, gzip, JSON, validation and the group-commit hop.
+//! - `http, 4 clients`: the same with four clients at once, where group commit may put
+//!   several requests in one transaction.
+//!
+//! Request bodies are serialized and gzipped before the clock starts; the events of the
+//! direct side are built before it too. Sides alternate in rotating order for
+//! [`ROUNDS`] rounds of [`BATCHES_PER_ROUND`] batches each, so a change of machine load
+//! hits all sides alike; the table gives events/s over all rounds and the median of the
+//! per-round ratios, which the verdict (target ≥ 0.5x) uses.
+//!
+//! **Single-event latency.** One client sends `POST /v1/events` (one uncompressed event)
+//! on a fixed schedule, [`LATENCY_RATE`] requests/s for `TALLY_BENCH_LATENCY_SECONDS`
+//! (default 10) seconds, one request at a time; latency is counted from the scheduled
+//! send time, so a slow answer also delays (and is charged to) the next ones. The baseline
+//! is an axum handler that reads the body and answers 202, served and called the same way.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::routing::post;
+use std::io::Write as _;
+use tally_core::{Event, EventContext, KeyedHasher, Level, Source};
+use tally_server::config::ServerConfig;
+use tally_server::storage::postgres::PostgresStore;
+use tally_server::storage::sqlite::SqliteStore;
+use tally_server::storage::{Role, Store};
+use tally_server::{AppState, app};
+use tokio::runtime::Runtime;
+
+/// Events per request and per direct insert.
+const BATCH: usize = 100;
+/// Batches each side writes per round.
+const BATCHES_PER_ROUND: usize = 40;
+/// Rounds; each side writes `ROUNDS * BATCHES_PER_ROUND * BATCH` events.
+const ROUNDS: usize = 20;
+/// Batches each side writes, untimed, before the first round.
+const WARM_UP_BATCHES: usize = 10;
+/// Single-event requests per second.
+const LATENCY_RATE: u32 = 200;
+/// Clients of the concurrent HTTP side.
+const CLIENTS: usize = 4;
+
+const URL_VARIABLE: &str = "TALLY_TEST_POSTGRES_URL";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    println!(
+        "collector ingest: {BATCH} events per batch, {ROUNDS} rounds of {BATCHES_PER_ROUND} batches per side; \
+         {} logical CPUs",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut sqlite_files = 0;
+    let mut sqlite = || {
+        sqlite_files += 1;
+        let path = dir.path().join(format!("side-{sqlite_files}.db"));
+        Arc::new(SqliteStore::open(&path).expect("open a SQLite store")) as Arc<dyn Store>
+    };
+    request_work(&runtime);
+    throughput(&runtime, "sqlite", &mut sqlite);
+    latency(&runtime, "sqlite", sqlite());
+
+    match std::env::var(URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => {
+            let databases = Databases::new(url);
+            let mut postgres = || databases.fresh_store(&runtime);
+            throughput(&runtime, "postgres", &mut postgres);
+            latency(&runtime, "postgres", postgres());
+        }
+        _ => println!("\n(postgres: {URL_VARIABLE} is not set, so the PostgreSQL runs are skipped)"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Events and bodies
+
+/// Batches of new events, each batch from one install and session.
+struct Workload {
+    next_batch: usize,
+    now: jiff::Timestamp,
+    hasher: KeyedHasher,
+}
+
+impl Workload {
+    fn new() -> Workload {
+        Workload {
+            next_batch: 0,
+            now: tally_core::time::now_millis(),
+            hasher: KeyedHasher::new(&[9; 32]),
+        }
+    }
+
+    fn batch(&mut self, size: usize) -> Vec<Event> {
+        const NAMES: [(&str, &str); 12] = [
+            ("command", "command_executed"),
+            ("command", "command_executed"),
+            ("command", "command_executed"),
+            ("feature", "search_used"),
+            ("feature", "export_used"),
+            ("feature", "theme_changed"),
+            ("workspace", "workspace_created"),
+            ("task", "task_completed"),
+            ("task", "task_completed"),
+            ("error", "error_occurred"),
+            ("session", "session_started"),
+            ("session", "session_ended"),
+        ];
+        let number = self.next_batch;
+        self.next_batch += 1;
+        let session = format!("session-{number}");
+        let install = format!("install-{}", number % 997);
+        let context = EventContext {
+            app: "nexus",
+            app_version: "1.4.2",
+            source: Source::Cli,
+            session_id: &session,
+            install_id: &install,
+            hasher: &self.hasher,
+            level: Level::Enhanced,
+        };
+        let start = self.now - jiff::SignedDuration::from_secs((number % 3_600) as i64);
+        (0..size)
+            .map(|index| {
+                let (kind, name) = NAMES[index % NAMES.len()];
+                let mut builder = Event::builder(kind, name)
+                    .ts(start + jiff::SignedDuration::from_millis(index as i64 * 11))
+                    .duration_ms(index as u64 * 37 % 4_000)
+                    .success(index % 9 != 0);
+                if kind == "command" {
+                    builder = builder.command(["task done", "workspace create", "sync"][index % 3]);
+                }
+                if kind == "error" {
+                    builder = builder.error_category("io");
+                }
+                if kind == "feature" {
+                    builder = builder.prop("variant", "b").prop("count", (index % 7) as i64);
+                }
+                builder
+                    .workspace("acme")
+                    .finish(&context)
+                    .expect("a valid event")
+                    .expect("kept at level enhanced")
+            })
+            .collect()
+    }
+}
+
+fn gzip_body(events: &[Event]) -> Vec<u8> {
+    let json = serde_json::to_vec(&serde_json::json!({ "events": events })).expect("serialize a batch");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&json).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers and clients
+
+/// A collector on `store`, served on 127.0.0.1 in `runtime`, with an ingest key.
+struct Running {
+    base: String,
+    key: String,
+}
+
+fn serve_collector(runtime: &Runtime, store: Arc<dyn Store>) -> Running {
+    let key = tally_server::auth::generate("nexus", Role::Ingest, "bench", jiff::Timestamp::now()).expect("a key");
+    runtime.block_on(store.put_key(&key.stored)).expect("store the key");
+    // The rate limit would measure itself; the bench is one key sending flat out.
+    let config = ServerConfig {
+        rate_limit_per_second: 1e9,
+        rate_limit_burst: u32::MAX,
+        ..ServerConfig::default()
+    };
+    let router = runtime.block_on(async { app(AppState::new(store, config).0) });
+    Running {
+        base: serve(runtime, router),
+        key: key.secret,
+    }
+}
+
+/// Serves `router` on a free port of 127.0.0.1; returns `http://ADDR`.
+fn serve(runtime: &Runtime, router: Router) -> String {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .expect("bind 127.0.0.1:0");
+    let address = listener.local_addr().expect("the bound address");
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    format!("http://{address}")
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn post_batch(agent: &ureq::Agent, url: &str, bearer: &str, body: &[u8]) {
+    let mut response = agent
+        .post(url)
+        .header("Authorization", bearer)
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .send(body)
+        .expect("an answer");
+    let status = response.status();
+    let text = response.body_mut().read_to_string().expect("a body");
+    assert!(
+        status == 200 && text.contains(&format!("\"accepted\":{BATCH}")),
+        "{status}: {text}"
+    );
+}
+
+/// Sends `bodies` from `clients` threads at once; returns the time from the first
+/// request to the last answer.
+fn send_all(running: &Running, agents: &[ureq::Agent], bodies: Vec<Vec<u8>>) -> Duration {
+    let url = format!("{}/v1/events/batch", running.base);
+    let bearer = format!("Bearer {}", running.key);
+    let next = AtomicUsize::new(0);
+    let start = Barrier::new(agents.len() + 1);
+    // The scope joins every client before it returns.
+    let began = std::thread::scope(|scope| {
+        for agent in agents {
+            let (url, bearer, bodies, next, start) = (&url, &bearer, &bodies, &next, &start);
+            scope.spawn(move || {
+                start.wait();
+                while let Some(body) = bodies.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    post_batch(agent, url, bearer, body);
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    });
+    began.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------
+// Batch throughput
+
+#[derive(Clone, Copy)]
+enum Side {
+    Direct,
+    Http1,
+    HttpConcurrent,
+}
+
+impl Side {
+    const ALL: [Side; 3] = [Side::Direct, Side::Http1, Side::HttpConcurrent];
+
+    fn label(self) -> String {
+        match self {
+            Side::Direct => "direct Store::insert (baseline)".to_owned(),
+            Side::Http1 => "http, 1 client".to_owned(),
+            Side::HttpConcurrent => format!("http, {CLIENTS} clients"),
+        }
+    }
+}
+
+fn throughput(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc<dyn Store>) {
+    let direct = fresh_store();
+    let single = serve_collector(runtime, fresh_store());
+    let concurrent = serve_collector(runtime, fresh_store());
+    let single_agent = [agent()];
+    let concurrent_agents: Vec<ureq::Agent> = (0..CLIENTS).map(|_| agent()).collect();
+    let mut workload = Workload::new();
+
+    let run = |side: Side, batches: usize, workload: &mut Workload| -> Duration {
+        match side {
+            Side::Direct => {
+                let events: Vec<Vec<Event>> = (0..batches).map(|_| workload.batch(BATCH)).collect();
+                let began = Instant::now();
+                for batch in events {
+                    let stored = runtime.block_on(direct.insert(batch)).expect("insert");
+                    assert!(stored.iter().all(|new| *new));
+                }
+                began.elapsed()
+            }
+            Side::Http1 | Side::HttpConcurrent => {
+                let bodies: Vec<Vec<u8>> = (0..batches).map(|_| gzip_body(&workload.batch(BATCH))).collect();
+                match side {
+                    Side::Http1 => send_all(&single, &single_agent, bodies),
+                    _ => send_all(&concurrent, &concurrent_agents, bodies),
+                }
+            }
+        }
+    };
+
+    for side in Side::ALL {
+        run(side, WARM_UP_BATCHES, &mut workload);
+    }
+    let mut totals = [Duration::ZERO; 3];
+    let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..ROUNDS {
+        let mut times = [Duration::ZERO; 3];
+        for offset in 0..Side::ALL.len() {
+            let index = (round + offset) % Side::ALL.len();
+            times[index] = run(Side::ALL[index], BATCHES_PER_ROUND, &mut workload);
+            totals[index] += times[index];
+        }
+        // Throughput ratio: the direct side's time over the HTTP side's.
+        ratios[0].push(times[0].as_secs_f64() / times[1].as_secs_f64());
+        ratios[1].push(times[0].as_secs_f64() / times[2].as_secs_f64());
+    }
+
+    let events = (ROUNDS * BATCHES_PER_ROUND * BATCH) as f64;
+    println!("\n{backend}: batch ingest, {} events per side", events as u64);
+    println!("| side | events/s | ms per batch | ratio to direct (all rounds) | ratio, median round | target |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    for (index, side) in Side::ALL.iter().enumerate() {
+        let rate = events / totals[index].as_secs_f64();
+        let per_batch = totals[index].as_secs_f64() * 1e3 / (ROUNDS * BATCHES_PER_ROUND) as f64;
+        if index == 0 {
+            println!("| {} | {rate:.0} | {per_batch:.2} | 1 | 1 | |", side.label());
+        } else {
+            let ratio = totals[0].as_secs_f64() / totals[index].as_secs_f64();
+            // The verdict uses the median round: a burst of another process's work then
+            // spoils one round instead of the whole figure.
+            let median = median(&mut ratios[index - 1]);
+            let verdict = if median >= 0.5 {
+                "≥ 0.5x: met"
+            } else {
+                "≥ 0.5x: NOT met"
+            };
+            println!(
+                "| {} | {rate:.0} | {per_batch:.2} | {ratio:.2}x | {median:.2}x | {verdict} |",
+                side.label()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Where a request's time goes
+
+/// Times, without HTTP or storage, the steps the collector takes on a batch request's
+/// body before handing its events to the group commit: the same calls as
+/// `POST /v1/events/batch` (`read_json_body`, `parse_json`), then per event what
+/// `ingest::accept` does (serialize the value to measure it, deserialize an `Event`,
+/// validate it).
+fn request_work(runtime: &Runtime) {
+    const SAMPLES: usize = 400;
+    let config = ServerConfig::default();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().expect("a header"));
+    headers.insert("content-encoding", "gzip".parse().expect("a header"));
+    let mut workload = Workload::new();
+    let bodies: Vec<Vec<u8>> = (0..SAMPLES).map(|_| gzip_body(&workload.batch(BATCH))).collect();
+    let mut steps: [(&str, Vec<Duration>); 5] = [
+        ("gunzip and depth check (read_json_body)", Vec::new()),
+        ("parse to serde_json::Value (parse_json)", Vec::new()),
+        ("serialize each event again to measure it", Vec::new()),
+        ("serde_json::from_value::<Event>", Vec::new()),
+        ("Event::validate", Vec::new()),
+    ];
+    for body in bodies {
+        let began = Instant::now();
+        let bytes = runtime
+            .block_on(tally_server::body::read_json_body(
+                &headers,
+                axum::body::Body::from(body),
+                &config,
+            ))
+            .expect("a readable body");
+        steps[0].1.push(began.elapsed());
+        let began = Instant::now();
+        let value = tally_server::body::parse_json(&bytes).expect("JSON");
+        steps[1].1.push(began.elapsed());
+        let values = value["events"].as_array().expect("events").clone();
+        let began = Instant::now();
+        for value in &values {
+            std::hint::black_box(serde_json::to_vec(value).expect("serialize").len());
+        }
+        steps[2].1.push(began.elapsed());
+        let began = Instant::now();
+        let events: Vec<Event> = values
+            .into_iter()
+            .map(|value| serde_json::from_value(value).expect("an event"))
+            .collect();
+        steps[3].1.push(began.elapsed());
+        let began = Instant::now();
+        for event in &events {
+            event.validate().expect("valid");
+        }
+        steps[4].1.push(began.elapsed());
+    }
+    println!("\nserver-side work on one {BATCH}-event gzip batch before the commit, median of {SAMPLES}");
+    println!("| step | median |");
+    println!("| --- | ---: |");
+    let mut sum = Duration::ZERO;
+    for (step, times) in &mut steps {
+        let median = percentile(times, 0.5);
+        sum += median;
+        println!("| {step} | {} |", show(median));
+    }
+    println!("| sum | {} |", show(sum));
+}
+
+// ---------------------------------------------------------------------------------------
+// Single-event latency
+
+fn latency(runtime: &Runtime, backend: &str, store: Arc<dyn Store>) {
+    let seconds: u32 = std::env::var("TALLY_BENCH_LATENCY_SECONDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(10);
+    let requests = (LATENCY_RATE * seconds) as usize;
+    let collector = serve_collector(runtime, store);
+    let baseline = Running {
+        base: serve(
+            runtime,
+            Router::new().route("/v1/events", post(|_body: Bytes| async { StatusCode::ACCEPTED })),
+        ),
+        key: collector.key.clone(),
+    };
+    let mut workload = Workload::new();
+    let mut bodies = || -> Vec<Vec<u8>> {
+        workload
+            .batch(requests + 20)
+            .iter()
+            .map(|event| serde_json::to_vec(event).expect("serialize"))
+            .collect()
+    };
+    let (baseline_bodies, collector_bodies) = (bodies(), bodies());
+
+    println!("\n{backend}: single-event POST /v1/events, {LATENCY_RATE} requests/s for {seconds} s, one at a time");
+    println!("| server | p50 | p90 | p99 | max | requests sent late |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut medians = Vec::new();
+    let mut p99s = Vec::new();
+    for (label, running, bodies) in [
+        ("do-nothing axum handler (baseline)", &baseline, &baseline_bodies),
+        ("collector", &collector, &collector_bodies),
+    ] {
+        let (mut latencies, late) = on_schedule(running, bodies, requests);
+        let p50 = percentile(&mut latencies, 0.50);
+        let p99 = percentile(&mut latencies, 0.99);
+        println!(
+            "| {label} | {} | {} | {} | {} | {late} of {requests} |",
+            show(p50),
+            show(percentile(&mut latencies, 0.90)),
+            show(p99),
+            show(percentile(&mut latencies, 1.0)),
+        );
+        medians.push(p50);
+        p99s.push(p99);
+    }
+    println!(
+        "collector against baseline: p50 {:.1}x (+{}), p99 {:.1}x (+{})",
+        medians[1].as_secs_f64() / medians[0].as_secs_f64(),
+        show(medians[1].saturating_sub(medians[0])),
+        p99s[1].as_secs_f64() / p99s[0].as_secs_f64(),
+        show(p99s[1].saturating_sub(p99s[0])),
+    );
+}
+
+/// Sends one request per slot of the schedule; returns each latency, counted from the
+/// slot's start, and how many requests went out after their slot because the previous
+/// answer came late.
+fn on_schedule(running: &Running, bodies: &[Vec<u8>], requests: usize) -> (Vec<Duration>, usize) {
+    let agent = agent();
+    let url = format!("{}/v1/events", running.base);
+    let bearer = format!("Bearer {}", running.key);
+    let send = |body: &[u8]| {
+        let mut response = agent
+            .post(&url)
+            .header("Authorization", &bearer)
+            .header("Content-Type", "application/json")
+            .send(body)
+            .expect("an answer");
+        assert_eq!(response.status(), 202);
+        response.body_mut().read_to_vec().expect("a body");
+    };
+    for body in &bodies[requests..] {
+        send(body);
+    }
+    let interval = Duration::from_secs(1) / LATENCY_RATE;
+    let start = Instant::now() + interval;
+    let mut latencies = Vec::with_capacity(requests);
+    let mut late = 0;
+    for (index, body) in bodies[..requests].iter().enumerate() {
+        let slot = start + interval * index as u32;
+        let now = Instant::now();
+        if now < slot {
+            std::thread::sleep(slot - now);
+        } else if now > slot + Duration::from_micros(100) {
+            late += 1;
+        }
+        send(body);
+        latencies.push(slot.elapsed());
+    }
+    (latencies, late)
+}
+
+fn percentile(values: &mut [Duration], fraction: f64) -> Duration {
+    values.sort_unstable();
+    let index = ((values.len() - 1) as f64 * fraction).round() as usize;
+    values[index]
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn show(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1e3)
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// Fresh databases on the cluster `TALLY_TEST_POSTGRES_URL` names, dropped at the end.
+struct Databases {
+    admin_url: String,
+    made: std::sync::Mutex<Vec<String>>,
+}
+
+impl Databases {
+    fn new(admin_url: String) -> Databases {
+        Databases {
+            admin_url,
+            made: std::sync::Mutex::default(),
+        }
+    }
+
+    fn fresh_store(&self, runtime: &Runtime) -> Arc<dyn Store> {
+        let name = format!("tally_bench_{}", tally_core::Uuid::new_v4().simple());
+        let url = runtime.block_on(async {
+            execute(&self.admin_url, &format!("CREATE DATABASE {name}")).await;
+            with_database_name(&self.admin_url, &name)
+        });
+        self.made.lock().expect("the list of databases").push(name);
+        Arc::new(
+            runtime
+                .block_on(PostgresStore::connect(&url))
+                .expect("connect to the bench database"),
+        )
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        for name in self.made.lock().expect("the list of databases").drain(..) {
+            runtime.block_on(execute(
+                &self.admin_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ));
+        }
+    }
+}
+
+async fn execute(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|err| panic!("{URL_VARIABLE}: cannot connect: {err}"));
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    drop(client);
+    let _ = connection.await;
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database_name(url: &str, name: &str) -> String {
+    let authority = url.find("://").map_or(0, |index| index + 3);
+    let rest = &url[authority..];
+    let query = rest.find('?').unwrap_or(rest.len());
+    let path = rest[..query].find('/').unwrap_or(query);
+    format!("{}{}/{name}{}", &url[..authority], &rest[..path], &rest[query..])
+}
