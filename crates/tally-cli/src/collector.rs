@@ -155,9 +155,7 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         match command {
             KeysCommand::Create { db, app, role, label } => {
-                if !valid_app(&app) {
-                    bail!("app: must be 1 to 64 characters of a-z, 0-9, - and _, starting with a letter (got {app:?})");
-                }
+                tally_core::validate::check_app(&app)?;
                 let store = open(&db).await?;
                 let key = tally_server::auth::generate(&app, role, &label, jiff::Timestamp::now())
                     .map_err(anyhow::Error::msg)?;
@@ -200,15 +198,6 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-fn valid_app(app: &str) -> bool {
-    !app.is_empty()
-        && app.len() <= tally_core::limits::MAX_APP_LEN
-        && app.as_bytes()[0].is_ascii_lowercase()
-        && app
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 async fn open(db: &str) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {

@@ -34,6 +34,28 @@ impl fmt::Display for ValidationError {
     }
 }
 
+/// Checks an app name: 1 to [`MAX_APP_LEN`] characters of `a-z 0-9 _ -`, starting with a
+/// letter. The SDK, the collector's keys and every event use this one rule.
+pub fn check_app(app: &str) -> Result<(), ValidationError> {
+    let ok = !app.is_empty()
+        && app.len() <= MAX_APP_LEN
+        && app.as_bytes()[0].is_ascii_lowercase()
+        && app
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "app",
+            format!(
+                "must be 1 to {MAX_APP_LEN} characters of a-z, 0-9, _ and -, starting with a letter (got {})",
+                shown(app)
+            ),
+        ))
+    }
+}
+
 /// `[a-z][a-z0-9_]*`, the shape of `type`, `name`, categories and props keys.
 fn check_identifier(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     let bytes = value.as_bytes();
@@ -104,22 +126,7 @@ impl Event {
         if self.id.get_version_num() != 7 {
             return Err(ValidationError::new("id", "must be a UUIDv7"));
         }
-        let app_ok = !self.app.is_empty()
-            && self.app.len() <= MAX_APP_LEN
-            && self.app.as_bytes()[0].is_ascii_lowercase()
-            && self
-                .app
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if !app_ok {
-            return Err(ValidationError::new(
-                "app",
-                format!(
-                    "must be 1 to {MAX_APP_LEN} characters of a-z, 0-9, _ and -, starting with a letter (got {})",
-                    shown(&self.app)
-                ),
-            ));
-        }
+        check_app(&self.app)?;
         check_token("app_version", &self.app_version, MAX_APP_VERSION_LEN)?;
         check_identifier("type", &self.kind, MAX_NAME_LEN)?;
         check_identifier("name", &self.name, MAX_NAME_LEN)?;

@@ -245,7 +245,7 @@ impl TelemetryBuilder {
                 eprintln!("tally: {}: {message}", self.app);
             }
         };
-        if let Err(err) = check_app_name(&self.app) {
+        if let Err(err) = tally_core::validate::check_app(&self.app) {
             debug(format_args!("telemetry off: {err}"));
             return Telemetry::disabled();
         }
@@ -291,23 +291,6 @@ impl TelemetryBuilder {
                 Telemetry::disabled()
             }
         }
-    }
-}
-
-fn check_app_name(app: &str) -> Result<(), String> {
-    let ok = !app.is_empty()
-        && app.len() <= tally_core::limits::MAX_APP_LEN
-        && app.as_bytes()[0].is_ascii_lowercase()
-        && app
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "app: must be 1 to {} characters of a-z, 0-9, - and _, starting with a letter (got {app:?})",
-            tally_core::limits::MAX_APP_LEN
-        ))
     }
 }
 
