@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -655,7 +656,6 @@ fn send_through_crashes(db: &str, ingest: &str, random: &mut Random) -> (HashSet
         }
         thread::sleep(Duration::from_millis(random.below(0..25)));
         let status = collector.kill();
-        use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9), "kill {kill}: {status:?}");
         collector = Collector::start(db, None);
         *base.lock().unwrap_or_else(PoisonError::into_inner) = collector.base.clone();

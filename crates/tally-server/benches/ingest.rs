@@ -81,6 +81,7 @@ fn main() {
     };
     request_work(&runtime);
     throughput(&runtime, "sqlite", &mut sqlite);
+    layers(&runtime, "sqlite", &mut sqlite);
     latency(&runtime, "sqlite", sqlite());
 
     match std::env::var(URL_VARIABLE) {
@@ -88,6 +89,7 @@ fn main() {
             let databases = Databases::new(url);
             let mut postgres = || databases.fresh_store(&runtime);
             throughput(&runtime, "postgres", &mut postgres);
+            layers(&runtime, "postgres", &mut postgres);
             latency(&runtime, "postgres", postgres());
         }
         _ => println!("\n(postgres: {URL_VARIABLE} is not set, so the PostgreSQL runs are skipped)"),
@@ -187,16 +189,20 @@ struct Running {
 fn serve_collector(runtime: &Runtime, store: Arc<dyn Store>) -> Running {
     let key = tally_server::auth::generate("nexus", Role::Ingest, "bench", jiff::Timestamp::now()).expect("a key");
     runtime.block_on(store.put_key(&key.stored)).expect("store the key");
-    // The rate limit would measure itself; the bench is one key sending flat out.
-    let config = ServerConfig {
-        rate_limit_per_second: 1e9,
-        rate_limit_burst: u32::MAX,
-        ..ServerConfig::default()
-    };
-    let router = runtime.block_on(async { app(AppState::new(store, config).0) });
+    let router = runtime.block_on(async { app(AppState::new(store, bench_config()).0) });
     Running {
         base: serve(runtime, router),
         key: key.secret,
+    }
+}
+
+/// The defaults, without the rate limit: it would measure itself, and the bench is one
+/// key sending flat out.
+fn bench_config() -> ServerConfig {
+    ServerConfig {
+        rate_limit_per_second: 1e9,
+        rate_limit_burst: u32::MAX,
+        ..ServerConfig::default()
     }
 }
 
@@ -407,7 +413,38 @@ fn request_work(runtime: &Runtime) {
         }
         steps[4].1.push(began.elapsed());
     }
-    println!("\nserver-side work on one {BATCH}-event gzip batch before the commit, median of {SAMPLES}");
+    // The HTTP part alone: the same bodies posted to a handler that only reads them.
+    let base = serve(
+        runtime,
+        Router::new().route("/v1/events/batch", post(|_body: Bytes| async { StatusCode::OK })),
+    );
+    let agent = agent();
+    let mut round_trips: Vec<Duration> = (0..SAMPLES)
+        .map(|index| {
+            let body = gzip_body(&workload.batch(BATCH));
+            let began = Instant::now();
+            let mut response = agent
+                .post(&format!("{base}/v1/events/batch"))
+                .header(
+                    "Authorization",
+                    "Bearer tly_ingest_000000000000_00000000000000000000000000000000",
+                )
+                .header("Content-Type", "application/json")
+                .header("Content-Encoding", "gzip")
+                .send(&body[..])
+                .expect("an answer");
+            response.body_mut().read_to_vec().expect("a body");
+            let elapsed = began.elapsed();
+            assert_eq!(response.status(), 200, "request {index}");
+            elapsed
+        })
+        .collect();
+    println!(
+        "\none {BATCH}-event gzip batch ({} bytes): HTTP round trip to a handler that only reads the body, median {}",
+        gzip_body(&workload.batch(BATCH)).len(),
+        show(percentile(&mut round_trips, 0.5))
+    );
+    println!("server-side work on the same batches before the commit, median of {SAMPLES}");
     println!("| step | median |");
     println!("| --- | ---: |");
     let mut sum = Duration::ZERO;
@@ -417,6 +454,74 @@ fn request_work(runtime: &Runtime) {
         println!("| {step} | {} |", show(median));
     }
     println!("| sum | {} |", show(sum));
+}
+
+/// One batch at a time through ever more of the collector, each layer into a fresh store
+/// of its own, interleaved batch by batch: `Store::insert`; the group-commit task
+/// (`Committer::commit`); the `events.track_batch` action on the parsed body (validation,
+/// then the commit); and a whole HTTP request.
+fn layers(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc<dyn Store>) {
+    const BATCHES: usize = 300;
+    let direct = fresh_store();
+    let (committer_store, action_store) = (fresh_store(), fresh_store());
+    let with_committer = runtime.block_on(async { AppState::new(committer_store, bench_config()).0 });
+    let with_action = runtime.block_on(async { AppState::new(action_store, bench_config()).0 });
+    let key = tally_server::auth::generate("nexus", Role::Ingest, "bench", jiff::Timestamp::now())
+        .expect("a key")
+        .stored;
+    let http = serve_collector(runtime, fresh_store());
+    let (agent, url, bearer) = (
+        agent(),
+        format!("{}/v1/events/batch", http.base),
+        format!("Bearer {}", http.key),
+    );
+    let mut workload = Workload::new();
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..BATCHES {
+        let batch = workload.batch(BATCH);
+        let began = Instant::now();
+        runtime.block_on(direct.insert(batch)).expect("insert");
+        times[0].push(began.elapsed());
+
+        let batch = workload.batch(BATCH);
+        let began = Instant::now();
+        runtime
+            .block_on(with_committer.committer.commit(batch))
+            .expect("commit");
+        times[1].push(began.elapsed());
+
+        let payload = serde_json::json!({ "events": workload.batch(BATCH) });
+        let began = Instant::now();
+        runtime
+            .block_on(tally_server::ingest::track_batch(&with_action, &key, payload))
+            .expect("track_batch");
+        times[2].push(began.elapsed());
+
+        let body = gzip_body(&workload.batch(BATCH));
+        let began = Instant::now();
+        post_batch(&agent, &url, &bearer, &body);
+        times[3].push(began.elapsed());
+    }
+    println!(
+        "\n{backend}: one {BATCH}-event batch at a time through more and more of the collector, median of {BATCHES}"
+    );
+    println!("| layer | median per batch | added by the layer |");
+    println!("| --- | ---: | ---: |");
+    let labels = [
+        "Store::insert",
+        "+ group commit (Committer::commit)",
+        "+ the action: validation of a parsed body (ingest::track_batch)",
+        "+ HTTP: gzip, JSON parsing, key, rate limit, answer (POST /v1/events/batch)",
+    ];
+    let mut previous = None;
+    for (label, times) in labels.iter().zip(&mut times) {
+        let median = percentile(times, 0.5);
+        let added = previous.map_or_else(String::new, |previous: Duration| {
+            format!("{:+.3} ms", (median.as_secs_f64() - previous.as_secs_f64()) * 1e3)
+        });
+        println!("| {label} | {} | {added} |", show(median));
+        previous = Some(median);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -193,23 +193,19 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
         }
     }
 
-    // Sessions per period from the last week of hourly rollups: a bounded read.
-    let week_ago = tally_core::time::format(since[2]);
-    let next_hour = tally_core::time::format(now.checked_add(1.hour()).unwrap_or(now));
+    // Sessions per period: one aggregate over the last week of hourly rollups.
+    let from_hours: Vec<String> = since[..3]
+        .iter()
+        .map(|start| tally_core::time::format(*start)[..13].to_owned())
+        .collect();
+    let sessions = state.store.named_counts("session_started", &from_hours).await?;
     let name = out.family(
         "tally_sessions",
         "gauge",
         "Sessions started within the period, per app (periods 1h, 24h, 7d).",
     );
-    for (app, _) in &active {
-        let rows = state.store.rollups(app, &week_ago[..13], &next_hour[..13]).await?;
-        for ((period, _), start) in PERIODS.iter().zip(&since).take(3) {
-            let start_hour = &tally_core::time::format(*start)[..13];
-            let count: u64 = rows
-                .iter()
-                .filter(|row| row.name == "session_started" && row.hour.as_str() >= start_hour)
-                .map(|row| row.count)
-                .sum();
+    for (app, counts) in &sessions {
+        for ((period, _), count) in PERIODS.iter().zip(counts) {
             out.sample(&name, &[("app", app), ("period", period)], count);
         }
     }

@@ -84,11 +84,22 @@ impl Store {
 
     /// Opens (creating if needed) the store file at `path`.
     pub fn open_file(path: &Path, options: &OpenOptions) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
-        if conn.is_readonly(rusqlite::MAIN_DB)? {
-            return Err(StoreError::ReadOnly(format!("{} cannot be written", path.display())));
+        // When several processes create the same new file at once, switching it to WAL
+        // or migrating it can answer "busy" at once instead of waiting on the busy
+        // handler; those steps are safe to repeat, so try again for a while.
+        let started = std::time::Instant::now();
+        loop {
+            let conn = Connection::open(path)?;
+            if conn.is_readonly(rusqlite::MAIN_DB)? {
+                return Err(StoreError::ReadOnly(format!("{} cannot be written", path.display())));
+            }
+            match Store::prepare(conn, Location::File(path.to_owned()), options) {
+                Err(err) if err.is_busy() && started.elapsed() < options.busy_timeout => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                result => return result,
+            }
         }
-        Store::prepare(conn, Location::File(path.to_owned()), options)
     }
 
     /// A store that lives in memory only.

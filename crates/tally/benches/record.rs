@@ -192,8 +192,103 @@ fn bench_record(c: &mut Criterion, dir: &Path) {
     });
     group.finish();
 
+    recorded += interleaved(&on, &disabled);
     drop(on);
     verify(dir, recorded);
+}
+
+/// The same calls interleaved: each round times one burst of [`BURST`] calls of every
+/// variant, in a rotating order, so that a change in the machine's load falls on all of
+/// them alike; reports the median ns per call and the ratios per round. Returns how many
+/// events it recorded with `on`.
+fn interleaved(on: &Telemetry, off: &Telemetry) -> u64 {
+    let test_mode = std::env::args().any(|arg| arg == "--test");
+    let rounds: usize = std::env::var("RECORD_ROUNDS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(if test_mode { 2 } else { 300 });
+    let burst = BURST as usize;
+    let mut vec: Vec<EventBuilder> = Vec::with_capacity(burst);
+    let queue = CountedQueue::new();
+    let names = [
+        "baseline: Vec::push(builder)",
+        "baseline: counted SegQueue::push(builder.stamp()), no consumer",
+        "on: record",
+        "on: record_with",
+        "off (disabled): record",
+        "off (disabled): record_with",
+        "baseline: empty loop",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); names.len()];
+    for round in 0..rounds {
+        for k in 0..names.len() {
+            let which = (round + k) % names.len();
+            let start = Instant::now();
+            for _ in 0..burst {
+                match which {
+                    0 => black_box(&mut vec).push(event()),
+                    1 => {
+                        black_box(black_box(&queue).push(event().stamp()));
+                    }
+                    2 => black_box(on).record(event()),
+                    3 => black_box(on).record_with(event),
+                    4 => black_box(off).record(event()),
+                    5 => black_box(off).record_with(event),
+                    _ => {
+                        black_box(());
+                    }
+                }
+            }
+            let elapsed = start.elapsed();
+            times[which].push(elapsed.as_secs_f64() * 1e9 / burst as f64);
+            match which {
+                0 => vec.clear(),
+                1 => queue.clear(),
+                2 | 3 => flush(on),
+                _ => {}
+            }
+        }
+    }
+    let median = |samples: &[f64]| {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[sorted.len() / 2]
+    };
+    let quantile = |samples: &[f64], q: f64| {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+    };
+    println!();
+    println!("interleaved: {rounds} rounds, one burst of {BURST} calls per variant per round, order rotating");
+    println!();
+    println!("| variant | median ns/call | p10 | p90 |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, samples) in names.iter().zip(&times) {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            median(samples),
+            quantile(samples, 0.1),
+            quantile(samples, 0.9)
+        );
+    }
+    let ratio = |a: usize, b: usize| {
+        let ratios: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
+        median(&ratios)
+    };
+    println!();
+    println!(
+        "on: record / counted SegQueue baseline {:.2}x, / Vec::push {:.2}x; record_with / record {:.2}x (medians of rounds)",
+        ratio(2, 1),
+        ratio(2, 0),
+        ratio(3, 2)
+    );
+    println!(
+        "off: record / record_with {:.1}x; record_with / empty loop {:.2}x (medians of rounds)",
+        ratio(4, 5),
+        ratio(5, 6)
+    );
+    (2 * rounds * burst) as u64
 }
 
 /// Every timed `record` call wrote its event and none was dropped for a full buffer.

@@ -170,6 +170,11 @@ pub trait Store: Send + Sync + 'static {
     /// `since`, in the same order.
     async fn active_installs(&self, since: &[Timestamp]) -> Result<Vec<(String, Vec<u64>)>, StorageError>;
 
+    /// For each app: how many events named `name` its rollups count from each of
+    /// `from_hours` (`YYYY-MM-DDTHH`) on, in the same order. One aggregate read, for
+    /// `/metrics`.
+    async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError>;
+
     /// Lifetime totals of every app.
     async fn totals(&self) -> Result<Vec<TotalRow>, StorageError>;
 

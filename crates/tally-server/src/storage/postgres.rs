@@ -407,6 +407,31 @@ impl Store for PostgresStore {
         Ok(active)
     }
 
+    async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
+        let Some(earliest) = from_hours.iter().min() else {
+            return Ok(Vec::new());
+        };
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT app, ARRAY(\
+                   SELECT coalesce(sum(m.count) FILTER (WHERE m.hour >= s.since), 0)::bigint \
+                   FROM unnest($3::text[]) WITH ORDINALITY AS s(since, position) ORDER BY s.position) \
+                 FROM (SELECT app, hour, count FROM metrics WHERE name = $1 AND hour >= $2) AS m \
+                 GROUP BY app ORDER BY app",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&name, earliest, &from_hours]).await?;
+        let counts = rows
+            .iter()
+            .map(|row| {
+                let counts: Vec<i64> = row.try_get(1)?;
+                Ok((row.try_get(0)?, counts.into_iter().map(|count| count as u64).collect()))
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        Ok(counts)
+    }
+
     async fn totals(&self) -> Result<Vec<TotalRow>, StorageError> {
         let client = self.client().await?;
         let statement = client

@@ -209,6 +209,34 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
+        let (name, from_hours) = (name.to_owned(), from_hours.to_vec());
+        blocking(&self.reader, move |store| {
+            let Some(earliest) = from_hours.iter().min().cloned() else {
+                return Ok(Vec::new());
+            };
+            let sums: Vec<String> = (0..from_hours.len())
+                .map(|index| format!("coalesce(sum(CASE WHEN hour >= ?{} THEN count END), 0)", index + 3))
+                .collect();
+            let sql = format!(
+                "SELECT app, {} FROM metrics WHERE name = ?1 AND hour >= ?2 GROUP BY app ORDER BY app",
+                sums.join(", ")
+            );
+            let mut params = vec![name, earliest];
+            params.extend(from_hours.iter().cloned());
+            let mut statement = store.connection().prepare_cached(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                let app: String = row.get(0)?;
+                let counts = (0..from_hours.len())
+                    .map(|index| row.get::<_, i64>(index + 1).map(|count| count as u64))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((app, counts))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     async fn totals(&self) -> Result<Vec<TotalRow>, StorageError> {
         blocking(&self.reader, |store| {
             let mut statement = store.connection().prepare_cached(
