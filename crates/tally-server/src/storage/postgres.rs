@@ -408,27 +408,34 @@ impl Store for PostgresStore {
     }
 
     async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
-        let Some(earliest) = from_hours.iter().min() else {
+        if from_hours.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT app, ARRAY(\
-                   SELECT coalesce(sum(m.count) FILTER (WHERE m.hour >= s.since), 0)::bigint \
-                   FROM unnest($3::text[]) WITH ORDINALITY AS s(since, position) ORDER BY s.position) \
-                 FROM (SELECT app, hour, count FROM metrics WHERE name = $1 AND hour >= $2) AS m \
-                 GROUP BY app ORDER BY app",
+                "SELECT m.app, s.position, sum(m.count)::bigint \
+                 FROM metrics m JOIN unnest($2::text[]) WITH ORDINALITY AS s(since, position) ON m.hour >= s.since \
+                 WHERE m.name = $1 GROUP BY m.app, s.position ORDER BY m.app, s.position",
             )
             .await?;
-        let rows = client.query(&statement, &[&name, earliest, &from_hours]).await?;
-        let counts = rows
-            .iter()
-            .map(|row| {
-                let counts: Vec<i64> = row.try_get(1)?;
-                Ok((row.try_get(0)?, counts.into_iter().map(|count| count as u64).collect()))
-            })
-            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let rows = client.query(&statement, &[&name, &from_hours]).await?;
+        let mut counts: Vec<(String, Vec<u64>)> = Vec::new();
+        for row in &rows {
+            let app: String = row.try_get(0)?;
+            let position: i64 = row.try_get(1)?;
+            let count: i64 = row.try_get(2)?;
+            if counts.last().is_none_or(|(last, _)| *last != app) {
+                counts.push((app, vec![0; from_hours.len()]));
+            }
+            if let Some((_, app_counts)) = counts.last_mut()
+                && let Some(slot) = usize::try_from(position - 1)
+                    .ok()
+                    .and_then(|index| app_counts.get_mut(index))
+            {
+                *slot = count as u64;
+            }
+        }
         Ok(counts)
     }
 
