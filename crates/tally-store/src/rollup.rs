@@ -33,6 +33,20 @@ pub struct RollupKey {
 }
 
 impl RollupKey {
+    /// Reads a key from seven columns starting at `first`, in the order hour, app, type,
+    /// name, command, success, error category.
+    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RollupKey> {
+        Ok(RollupKey {
+            hour: row.get(first)?,
+            app: row.get(first + 1)?,
+            kind: row.get(first + 2)?,
+            name: row.get(first + 3)?,
+            command: row.get(first + 4)?,
+            success: row.get(first + 5)?,
+            error_category: row.get(first + 6)?,
+        })
+    }
+
     /// The key an event is counted under.
     pub fn of(event: &tally_core::Event, ts: &str) -> RollupKey {
         RollupKey {
@@ -178,15 +192,7 @@ impl crate::Store {
         let mut rows = statement.query((from, to))?;
         let mut rollups = Vec::new();
         while let Some(row) = rows.next()? {
-            let key = RollupKey {
-                hour: row.get(0)?,
-                app: row.get(1)?,
-                kind: row.get(2)?,
-                name: row.get(3)?,
-                command: row.get(4)?,
-                success: row.get(5)?,
-                error_category: row.get(6)?,
-            };
+            let key = RollupKey::from_row_at(row, 0)?;
             let rollup = Rollup {
                 count: row.get::<_, i64>(7)? as u64,
                 duration_count: row.get::<_, i64>(8)? as u64,

@@ -179,15 +179,7 @@ fn count_stored_events(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError>
     )?;
     let mut rows = select.query([])?;
     while let Some(row) = rows.next()? {
-        let key = RollupKey {
-            hour: row.get(0)?,
-            app: row.get(1)?,
-            kind: row.get(2)?,
-            name: row.get(3)?,
-            command: row.get(4)?,
-            success: row.get(5)?,
-            error_category: row.get(6)?,
-        };
+        let key = RollupKey::from_row_at(row, 0)?;
         let duration: Option<i64> = row.get(7)?;
         rollups.entry(key).or_default().add(duration.map(|d| d.max(0) as u64));
     }
