@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::Path;
 
 use serde_json::Value;
-use tally_core::Event;
 
 use crate::config::ServerConfig;
 use crate::storage::Store;
@@ -52,23 +51,9 @@ pub async fn ingest_file(store: &dyn Store, path: &Path, config: &ServerConfig) 
     let mut report = FileReport::default();
     let mut events = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {
-        let size = serde_json::to_vec(value).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
-        if size > config.max_event_bytes {
-            report.rejected.push((
-                index,
-                format!(
-                    "event is {size} bytes of JSON; limit max_event_bytes = {}",
-                    config.max_event_bytes
-                ),
-            ));
-            continue;
-        }
-        match serde_json::from_value::<Event>(value.clone()) {
-            Ok(event) => match event.validate() {
-                Ok(()) => events.push(event),
-                Err(err) => report.rejected.push((index, err.to_string())),
-            },
-            Err(err) => report.rejected.push((index, err.to_string())),
+        match crate::ingest::parse_event(value.clone(), config.max_event_bytes) {
+            Ok(event) => events.push(event),
+            Err(refusal) => report.rejected.push((index, refusal.message)),
         }
     }
     for chunk in events.chunks(config.max_batch_events.max(1)) {

@@ -19,32 +19,41 @@ use crate::storage::{ApiKey, Role};
 const MAX_CLOCK_SKEW_HOURS: i64 = 24;
 
 /// Why one event was refused.
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
-/// Turns one JSON value into a valid event of the key's app.
-fn accept(state: &AppState, key: &ApiKey, value: Value) -> Result<Event, Refusal> {
-    let size = serde_json::to_vec(&value)
-        .map(|bytes| bytes.len())
-        .unwrap_or(usize::MAX);
-    let limit = state.config.max_event_bytes;
-    if size > limit {
-        return Err(Refusal {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "too_large",
-            message: format!("event is {size} bytes of JSON; limit max_event_bytes = {limit}"),
-        });
-    }
-    let invalid = |message: String| Refusal {
+fn invalid(message: String) -> Refusal {
+    Refusal {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         code: "invalid_event",
         message,
-    };
+    }
+}
+
+/// Turns one JSON value into a valid event: within `max_event_bytes`, the event shape,
+/// and every rule of `Event::validate`. HTTP ingest and `tally ingest` share it.
+pub(crate) fn parse_event(value: Value, max_event_bytes: usize) -> Result<Event, Refusal> {
+    let size = serde_json::to_vec(&value)
+        .map(|bytes| bytes.len())
+        .unwrap_or(usize::MAX);
+    if size > max_event_bytes {
+        return Err(Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: format!("event is {size} bytes of JSON; limit max_event_bytes = {max_event_bytes}"),
+        });
+    }
     let event: Event = serde_json::from_value(value).map_err(|err| invalid(err.to_string()))?;
     event.validate().map_err(|err| invalid(err.to_string()))?;
+    Ok(event)
+}
+
+/// Turns one JSON value into a valid event of the key's app, not from the future.
+fn accept(state: &AppState, key: &ApiKey, value: Value) -> Result<Event, Refusal> {
+    let event = parse_event(value, state.config.max_event_bytes)?;
     let latest = (state.clock)()
         .checked_add(MAX_CLOCK_SKEW_HOURS.hours())
         .unwrap_or(event.ts);

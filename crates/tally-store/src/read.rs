@@ -95,15 +95,7 @@ impl Store {
         let mut rows = rolled.query([])?;
         while let Some(row) = rows.next()? {
             let key = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-            let rollup = Rollup {
-                count: row.get::<_, i64>(4)? as u64,
-                duration_count: row.get::<_, i64>(5)? as u64,
-                duration_total_ms: row.get::<_, i64>(6)? as u64,
-                duration_min_ms: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-                duration_max_ms: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-                histogram: crate::histogram::Histogram::from_json(&row.get::<_, String>(9)?)?,
-            };
-            totals.entry(key).or_default().merge(&rollup);
+            totals.entry(key).or_default().merge(&Rollup::from_row_at(row, 4)?);
         }
         Ok(totals)
     }

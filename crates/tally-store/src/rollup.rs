@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction};
+use rusqlite::Transaction;
 
 use crate::StoreError;
 use crate::histogram::Histogram;
@@ -79,6 +79,19 @@ pub struct Rollup {
 }
 
 impl Rollup {
+    /// Reads a rollup from six columns starting at `first`, in the order count,
+    /// duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram.
+    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<Rollup, StoreError> {
+        Ok(Rollup {
+            count: row.get::<_, i64>(first)? as u64,
+            duration_count: row.get::<_, i64>(first + 1)? as u64,
+            duration_total_ms: row.get::<_, i64>(first + 2)? as u64,
+            duration_min_ms: row.get::<_, Option<i64>>(first + 3)?.map(|v| v as u64),
+            duration_max_ms: row.get::<_, Option<i64>>(first + 4)?.map(|v| v as u64),
+            histogram: Histogram::from_json(&row.get::<_, String>(first + 5)?)?,
+        })
+    }
+
     /// Counts one event with an optional duration.
     pub fn add(&mut self, duration_ms: Option<u64>) {
         self.count += 1;
@@ -131,27 +144,9 @@ pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rol
             key.success,
             &key.error_category,
         );
-        let existing = select
-            .query_row(params, |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Option<i64>>(3)?,
-                    row.get::<_, Option<i64>>(4)?,
-                    row.get::<_, String>(5)?,
-                ))
-            })
-            .optional()?;
-        let mut merged = match existing {
-            Some((count, duration_count, total, min, max, histogram)) => Rollup {
-                count: count as u64,
-                duration_count: duration_count as u64,
-                duration_total_ms: total as u64,
-                duration_min_ms: min.map(|v| v as u64),
-                duration_max_ms: max.map(|v| v as u64),
-                histogram: Histogram::from_json(&histogram)?,
-            },
+        let mut existing = select.query(params)?;
+        let mut merged = match existing.next()? {
+            Some(row) => Rollup::from_row_at(row, 0)?,
             None => Rollup::default(),
         };
         merged.merge(rollup);
@@ -193,15 +188,7 @@ impl crate::Store {
         let mut rollups = Vec::new();
         while let Some(row) = rows.next()? {
             let key = RollupKey::from_row_at(row, 0)?;
-            let rollup = Rollup {
-                count: row.get::<_, i64>(7)? as u64,
-                duration_count: row.get::<_, i64>(8)? as u64,
-                duration_total_ms: row.get::<_, i64>(9)? as u64,
-                duration_min_ms: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
-                duration_max_ms: row.get::<_, Option<i64>>(11)?.map(|v| v as u64),
-                histogram: Histogram::from_json(&row.get::<_, String>(12)?)?,
-            };
-            rollups.push((key, rollup));
+            rollups.push((key, Rollup::from_row_at(row, 7)?));
         }
         Ok(rollups)
     }

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
-use crate::histogram::Histogram;
 use crate::rollup::Rollup;
 use crate::{Store, StoreError};
 
@@ -216,14 +215,7 @@ impl Store {
                     let command: String = row.get(2)?;
                     let success: i64 = row.get(3)?;
                     let category: String = row.get(4)?;
-                    let durations = Rollup {
-                        count,
-                        duration_count: row.get::<_, i64>(6)? as u64,
-                        duration_total_ms: row.get::<_, i64>(7)? as u64,
-                        duration_min_ms: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-                        duration_max_ms: row.get::<_, Option<i64>>(9)?.map(|v| v as u64),
-                        histogram: Histogram::from_json(&row.get::<_, String>(10)?)?,
-                    };
+                    let durations = Rollup::from_row_at(row, 5)?;
                     let failures = if success == 0 { count } else { 0 };
                     let with_outcome = if success >= 0 { count } else { 0 };
                     activity.commands += count;
