@@ -493,7 +493,7 @@ fn layers(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc
         let payload = serde_json::json!({ "events": workload.batch(BATCH) });
         let began = Instant::now();
         runtime
-            .block_on(tally_server::ingest::track_batch(&with_action, &key, payload))
+            .block_on(tally_server::actions::ingest::track_batch(&with_action, &key, payload))
             .expect("track_batch");
         times[2].push(began.elapsed());
 

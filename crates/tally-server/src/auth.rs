@@ -132,6 +132,19 @@ pub fn check_role(key: &ApiKey, role: Role) -> Result<(), AppError> {
     }
 }
 
+/// Refuses a read of `requested` by a key of another app. Every read names the app only
+/// to be explicit (it defaults to the key's own), so this is the one check that a key
+/// never reads another app's data.
+pub fn check_reads(key: &ApiKey, requested: Option<&str>) -> Result<(), AppError> {
+    match requested {
+        Some(app) if app != key.app => Err(AppError::forbidden(format!(
+            "this key reads app {:?}, not {app:?}",
+            key.app
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A token bucket per key: `burst` requests at once, refilled at `per_second`.
 pub struct RateLimiter {
     per_second: f64,

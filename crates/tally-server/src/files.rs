@@ -51,7 +51,7 @@ pub async fn ingest_file(store: &dyn Store, path: &Path, config: &ServerConfig) 
     let mut report = FileReport::default();
     let mut events = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {
-        match crate::ingest::parse_event(value.clone(), config.max_event_bytes) {
+        match crate::actions::ingest::parse_event(value.clone(), config.max_event_bytes) {
             Ok(event) => events.push(event),
             Err(refusal) => report.rejected.push((index, refusal.message)),
         }

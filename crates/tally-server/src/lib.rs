@@ -14,8 +14,12 @@
 //! # Layout
 //! - [`config`]: settings. [`error`]: the one error type and its JSON shape.
 //! - [`auth`]: keys, their check, rate limits. [`body`]: bounded, gzip-aware bodies.
-//! - [`actions`]: the registry shared by `POST /v1/actions` and the REST routes.
-//! - [`ingest`], [`stats`], [`read`], [`stream`], [`metrics`], [`openapi`]: the routes.
+//! - [`routes`]: the router and the HTTP adapters: the action registry and its dispatch
+//!   (`routes::actions`), the key check (`routes::access`), `/v1/stream`, `/metrics`,
+//!   `/openapi.json`, health. The one place that knows HTTP.
+//! - [`actions`]: what each action does (ingest, stats, events paging, install erasure),
+//!   as functions of the state, a checked key and a payload; they know no route.
+//! - [`metrics`]: the collector's own counters and the `/metrics` exposition.
 //! - [`committer`]: group commit. [`storage`]: the `Store` trait, SQLite and PostgreSQL.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
@@ -26,22 +30,14 @@ pub mod committer;
 pub mod config;
 pub mod error;
 pub mod files;
-pub mod ingest;
 pub mod metrics;
-pub mod openapi;
-pub mod read;
-pub mod stats;
+pub mod routes;
 pub mod storage;
-pub mod stream;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{delete, get, post};
 use jiff::{Timestamp, ToSpan};
 use tally_core::Event;
 use tokio::sync::{Semaphore, broadcast};
@@ -49,7 +45,6 @@ use tokio::sync::{Semaphore, broadcast};
 use crate::auth::{KeyCache, RateLimiter};
 use crate::committer::Committer;
 use crate::config::ServerConfig;
-use crate::error::InternalDetail;
 use crate::metrics::CollectorMetrics;
 use crate::storage::Store;
 
@@ -108,46 +103,9 @@ impl AppState {
     }
 }
 
-/// The router.
+/// The router: every route of [`routes`], over `state`.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/events", post(ingest::post_event).get(read::get_events))
-        .route("/v1/events/batch", post(ingest::post_batch))
-        .route("/v1/actions", post(ingest::post_action).get(ingest::list_actions))
-        .route("/v1/stats", get(read::get_stats))
-        .route("/v1/stream", get(stream::stream))
-        .route("/v1/installs/{id}", delete(read::delete_install))
-        .route("/metrics", get(metrics::handler))
-        .route("/healthz", get(read::healthz))
-        .route("/readyz", get(read::readyz))
-        .route("/openapi.json", get(openapi::handler))
-        .fallback(read::no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
-}
-
-/// Counts and times every request, and logs a 5xx once with its internal detail.
-/// Bad client input is not an error of the collector and is not logged as one.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status();
-    if status.is_server_error() {
-        let detail = response
-            .extensions()
-            .get::<InternalDetail>()
-            .map_or("", |detail| detail.0.as_str());
-        tracing::error!(%method, %route, status = status.as_u16(), detail, "request failed");
-    }
-    if route != "/v1/stream" {
-        state.metrics.record_request(&route, status.as_u16(), started.elapsed());
-    }
-    response
+    routes::router(state)
 }
 
 /// Why the collector could not run.

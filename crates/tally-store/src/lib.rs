@@ -22,11 +22,13 @@
 //! - [`read`]: counts and totals.
 //! - [`stats`]: the period summaries behind stats, insights, reports and the dashboard.
 //! - [`sync`]: the upload cursor and the collector's refusals.
+//! - [`openmetrics`]: metric families that the SDK's export and the collector's `/metrics` share.
 
 mod error;
 pub mod histogram;
 mod identity;
 mod open;
+pub mod openmetrics;
 pub mod read;
 pub mod retention;
 pub mod rollup;

@@ -6,7 +6,7 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-use crate::actions;
+use crate::routes::actions::{Action, event_schema};
 
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
@@ -73,7 +73,7 @@ pub fn document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "tly_ingest_... or tly_admin_... keys made with `tally keys create`"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-                "Event": actions::event_schema(),
+                "Event": event_schema(),
             }
         },
         "paths": {
@@ -110,7 +110,7 @@ pub fn document() -> Value {
                 "post": {
                     "summary": "Run an action: {\"action\": name, \"payload\": {...}}; the answer is the same as the action's REST route.",
                     "security": [{"bearer": []}],
-                    "requestBody": json_body(json!({"type": "object", "required": ["action"], "properties": {"action": {"enum": actions::ACTIONS.iter().map(|action| action.name).collect::<Vec<_>>()}, "payload": {"type": "object"}}})),
+                    "requestBody": json_body(json!({"type": "object", "required": ["action"], "properties": {"action": {"enum": Action::ALL.iter().map(|action| action.name()).collect::<Vec<_>>()}, "payload": {"type": "object"}}})),
                     "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "invalid event")]), "200", ok("the action's answer (202 for events.track)", json!({}))),
                 }
             },
