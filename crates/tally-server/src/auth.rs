@@ -22,7 +22,7 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 pub struct NewKey {
     /// The whole key, shown once to the person who made it.
     pub secret: String,
-    /// What is stored.
+    /// The stored form: the key's hash, app, role and label, never the key itself.
     pub stored: ApiKey,
 }
 

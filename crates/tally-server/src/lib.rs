@@ -56,15 +56,16 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// Storage.
+    /// Where events, rollups, installs and keys live: SQLite or PostgreSQL behind one
+    /// trait, so handlers do not know which.
     pub store: Arc<dyn Store>,
-    /// Settings.
+    /// The settings the collector started with; they do not change while it runs.
     pub config: Arc<ServerConfig>,
-    /// The group-commit task.
+    /// Every accepted event goes through it; a handler answers after its events commit.
     pub committer: Committer,
-    /// Key lookups.
+    /// Recently looked-up keys, so that most requests do not query storage for theirs.
     pub keys: Arc<KeyCache>,
-    /// Per-key rate limits.
+    /// A token bucket per key; a key past its burst is answered 429.
     pub limiter: Arc<RateLimiter>,
     /// Newly committed events, for `/v1/stream`.
     pub stream: broadcast::Sender<Arc<Event>>,
@@ -115,9 +116,9 @@ pub enum ServeError {
     /// The address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
-        /// The address.
+        /// The `listen` address asked for.
         address: std::net::SocketAddr,
-        /// The OS error.
+        /// Why the OS refused it (in use, no permission).
         source: std::io::Error,
     },
     /// The server failed while running.

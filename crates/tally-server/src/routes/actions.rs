@@ -24,15 +24,15 @@ use crate::storage::{ApiKey, Role};
 /// One operation of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// `events.track`.
+    /// `events.track`: store one event.
     Track,
-    /// `events.track_batch`.
+    /// `events.track_batch`: store many, each accepted or refused on its own.
     TrackBatch,
-    /// `stats.get`.
+    /// `stats.get`: aggregates of the key's app for a period.
     Stats,
-    /// `events.list`.
+    /// `events.list`: one page of raw events.
     ListEvents,
-    /// `installs.erase`.
+    /// `installs.erase`: everything stored about one install.
     EraseInstall,
 }
 

@@ -52,16 +52,12 @@ fn query(names: &[(&str, &str)]) -> Vec<Value> {
 
 /// The document.
 pub fn document() -> Value {
-    let ingest_errors = [
-        (
-            "413",
-            "body, batch or event larger than its limit (max_body_bytes after decompression, max_batch_events, max_event_bytes)",
-        ),
-        (
-            "415",
-            "Content-Type is not application/json, or Content-Encoding is not gzip",
-        ),
-    ];
+    let mut paths = serde_json::Map::new();
+    for group in [ingest_paths(), admin_paths(), service_paths()] {
+        if let Value::Object(group) = group {
+            paths.extend(group);
+        }
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -76,81 +72,108 @@ pub fn document() -> Value {
                 "Event": event_schema(),
             }
         },
-        "paths": {
-            "/v1/events": {
-                "post": {
-                    "summary": "Store one event (role ingest). gzip bodies accepted.",
-                    "security": [{"bearer": []}],
-                    "requestBody": json_body(json!({"$ref": "#/components/schemas/Event"})),
-                    "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "the event breaks a rule; the message names the field")]), "202",
-                        ok("committed (or already stored)", json!({"type": "object", "properties": {"id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time", "description": "the event's ts"}}}))),
-                },
-                "get": {
-                    "summary": "Raw events of the key's app, oldest first (role admin).",
-                    "security": [{"bearer": []}],
-                    "parameters": query(&[("type", "only this type"), ("name", "only this name"), ("install_id", "only this install"), ("session_id", "only this session"), ("from", "RFC 3339, inclusive"), ("to", "RFC 3339, exclusive"), ("limit", "1 to 1000, default 100"), ("cursor", "next_cursor of the previous page")]),
-                    "responses": with(common_errors(&[]), "200", ok("a page", json!({"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": ["string", "null"]}}}))),
-                }
+        "paths": paths,
+    })
+}
+
+/// The routes that take events, and `/v1/actions`.
+fn ingest_paths() -> Value {
+    let ingest_errors = [
+        (
+            "413",
+            "body, batch or event larger than its limit (max_body_bytes after decompression, max_batch_events, max_event_bytes)",
+        ),
+        (
+            "415",
+            "Content-Type is not application/json, or Content-Encoding is not gzip",
+        ),
+    ];
+    json!({
+        "/v1/events": {
+            "post": {
+                "summary": "Store one event (role ingest). gzip bodies accepted.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(json!({"$ref": "#/components/schemas/Event"})),
+                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "the event breaks a rule; the message names the field")]), "202",
+                    ok("committed (or already stored)", json!({"type": "object", "properties": {"id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time", "description": "the event's ts"}}}))),
             },
-            "/v1/events/batch": {
-                "post": {
-                    "summary": "Store many events (role ingest); each is accepted, a duplicate, or rejected on its own.",
-                    "security": [{"bearer": []}],
-                    "requestBody": json_body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
-                    "responses": with(common_errors(&ingest_errors), "200", ok("committed", json!({"type": "object", "properties": {
-                        "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
-                        "rejected": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}))),
-                }
+            "get": {
+                "summary": "Raw events of the key's app, oldest first (role admin).",
+                "security": [{"bearer": []}],
+                "parameters": query(&[("type", "only this type"), ("name", "only this name"), ("install_id", "only this install"), ("session_id", "only this session"), ("from", "RFC 3339, inclusive"), ("to", "RFC 3339, exclusive"), ("limit", "1 to 1000, default 100"), ("cursor", "next_cursor of the previous page")]),
+                "responses": with(common_errors(&[]), "200", ok("a page", json!({"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": ["string", "null"]}}}))),
+            }
+        },
+        "/v1/events/batch": {
+            "post": {
+                "summary": "Store many events (role ingest); each is accepted, a duplicate, or rejected on its own.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
+                "responses": with(common_errors(&ingest_errors), "200", ok("committed", json!({"type": "object", "properties": {
+                    "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+                    "rejected": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}))),
+            }
+        },
+        "/v1/actions": {
+            "get": {
+                "summary": "Every action with its role and JSON schema (no key needed).",
+                "responses": {"200": ok("the actions", json!({"type": "object"}))}
             },
-            "/v1/actions": {
-                "get": {
-                    "summary": "Every action with its role and JSON schema (no key needed).",
-                    "responses": {"200": ok("the actions", json!({"type": "object"}))}
-                },
-                "post": {
-                    "summary": "Run an action: {\"action\": name, \"payload\": {...}}; the answer is the same as the action's REST route.",
-                    "security": [{"bearer": []}],
-                    "requestBody": json_body(json!({"type": "object", "required": ["action"], "properties": {"action": {"enum": Action::ALL.iter().map(|action| action.name()).collect::<Vec<_>>()}, "payload": {"type": "object"}}})),
-                    "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "invalid event")]), "200", ok("the action's answer (202 for events.track)", json!({}))),
-                }
-            },
-            "/v1/stats": {
-                "get": {
-                    "summary": "Chart-ready aggregates of the key's app (role admin); see docs/API.md for the engagement score.",
-                    "security": [{"bearer": []}],
-                    "parameters": query(&[("app", "must be the key's app"), ("from", "RFC 3339, default to minus 7 days"), ("to", "RFC 3339, default now"), ("bucket", "hour, day (default) or week")]),
-                    "responses": with(common_errors(&[]), "200", ok("aggregates", json!({"type": "object"}))),
-                }
-            },
-            "/v1/stream": {
-                "get": {
-                    "summary": "Committed events of the key's app as server-sent events (role admin); `lagged` events say how many a slow client missed.",
-                    "security": [{"bearer": []}],
-                    "responses": with(common_errors(&[]), "200", json!({"description": "text/event-stream"})),
-                }
-            },
-            "/v1/installs/{id}": {
-                "delete": {
-                    "summary": "Erase one install's raw events, sessions and install record (role admin).",
-                    "security": [{"bearer": []}],
-                    "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-                    "responses": with(common_errors(&[]), "200", ok("erased", json!({"type": "object", "properties": {"install_id": {"type": "string"}, "deleted_events": {"type": "integer"}}}))),
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus text format; OpenMetrics with Accept: application/openmetrics-text. Bearer metrics_token when configured.",
-                    "responses": {"200": {"description": "metrics"}, "401": error_response("metrics_token is configured and was not presented")}
-                }
-            },
-            "/healthz": {"get": {"summary": "The process is up.", "responses": {"200": ok("up", json!({"type": "object"}))}}},
-            "/readyz": {"get": {"summary": "Storage answers.", "responses": {"200": ok("ready", json!({"type": "object"})), "503": error_response("storage unavailable")}}},
-            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": ok("OpenAPI 3.1", json!({"type": "object"}))}}}
+            "post": {
+                "summary": "Run an action: {\"action\": name, \"payload\": {...}}; the answer is the same as the action's REST route.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(json!({"type": "object", "required": ["action"], "properties": {"action": {"enum": Action::ALL.iter().map(|action| action.name()).collect::<Vec<_>>()}, "payload": {"type": "object"}}})),
+                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "invalid event")]), "200", ok("the action's answer (202 for events.track)", json!({}))),
+            }
         }
     })
 }
 
-/// The handler.
+/// The admin's routes: aggregates, the live stream, erasure.
+fn admin_paths() -> Value {
+    json!({
+        "/v1/stats": {
+            "get": {
+                "summary": "Chart-ready aggregates of the key's app (role admin); see docs/API.md for the engagement score.",
+                "security": [{"bearer": []}],
+                "parameters": query(&[("app", "must be the key's app"), ("from", "RFC 3339, default to minus 7 days"), ("to", "RFC 3339, default now"), ("bucket", "hour, day (default) or week")]),
+                "responses": with(common_errors(&[]), "200", ok("aggregates", json!({"type": "object"}))),
+            }
+        },
+        "/v1/stream": {
+            "get": {
+                "summary": "Committed events of the key's app as server-sent events (role admin); `lagged` events say how many a slow client missed.",
+                "security": [{"bearer": []}],
+                "responses": with(common_errors(&[]), "200", json!({"description": "text/event-stream"})),
+            }
+        },
+        "/v1/installs/{id}": {
+            "delete": {
+                "summary": "Erase one install's raw events, sessions and install record (role admin).",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with(common_errors(&[]), "200", ok("erased", json!({"type": "object", "properties": {"install_id": {"type": "string"}, "deleted_events": {"type": "integer"}}}))),
+            }
+        }
+    })
+}
+
+/// The routes for operators: metrics, health, this document.
+fn service_paths() -> Value {
+    json!({
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text format; OpenMetrics with Accept: application/openmetrics-text. Bearer metrics_token when configured.",
+                "responses": {"200": {"description": "metrics"}, "401": error_response("metrics_token is configured and was not presented")}
+            }
+        },
+        "/healthz": {"get": {"summary": "The process is up.", "responses": {"200": ok("up", json!({"type": "object"}))}}},
+        "/readyz": {"get": {"summary": "Storage answers.", "responses": {"200": ok("ready", json!({"type": "object"})), "503": error_response("storage unavailable")}}},
+        "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": ok("OpenAPI 3.1", json!({"type": "object"}))}}}
+    })
+}
+
+/// `GET /openapi.json`.
 pub async fn handler() -> Json<Value> {
     Json(document())
 }

@@ -32,7 +32,7 @@ impl Drop for Subscription {
     }
 }
 
-/// The handler.
+/// `GET /v1/stream` (role admin): the key's app's events as they commit.
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
