@@ -288,3 +288,24 @@ fn erase_schema() -> Value {
         "properties": {"install_id": {"type": "string"}}
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_is_found_by_its_own_name_only() {
+        for action in Action::ALL {
+            assert_eq!(Action::named(action.name()).ok(), Some(action));
+        }
+        let error = Action::named("events.nope").unwrap_err();
+        assert_eq!(error.code, "unknown_action");
+        assert!(
+            error
+                .message
+                .contains("events.track, events.track_batch, stats.get, events.list, installs.erase"),
+            "{}",
+            error.message
+        );
+    }
+}
