@@ -234,6 +234,7 @@ pub enum CliError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// A sync stopped; what was sent is marked, nothing was lost.
+    #[cfg(feature = "upload")]
     #[error("{0}")]
     Sync(#[from] crate::sync::SyncError),
     /// The command was used wrongly; the message says how to use it.
@@ -267,6 +268,7 @@ impl Target {
     }
 
     /// The command prefix to quote in hints: `nexus telemetry` or `tally --app nexus`.
+    #[cfg_attr(not(feature = "upload"), allow(dead_code))]
     fn command(&self) -> String {
         self.invoked_as
             .clone()

@@ -13,6 +13,7 @@
 //! aside with the reason and never retried. Any other answer stops the sync with its
 //! message, and nothing of that batch is marked sent.
 
+pub(crate) mod auto;
 mod transport;
 
 use std::io::Write;
