@@ -8,11 +8,7 @@
 //! Run alone (`cargo test -p tally-cli`), cargo builds only `tally`, so [`nexus_binary`]
 //! builds `nexus` once if it is missing; an older `nexus` left there is used as is.
 
-// The SDK's tests own the scripted collector; this binary uses only part of it.
-#[path = "../../tally/tests/scripted_collector.rs"]
-#[allow(dead_code)]
-mod scripted_collector;
-
+use crate::scripted_collector;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

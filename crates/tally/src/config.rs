@@ -61,16 +61,16 @@ impl std::str::FromStr for UploadMode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Collection level.
+    /// `off`, `basic`, `enhanced` or `full`; the environment overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "level_text")]
     pub level: Option<Level>,
-    /// Upload mode.
+    /// Whether events may leave the machine: `local` (never, the default), `sync` or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadMode>,
-    /// Collector endpoint for uploads.
+    /// The collector's base URL (`https://telemetry.example.com`), without a trailing slash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Ingest key for uploads.
+    /// The collector's ingest key for this app (`tly_ingest_...`), sent as a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// When upload was turned on (RFC 3339): events recorded before are uploaded only
@@ -80,7 +80,7 @@ pub struct ConfigFile {
     /// Least time between two background uploads in `auto` mode, in minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_interval_minutes: Option<u32>,
-    /// Store directory.
+    /// Where `telemetry.db` lives, instead of the platform's data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// Days raw events are kept before folding into rollups.
@@ -115,16 +115,16 @@ pub enum ConfigError {
     /// The file exists but could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
+        /// The config file being read or written.
         path: PathBuf,
-        /// The OS error.
+        /// Why the operating system refused.
         #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML or has a bad value.
     #[error("{path}: {message}")]
     Parse {
-        /// The file.
+        /// The config file that failed to parse.
         path: PathBuf,
         /// What is wrong, naming the key.
         message: String,
@@ -266,20 +266,21 @@ pub struct Settings {
     pub level: Level,
     /// Where that level came from.
     pub level_source: LevelSource,
-    /// Upload mode.
+    /// Whether events may leave the machine, and when.
     pub upload: UploadMode,
-    /// Collector endpoint.
+    /// The collector's base URL; `None` until the user sets one.
     pub endpoint: Option<String>,
-    /// Ingest key.
+    /// The collector's ingest key for this app; `None` until the user sets one.
     pub key: Option<String>,
     /// When upload was turned on; `None` when it never was (or the file was edited by
     /// hand), in which case the first sync takes its own start as that moment.
     pub upload_since: Option<jiff::Timestamp>,
     /// Least time between two background uploads in `auto` mode.
     pub auto_interval: Duration,
-    /// The store directory.
+    /// Where `telemetry.db` lives: the file's `dir`, the environment, or the platform's
+    /// data directory.
     pub dir: PathBuf,
-    /// The config file read.
+    /// The config file these settings were read from (it need not exist).
     pub config_file: PathBuf,
     /// Print each event to stderr.
     pub debug: bool,

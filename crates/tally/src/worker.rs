@@ -170,11 +170,6 @@ struct Worker {
 
 /// How often a long-running app checks whether maintenance is due.
 const MAINTENANCE_CHECK_EVERY: Duration = Duration::from_secs(60 * 60);
-/// Longest a background upload keeps going; the rest waits for the next one.
-const AUTO_UPLOAD_BUDGET: Duration = Duration::from_secs(30);
-/// An upload cut off (its process exited) is tried again after this, not after a
-/// whole interval.
-const AUTO_UPLOAD_LEASE: Duration = Duration::from_secs(120);
 /// How old the last maintenance may be before the next runs.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -263,7 +258,7 @@ impl Worker {
                 )
             })
         });
-        let (mut store, recovery) = match opened {
+        let (store, recovery) = match opened {
             Ok(opened) => opened,
             Err(err) => {
                 self.debug(format_args!("no store, recording nothing: {err}"));
@@ -282,14 +277,19 @@ impl Worker {
                 self.debug(format_args!("{reason}; keeping this run's events in memory only"));
             }
         }
-        match store.identity() {
-            Ok(identity) => {
-                self.install_id = identity.install_id;
-                self.hasher = Some(KeyedHasher::new(&identity.secret));
-                self.store = Some(store);
-            }
-            Err(err) => self.debug(format_args!("cannot read the install identity: {err}")),
+        if let Err(err) = self.adopt(store) {
+            self.debug(format_args!("cannot read the install identity: {err}"));
         }
+    }
+
+    /// Makes `store` the one events go to, with its install id and a hasher keyed by
+    /// its secret; a store whose identity cannot be read is not used.
+    fn adopt(&mut self, mut store: Store) -> Result<(), tally_store::StoreError> {
+        let identity = store.identity()?;
+        self.install_id = identity.install_id;
+        self.hasher = Some(KeyedHasher::new(&identity.secret));
+        self.store = Some(store);
+        Ok(())
     }
 
     /// Writes everything buffered, one transaction per `max_batch` events.
@@ -419,84 +419,21 @@ impl Worker {
     }
 
     /// In `auto` upload mode, starts at most one background upload per interval, across
-    /// every process of the app. It runs on a thread of its own with its own connection
-    /// and a time budget, so neither recording nor the host's exit ever waits for it;
-    /// if the process exits mid-request, the next sync resends and the collector's
-    /// dedupe stores each event once.
+    /// every process of the app (`sync::auto`).
     fn maybe_upload_in_background(&mut self) {
-        let settings = &self.settings;
-        let (Some(endpoint), Some(key), Some(since)) = (&settings.endpoint, &settings.key, settings.upload_since)
-        else {
-            return;
-        };
-        if settings.upload != crate::UploadMode::Auto || settings.level == Level::Off {
-            return;
-        }
         let Some(store) = self.store.as_mut() else {
             return;
         };
-        if *store.location() == tally_store::Location::Memory {
-            return;
-        }
-        // Nothing recorded since the last upload: no upload, and no slot used up.
-        let since_text = tally_core::time::format(since);
-        if !store
-            .pending_count(tally_store::sync::SyncStream::Recent, &since_text)
-            .is_ok_and(|pending| pending > 0)
-        {
-            return;
-        }
-        let now = jiff::Timestamp::now();
-        let interval = jiff::SignedDuration::try_from(settings.auto_interval).unwrap_or(jiff::SignedDuration::ZERO);
-        let lease = jiff::SignedDuration::try_from(AUTO_UPLOAD_LEASE).unwrap_or(jiff::SignedDuration::ZERO);
-        let text = |ts: Option<jiff::Timestamp>| tally_core::time::format(ts.unwrap_or(now));
-        match store.claim_auto_sync(
-            &text(Some(now)),
-            &text(now.checked_sub(interval).ok()),
-            &text(now.checked_sub(lease).ok()),
-        ) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(err) => {
-                self.debug(format_args!("background upload not started: {err}"));
-                return;
-            }
-        }
-        let (dir, level, debug, app) = (settings.dir.clone(), settings.level, settings.debug, self.app.clone());
-        let (endpoint, key) = (endpoint.clone(), key.clone());
-        let (finished, upload_done) = crossbeam_channel::bounded(1);
-        let spawned = std::thread::Builder::new().name("tally-upload".into()).spawn(move || {
-            let result = Store::open(&dir, &OpenOptions::default())
-                .map_err(crate::sync::SyncError::from)
-                .and_then(|mut store| {
-                    let options = crate::sync::SyncOptions {
-                        deadline: Some(std::time::Instant::now() + AUTO_UPLOAD_BUDGET),
-                        ..crate::sync::SyncOptions::default()
-                    };
-                    let mut transport = crate::sync::HttpTransport::new(&endpoint, &key);
-                    let report = crate::sync::sync(
-                        &mut store,
-                        level,
-                        since,
-                        &mut transport,
-                        &options,
-                        &mut std::io::sink(),
-                        &mut |_, _| {},
-                    )?;
-                    store.auto_sync_done(&tally_core::time::format(jiff::Timestamp::now()))?;
-                    Ok(report)
-                });
-            let _ = finished.send(());
-            if debug {
-                match result {
-                    Ok(report) => eprintln!("tally: {app}: background upload sent {} events", report.sent),
-                    Err(err) => eprintln!("tally: {app}: background upload stopped: {err}"),
-                }
-            }
-        });
-        match spawned {
-            Ok(_) => self.upload = Some(upload_done),
+        #[cfg(feature = "upload")]
+        match crate::sync::auto::start_if_due(&self.app, &self.settings, store) {
+            Ok(started) => self.upload = started,
             Err(err) => self.debug(format_args!("background upload not started: {err}")),
+        }
+        #[cfg(not(feature = "upload"))]
+        if self.settings.upload == crate::UploadMode::Auto && *store.location() != tally_store::Location::Memory {
+            self.debug(format_args!(
+                "upload is auto, but this build cannot upload (tally's `upload` feature is off); events stay local"
+            ));
         }
     }
 
@@ -508,15 +445,13 @@ impl Worker {
             ..OpenOptions::default()
         };
         match Store::replace_corrupt(&self.settings.dir, &options, reason) {
-            Ok((mut store, Recovery::MovedAside { reason, moved_to })) => {
+            Ok((store, Recovery::MovedAside { reason, moved_to })) => {
                 self.debug(format_args!(
                     "{reason}; moved it to {} and started afresh",
                     moved_to.display()
                 ));
-                if let Ok(identity) = store.identity() {
-                    self.install_id = identity.install_id;
-                    self.hasher = Some(KeyedHasher::new(&identity.secret));
-                    self.store = Some(store);
+                if let Err(err) = self.adopt(store) {
+                    self.debug(format_args!("cannot read the install identity: {err}"));
                 }
             }
             Ok(_) => {}

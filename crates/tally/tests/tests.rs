@@ -6,5 +6,7 @@ mod child;
 mod concurrency;
 mod lifecycle;
 mod privacy;
+#[cfg(feature = "upload")]
 mod scripted_collector;
+#[cfg(feature = "upload")]
 mod sync;

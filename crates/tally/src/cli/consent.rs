@@ -89,6 +89,13 @@ pub(crate) fn set_setting(target: &Target, setting: Setting, value: &str, out: &
     let said = match setting {
         Setting::Upload => {
             let mode: UploadMode = value.parse().map_err(CliError::Usage)?;
+            if mode != UploadMode::Local && !cfg!(feature = "upload") {
+                return Err(CliError::Usage(format!(
+                    "upload: this build of {} cannot upload (it was built without tally's `upload` feature), so \
+                     upload stays {}; nothing was changed",
+                    target.app, settings.upload
+                )));
+            }
             let was_on = matches!(config.upload, Some(UploadMode::Sync | UploadMode::Auto));
             config.upload = Some(mode);
             if mode == UploadMode::Local {

@@ -40,7 +40,7 @@ pub enum TelemetryCommand {
     Off,
     /// Set the level: off, basic, enhanced or full (see docs/PRIVACY.md).
     Level {
-        /// The new level.
+        /// off, basic, enhanced or full.
         #[arg(value_parser = parse_level)]
         level: Level,
     },
@@ -88,10 +88,10 @@ pub enum ConfigCommand {
     /// Set one setting: upload (local, sync or auto), endpoint (the collector's URL) or key
     /// (an ingest key).
     Set {
-        /// Which setting.
+        /// upload, endpoint or key.
         #[arg(value_enum)]
         setting: Setting,
-        /// Its new value.
+        /// local, sync or auto for upload; a URL for endpoint; an ingest key for key.
         value: String,
     },
     /// Show the settings in force, and where each comes from.
@@ -140,7 +140,7 @@ impl PeriodArgs {
 /// `stats`: the usage box and top commands.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StatsArgs {
-    /// The period.
+    /// The period summarised (`--day`, `--week`, or by default `--month`).
     #[command(flatten)]
     pub period: PeriodArgs,
     /// Print JSON for scripts.
@@ -157,7 +157,7 @@ pub struct InsightsArgs {
     /// Failure rates and error categories per command.
     #[arg(long)]
     pub errors: bool,
-    /// The period.
+    /// The period looked at (`--day`, `--week`, or by default `--month`).
     #[command(flatten)]
     pub period: PeriodArgs,
 }
@@ -182,7 +182,7 @@ pub struct ReportArgs {
     /// The last 30 days.
     #[arg(long)]
     pub month: bool,
-    /// Output format.
+    /// html, md or text.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Write to this file instead of standard output.
@@ -206,7 +206,7 @@ pub enum ExportFormat {
 /// `export`: events or metrics, streamed.
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// Output format.
+    /// json, ndjson and csv write events; openmetrics writes counters and histograms.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Only events at or after this time (RFC 3339 or YYYY-MM-DD).
@@ -234,6 +234,7 @@ pub enum CliError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// A sync stopped; what was sent is marked, nothing was lost.
+    #[cfg(feature = "upload")]
     #[error("{0}")]
     Sync(#[from] crate::sync::SyncError),
     /// The command was used wrongly; the message says how to use it.
@@ -244,7 +245,7 @@ pub enum CliError {
 /// Which app's data a command works on.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The app name.
+    /// The app whose store and config file are used, as the SDK was opened with it (`nexus`).
     pub app: String,
     /// The store directory, when given explicitly (`--dir`).
     pub dir: Option<PathBuf>,
@@ -267,6 +268,7 @@ impl Target {
     }
 
     /// The command prefix to quote in hints: `nexus telemetry` or `tally --app nexus`.
+    #[cfg_attr(not(feature = "upload"), allow(dead_code))]
     fn command(&self) -> String {
         self.invoked_as
             .clone()

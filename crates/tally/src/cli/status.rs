@@ -24,6 +24,7 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
     )?;
     let upload_note = match settings.upload {
         UploadMode::Local => "nothing leaves this machine",
+        _ if !cfg!(feature = "upload") => "but this build cannot upload: tally's `upload` feature is off",
         UploadMode::Sync => "only an explicit sync uploads",
         UploadMode::Auto => "uploads in the background",
     };

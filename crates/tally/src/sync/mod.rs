@@ -13,6 +13,7 @@
 //! aside with the reason and never retried. Any other answer stops the sync with its
 //! message, and nothing of that batch is marked sent.
 
+pub(crate) mod auto;
 mod transport;
 
 use std::io::Write;
@@ -59,7 +60,7 @@ pub struct SyncOptions {
     pub include_history: bool,
     /// Write each request body to this writer instead of sending anything.
     pub dry_run: bool,
-    /// Retries.
+    /// How often and how long to retry a request that got no usable answer.
     pub retry: RetryPolicy,
     /// Give up (leaving the rest for next time) once this passes.
     pub deadline: Option<Instant>,
@@ -94,19 +95,20 @@ pub enum SyncError {
         "the collector at {destination} is unreachable after {attempts} attempts ({last}); nothing was lost, run sync again later"
     )]
     Unreachable {
-        /// Where.
+        /// The URL or directory batches were going to.
         destination: String,
-        /// How many attempts.
+        /// Attempts made, the first included.
         attempts: u32,
-        /// The last failure.
+        /// What the last attempt met (a network error, or the retryable status and its
+        /// message).
         last: String,
     },
     /// The collector refused the request as a whole.
     #[error("the collector answered {status}: {message}")]
     Refused {
-        /// The HTTP status.
+        /// The HTTP status, one that retrying cannot change (401, 400, ...).
         status: u16,
-        /// Its message.
+        /// The collector's `error.message`, or the start of its body.
         message: String,
     },
     /// The time budget ran out; what was sent is marked, the rest waits.

@@ -8,11 +8,11 @@ use std::time::Duration;
 /// What the other side answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// The HTTP status.
+    /// The HTTP status (200 from a directory, which takes everything).
     pub status: u16,
     /// `Retry-After`, when given in seconds.
     pub retry_after: Option<Duration>,
-    /// The body.
+    /// The answer's body, at most 1 MiB: a batch result or an error in JSON.
     pub body: Vec<u8>,
 }
 
