@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::OptionalExtension;
+use tally_core::time::Period;
 
 use crate::rollup::Rollup;
 use crate::{DropCounts, Store, StoreError};
@@ -116,76 +117,31 @@ impl Store {
     }
 }
 
-/// Which raw events to read: `[since, until)`, either end open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EventRange {
-    /// Start, inclusive.
-    pub since: Option<jiff::Timestamp>,
-    /// End, exclusive.
-    pub until: Option<jiff::Timestamp>,
-}
-
-impl EventRange {
-    fn bounds(&self) -> (Option<String>, Option<String>) {
-        (
-            self.since.map(tally_core::time::format),
-            self.until.map(tally_core::time::format),
-        )
-    }
-}
-
 const RANGE_FILTER: &str = "(?1 IS NULL OR ts >= ?1) AND (?2 IS NULL OR ts < ?2)";
 
 impl Store {
-    /// How many raw events `range` holds.
-    pub fn count_events(&self, range: &EventRange) -> Result<u64, StoreError> {
+    /// How many raw events `period` holds.
+    pub fn count_events(&self, period: &Period) -> Result<u64, StoreError> {
         let sql = format!("SELECT count(*) FROM events WHERE {RANGE_FILTER}");
-        Ok(self.conn.query_row(&sql, range.bounds(), |row| row.get(0))?)
+        Ok(self.conn.query_row(&sql, period.text_bounds(), |row| row.get(0))?)
     }
 
-    /// Calls `each` with every raw event in `range`, oldest first, one at a time: memory
+    /// Calls `each` with every raw event in `period`, oldest first, one at a time: memory
     /// stays constant however large the store. Stops at the first error `each` returns.
     pub fn for_each_event<E: From<StoreError>>(
         &self,
-        range: &EventRange,
+        period: &Period,
         mut each: impl FnMut(tally_core::Event) -> Result<(), E>,
     ) -> Result<u64, E> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {RANGE_FILTER} ORDER BY ts, seq");
         let mut statement = self.conn.prepare(&sql).map_err(StoreError::from)?;
-        let mut rows = statement.query(range.bounds()).map_err(StoreError::from)?;
+        let mut rows = statement.query(period.text_bounds()).map_err(StoreError::from)?;
         let mut count = 0;
         while let Some(row) = rows.next().map_err(StoreError::from)? {
             each(event_from_row(row)?)?;
             count += 1;
         }
         Ok(count)
-    }
-
-    /// Removes every event, session, rollup and meta value (the install id and secret
-    /// too: a new identity is made on next use, so old hashes cannot be linked to new
-    /// ones), then rewrites the file so no deleted byte remains in it or its WAL.
-    pub fn purge(&mut self) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(
-            "DELETE FROM events; DELETE FROM sessions; DELETE FROM metrics; DELETE FROM meta; \
-             DELETE FROM sync_rejected; DELETE FROM installs; DELETE FROM totals; \
-             DELETE FROM sqlite_sequence;",
-        )?;
-        tx.commit()?;
-        self.conn.execute_batch("VACUUM")?;
-        if matches!(self.location, crate::Location::File(_)) {
-            let (busy, _, _): (i64, i64, i64) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })?;
-            if busy != 0 {
-                return Err(StoreError::Busy(
-                    "another process is reading the store; its old pages stay in the WAL until it closes".into(),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -439,9 +439,8 @@ impl Worker {
             return;
         }
         // Nothing recorded since the last upload: no upload, and no slot used up.
-        let since_text = tally_core::time::format(since);
         if !store
-            .pending_count(tally_store::sync::SyncStream::Recent, &since_text)
+            .pending_count(tally_store::sync::SyncStream::Recent, since)
             .is_ok_and(|pending| pending > 0)
         {
             return;
@@ -449,11 +448,10 @@ impl Worker {
         let now = jiff::Timestamp::now();
         let interval = jiff::SignedDuration::try_from(settings.auto_interval).unwrap_or(jiff::SignedDuration::ZERO);
         let lease = jiff::SignedDuration::try_from(AUTO_UPLOAD_LEASE).unwrap_or(jiff::SignedDuration::ZERO);
-        let text = |ts: Option<jiff::Timestamp>| tally_core::time::format(ts.unwrap_or(now));
         match store.claim_auto_sync(
-            &text(Some(now)),
-            &text(now.checked_sub(interval).ok()),
-            &text(now.checked_sub(lease).ok()),
+            now,
+            now.checked_sub(interval).unwrap_or(now),
+            now.checked_sub(lease).unwrap_or(now),
         ) {
             Ok(true) => {}
             Ok(false) => return,
@@ -483,7 +481,7 @@ impl Worker {
                         &mut std::io::sink(),
                         &mut |_, _| {},
                     )?;
-                    store.auto_sync_done(&tally_core::time::format(jiff::Timestamp::now()))?;
+                    store.auto_sync_done(jiff::Timestamp::now())?;
                     Ok(report)
                 });
             let _ = finished.send(());

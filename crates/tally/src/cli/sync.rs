@@ -100,7 +100,7 @@ pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Resu
         let history = if args.include_history {
             0
         } else {
-            store.pending_count(tally_store::sync::SyncStream::History, &tally_core::time::format(since))?
+            store.pending_count(tally_store::sync::SyncStream::History, since)?
         };
         if history > 0 {
             writeln!(
