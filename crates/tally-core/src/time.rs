@@ -78,9 +78,7 @@ impl HourKey {
 
     /// The hour after this one (this one at the end of time).
     pub fn next(self) -> HourKey {
-        self.0
-            .checked_add(SignedDuration::from_hours(1))
-            .map_or(self, HourKey)
+        self.0.checked_add(SignedDuration::from_hours(1)).map_or(self, HourKey)
     }
 }
 
@@ -105,8 +103,9 @@ impl FromStr for HourKey {
         }
         let date: jiff::civil::Date = text[..10].parse().map_err(|_| invalid())?;
         let hour: i8 = text[11..].parse().map_err(|_| invalid())?;
+        let time = jiff::civil::Time::new(hour, 0, 0, 0).map_err(|_| invalid())?;
         let start = date
-            .at(hour, 0, 0, 0)
+            .to_datetime(time)
             .to_zoned(jiff::tz::TimeZone::UTC)
             .map_err(|_| invalid())?;
         Ok(HourKey(start.timestamp()))
@@ -124,6 +123,13 @@ pub struct Period {
     pub from: Timestamp,
     /// Exclusive.
     pub to: Timestamp,
+}
+
+impl Default for Period {
+    /// Unbounded: [`Period::ALL`].
+    fn default() -> Period {
+        Period::ALL
+    }
 }
 
 impl Period {
@@ -198,7 +204,13 @@ mod tests {
         assert_eq!(hour.next().to_string(), "2026-11-22T14");
         let before_epoch: Timestamp = "1969-12-31T23:30:00Z".parse().unwrap();
         assert_eq!(HourKey::of(before_epoch).to_string(), "1969-12-31T23");
-        for bad in ["2026-11-22", "2026-11-22T24", "2026-11-22 13", "2026-13-01T00", "2026-11-22T1x"] {
+        for bad in [
+            "2026-11-22",
+            "2026-11-22T24",
+            "2026-11-22 13",
+            "2026-13-01T00",
+            "2026-11-22T1x",
+        ] {
             assert!(bad.parse::<HourKey>().is_err(), "{bad}");
         }
     }
@@ -211,7 +223,10 @@ mod tests {
             to: at("2026-11-22T12:00:00Z"),
         };
         let (first, end) = period.hours();
-        assert_eq!((first.to_string(), end.to_string()), ("2026-11-22T10".into(), "2026-11-22T12".into()));
+        assert_eq!(
+            (first.to_string(), end.to_string()),
+            ("2026-11-22T10".into(), "2026-11-22T12".into())
+        );
         let ragged = Period {
             to: at("2026-11-22T12:00:00.001Z"),
             ..period
@@ -219,7 +234,10 @@ mod tests {
         assert_eq!(ragged.hours().1.to_string(), "2026-11-22T13");
         assert!(period.contains(period.from) && !period.contains(period.to));
         assert_eq!(Period::ALL.text_bounds(), (None, None));
-        assert_eq!(Period::starting(period.from).text_bounds().0.as_deref(), Some("2026-11-22T10:30:00.000Z"));
+        assert_eq!(
+            Period::starting(period.from).text_bounds().0.as_deref(),
+            Some("2026-11-22T10:30:00.000Z")
+        );
     }
 
     #[test]

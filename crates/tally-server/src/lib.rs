@@ -4,7 +4,7 @@
 //!
 //! [`app`] builds the axum router from an [`AppState`]; [`serve`] binds it, runs the
 //! group-commit task and retention, and drains on SIGTERM. Handlers hold storage as an
-//! `Arc<dyn Store>`, so the same routes run on either backend.
+//! `Arc<dyn Storage>`, so the same routes run on either backend.
 //!
 //! The key design decision: a 2xx means committed. Every accepted event passes through
 //! one group-commit task ([`committer`]) and a handler answers only after the
@@ -16,7 +16,7 @@
 //! - [`auth`]: keys, their check, rate limits. [`body`]: bounded, gzip-aware bodies.
 //! - [`actions`]: the registry shared by `POST /v1/actions` and the REST routes.
 //! - [`ingest`], [`stats`], [`read`], [`stream`], [`metrics`], [`openapi`]: the routes.
-//! - [`committer`]: group commit. [`storage`]: the `Store` trait, SQLite and PostgreSQL.
+//! - [`committer`]: group commit. [`storage`]: the `Storage` trait, SQLite and PostgreSQL.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
@@ -51,7 +51,7 @@ use crate::committer::Committer;
 use crate::config::ServerConfig;
 use crate::error::InternalDetail;
 use crate::metrics::CollectorMetrics;
-use crate::storage::Store;
+use crate::storage::Storage;
 
 /// Events buffered per live-stream subscriber before it lags.
 const STREAM_BUFFER: usize = 4_096;
@@ -62,7 +62,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 #[derive(Clone)]
 pub struct AppState {
     /// Storage.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Storage>,
     /// Settings.
     pub config: Arc<ServerConfig>,
     /// The group-commit task.
@@ -84,7 +84,7 @@ pub struct AppState {
 impl AppState {
     /// State for `store` and `config`, with the group-commit task started; the task ends
     /// once every clone of the state is dropped.
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> (AppState, tokio::task::JoinHandle<()>) {
+    pub fn new(store: Arc<dyn Storage>, config: ServerConfig) -> (AppState, tokio::task::JoinHandle<()>) {
         let metrics = Arc::new(CollectorMetrics::default());
         let (stream, _) = broadcast::channel(STREAM_BUFFER);
         let (committer, task) = Committer::start(
@@ -169,7 +169,7 @@ pub enum ServeError {
 
 /// Runs the collector until SIGTERM or Ctrl-C, then stops accepting, answers the
 /// requests in flight (each after its commit) and returns.
-pub async fn serve(store: Arc<dyn Store>, config: ServerConfig) -> Result<(), ServeError> {
+pub async fn serve(store: Arc<dyn Storage>, config: ServerConfig) -> Result<(), ServeError> {
     let address = config.listen;
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -190,7 +190,7 @@ pub async fn serve(store: Arc<dyn Store>, config: ServerConfig) -> Result<(), Se
     Ok(())
 }
 
-async fn run_retention(store: Arc<dyn Store>, days: u32) {
+async fn run_retention(store: Arc<dyn Storage>, days: u32) {
     let mut tick = tokio::time::interval(RETENTION_EVERY);
     loop {
         tick.tick().await;

@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use jiff::{Timestamp, ToSpan};
+use tally_core::time::HourKey;
 
 use crate::AppState;
 use crate::error::AppError;
@@ -194,10 +195,7 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
     }
 
     // Sessions per period: one aggregate over the last week of hourly rollups.
-    let from_hours: Vec<String> = since[..3]
-        .iter()
-        .map(|start| tally_core::time::format(*start)[..13].to_owned())
-        .collect();
+    let from_hours: Vec<HourKey> = since[..3].iter().copied().map(HourKey::of).collect();
     let sessions = state.store.named_counts("session_started", &from_hours).await?;
     let name = out.family(
         "tally_sessions",

@@ -15,6 +15,7 @@ use crate::error::AppError;
 use crate::ingest::run_action;
 use crate::stats::parse_time;
 use crate::storage::{ApiKey, EventQuery};
+use tally_core::time::Period;
 
 /// Most events in one page.
 pub const MAX_PAGE: usize = 1_000;
@@ -83,12 +84,20 @@ pub async fn list(state: &AppState, key: &ApiKey, payload: Value) -> ActionResul
         name: request.name,
         install_id: request.install_id,
         session_id: request.session_id,
-        from: request
-            .from
-            .as_deref()
-            .map(|text| parse_time("from", text))
-            .transpose()?,
-        to: request.to.as_deref().map(|text| parse_time("to", text)).transpose()?,
+        period: Period {
+            from: request
+                .from
+                .as_deref()
+                .map(|text| parse_time("from", text))
+                .transpose()?
+                .unwrap_or(Period::ALL.from),
+            to: request
+                .to
+                .as_deref()
+                .map(|text| parse_time("to", text))
+                .transpose()?
+                .unwrap_or(Period::ALL.to),
+        },
         after: request.cursor.as_deref().map(parse_cursor).transpose()?,
         limit,
     };

@@ -16,6 +16,7 @@ use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tally_core::time::{HourKey, Period};
 
 use crate::AppState;
 use crate::actions::ActionResult;
@@ -60,12 +61,11 @@ impl Bucket {
         }
     }
 
-    /// The start of the bucket holding `hour` (`YYYY-MM-DDTHH`), as a timestamp.
-    fn start_of(self, hour: &str) -> Option<Timestamp> {
-        let date: Date = hour.get(..10)?.parse().ok()?;
-        let hour_of_day: i8 = hour.get(11..13)?.parse().ok()?;
+    /// The start of the bucket holding `hour`, as a timestamp.
+    fn start_of(self, hour: HourKey) -> Option<Timestamp> {
+        let date: Date = hour.start().to_zoned(jiff::tz::TimeZone::UTC).date();
         let start = match self {
-            Bucket::Hour => date.at(hour_of_day, 0, 0, 0),
+            Bucket::Hour => return Some(hour.start()),
             Bucket::Day => date.at(0, 0, 0, 0),
             Bucket::Week => {
                 let back = i64::from(date.weekday().to_monday_zero_offset());
@@ -86,10 +86,6 @@ pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, AppError>
             format!("{field}: must be an RFC 3339 time such as 2026-11-22T00:00:00Z (got {text:?})"),
         )
     })
-}
-
-fn hour_key(ts: Timestamp) -> String {
-    tally_core::time::format(ts)[..13].to_owned()
 }
 
 #[derive(Default)]
@@ -149,19 +145,12 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         ));
     }
     let app = key.app.as_str();
-    let last = to.checked_sub(1.millisecond()).unwrap_or(to);
-    let rows = state
-        .store
-        .rollups(
-            app,
-            &hour_key(from),
-            &hour_key(last.checked_add(1.hour()).unwrap_or(last)),
-        )
-        .await?;
+    let period = Period { from, to };
+    let rows = state.store.rollups(app, &period).await?;
 
     // Every bucket of the period, also the empty ones: charts need the zeros.
     let mut series: BTreeMap<Timestamp, Point> = BTreeMap::new();
-    let mut cursor = bucket.start_of(&hour_key(from)).unwrap_or(from);
+    let mut cursor = bucket.start_of(HourKey::of(from)).unwrap_or(from);
     while cursor < to {
         series.insert(cursor, Point::default());
         cursor = cursor.checked_add(bucket.hours().hours()).unwrap_or(to);
@@ -170,43 +159,43 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
     let mut features: BTreeMap<String, u64> = BTreeMap::new();
     let mut commands: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
     let (mut events, mut with_outcome, mut failures, mut errors) = (0u64, 0u64, 0u64, 0u64);
-    for row in &rows {
-        let Some(start) = bucket.start_of(&row.hour) else {
+    for (row, rollup) in &rows {
+        let Some(start) = bucket.start_of(row.hour) else {
             continue;
         };
         let point = series.entry(start).or_default();
-        point.events += row.count;
-        events += row.count;
+        point.events += rollup.count;
+        events += rollup.count;
         if row.success >= 0 {
-            with_outcome += row.count;
+            with_outcome += rollup.count;
         }
         if row.success == 0 {
-            failures += row.count;
+            failures += rollup.count;
         }
         if row.kind == "error" {
-            errors += row.count;
-            point.errors += row.count;
+            errors += rollup.count;
+            point.errors += rollup.count;
         }
         if row.name == "session_started" {
-            point.sessions += row.count;
+            point.sessions += rollup.count;
         }
         if row.name == "command_executed" {
-            point.commands += row.count;
+            point.commands += rollup.count;
             let entry = commands.entry(row.command.clone()).or_default();
-            entry.0 += row.count;
+            entry.0 += rollup.count;
             if row.success == 0 {
-                entry.1 += row.count;
-                point.failures += row.count;
+                entry.1 += rollup.count;
+                point.failures += rollup.count;
             }
-            entry.2 += row.duration_count;
-            entry.3 += row.duration_total_ms;
+            entry.2 += rollup.duration_count;
+            entry.3 += rollup.duration_total_ms;
         }
         if row.kind == "feature" {
-            *features.entry(row.name.clone()).or_default() += row.count;
+            *features.entry(row.name.clone()).or_default() += rollup.count;
         }
-        *top_events.entry((row.kind.clone(), row.name.clone())).or_default() += row.count;
+        *top_events.entry((row.kind.clone(), row.name.clone())).or_default() += rollup.count;
     }
-    let sessions = state.store.sessions(app, from, to).await?;
+    let sessions = state.store.sessions(app, &period).await?;
     let since: Vec<Timestamp> = [1i64, 24, 24 * 7, 24 * 30]
         .iter()
         .map(|hours| now.checked_sub(hours.hours()).unwrap_or(now))
@@ -305,11 +294,11 @@ mod tests {
     #[test]
     fn weeks_start_on_monday() {
         // 2026-11-22 is a Sunday.
-        let start = Bucket::Week.start_of("2026-11-22T15").unwrap();
+        let start = Bucket::Week.start_of("2026-11-22T15".parse().unwrap()).unwrap();
         assert_eq!(tally_core::time::format(start), "2026-11-16T00:00:00.000Z");
-        let start = Bucket::Day.start_of("2026-11-22T15").unwrap();
+        let start = Bucket::Day.start_of("2026-11-22T15".parse().unwrap()).unwrap();
         assert_eq!(tally_core::time::format(start), "2026-11-22T00:00:00.000Z");
-        let start = Bucket::Hour.start_of("2026-11-22T15").unwrap();
+        let start = Bucket::Hour.start_of("2026-11-22T15".parse().unwrap()).unwrap();
         assert_eq!(tally_core::time::format(start), "2026-11-22T15:00:00.000Z");
     }
 }

@@ -15,13 +15,13 @@ use crate::{DropCounts, Store, StoreError};
 /// One row of `sessions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
-    /// The session id.
+    /// The id every event of the session carries.
     pub session_id: String,
-    /// First event, RFC 3339.
+    /// Its earliest event, RFC 3339 as stored.
     pub started_at: String,
-    /// Last event, RFC 3339.
+    /// Its latest event, RFC 3339 as stored.
     pub ended_at: String,
-    /// `ended_at - started_at`.
+    /// `ended_at - started_at` in milliseconds.
     pub duration_ms: i64,
     /// `command_executed` events.
     pub commands_executed: i64,
@@ -142,6 +142,69 @@ impl Store {
             count += 1;
         }
         Ok(count)
+    }
+}
+
+/// A page of one app's raw events, as the collector's `GET /v1/events` lists them:
+/// oldest first by (`ts`, `id`), after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventQuery {
+    /// The app whose events are listed (the collector puts the key's app here).
+    pub app: String,
+    /// Only events of this type, when set.
+    pub kind: Option<String>,
+    /// Only events of this name, when set.
+    pub name: Option<String>,
+    /// Only events of this install, when set.
+    pub install_id: Option<String>,
+    /// Only events of this session, when set.
+    pub session_id: Option<String>,
+    /// Only events whose `ts` lies inside.
+    pub period: Period,
+    /// The cursor: only events strictly after this (`ts`, `id`).
+    pub after: Option<(jiff::Timestamp, uuid::Uuid)>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+impl Store {
+    /// The events `query` selects, ordered by (`ts`, `id`).
+    pub fn query_events(&self, query: &EventQuery) -> Result<Vec<tally_core::Event>, StoreError> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE app = ?");
+        let mut params: Vec<String> = vec![query.app.clone()];
+        for (column, value) in [
+            ("type", &query.kind),
+            ("name", &query.name),
+            ("install_id", &query.install_id),
+            ("session_id", &query.session_id),
+        ] {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                params.push(value.clone());
+            }
+        }
+        let (from, to) = query.period.text_bounds();
+        if let Some(from) = from {
+            sql.push_str(" AND ts >= ?");
+            params.push(from);
+        }
+        if let Some(to) = to {
+            sql.push_str(" AND ts < ?");
+            params.push(to);
+        }
+        if let Some((ts, id)) = query.after {
+            let ts = tally_core::time::format(ts);
+            sql.push_str(" AND (ts > ? OR (ts = ? AND id > ?))");
+            params.extend([ts.clone(), ts, id.to_string()]);
+        }
+        sql.push_str(&format!(" ORDER BY ts, id LIMIT {}", query.limit));
+        let mut statement = self.conn.prepare(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            events.push(event_from_row(row)?);
+        }
+        Ok(events)
     }
 }
 

@@ -36,7 +36,8 @@ pub struct RollupKey {
 /// Reads an `hour` column.
 pub(crate) fn hour_at(row: &rusqlite::Row<'_>, index: usize) -> Result<HourKey, StoreError> {
     let text: String = row.get(index)?;
-    text.parse().map_err(|err: tally_core::time::InvalidHour| StoreError::Invalid(err.to_string()))
+    text.parse()
+        .map_err(|err: tally_core::time::InvalidHour| StoreError::Invalid(err.to_string()))
 }
 
 impl RollupKey {

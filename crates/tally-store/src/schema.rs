@@ -215,7 +215,9 @@ fn drop_empty_collector_tables(tx: &rusqlite::Transaction<'_>) -> Result<(), Sto
         if !exists {
             continue;
         }
-        let empty: bool = tx.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), [], |row| row.get(0))?;
+        let empty: bool = tx.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), [], |row| {
+            row.get(0)
+        })?;
         if empty {
             // Dropping a table drops its indexes (`installs_last_seen`) too.
             tx.execute_batch(&format!("DROP TABLE {table}"))?;

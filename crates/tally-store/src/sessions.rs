@@ -91,7 +91,10 @@ impl Store {
     pub fn session_summary(&self, app: Option<&str>, period: &Period) -> Result<SessionSummary, StoreError> {
         // Unbounded ends format as years -9999 and 9999, which sort outside every stored
         // time, so the plain range keeps the `sessions_started_at` index.
-        let (from, to) = (tally_core::time::format(period.from), tally_core::time::format(period.to));
+        let (from, to) = (
+            tally_core::time::format(period.from),
+            tally_core::time::format(period.to),
+        );
         let (count, average): (i64, Option<f64>) = self.conn.query_row(
             "SELECT count(*), avg(duration_ms) FROM sessions \
              WHERE started_at >= ?1 AND started_at < ?2 AND (?3 IS NULL OR app = ?3)",
@@ -129,8 +132,14 @@ mod tests {
         let deltas = session_deltas(&events);
         assert_eq!(deltas.len(), 2);
         let a = &deltas["a"];
-        assert_eq!((a.started_at, a.ended_at), (at("2026-11-22T10:00:01Z"), at("2026-11-22T10:00:09Z")));
-        assert_eq!((a.commands_executed, a.errors_encountered, a.tasks_completed), (2, 1, 0));
+        assert_eq!(
+            (a.started_at, a.ended_at),
+            (at("2026-11-22T10:00:01Z"), at("2026-11-22T10:00:09Z"))
+        );
+        assert_eq!(
+            (a.commands_executed, a.errors_encountered, a.tasks_completed),
+            (2, 1, 0)
+        );
         assert_eq!(deltas["b"].commands_executed, 0);
     }
 }

@@ -226,7 +226,10 @@ impl Store {
     pub fn recent_commands(&self, period: &Period, limit: u64) -> Result<Vec<(Timestamp, String)>, StoreError> {
         // Unbounded ends format as years -9999 and 9999, which sort outside every stored
         // time, so the plain range keeps the `events_ts` index.
-        let (from, to) = (tally_core::time::format(period.from), tally_core::time::format(period.to));
+        let (from, to) = (
+            tally_core::time::format(period.from),
+            tally_core::time::format(period.to),
+        );
         let mut statement = self.conn.prepare_cached(
             "SELECT ts, command FROM (SELECT seq, command, ts FROM events \
              WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \

@@ -165,7 +165,10 @@ impl Store {
         Ok(SyncStatus {
             pending: self.pending_count(SyncStream::Recent, since)?,
             rejected: rejected as u64,
-            last_sync: last_sync.as_deref().map(|at| parse_stored("last_sync", at)).transpose()?,
+            last_sync: last_sync
+                .as_deref()
+                .map(|at| parse_stored("last_sync", at))
+                .transpose()?,
             recent_refusals,
         })
     }

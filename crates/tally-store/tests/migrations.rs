@@ -273,7 +273,9 @@ fn collector_tables_leave_a_local_store_only_when_empty() {
         let temp = tempfile::tempdir().unwrap();
         build_store_at(temp.path(), version);
         let conn = Connection::open(temp.path().join(DB_FILE_NAME)).unwrap();
-        seed(&conn, &tables(&conn), |table| table == "api_keys" || table == "installs");
+        seed(&conn, &tables(&conn), |table| {
+            table == "api_keys" || table == "installs"
+        });
         drop(conn);
         let store = Store::open(temp.path(), &OpenOptions::default()).unwrap();
         let conn = store.connection();
@@ -282,7 +284,10 @@ fn collector_tables_leave_a_local_store_only_when_empty() {
                 .unwrap()
         };
         assert_eq!((count("api_keys"), count("installs")), (1, 1), "{from}");
-        assert!(!tables(conn).iter().any(|name| name == "totals"), "{from}: empty totals stay");
+        assert!(
+            !tables(conn).iter().any(|name| name == "totals"),
+            "{from}: empty totals stay"
+        );
     }
 }
 

@@ -112,9 +112,7 @@ impl Local {
 
     /// Events recorded since upload was turned on that no collector answered for yet.
     fn pending(&self) -> u64 {
-        self.store
-            .pending_count(SyncStream::Recent, self.since)
-            .unwrap()
+        self.store.pending_count(SyncStream::Recent, self.since).unwrap()
     }
 
     fn sync(&mut self, collector: &ScriptedCollector) -> Result<SyncReport, SyncError> {

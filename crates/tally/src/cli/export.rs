@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use tally_core::Event;
-use tally_store::histogram::BUCKET_BOUNDS_MS;
 use tally_core::time::Period;
+use tally_store::histogram::BUCKET_BOUNDS_MS;
 use tally_store::rollup::Rollup;
 
 use super::{CliError, ExportArgs, ExportFormat, Target, interactive, with_output};

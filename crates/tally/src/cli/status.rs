@@ -83,7 +83,8 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
             "  sync:       {} pending, {} refused by the collector, last sync {}",
             human::count(sync.pending),
             human::count(sync.rejected),
-            sync.last_sync.map_or_else(|| "never".to_owned(), tally_core::time::format)
+            sync.last_sync
+                .map_or_else(|| "never".to_owned(), tally_core::time::format)
         )?;
         for refusal in &sync.recent_refusals {
             writeln!(
