@@ -19,7 +19,7 @@ use crate::{Store, StoreError};
 /// Runs, failures and durations of one command.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CommandSummary {
-    /// The subcommand path.
+    /// The subcommand path (`workspace create`); empty for all commands together.
     pub command: String,
     /// `command_executed` events.
     pub runs: u64,
@@ -27,7 +27,7 @@ pub struct CommandSummary {
     pub failures: u64,
     /// Runs that reported success or failure.
     pub with_outcome: u64,
-    /// Duration statistics.
+    /// The runs' durations, merged from their rollups; the quantiles read its histogram.
     pub durations: Rollup,
 }
 
@@ -65,7 +65,7 @@ impl CommandSummary {
 /// Activity on one local day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DayActivity {
-    /// All events.
+    /// Events of every type recorded that day.
     pub events: u64,
     /// `command_executed` events.
     pub commands: u64,
@@ -76,7 +76,7 @@ pub struct DayActivity {
 /// Everything the summary views need about one period.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PeriodSummary {
-    /// All events.
+    /// Events of every type in the rollup hours the period overlaps.
     pub events: u64,
     /// `workspace_created` events.
     pub workspaces_created: u64,
@@ -88,7 +88,7 @@ pub struct PeriodSummary {
     pub commands: CommandSummary,
     /// Sessions that started in the period.
     pub sessions: u64,
-    /// Their average length.
+    /// Their mean duration, rounded; `None` when no session started.
     pub avg_session_ms: Option<u64>,
     /// Per command, most runs first.
     pub by_command: Vec<CommandSummary>,
@@ -110,30 +110,30 @@ impl PeriodSummary {
 /// One failed command, for the dashboard's recent errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentError {
-    /// When, RFC 3339.
+    /// When it failed, RFC 3339 as stored.
     pub ts: String,
-    /// The command.
+    /// The subcommand path; empty when the event named none.
     pub command: String,
-    /// The error category.
+    /// Its error category, `unknown` when the event reported none.
     pub category: String,
 }
 
 /// What `status` shows about the store itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStatus {
-    /// Raw events.
+    /// Raw events still stored (retention and the size cap delete them).
     pub events: u64,
     /// Events counted in rollups (every event ever stored and not purged).
     pub events_ever: u64,
-    /// Sessions.
+    /// Rows of `sessions`: every session recorded since the store began or was purged.
     pub sessions: u64,
     /// Oldest raw event, RFC 3339.
     pub oldest: Option<String>,
     /// Newest raw event, RFC 3339.
     pub newest: Option<String>,
-    /// Size in bytes.
+    /// Pages in use plus the WAL, in bytes: what the size cap measures.
     pub size_bytes: u64,
-    /// Events dropped before storage.
+    /// Events the SDK dropped before they reached the store.
     pub drops: crate::DropCounts,
 }
 

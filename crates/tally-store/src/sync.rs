@@ -52,7 +52,7 @@ pub struct Refusal {
     pub ts: Timestamp,
     /// The collector's code (`invalid_event`, `too_large`).
     pub code: String,
-    /// The collector's message.
+    /// The collector's message, naming the field and the rule the event broke.
     pub message: String,
 }
 
@@ -61,7 +61,7 @@ pub struct Refusal {
 pub struct SyncStatus {
     /// Recent events still to upload.
     pub pending: u64,
-    /// Events the collector refused.
+    /// Events the collector refused, ever (they are never sent again).
     pub rejected: u64,
     /// When the last sync finished; `None` before the first.
     pub last_sync: Option<Timestamp>,
