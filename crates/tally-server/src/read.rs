@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tally_core::time::Period;
 
 use crate::AppState;
 use crate::actions::{self, ActionResult};
@@ -15,7 +16,6 @@ use crate::error::AppError;
 use crate::ingest::run_action;
 use crate::stats::parse_time;
 use crate::storage::{ApiKey, EventQuery};
-use tally_core::time::Period;
 
 /// Most events in one page.
 pub const MAX_PAGE: usize = 1_000;

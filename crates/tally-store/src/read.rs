@@ -167,21 +167,29 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+impl EventQuery {
+    /// The `events` columns the query sets, with the value each must equal (besides
+    /// `app`); both collector backends build their `WHERE` from this.
+    pub fn equal_to(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("type", &self.kind),
+            ("name", &self.name),
+            ("install_id", &self.install_id),
+            ("session_id", &self.session_id),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| Some((column, value.as_ref()?)))
+    }
+}
+
 impl Store {
     /// The events `query` selects, ordered by (`ts`, `id`).
     pub fn query_events(&self, query: &EventQuery) -> Result<Vec<tally_core::Event>, StoreError> {
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE app = ?");
         let mut params: Vec<String> = vec![query.app.clone()];
-        for (column, value) in [
-            ("type", &query.kind),
-            ("name", &query.name),
-            ("install_id", &query.install_id),
-            ("session_id", &query.session_id),
-        ] {
-            if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = ?"));
-                params.push(value.clone());
-            }
+        for (column, value) in query.equal_to() {
+            sql.push_str(&format!(" AND {column} = ?"));
+            params.push(value.clone());
         }
         let (from, to) = query.period.text_bounds();
         if let Some(from) = from {

@@ -492,16 +492,9 @@ impl Storage for PostgresStorage {
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StorageError> {
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE app = $1");
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.app];
-        for (column, value) in [
-            ("type", &query.kind),
-            ("name", &query.name),
-            ("install_id", &query.install_id),
-            ("session_id", &query.session_id),
-        ] {
-            if let Some(value) = value {
-                params.push(value);
-                sql.push_str(&format!(" AND {column} = ${}", params.len()));
-            }
+        for (column, value) in query.equal_to() {
+            params.push(value);
+            sql.push_str(&format!(" AND {column} = ${}", params.len()));
         }
         if query.period.from != Period::ALL.from {
             params.push(&query.period.from);
