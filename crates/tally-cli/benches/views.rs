@@ -77,11 +77,11 @@ fn month() -> Period {
 /// The month's bounds widened to whole hours, as the rollups cover it, so that the raw
 /// scans count exactly the events the rollups count.
 fn hour_bounds(period: &Period) -> (String, String) {
-    let from = tally_core::time::format(period.from)[..13].to_owned();
-    let last = period.to.checked_sub(jiff::Span::new().milliseconds(1)).unwrap();
-    let after = last.checked_add(jiff::Span::new().hours(1)).unwrap();
-    let to = tally_core::time::format(after)[..13].to_owned();
-    (format!("{from}:00:00.000Z"), format!("{to}:00:00.000Z"))
+    let (first, end) = period.hours();
+    (
+        tally_core::time::format(first.start()),
+        tally_core::time::format(end.start()),
+    )
 }
 
 /// Runs, failures, and the sum, minimum and maximum duration of one command.
@@ -245,7 +245,8 @@ fn make_store(dir: &Path, events: u64) {
             |row| row.get(0),
         )
         .unwrap();
-    let (from_hour, to_hour) = (&from[..13], &to[..13]);
+    let (first_hour, end_hour) = month().hours();
+    let (from_hour, to_hour) = (first_hour.to_string(), end_hour.to_string());
     let month_rollups: i64 = conn
         .query_row(
             "SELECT count(*) FROM metrics WHERE hour >= ?1 AND hour < ?2",

@@ -26,18 +26,17 @@ use scripted_collector::{Answer, Request, ScriptedCollector, read_message};
 /// A well-formed ingest key for the scripted collector, which does not check it.
 const SCRIPTED_KEY: &str = "tly_ingest_0123456789ab_0123456789abcdef0123456789abcdef";
 
-/// The `nexus` binary next to `tally`, built once if missing.
+/// The `nexus` binary next to `tally`, brought up to date once per run: a binary left
+/// from an older build would write an older store schema than `tally` reads.
 fn nexus_binary() -> &'static Path {
     static NEXUS: OnceLock<PathBuf> = OnceLock::new();
     NEXUS.get_or_init(|| {
         let path = Path::new(env!("CARGO_BIN_EXE_tally")).with_file_name("nexus");
-        if !path.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "nexus"])
-                .status()
-                .expect("run cargo build -p nexus");
-            assert!(status.success(), "cargo build -p nexus failed");
-        }
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "nexus"])
+            .status()
+            .expect("run cargo build -p nexus");
+        assert!(status.success(), "cargo build -p nexus failed");
         path
     })
 }

@@ -4,7 +4,7 @@
 //!
 //! [`app`] builds the axum router from an [`AppState`]; [`serve`] binds it, runs the
 //! group-commit task and retention, and drains on SIGTERM. Handlers hold storage as an
-//! `Arc<dyn Store>`, so the same routes run on either backend.
+//! `Arc<dyn Storage>`, so the same routes run on either backend.
 //!
 //! The key design decision: a 2xx means committed. Every accepted event passes through
 //! one group-commit task ([`committer`]) and a handler answers only after the
@@ -20,7 +20,7 @@
 //! - [`actions`]: what each action does (ingest, stats, events paging, install erasure),
 //!   as functions of the state, a checked key and a payload; they know no route.
 //! - [`metrics`]: the collector's own counters and the `/metrics` exposition.
-//! - [`committer`]: group commit. [`storage`]: the `Store` trait, SQLite and PostgreSQL.
+//! - [`committer`]: group commit. [`storage`]: the `Storage` trait, SQLite and PostgreSQL.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
@@ -46,7 +46,7 @@ use crate::auth::{KeyCache, RateLimiter};
 use crate::committer::Committer;
 use crate::config::ServerConfig;
 use crate::metrics::CollectorMetrics;
-use crate::storage::Store;
+use crate::storage::Storage;
 
 /// Events buffered per live-stream subscriber before it lags.
 const STREAM_BUFFER: usize = 4_096;
@@ -58,7 +58,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 pub struct AppState {
     /// Where events, rollups, installs and keys live: SQLite or PostgreSQL behind one
     /// trait, so handlers do not know which.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Storage>,
     /// The settings the collector started with; they do not change while it runs.
     pub config: Arc<ServerConfig>,
     /// Every accepted event goes through it; a handler answers after its events commit.
@@ -80,7 +80,7 @@ pub struct AppState {
 impl AppState {
     /// State for `store` and `config`, with the group-commit task started; the task ends
     /// once every clone of the state is dropped.
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> (AppState, tokio::task::JoinHandle<()>) {
+    pub fn new(store: Arc<dyn Storage>, config: ServerConfig) -> (AppState, tokio::task::JoinHandle<()>) {
         let metrics = Arc::new(CollectorMetrics::default());
         let (stream, _) = broadcast::channel(STREAM_BUFFER);
         let (committer, task) = Committer::start(
@@ -128,7 +128,7 @@ pub enum ServeError {
 
 /// Runs the collector until SIGTERM or Ctrl-C, then stops accepting, answers the
 /// requests in flight (each after its commit) and returns.
-pub async fn serve(store: Arc<dyn Store>, config: ServerConfig) -> Result<(), ServeError> {
+pub async fn serve(store: Arc<dyn Storage>, config: ServerConfig) -> Result<(), ServeError> {
     let address = config.listen;
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -149,7 +149,7 @@ pub async fn serve(store: Arc<dyn Store>, config: ServerConfig) -> Result<(), Se
     Ok(())
 }
 
-async fn run_retention(store: Arc<dyn Store>, days: u32) {
+async fn run_retention(store: Arc<dyn Storage>, days: u32) {
     let mut tick = tokio::time::interval(RETENTION_EVERY);
     loop {
         tick.tick().await;

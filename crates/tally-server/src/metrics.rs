@@ -16,6 +16,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::{Timestamp, ToSpan};
+use tally_core::time::HourKey;
 use tally_store::openmetrics::{self, EVENTS, Family, Format, Kind};
 
 use crate::AppState;
@@ -187,10 +188,7 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
         .collect();
     per_period(&mut out, &ACTIVE_INSTALLS, &state.store.active_installs(&since).await?);
     // Sessions per period: one aggregate over the last week of hourly rollups.
-    let from_hours: Vec<String> = since[..3]
-        .iter()
-        .map(|start| tally_core::time::format(*start)[..13].to_owned())
-        .collect();
+    let from_hours: Vec<HourKey> = since[..3].iter().copied().map(HourKey::of).collect();
     per_period(
         &mut out,
         &SESSIONS,

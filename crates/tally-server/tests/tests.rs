@@ -2,4 +2,5 @@
 
 mod http;
 mod storage_contract;
+mod storage_upgrade;
 mod support;

@@ -1,4 +1,5 @@
-//! The SQLite store shared by the SDK and the collector's embedded backend.
+//! The SQLite store shared by the SDK and the collector's embedded backend (which adds
+//! its own tables to the same file, under its own migrations).
 //!
 //! A [`Store`] is one connection to one `telemetry.db`. It owns the schema
 //! ([`schema`]), writes batches of [`tally_core::Event`]s all-or-nothing
@@ -15,8 +16,10 @@
 //! # Layout
 //! - [`open`](crate::open): opening, pragmas, recovery from corrupt or read-only files.
 //! - [`schema`]: versioned migrations.
-//! - [`write`](crate::write): batched inserts and session counters.
+//! - [`write`](crate::write): batched inserts, in named steps.
+//! - [`sessions`]: what counts as a session, for this store and the collector alike.
 //! - [`retention`]: expiring raw events and the size cap.
+//! - [`purge`](crate::purge): erasing everything.
 //! - [`rollup`]: rollup rows and how they merge.
 //! - [`histogram`]: fixed duration buckets shared by rollups and queries.
 //! - [`read`]: counts and totals.
@@ -29,10 +32,12 @@ pub mod histogram;
 mod identity;
 mod open;
 pub mod openmetrics;
+mod purge;
 pub mod read;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod sessions;
 pub mod stats;
 pub mod sync;
 mod write;
@@ -60,7 +65,9 @@ impl Store {
         &self.location
     }
 
-    /// The underlying connection, for queries this crate does not offer yet.
+    /// The underlying connection, for tests and benchmarks that inspect or damage the
+    /// file on purpose. Product code (the SDK, the views, the collector) goes through the
+    /// methods of this crate, which own the store's tables and their SQL.
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

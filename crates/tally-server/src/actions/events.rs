@@ -1,8 +1,10 @@
 //! `events.list`: raw events of the key's app, oldest first, with cursor pagination.
 
 use axum::http::StatusCode;
+use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tally_core::time::Period;
 
 use crate::AppState;
 use crate::actions::{ActionResult, parse_time};
@@ -70,16 +72,19 @@ pub async fn list(state: &AppState, key: &ApiKey, payload: Value) -> ActionResul
         name: request.name,
         install_id: request.install_id,
         session_id: request.session_id,
-        from: request
-            .from
-            .as_deref()
-            .map(|text| parse_time("from", text))
-            .transpose()?,
-        to: request.to.as_deref().map(|text| parse_time("to", text)).transpose()?,
+        period: Period {
+            from: optional_time("from", request.from.as_deref())?.unwrap_or(Period::ALL.from),
+            to: optional_time("to", request.to.as_deref())?.unwrap_or(Period::ALL.to),
+        },
         after: request.cursor.as_deref().map(parse_cursor).transpose()?,
         limit,
     };
     let events = state.store.events(&query).await?;
     let next_cursor = (events.len() == limit).then(|| events.last().map(cursor_of)).flatten();
     Ok((StatusCode::OK, json!({"events": events, "next_cursor": next_cursor})))
+}
+
+/// An optional time parameter, checked when present.
+fn optional_time(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, AppError> {
+    text.map(|text| parse_time(field, text)).transpose()
 }

@@ -21,7 +21,9 @@ use crate::AppState;
 use crate::actions::{ActionResult, parse_time};
 use crate::auth::check_reads;
 use crate::error::AppError;
-use crate::storage::{ApiKey, RollupRow, SessionSummary};
+use crate::storage::{ApiKey, SessionSummary};
+use tally_core::time::{HourKey, Period};
+use tally_store::rollup::{Rollup, RollupKey};
 
 /// Most points in one series.
 const MAX_BUCKETS: i64 = 5_000;
@@ -61,12 +63,11 @@ impl Bucket {
         }
     }
 
-    /// The start of the bucket holding `hour` (`YYYY-MM-DDTHH`), as a timestamp.
-    fn start_of(self, hour: &str) -> Option<Timestamp> {
-        let date: Date = hour.get(..10)?.parse().ok()?;
-        let hour_of_day: i8 = hour.get(11..13)?.parse().ok()?;
+    /// The start of the bucket holding `hour`, as a timestamp.
+    fn start_of(self, hour: HourKey) -> Option<Timestamp> {
+        let date: Date = hour.start().to_zoned(jiff::tz::TimeZone::UTC).date();
         let start = match self {
-            Bucket::Hour => date.at(hour_of_day, 0, 0, 0),
+            Bucket::Hour => return Some(hour.start()),
             Bucket::Day => date.at(0, 0, 0, 0),
             Bucket::Week => {
                 let back = i64::from(date.weekday().to_monday_zero_offset());
@@ -78,10 +79,6 @@ impl Bucket {
             .ok()
             .map(|zoned| zoned.timestamp())
     }
-}
-
-fn hour_key(ts: Timestamp) -> String {
-    tally_core::time::format(ts)[..13].to_owned()
 }
 
 #[derive(Default)]
@@ -129,17 +126,13 @@ struct Engagement {
 pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult {
     let query = parse(key, payload, (state.clock)())?;
     let app = key.app.as_str();
-    let last = query.to.checked_sub(1.millisecond()).unwrap_or(query.to);
-    let rows = state
-        .store
-        .rollups(
-            app,
-            &hour_key(query.from),
-            &hour_key(last.checked_add(1.hour()).unwrap_or(last)),
-        )
-        .await?;
+    let period = Period {
+        from: query.from,
+        to: query.to,
+    };
+    let rows = state.store.rollups(app, &period).await?;
     let fold = Fold::of(&query, &rows);
-    let sessions = state.store.sessions(app, query.from, query.to).await?;
+    let sessions = state.store.sessions(app, &period).await?;
     let since: Vec<Timestamp> = [1i64, 24, 24 * 7, 24 * 30]
         .iter()
         .map(|hours| query.now.checked_sub(hours.hours()).unwrap_or(query.now))
@@ -203,10 +196,10 @@ fn parse(key: &ApiKey, payload: Value, now: Timestamp) -> Result<Query, AppError
 }
 
 impl Fold {
-    fn of(query: &Query, rows: &[RollupRow]) -> Fold {
+    fn of(query: &Query, rows: &[(RollupKey, Rollup)]) -> Fold {
         // Every bucket of the period, also the empty ones: charts need the zeros.
         let mut series: BTreeMap<Timestamp, Point> = BTreeMap::new();
-        let mut cursor = query.bucket.start_of(&hour_key(query.from)).unwrap_or(query.from);
+        let mut cursor = query.bucket.start_of(HourKey::of(query.from)).unwrap_or(query.from);
         while cursor < query.to {
             series.insert(cursor, Point::default());
             cursor = cursor.checked_add(query.bucket.hours().hours()).unwrap_or(query.to);
@@ -221,46 +214,46 @@ impl Fold {
             failures: 0,
             errors: 0,
         };
-        for row in rows {
-            if let Some(start) = query.bucket.start_of(&row.hour) {
-                fold.add(start, row);
+        for (row, rollup) in rows {
+            if let Some(start) = query.bucket.start_of(row.hour) {
+                fold.add(start, row, rollup);
             }
         }
         fold
     }
 
-    fn add(&mut self, start: Timestamp, row: &RollupRow) {
+    fn add(&mut self, start: Timestamp, row: &RollupKey, rollup: &Rollup) {
         let point = self.series.entry(start).or_default();
-        point.events += row.count;
-        self.events += row.count;
+        point.events += rollup.count;
+        self.events += rollup.count;
         if row.success >= 0 {
-            self.with_outcome += row.count;
+            self.with_outcome += rollup.count;
         }
         if row.success == 0 {
-            self.failures += row.count;
+            self.failures += rollup.count;
         }
         if row.kind == "error" {
-            self.errors += row.count;
-            point.errors += row.count;
+            self.errors += rollup.count;
+            point.errors += rollup.count;
         }
         if row.name == "session_started" {
-            point.sessions += row.count;
+            point.sessions += rollup.count;
         }
         if row.name == "command_executed" {
-            point.commands += row.count;
+            point.commands += rollup.count;
             let entry = self.commands.entry(row.command.clone()).or_default();
-            entry.0 += row.count;
+            entry.0 += rollup.count;
             if row.success == 0 {
-                entry.1 += row.count;
-                point.failures += row.count;
+                entry.1 += rollup.count;
+                point.failures += rollup.count;
             }
-            entry.2 += row.duration_count;
-            entry.3 += row.duration_total_ms;
+            entry.2 += rollup.duration_count;
+            entry.3 += rollup.duration_total_ms;
         }
         if row.kind == "feature" {
-            *self.features.entry(row.name.clone()).or_default() += row.count;
+            *self.features.entry(row.name.clone()).or_default() += rollup.count;
         }
-        *self.top_events.entry((row.kind.clone(), row.name.clone())).or_default() += row.count;
+        *self.top_events.entry((row.kind.clone(), row.name.clone())).or_default() += rollup.count;
     }
 }
 
@@ -371,11 +364,11 @@ mod tests {
     #[test]
     fn weeks_start_on_monday() {
         // 2026-11-22 is a Sunday.
-        let start = Bucket::Week.start_of("2026-11-22T15").unwrap();
+        let start = Bucket::Week.start_of("2026-11-22T15".parse().unwrap()).unwrap();
         assert_eq!(tally_core::time::format(start), "2026-11-16T00:00:00.000Z");
-        let start = Bucket::Day.start_of("2026-11-22T15").unwrap();
+        let start = Bucket::Day.start_of("2026-11-22T15".parse().unwrap()).unwrap();
         assert_eq!(tally_core::time::format(start), "2026-11-22T00:00:00.000Z");
-        let start = Bucket::Hour.start_of("2026-11-22T15").unwrap();
+        let start = Bucket::Hour.start_of("2026-11-22T15".parse().unwrap()).unwrap();
         assert_eq!(tally_core::time::format(start), "2026-11-22T15:00:00.000Z");
     }
 }

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use tally_core::Event;
+use tally_core::time::Period;
 use tally_store::histogram::BUCKET_BOUNDS_MS;
 use tally_store::openmetrics::{EVENTS, Format, escape_label as label};
-use tally_store::read::EventRange;
 use tally_store::rollup::Rollup;
 
 use super::{CliError, ExportArgs, ExportFormat, Target, interactive, with_output};
@@ -55,13 +55,13 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
         )));
     }
     let store = target.open_required()?;
-    let range = EventRange {
-        since: args.since,
-        until: args.until,
+    let range = Period {
+        from: args.since.unwrap_or(Period::ALL.from),
+        to: args.until.unwrap_or(Period::ALL.to),
     };
     with_output(args.output.as_ref(), out, |writer| {
         if args.format == ExportFormat::Openmetrics {
-            return write_openmetrics(&store.rollups(&range)?, writer);
+            return write_openmetrics(&store.rollups(None, &range)?, writer);
         }
         let total = store.count_events(&range)?;
         let progress = (interactive() && args.output.is_some() && total > PROGRESS_THRESHOLD).then(|| {

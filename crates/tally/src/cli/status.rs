@@ -77,23 +77,24 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
         human::count(status.drops.invalid)
     )?;
     if settings.upload != UploadMode::Local {
-        let since = settings.upload_since.map_or_else(
-            || tally_core::time::format(tally_core::time::now_millis()),
-            tally_core::time::format,
-        );
-        let sync = store.sync_status(&since)?;
+        let since = settings.upload_since.unwrap_or_else(tally_core::time::now_millis);
+        let sync = store.sync_status(since)?;
         writeln!(
             out,
             "  sync:       {} pending, {} refused by the collector, last sync {}",
             human::count(sync.pending),
             human::count(sync.rejected),
-            sync.last_sync.as_deref().unwrap_or("never")
+            sync.last_sync
+                .map_or_else(|| "never".to_owned(), tally_core::time::format)
         )?;
         for refusal in &sync.recent_refusals {
             writeln!(
                 out,
                 "    refused {} ({}): {}: {}",
-                refusal.id, refusal.ts, refusal.code, refusal.message
+                refusal.id,
+                tally_core::time::format(refusal.ts),
+                refusal.code,
+                refusal.message
             )?;
         }
     }

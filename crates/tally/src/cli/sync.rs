@@ -155,7 +155,7 @@ mod upload {
         let history = if args.include_history {
             0
         } else {
-            store.pending_count(tally_store::sync::SyncStream::History, &tally_core::time::format(since))?
+            store.pending_count(tally_store::sync::SyncStream::History, since)?
         };
         if history > 0 {
             writeln!(

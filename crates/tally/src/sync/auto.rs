@@ -41,9 +41,8 @@ pub(crate) fn start_if_due(
         return Ok(None);
     }
     // Nothing recorded since the last upload: no upload, and no slot used up.
-    let since_text = tally_core::time::format(since);
     if !store
-        .pending_count(tally_store::sync::SyncStream::Recent, &since_text)
+        .pending_count(tally_store::sync::SyncStream::Recent, since)
         .is_ok_and(|pending| pending > 0)
     {
         return Ok(None);
@@ -80,12 +79,11 @@ fn claim(store: &mut Store, interval: Duration) -> Result<bool, NotStarted> {
     let now = jiff::Timestamp::now();
     let interval = jiff::SignedDuration::try_from(interval).unwrap_or(jiff::SignedDuration::ZERO);
     let lease = jiff::SignedDuration::try_from(AUTO_UPLOAD_LEASE).unwrap_or(jiff::SignedDuration::ZERO);
-    let text = |ts: Option<jiff::Timestamp>| tally_core::time::format(ts.unwrap_or(now));
     store
         .claim_auto_sync(
-            &text(Some(now)),
-            &text(now.checked_sub(interval).ok()),
-            &text(now.checked_sub(lease).ok()),
+            now,
+            now.checked_sub(interval).unwrap_or(now),
+            now.checked_sub(lease).unwrap_or(now),
         )
         .map_err(|err| NotStarted(err.to_string()))
 }
@@ -113,6 +111,6 @@ fn upload(
         &mut std::io::sink(),
         &mut |_, _| {},
     )?;
-    store.auto_sync_done(&tally_core::time::format(jiff::Timestamp::now()))?;
+    store.auto_sync_done(jiff::Timestamp::now())?;
     Ok(report)
 }

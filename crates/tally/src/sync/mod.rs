@@ -146,7 +146,6 @@ pub fn sync(
     dry_run_out: &mut dyn Write,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SyncReport, SyncError> {
-    let since_text = tally_core::time::format(since);
     let streams: &[SyncStream] = if options.include_history {
         &[SyncStream::History, SyncStream::Recent]
     } else {
@@ -154,7 +153,7 @@ pub fn sync(
     };
     let total: u64 = streams
         .iter()
-        .map(|stream| store.pending_count(*stream, &since_text))
+        .map(|stream| store.pending_count(*stream, since))
         .sum::<Result<u64, _>>()?;
     let mut report = SyncReport::default();
     let mut run = Run {
@@ -165,7 +164,7 @@ pub fn sync(
     for stream in streams {
         let mut after = store.sync_cursor(*stream)?;
         loop {
-            let pending = store.pending_events(*stream, after, &since_text, MAX_EVENTS_PER_REQUEST)?;
+            let pending = store.pending_events(*stream, after, since, MAX_EVENTS_PER_REQUEST)?;
             let Some((last_seq, _)) = pending.last() else {
                 break;
             };
@@ -183,7 +182,7 @@ pub fn sync(
         }
     }
     if !options.dry_run {
-        store.finish_sync(&tally_core::time::format(tally_core::time::now_millis()))?;
+        store.finish_sync(tally_core::time::now_millis())?;
     }
     Ok(report)
 }
@@ -239,7 +238,7 @@ impl Run<'_> {
     /// Sends `batch`, splitting it on 413, and records the answer in the store.
     fn send(&mut self, store: &mut Store, stream: SyncStream, batch: &[Outgoing]) -> Result<(), SyncError> {
         let response = self.send_with_retries(&gzip(&batch_body(batch)), batch.len())?;
-        let now = tally_core::time::format(tally_core::time::now_millis());
+        let now = tally_core::time::now_millis();
         match response.status {
             200..=299 => {
                 let answer: BatchAnswer = serde_json::from_slice(&response.body).map_err(|err| SyncError::Refused {
@@ -253,14 +252,14 @@ impl Run<'_> {
                         let (_, event) = batch.get(entry.index)?;
                         Some(Refusal {
                             id: event.id.to_string(),
-                            ts: tally_core::time::format(event.ts),
+                            ts: event.ts,
                             code: entry.code.clone(),
                             message: entry.message.clone(),
                         })
                     })
                     .collect();
                 let last = batch.last().map_or(0, |(seq, _)| *seq);
-                store.acknowledge(stream, last, &refusals, &now)?;
+                store.acknowledge(stream, last, &refusals, now)?;
                 self.report.requests += 1;
                 self.report.sent += batch.len() as u64;
                 self.report.accepted += answer.accepted;
@@ -278,11 +277,11 @@ impl Run<'_> {
                 let (seq, event) = &batch[0];
                 let refusal = Refusal {
                     id: event.id.to_string(),
-                    ts: tally_core::time::format(event.ts),
+                    ts: event.ts,
                     code: "too_large".into(),
                     message: error_message(&response.body),
                 };
-                store.acknowledge(stream, *seq, &[refusal], &now)?;
+                store.acknowledge(stream, *seq, &[refusal], now)?;
                 self.report.requests += 1;
                 self.report.sent += 1;
                 self.report.rejected += 1;
