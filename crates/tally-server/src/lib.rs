@@ -17,6 +17,7 @@
 //! - [`actions`]: the registry shared by `POST /v1/actions` and the REST routes.
 //! - [`ingest`], [`stats`], [`read`], [`stream`], [`metrics`], [`openapi`]: the routes.
 //! - [`committer`]: group commit. [`storage`]: the `Store` trait, SQLite and PostgreSQL.
+//! - [`otlp`]: `POST /v1/logs`, OpenTelemetry logs mapped to events.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
@@ -29,6 +30,7 @@ pub mod files;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod otlp;
 pub mod read;
 pub mod stats;
 pub mod storage;
@@ -114,6 +116,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/events", post(ingest::post_event).get(read::get_events))
         .route("/v1/events/batch", post(ingest::post_batch))
         .route("/v1/actions", post(ingest::post_action).get(ingest::list_actions))
+        .route("/v1/logs", post(otlp::post_logs))
         .route("/v1/stats", get(read::get_stats))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/installs/{id}", delete(read::delete_install))
