@@ -31,6 +31,7 @@
 //! - `command`: [`CommandGuard`], which times a command.
 //! - `environment`: OS, arch, CPU count and CI, read without spawning processes.
 //! - [`sync`]: uploads to a collector, only with consent, exactly once.
+//! - [`otlp`]: events as OpenTelemetry log records (OTLP export and upload).
 //! - [`testing`]: a test double that captures events in memory.
 //! - `cli` (feature `cli`): the user's own commands, as a clap subcommand a host mounts.
 
@@ -39,6 +40,7 @@ pub mod cli;
 mod command;
 pub mod config;
 mod environment;
+pub mod otlp;
 pub mod sync;
 mod telemetry;
 pub mod testing;

@@ -463,7 +463,7 @@ impl Worker {
             }
         }
         let (dir, level, debug, app) = (settings.dir.clone(), settings.level, settings.debug, self.app.clone());
-        let (endpoint, key) = (endpoint.clone(), key.clone());
+        let (endpoint, key, kind) = (endpoint.clone(), key.clone(), settings.endpoint_kind);
         let (finished, upload_done) = crossbeam_channel::bounded(1);
         let spawned = std::thread::Builder::new().name("tally-upload".into()).spawn(move || {
             let result = Store::open(&dir, &OpenOptions::default())
@@ -473,12 +473,12 @@ impl Worker {
                         deadline: Some(std::time::Instant::now() + AUTO_UPLOAD_BUDGET),
                         ..crate::sync::SyncOptions::default()
                     };
-                    let mut transport = crate::sync::HttpTransport::new(&endpoint, &key);
+                    let mut transport = crate::sync::network_transport(kind, &endpoint, &key);
                     let report = crate::sync::sync(
                         &mut store,
                         level,
                         since,
-                        &mut transport,
+                        transport.as_mut(),
                         &options,
                         &mut std::io::sink(),
                         &mut |_, _| {},

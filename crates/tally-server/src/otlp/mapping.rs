@@ -23,7 +23,9 @@ use uuid::Uuid;
 
 /// Attribute namespaces never stored: they carry file paths, source locations, stack
 /// traces, free-text messages or process details, which Tally never keeps in clear.
-pub const DROPPED_PREFIXES: [&str; 6] = ["code.", "exception.", "log.", "thread.", "process.", "otel"];
+pub const DROPPED_PREFIXES: [&str; 5] = ["code.", "exception.", "log.", "thread.", "process."];
+/// Trace context the OTel logging bridges copy into attributes; the trace is not stored.
+pub const DROPPED_KEYS: [&str; 4] = ["otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName"];
 
 /// `app_version`, `session_id` and `install_id` when the record and its resource do not say.
 pub const UNKNOWN_VERSION: &str = "unknown";
@@ -210,7 +212,7 @@ impl<'a> Fields<'a> {
                     "attribute {key}: not a field of the event format (see docs/API.md, OTLP logs)"
                 ));
             }
-            _ if DROPPED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) => {}
+            _ if DROPPED_KEYS.contains(&key) || DROPPED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) => {}
             _ => {
                 let prop = match value_of(attribute) {
                     Some(Value::StringValue(text)) => PropValue::Str(text.clone()),

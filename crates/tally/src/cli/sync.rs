@@ -7,7 +7,7 @@ use tally_core::Level;
 use super::{CliError, SyncArgs, Target, human, interactive};
 use crate::UploadMode;
 use crate::config::ConfigFile;
-use crate::sync::{DirTransport, HttpTransport, SyncOptions, Transport};
+use crate::sync::{DirTransport, SyncOptions, Transport, network_transport};
 
 pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let settings = target.settings();
@@ -30,7 +30,7 @@ pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Resu
     }
     let mut transport: Box<dyn Transport> = match (&args.to_dir, &settings.endpoint, &settings.key) {
         (Some(dir), _, _) => Box::new(DirTransport::new(dir.clone()).map_err(|err| CliError::Usage(err.0))?),
-        (None, Some(endpoint), Some(key)) => Box::new(HttpTransport::new(endpoint, key)),
+        (None, Some(endpoint), Some(key)) => network_transport(settings.endpoint_kind, endpoint, key),
         (None, None, _) => {
             return Err(CliError::Usage(format!(
                 "no collector endpoint is set: `{command} config set endpoint URL`"

@@ -13,6 +13,7 @@
 //! aside with the reason and never retried. Any other answer stops the sync with its
 //! message, and nothing of that batch is marked sent.
 
+mod otlp;
 mod transport;
 
 use std::io::Write;
@@ -24,6 +25,7 @@ use tally_core::{Event, Level, apply_level};
 use tally_store::Store;
 use tally_store::sync::{Refusal, SyncStream};
 
+pub use otlp::{OtlpTransport, network_transport};
 pub use transport::{DirTransport, HttpTransport, Response, Transport, TransportError};
 
 /// Events in one request, at most; the collector's batch limit.
