@@ -5,6 +5,7 @@
 mod child;
 mod concurrency;
 mod lifecycle;
+mod otlp_sync;
 mod privacy;
 mod scripted_collector;
 mod sync;
