@@ -306,3 +306,22 @@ async fn errors_follow_the_otlp_status_codes_in_the_requests_encoding() {
     assert!(answer.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     assert_eq!(answer.status_json().code, 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_the_logs_route() {
+    let backend = sqlite();
+    let collector = collector(Arc::clone(&backend.store), ServerConfig::default()).await;
+    let response = collector
+        .router
+        .clone()
+        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let document: Value = serde_json::from_slice(&bytes).unwrap();
+    let post = &document["paths"]["/v1/logs"]["post"];
+    assert!(post["requestBody"]["content"]["application/x-protobuf"].is_object(), "{post}");
+    for status in ["200", "400", "415", "429", "503"] {
+        assert!(post["responses"][status].is_object(), "{status} missing");
+    }
+}
