@@ -87,9 +87,9 @@ impl Collector {
 
     /// How many rows the collector's database holds (duplicates would show here).
     fn stored_rows(&self) -> u64 {
-        let conn =
-            rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-        conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0)).unwrap()
+        let conn = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap()
     }
 }
 
@@ -107,7 +107,12 @@ fn create_key(db: &Path, role: &str) -> String {
         .env_remove("TALLY_DB")
         .output()
         .unwrap();
-    succeeded("tally keys create", output).lines().last().unwrap().trim().to_owned()
+    succeeded("tally keys create", output)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 fn succeeded(what: &str, output: Output) -> String {
@@ -157,13 +162,32 @@ impl User {
     fn local_ids(&self) -> BTreeSet<String> {
         self.ok(&["export", "--format", "ndjson"])
             .lines()
-            .map(|line| serde_json::from_str::<Value>(line).unwrap()["id"].as_str().unwrap().to_owned())
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     }
 }
 
 fn ids(events: &[Value]) -> BTreeSet<String> {
-    events.iter().map(|event| event["id"].as_str().unwrap().to_owned()).collect()
+    events
+        .iter()
+        .map(|event| event["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Log records in an OTLP/JSON request.
+fn record_count(request: &Value) -> usize {
+    request["resourceLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|resource| resource["scopeLogs"].as_array().unwrap())
+        .map(|scope| scope["logRecords"].as_array().unwrap().len())
+        .sum()
 }
 
 #[test]
@@ -171,13 +195,7 @@ fn an_otlp_export_is_taken_by_the_collectors_logs_route_event_for_event() {
     let user = User::with_history(400);
     let export = user.ok(&["export", "--format", "otlp"]);
     let document: Value = serde_json::from_str(&export).expect("the export is one JSON document");
-    let records: usize = document["resourceLogs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|resource| resource["scopeLogs"].as_array().unwrap())
-        .map(|scope| scope["logRecords"].as_array().unwrap().len())
-        .sum();
+    let records = record_count(&document);
     let local = user.local_ids();
     assert_eq!(records, local.len());
 
@@ -193,7 +211,10 @@ fn an_otlp_export_is_taken_by_the_collectors_logs_route_event_for_event() {
 
     // No event in range: a valid, empty document, which the route takes.
     let none = user.ok(&["export", "--format", "otlp", "--since", "2100-01-01"]);
-    assert_eq!(serde_json::from_str::<Value>(&none).unwrap(), serde_json::json!({"resourceLogs": []}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&none).unwrap(),
+        serde_json::json!({"resourceLogs": []})
+    );
     assert_eq!(collector.post_logs_json(none.as_bytes()).0, 200);
 }
 
@@ -214,6 +235,15 @@ fn sync_to_an_otlp_endpoint_asks_for_consent_and_sends_each_event_once() {
     assert!(shown.contains("endpoint-kind otlp"), "{shown}");
 
     user.ok(&["config", "set", "upload", "sync"]);
+    // A dry run shows the OTLP requests, readably, and sends nothing.
+    let dry = user.ok(&["sync", "--dry-run", "--include-history"]);
+    let shown: usize = dry
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| record_count(&serde_json::from_str(line).unwrap()))
+        .sum();
+    assert_eq!(shown, user.local_ids().len(), "{dry}");
+    assert_eq!(collector.stored_rows(), 0);
     let said = user.ok(&["sync", "--include-history"]);
     let local = user.local_ids();
     assert_eq!(ids(&collector.events()), local, "{said}");
@@ -232,7 +262,16 @@ fn sync_to_an_otlp_endpoint_asks_for_consent_and_sends_each_event_once() {
         .collect();
     let first = &sent[0];
     let original = exported.iter().find(|event| event["id"] == first["id"]).unwrap();
-    for field in ["ts", "app", "app_version", "source", "type", "name", "session_id", "install_id"] {
+    for field in [
+        "ts",
+        "app",
+        "app_version",
+        "source",
+        "type",
+        "name",
+        "session_id",
+        "install_id",
+    ] {
         assert_eq!(first[field], original[field], "{field}");
     }
 

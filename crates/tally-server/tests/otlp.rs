@@ -115,7 +115,10 @@ impl Collector {
             })
             .await
             .unwrap();
-        events.iter().map(|event| serde_json::to_value(event).unwrap()).collect()
+        events
+            .iter()
+            .map(|event| serde_json::to_value(event).unwrap())
+            .collect()
     }
 }
 
@@ -170,7 +173,12 @@ async fn the_official_example_is_refused_whole_and_maps_once_made_a_tally_event(
             .unwrap()
             .push(json!({"key": "array.attribute", "value": {"arrayValue": {"values": [{"stringValue": "many"}]}}}));
         let answer = collector
-            .post(Some(&collector.ingest), "application/json", false, with_array.to_string().into())
+            .post(
+                Some(&collector.ingest),
+                "application/json",
+                false,
+                with_array.to_string().into(),
+            )
             .await;
         let (count, message) = rejected(&answer.json());
         assert_eq!(count, 1, "{name}");
@@ -243,7 +251,11 @@ async fn json_and_protobuf_carry_identical_records_and_a_resend_is_a_duplicate()
         .await;
     let partial = answer.protobuf().partial_success.unwrap();
     assert_eq!(partial.rejected_log_records, 1);
-    assert!(partial.error_message.contains("\"my.service\""), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("\"my.service\""),
+        "{}",
+        partial.error_message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +269,9 @@ async fn errors_follow_the_otlp_status_codes_in_the_requests_encoding() {
     let collector = collector(Arc::clone(&backend.store), config).await;
     let body = || mappable_example().to_string().into_bytes();
 
-    let answer = collector.post(Some(&collector.ingest), "text/plain", false, body()).await;
+    let answer = collector
+        .post(Some(&collector.ingest), "text/plain", false, body())
+        .await;
     assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(answer.status_json().message.contains("application/x-protobuf"));
 
@@ -267,12 +281,19 @@ async fn errors_follow_the_otlp_status_codes_in_the_requests_encoding() {
     assert_eq!(Status::decode(answer.bytes.as_slice()).unwrap().code, 16);
     assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
 
-    let answer = collector.post(Some(&collector.admin), "application/json", false, body()).await;
+    let answer = collector
+        .post(Some(&collector.admin), "application/json", false, body())
+        .await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(answer.status_json().code, 7);
 
     let answer = collector
-        .post(Some(&collector.ingest), PROTOBUF, false, b"\xff\xff\xff not protobuf".to_vec())
+        .post(
+            Some(&collector.ingest),
+            PROTOBUF,
+            false,
+            b"\xff\xff\xff not protobuf".to_vec(),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     let status = Status::decode(answer.bytes.as_slice()).unwrap();
@@ -280,7 +301,12 @@ async fn errors_follow_the_otlp_status_codes_in_the_requests_encoding() {
     assert!(status.message.starts_with("malformed_protobuf: "), "{}", status.message);
 
     let answer = collector
-        .post(Some(&collector.ingest), "application/json", false, b"{\"resourceLogs\": [".to_vec())
+        .post(
+            Some(&collector.ingest),
+            "application/json",
+            false,
+            b"{\"resourceLogs\": [".to_vec(),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.status_json().message.starts_with("malformed_json: "));
@@ -290,20 +316,33 @@ async fn errors_follow_the_otlp_status_codes_in_the_requests_encoding() {
         .post(Some(&collector.other_app_ingest), "application/json", false, body())
         .await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert!(rejected(&answer.json()).1.contains("this key writes app \"other\", not \"nexus\""));
+    assert!(
+        rejected(&answer.json())
+            .1
+            .contains("this key writes app \"other\", not \"nexus\"")
+    );
     assert!(collector.stored().await.is_empty());
 
     // Past the key's burst: 429 with Retry-After.
     let mut limited = None;
     for _ in 0..10 {
-        let answer = collector.post(Some(&collector.ingest), "application/json", false, body()).await;
+        let answer = collector
+            .post(Some(&collector.ingest), "application/json", false, body())
+            .await;
         if answer.status == StatusCode::TOO_MANY_REQUESTS {
             limited = Some(answer);
             break;
         }
     }
     let answer = limited.expect("the burst of 8 is passed within 10 requests");
-    assert!(answer.headers[header::RETRY_AFTER].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        answer.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(answer.status_json().code, 8);
 }
 
@@ -320,7 +359,10 @@ async fn openapi_describes_the_logs_route() {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let document: Value = serde_json::from_slice(&bytes).unwrap();
     let post = &document["paths"]["/v1/logs"]["post"];
-    assert!(post["requestBody"]["content"]["application/x-protobuf"].is_object(), "{post}");
+    assert!(
+        post["requestBody"]["content"]["application/x-protobuf"].is_object(),
+        "{post}"
+    );
     for status in ["200", "400", "415", "429", "503"] {
         assert!(post["responses"][status].is_object(), "{status} missing");
     }

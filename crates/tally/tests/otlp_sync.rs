@@ -182,7 +182,13 @@ fn a_sync_sends_otlp_protobuf_with_every_field_and_retries_as_the_batch_api_does
         u64::try_from(local.events[1].ts.as_nanosecond()).unwrap()
     );
     let keys: Vec<&str> = record.attributes.iter().map(|kv| kv.key.as_str()).collect();
-    for key in ["tally.workspace", "tally.duration_ms", "tally.success", "tally.command", "jobs"] {
+    for key in [
+        "tally.workspace",
+        "tally.duration_ms",
+        "tally.success",
+        "tally.command",
+        "jobs",
+    ] {
         assert!(keys.contains(&key), "{key} missing from {keys:?}");
     }
     let bytes = format!("{request:?}");

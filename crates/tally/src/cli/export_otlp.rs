@@ -37,7 +37,8 @@ impl OtlpJsonWriter {
                 writer.write_all(b"\n]}]},")?;
             }
             writer.write_all(b"\n{\"resource\": ")?;
-            serde_json::to_writer(&mut *writer, &crate::otlp::resource(&event.app, &event.app_version)).map_err(std::io::Error::from)?;
+            serde_json::to_writer(&mut *writer, &crate::otlp::resource(&event.app, &event.app_version))
+                .map_err(std::io::Error::from)?;
             writer.write_all(b", \"scopeLogs\": [{\"scope\": ")?;
             serde_json::to_writer(&mut *writer, &crate::otlp::scope()).map_err(std::io::Error::from)?;
             writer.write_all(b", \"logRecords\": [\n")?;

@@ -172,7 +172,7 @@ pub fn sync(
             after = *last_seq;
             for batch in split_by_size(pending, level) {
                 if options.dry_run {
-                    dry_run_out.write_all(&batch_body(&batch))?;
+                    dry_run_out.write_all(&run.transport.readable_body(&batch_body(&batch)))?;
                     dry_run_out.write_all(b"\n")?;
                     run.report.sent += batch.len() as u64;
                     continue;

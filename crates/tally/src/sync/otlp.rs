@@ -177,4 +177,12 @@ impl Transport for OtlpTransport {
     fn destination(&self) -> String {
         self.url.clone()
     }
+
+    /// The OTLP/JSON form of the protobuf request, record for record.
+    fn readable_body(&self, batch_json: &[u8]) -> Vec<u8> {
+        match serde_json::from_slice::<Batch>(batch_json) {
+            Ok(batch) => serde_json::to_vec(&crate::otlp::request(&batch.events)).unwrap_or_default(),
+            Err(_) => batch_json.to_vec(),
+        }
+    }
 }
