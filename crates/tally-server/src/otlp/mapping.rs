@@ -21,9 +21,24 @@ use sha2::{Digest, Sha256};
 use tally_core::{Event, PropValue, Props, Source};
 use uuid::Uuid;
 
-/// Attribute namespaces never stored: they carry file paths, source locations, stack
-/// traces, free-text messages or process details, which Tally never keeps in clear.
-pub const DROPPED_PREFIXES: [&str; 5] = ["code.", "exception.", "log.", "thread.", "process."];
+/// Attribute namespaces never stored: they carry file paths, URLs, source locations,
+/// stack traces, free-text messages, or details that identify a person or a machine
+/// (OpenTelemetry semantic conventions), which Tally never keeps in clear.
+pub const DROPPED_PREFIXES: [&str; 13] = [
+    "code.",
+    "exception.",
+    "log.",
+    "thread.",
+    "process.",
+    "file.",
+    "url.",
+    "user.",
+    "enduser.",
+    "client.",
+    "host.",
+    "network.",
+    "user_agent.",
+];
 /// Trace context the OTel logging bridges copy into attributes; the trace is not stored.
 pub const DROPPED_KEYS: [&str; 4] = ["otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName"];
 
@@ -218,18 +233,7 @@ impl<'a> Fields<'a> {
             }
             _ if DROPPED_KEYS.contains(&key) || DROPPED_PREFIXES.iter().any(|prefix| key.starts_with(prefix)) => {}
             _ => {
-                let prop = match value_of(attribute) {
-                    Some(Value::StringValue(text)) => PropValue::Str(text.clone()),
-                    Some(Value::BoolValue(value)) => PropValue::Bool(*value),
-                    Some(Value::IntValue(value)) => PropValue::Int(*value),
-                    Some(Value::DoubleValue(value)) => PropValue::Float(*value),
-                    other => {
-                        return Err(format!(
-                            "attribute {key}: props are flat, a string, number or bool (got {})",
-                            kind_of(other)
-                        ));
-                    }
-                };
+                let prop = prop_value(attribute)?;
                 self.props.insert(key.replace('.', "_"), prop);
             }
         }
@@ -256,6 +260,21 @@ impl<'a> Fields<'a> {
             Some((kind, name)) => (kind.to_owned(), name.replace('.', "_")),
             None => ("event".to_owned(), event_name.to_owned()),
         })
+    }
+}
+
+/// A prop from an attribute: props are flat, so only scalar values map.
+fn prop_value(attribute: &KeyValue) -> Result<PropValue, String> {
+    match value_of(attribute) {
+        Some(Value::StringValue(text)) => Ok(PropValue::Str(text.clone())),
+        Some(Value::BoolValue(value)) => Ok(PropValue::Bool(*value)),
+        Some(Value::IntValue(value)) => Ok(PropValue::Int(*value)),
+        Some(Value::DoubleValue(value)) => Ok(PropValue::Float(*value)),
+        other => Err(format!(
+            "attribute {}: props are flat, a string, number or bool (got {})",
+            attribute.key,
+            kind_of(other)
+        )),
     }
 }
 
@@ -418,6 +437,9 @@ mod tests {
                     kv("tally.duration_ms", Value::IntValue(1200)),
                     kv("http.route", text("/w")),
                     kv("code.file.path", text("/home/alice/app.py")),
+                    kv("file.path", text("/home/alice/notes.txt")),
+                    kv("url.full", text("https://example.com/alice?q=secret")),
+                    kv("enduser.id", text("alice")),
                     kv("tally.error_message", text("cannot open /home/alice/x")),
                 ])],
             ),
