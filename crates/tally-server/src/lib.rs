@@ -21,6 +21,7 @@
 //!   as functions of the state, a checked key and a payload; they know no route.
 //! - [`metrics`]: the collector's own counters and the `/metrics` exposition.
 //! - [`committer`]: group commit. [`storage`]: the `Storage` trait, SQLite and PostgreSQL.
+//! - [`otlp`]: `POST /v1/logs`, OpenTelemetry logs mapped to events.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod metrics;
+pub mod otlp;
 pub mod routes;
 pub mod storage;
 

@@ -56,6 +56,29 @@ impl std::str::FromStr for UploadMode {
     }
 }
 
+/// What speaks at the endpoint: Tally's batch API, or any OTLP/HTTP logs receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// A Tally collector: `POST /v1/events/batch`.
+    #[default]
+    Tally,
+    /// An OTLP/HTTP receiver: `POST /v1/logs` in protobuf (see `crate::sync::OtlpTransport`).
+    Otlp,
+}
+
+impl std::str::FromStr for EndpointKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "tally" => Ok(EndpointKind::Tally),
+            "otlp" => Ok(EndpointKind::Otlp),
+            other => Err(format!("endpoint-kind: must be tally or otlp (got {other:?})")),
+        }
+    }
+}
+
 /// The config file, as written by `tally config set` and `on`/`off`/`level`.
 /// Every field is optional; a missing one takes its default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +93,9 @@ pub struct ConfigFile {
     /// The collector's base URL (`https://telemetry.example.com`), without a trailing slash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// What speaks at the endpoint (`tally` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_kind: Option<EndpointKind>,
     /// The collector's ingest key for this app (`tly_ingest_...`), sent as a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -270,6 +296,8 @@ pub struct Settings {
     pub upload: UploadMode,
     /// The collector's base URL; `None` until the user sets one.
     pub endpoint: Option<String>,
+    /// What speaks at the endpoint: Tally's own collector, or any OTLP/HTTP logs receiver.
+    pub endpoint_kind: EndpointKind,
     /// The collector's ingest key for this app; `None` until the user sets one.
     pub key: Option<String>,
     /// When upload was turned on; `None` when it never was (or the file was edited by
@@ -326,6 +354,7 @@ impl Settings {
             level_source,
             upload: config.upload.unwrap_or_default(),
             endpoint: config.endpoint,
+            endpoint_kind: config.endpoint_kind.unwrap_or_default(),
             key: config.key,
             upload_since: config
                 .upload_since

@@ -32,6 +32,8 @@
 //! - `environment`: OS, arch, CPU count and CI, read without spawning processes.
 //! - `sync` (feature `upload`): uploads to a collector, only with consent, exactly once;
 //!   with it, `auto` upload on a background thread.
+//! - `otlp` (features `upload` or `cli`): events as OpenTelemetry log records (OTLP export
+//!   and upload).
 //! - [`testing`]: a test double that captures events in memory.
 //! - `cli` (feature `cli`): the user's own commands, as a clap subcommand a host mounts.
 //!
@@ -52,6 +54,8 @@ pub mod cli;
 mod command;
 pub mod config;
 mod environment;
+#[cfg(any(feature = "upload", feature = "cli"))]
+pub mod otlp;
 #[cfg(feature = "upload")]
 pub mod sync;
 mod telemetry;

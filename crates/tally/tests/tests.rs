@@ -5,6 +5,8 @@
 mod child;
 mod concurrency;
 mod lifecycle;
+#[cfg(feature = "upload")]
+mod otlp_sync;
 mod privacy;
 #[cfg(feature = "upload")]
 mod scripted_collector;

@@ -11,7 +11,7 @@ use crate::error::AppError;
 use crate::storage::ApiKey;
 
 /// How far in the future an event's `ts` may be: clocks drift, but not by days.
-const MAX_CLOCK_SKEW_HOURS: i64 = 24;
+pub const MAX_CLOCK_SKEW_HOURS: i64 = 24;
 
 /// Why one event was refused.
 pub(crate) struct Refusal {

@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(post_event).get(get_events))
         .route("/v1/events/batch", post(post_batch))
         .route("/v1/actions", post(actions::post_action).get(actions::list_actions))
+        .route("/v1/logs", post(crate::otlp::post_logs))
         .route("/v1/stats", get(get_stats))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/installs/{id}", delete(delete_install))

@@ -58,6 +58,7 @@ pub fn document() -> Value {
             paths.extend(group);
         }
     }
+    paths.insert("/v1/logs".to_owned(), otlp_logs());
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -74,6 +75,29 @@ pub fn document() -> Value {
         },
         "paths": paths,
     })
+}
+
+/// `POST /v1/logs`: OTLP/HTTP, so bodies and answers are protobuf or JSON, and errors are
+/// `google.rpc.Status` rather than the collector's error shape.
+fn otlp_logs() -> Value {
+    let both = |schema: Value| json!({"application/x-protobuf": {"schema": schema.clone()}, "application/json": {"schema": schema}});
+    let status = json!({"type": "object", "description": "google.rpc.Status, in the request's encoding; message starts with the collector's error code", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}});
+    let error = |description: &str| json!({"description": description, "content": both(status.clone())});
+    json!({"post": {
+        "summary": "OpenTelemetry logs over OTLP/HTTP (role ingest): records that name an event become events (see docs/API.md, OTLP logs); others are counted in partialSuccess. gzip bodies accepted; the answer is in the request's encoding.",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": true, "content": both(json!({"type": "object", "description": "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest", "properties": {"resourceLogs": {"type": "array"}}}))},
+        "responses": {
+            "200": {"description": "every mapped record committed (or already stored)", "content": both(json!({"type": "object", "description": "ExportLogsServiceResponse", "properties": {"partialSuccess": {"type": "object", "properties": {"rejectedLogRecords": {"type": "integer"}, "errorMessage": {"type": "string", "description": "where and why, for the first records refused"}}}}}))},
+            "400": error("the body is not an ExportLogsServiceRequest in its encoding (do not retry)"),
+            "401": error("no key, a malformed key, or an invalid or revoked key"),
+            "403": error("not an ingest key"),
+            "413": error("body larger than max_body_bytes after decompression"),
+            "415": error("Content-Type is neither application/x-protobuf nor application/json, or Content-Encoding is not gzip"),
+            "429": error("the key passed its rate limit; retry after Retry-After seconds"),
+            "503": error("storage is unavailable, nothing was stored; retry after Retry-After seconds"),
+        }
+    }})
 }
 
 /// The routes that take events, and `/v1/actions`.

@@ -130,9 +130,32 @@ pub(crate) fn set_setting(target: &Target, setting: Setting, value: &str, out: &
             config.endpoint = Some(value.trim_end_matches('/').to_owned());
             format!("endpoint is now {}", value.trim_end_matches('/'))
         }
+        Setting::EndpointKind => {
+            let kind: crate::config::EndpointKind = value.parse().map_err(CliError::Usage)?;
+            config.endpoint_kind = Some(kind);
+            let endpoint = config.endpoint.as_deref().unwrap_or("<endpoint>");
+            match kind {
+                crate::config::EndpointKind::Tally => {
+                    format!("endpoint-kind is now tally: uploads go to {endpoint}/v1/events/batch")
+                }
+                crate::config::EndpointKind::Otlp => format!(
+                    "endpoint-kind is now otlp: uploads go to {endpoint}/v1/logs as OTLP/HTTP protobuf, \
+                     with the key as Authorization: Bearer"
+                ),
+            }
+        }
         Setting::Key => {
             let parts: Vec<&str> = value.split('_').collect();
-            if !(parts.len() == 4 && parts[0] == "tly" && parts[1] == "ingest") {
+            let otlp = config.endpoint_kind == Some(crate::config::EndpointKind::Otlp);
+            // An OTLP receiver other than Tally's has keys of its own: any bearer token.
+            let token = !value.is_empty() && value.len() <= 512 && value.bytes().all(|b| b.is_ascii_graphic());
+            let tally_key = parts.len() == 4 && parts[0] == "tly" && parts[1] == "ingest";
+            if otlp && !token {
+                return Err(CliError::Usage(
+                    "key: must be a bearer token of 1 to 512 printable characters without spaces".into(),
+                ));
+            }
+            if !otlp && !tally_key {
                 return Err(CliError::Usage(
                     "key: must be an ingest key made by `tally keys create --role ingest` (tly_ingest_...)".into(),
                 ));

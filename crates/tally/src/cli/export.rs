@@ -73,8 +73,10 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
             bar
         });
         let mut first = true;
+        let mut otlp = super::export_otlp::OtlpJsonWriter::default();
         match args.format {
             ExportFormat::Json => writer.write_all(b"[")?,
+            ExportFormat::Otlp => otlp.begin(writer)?,
             ExportFormat::Csv => write_csv_row(writer, CSV_COLUMNS.iter().map(|column| (*column).to_owned()))?,
             _ => {}
         }
@@ -89,6 +91,7 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
                     writer.write_all(b"\n")?;
                 }
                 ExportFormat::Csv => write_csv_row(writer, csv_cells(&event))?,
+                ExportFormat::Otlp => otlp.write(writer, &event)?,
                 ExportFormat::Openmetrics => {}
             }
             first = false;
@@ -99,6 +102,9 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
         })?;
         if args.format == ExportFormat::Json {
             writer.write_all(if first { b"]\n" } else { b"\n]\n" })?;
+        }
+        if args.format == ExportFormat::Otlp {
+            otlp.finish(writer)?;
         }
         if let Some(bar) = progress {
             bar.finish_and_clear();

@@ -10,6 +10,7 @@ mod consent;
 mod dashboard;
 mod demo;
 mod export;
+mod export_otlp;
 mod human;
 mod insights;
 mod report;
@@ -107,6 +108,8 @@ pub enum Setting {
     Endpoint,
     /// The collector's ingest key for this app (tly_ingest_...).
     Key,
+    /// What speaks at the endpoint: tally (the batch API) or otlp (OTLP/HTTP logs).
+    EndpointKind,
 }
 
 /// Which period a summary covers.
@@ -201,6 +204,8 @@ pub enum ExportFormat {
     Csv,
     /// Counters and duration histograms in OpenMetrics text format.
     Openmetrics,
+    /// OTLP JSON (`resourceLogs`): one log record per event, for OpenTelemetry tools.
+    Otlp,
 }
 
 /// `export`: events or metrics, streamed.

@@ -37,7 +37,7 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
         )?;
     }
     if let Some(endpoint) = &settings.endpoint {
-        writeln!(out, "  endpoint:   {endpoint}")?;
+        writeln!(out, "  endpoint:   {endpoint}{}", kind_note(settings.endpoint_kind))?;
     }
     if let Some(key) = &settings.key {
         writeln!(out, "  key:        {}", super::consent::mask_key(key))?;
@@ -101,6 +101,14 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
     write_limits(out, &settings)
 }
 
+/// What follows the endpoint: nothing for a Tally collector (the default).
+fn kind_note(kind: crate::config::EndpointKind) -> &'static str {
+    match kind {
+        crate::config::EndpointKind::Otlp => " (endpoint-kind otlp: OTLP/HTTP logs at /v1/logs)",
+        crate::config::EndpointKind::Tally => "",
+    }
+}
+
 /// `config show`: the settings in force and where they come from.
 pub(crate) fn show_config(target: &Target, out: &mut dyn Write) -> Result<(), CliError> {
     let settings = target.settings();
@@ -119,7 +127,12 @@ pub(crate) fn show_config(target: &Target, out: &mut dyn Write) -> Result<(), Cl
             .upload_since
             .map_or_else(|| "-".to_owned(), tally_core::time::format)
     )?;
-    writeln!(out, "  endpoint:   {}", settings.endpoint.as_deref().unwrap_or("-"))?;
+    writeln!(
+        out,
+        "  endpoint:   {}{}",
+        settings.endpoint.as_deref().unwrap_or("-"),
+        kind_note(settings.endpoint_kind)
+    )?;
     writeln!(
         out,
         "  key:        {}",

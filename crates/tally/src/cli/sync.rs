@@ -29,7 +29,7 @@ mod upload {
 
     use super::super::{CliError, SyncArgs, Target, human, interactive};
     use crate::config::{ConfigFile, Settings};
-    use crate::sync::{DirTransport, HttpTransport, SyncOptions, SyncReport, Transport};
+    use crate::sync::{DirTransport, SyncOptions, SyncReport, Transport, network_transport};
     use crate::{UploadMode, sync};
 
     pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -109,7 +109,7 @@ mod upload {
             (Some(dir), _, _) => Ok(Box::new(
                 DirTransport::new(dir.clone()).map_err(|err| CliError::Usage(err.0))?,
             )),
-            (None, Some(endpoint), Some(key)) => Ok(Box::new(HttpTransport::new(endpoint, key))),
+            (None, Some(endpoint), Some(key)) => Ok(network_transport(settings.endpoint_kind, endpoint, key)),
             (None, None, _) => Err(CliError::Usage(format!(
                 "no collector endpoint is set: `{command} config set endpoint URL`"
             ))),

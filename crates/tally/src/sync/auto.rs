@@ -51,12 +51,12 @@ pub(crate) fn start_if_due(
         return Ok(None);
     }
     let (dir, level, debug, app) = (settings.dir.clone(), settings.level, settings.debug, app.to_owned());
-    let (endpoint, key) = (endpoint.clone(), key.clone());
+    let (endpoint, key, kind) = (endpoint.clone(), key.clone(), settings.endpoint_kind);
     let (finished, upload_done) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         .name("tally-upload".into())
         .spawn(move || {
-            let result = upload(&dir, level, since, &endpoint, &key);
+            let result = upload(&dir, level, since, kind, &endpoint, &key);
             let _ = finished.send(());
             if debug {
                 match result {
@@ -93,6 +93,7 @@ fn upload(
     dir: &std::path::Path,
     level: Level,
     since: jiff::Timestamp,
+    kind: crate::config::EndpointKind,
     endpoint: &str,
     key: &str,
 ) -> Result<super::SyncReport, super::SyncError> {
@@ -101,12 +102,12 @@ fn upload(
         deadline: Some(Instant::now() + AUTO_UPLOAD_BUDGET),
         ..super::SyncOptions::default()
     };
-    let mut transport = super::HttpTransport::new(endpoint, key);
+    let mut transport = super::network_transport(kind, endpoint, key);
     let report = super::sync(
         &mut store,
         level,
         since,
-        &mut transport,
+        transport.as_mut(),
         &options,
         &mut std::io::sink(),
         &mut |_, _| {},

@@ -14,6 +14,7 @@
 //! message, and nothing of that batch is marked sent.
 
 pub(crate) mod auto;
+mod otlp;
 mod transport;
 
 use std::io::Write;
@@ -25,6 +26,7 @@ use tally_core::{Event, Level, apply_level};
 use tally_store::Store;
 use tally_store::sync::{Refusal, SyncStream};
 
+pub use otlp::{OtlpTransport, network_transport};
 pub use transport::{DirTransport, HttpTransport, Response, Transport, TransportError};
 
 /// Events in one request, at most; the collector's batch limit.
@@ -171,7 +173,7 @@ pub fn sync(
             after = *last_seq;
             for batch in split_by_size(pending, level) {
                 if options.dry_run {
-                    dry_run_out.write_all(&batch_body(&batch))?;
+                    dry_run_out.write_all(&run.transport.readable_body(&batch_body(&batch)))?;
                     dry_run_out.write_all(b"\n")?;
                     run.report.sent += batch.len() as u64;
                     continue;

@@ -29,6 +29,12 @@ pub trait Transport {
 
     /// Where batches go, for messages (`https://collector/v1/events/batch`).
     fn destination(&self) -> String;
+
+    /// What a dry run shows for the batch body `batch_json`: what this transport would
+    /// send, readably. The batch API sends the body itself (gzip-compressed).
+    fn readable_body(&self, batch_json: &[u8]) -> Vec<u8> {
+        batch_json.to_vec()
+    }
 }
 
 /// `POST {endpoint}/v1/events/batch` over HTTPS (rustls) or HTTP.
