@@ -30,6 +30,7 @@
 //! - `worker`: the buffer and the flush thread.
 //! - `command`: [`CommandGuard`], which times a command.
 //! - `environment`: OS, arch, CPU count and CI, read without spawning processes.
+//! - [`input`]: events described as JSON, for `tally record` and the C ABI.
 //! - [`sync`]: uploads to a collector, only with consent, exactly once.
 //! - [`testing`]: a test double that captures events in memory.
 //! - `cli` (feature `cli`): the user's own commands, as a clap subcommand a host mounts.
@@ -39,6 +40,7 @@ pub mod cli;
 mod command;
 pub mod config;
 mod environment;
+pub mod input;
 pub mod sync;
 mod telemetry;
 pub mod testing;

@@ -6,5 +6,7 @@ mod child;
 mod concurrency;
 mod lifecycle;
 mod privacy;
+#[cfg(feature = "cli")]
+mod record;
 mod scripted_collector;
 mod sync;

@@ -12,6 +12,7 @@ mod demo;
 mod export;
 mod human;
 mod insights;
+mod record;
 mod report;
 mod stats;
 mod status;
@@ -26,6 +27,7 @@ use tally_core::Level;
 use tally_store::{OpenOptions, Store};
 
 pub use demo::{DemoArgs, run_demo};
+pub use record::RecordArgs;
 
 use crate::config::{ConfigError, Settings};
 
@@ -65,6 +67,8 @@ pub enum TelemetryCommand {
     /// Show or change the upload settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Record an event as the app would (for scripts and other languages).
+    Record(RecordArgs),
 }
 
 /// `sync`: upload pending events.
@@ -239,6 +243,9 @@ pub enum CliError {
     /// The command was used wrongly; the message says how to use it.
     #[error("{0}")]
     Usage(String),
+    /// `record --strict`: the events were not written.
+    #[error("{0}")]
+    Write(String),
 }
 
 /// Which app's data a command works on.
@@ -344,6 +351,7 @@ pub fn run(target: &Target, command: TelemetryCommand) -> Result<(), CliError> {
             consent::set_setting(target, setting, &value, &mut out)
         }
         TelemetryCommand::Config(ConfigCommand::Show) => status::show_config(target, &mut out),
+        TelemetryCommand::Record(args) => record::run(target, &args),
     };
     match result {
         // The reader went away (`| head`): what it wanted was written.
