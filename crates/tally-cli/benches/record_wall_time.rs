@@ -92,7 +92,11 @@ fn main() {
         .and_then(|value| value.parse().ok())
         .unwrap_or(1000);
     // `cargo test --benches` passes --test: check that it works, do not measure.
-    let runs = if std::env::args().any(|arg| arg == "--test") { 2 } else { runs };
+    let runs = if std::env::args().any(|arg| arg == "--test") {
+        2
+    } else {
+        runs
+    };
     let temp = tempfile::tempdir().expect("temporary directory");
     let dir = temp.path();
 
@@ -140,6 +144,10 @@ fn main() {
     );
     println!(
         "target: <= 5 ms added at the median: {}",
-        if with.median - without.median <= 5.0 { "met" } else { "NOT met" }
+        if with.median - without.median <= 5.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

@@ -75,7 +75,10 @@ fn created() -> Schema {
 #[test]
 fn the_store_document_matches_the_schema_the_code_creates() {
     let (documented, created) = (documented(), created());
-    assert!(documented.contains_key("events"), "the parser found no tables: {documented:?}");
+    assert!(
+        documented.contains_key("events"),
+        "the parser found no tables: {documented:?}"
+    );
     for (table, columns) in &created {
         assert_eq!(
             documented.get(table),
@@ -84,6 +87,9 @@ fn the_store_document_matches_the_schema_the_code_creates() {
         );
     }
     for table in documented.keys() {
-        assert!(created.contains_key(table), "docs/STORE.md documents `{table}`, which the store does not have");
+        assert!(
+            created.contains_key(table),
+            "docs/STORE.md documents `{table}`, which the store does not have"
+        );
     }
 }
