@@ -95,6 +95,10 @@ pub(super) fn run(target: &Target, args: &RecordArgs) -> Result<(), CliError> {
     } else {
         vec![from_args(args)?]
     };
+    if events.is_empty() {
+        // Nothing to record: opening telemetry would create a store for no event.
+        return Ok(());
+    }
     for (index, event) in events.iter().enumerate() {
         input::check(event, &target.app, &args.app_version, &session).map_err(|err| {
             CliError::Usage(if args.stdin {
