@@ -79,11 +79,10 @@ func run(args []string, out io.Writer) error {
 	}
 
 	// Telemetry never stops the program: a bad option is a bug reported on stderr,
-	// and the work goes on without recording.
+	// and the work goes on without recording (a nil *Telemetry records nothing).
 	tel, err := tally.Open("nexus", version)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go-nexus: telemetry unavailable: %v\n", err)
-		tel, _ = tally.Open("nexus", version, tally.WithEnabled(false))
 	}
 	defer tel.Close()
 	guard := tel.Command(cmd.path)

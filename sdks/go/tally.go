@@ -205,7 +205,14 @@ func Open(app, version string, opts ...Option) (*Telemetry, error) {
 	return t, nil
 }
 
-func (t *Telemetry) id() C.uint64_t { return C.uint64_t(t.handle.Load()) }
+// id is the C handle; 0 (never a handle) for a nil *Telemetry, so that a nil one
+// records nothing and its calls report ErrClosed instead of panicking.
+func (t *Telemetry) id() C.uint64_t {
+	if t == nil {
+		return 0
+	}
+	return C.uint64_t(t.handle.Load())
+}
 
 // Enabled reports whether events are being recorded (false when the user turned
 // telemetry off, or after Close).
@@ -305,6 +312,9 @@ func (t *Telemetry) Flush() error {
 // Close ends the run: unfinished commands are recorded as abandoned, and what is
 // buffered is written within the shutdown timeout. Closing twice is harmless.
 func (t *Telemetry) Close() error {
+	if t == nil {
+		return nil
+	}
 	handle := t.handle.Swap(0)
 	if handle == 0 {
 		return nil

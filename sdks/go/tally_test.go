@@ -285,4 +285,8 @@ func TestBadInputIsAnErrorNamingTheField(t *testing.T) {
 	if err := tel.Track("task", "task_completed"); !errors.Is(err, tally.ErrClosed) {
 		t.Errorf("Track after Close: got %v, want ErrClosed", err)
 	}
+	var none *tally.Telemetry
+	if none.Enabled() || !errors.Is(none.Track("task", "task_completed"), tally.ErrClosed) || none.Close() != nil {
+		t.Error("a nil *Telemetry should record nothing and not panic")
+	}
 }

@@ -67,7 +67,7 @@ fn child_record() {
         }
         other => panic!("unknown case {other}"),
     }
-    match tally::cli::run(&Target::new(child::APP), TelemetryCommand::Record(args)) {
+    match tally::cli::run(&Target::new(child::APP), TelemetryCommand::Record(Box::new(args))) {
         Ok(()) => println!("RESULT ok"),
         Err(err) => println!("RESULT error {err}"),
     }

@@ -68,7 +68,8 @@ pub enum TelemetryCommand {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Record an event as the app would (for scripts and other languages).
-    Record(RecordArgs),
+    // Boxed: its many flags would otherwise make every command as large.
+    Record(Box<RecordArgs>),
 }
 
 /// `sync`: upload pending events.
