@@ -82,8 +82,9 @@ fn parse_source(text: &str) -> Result<Source, String> {
     text.parse()
 }
 
-/// How long `record` waits for its events to be committed: another process may hold
-/// the store's write lock for a while, and the caller asked for exactly this write.
+/// How long `record` waits for its events to be committed, plus a millisecond per
+/// event: another process may hold the store's write lock for a while, and the caller
+/// asked for exactly this write.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs `record` for `target`.
@@ -112,7 +113,10 @@ pub(super) fn run(target: &Target, args: &RecordArgs) -> Result<(), CliError> {
         .version(args.app_version.clone())
         .source(args.source)
         .off_command(format!("{} off", target.command()))
-        .shutdown_timeout(WRITE_TIMEOUT)
+        .shutdown_timeout(WRITE_TIMEOUT + Duration::from_millis(events.len() as u64))
+        // Room for every line of a long --stdin input: the buffer drops its oldest events
+        // when full, which suits a running app but not a caller handing over a file.
+        .buffer_capacity(events.len().max(10_000))
         .join_session(session)
         .dir(target.settings().dir)
         .open();
