@@ -15,3 +15,4 @@ mod recovery;
 mod retention;
 mod sessions;
 mod size_cap;
+mod store_doc;

@@ -30,6 +30,7 @@
 //! - `worker`: the buffer and the flush thread.
 //! - `command`: [`CommandGuard`], which times a command.
 //! - `environment`: OS, arch, CPU count and CI, read without spawning processes.
+//! - [`input`]: events described as JSON, for `tally record` and the C ABI.
 //! - `sync` (feature `upload`): uploads to a collector, only with consent, exactly once;
 //!   with it, `auto` upload on a background thread.
 //! - `otlp` (features `upload` or `cli`): events as OpenTelemetry log records (OTLP export
@@ -54,6 +55,7 @@ pub mod cli;
 mod command;
 pub mod config;
 mod environment;
+pub mod input;
 #[cfg(any(feature = "upload", feature = "cli"))]
 pub mod otlp;
 #[cfg(feature = "upload")]

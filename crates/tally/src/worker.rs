@@ -49,6 +49,8 @@ pub(crate) struct Buffer {
     capacity: usize,
     /// Dropped because the buffer was full, not yet persisted.
     dropped: AtomicU64,
+    /// Events committed to the store by this run.
+    written: AtomicU64,
 }
 
 impl Buffer {
@@ -58,6 +60,7 @@ impl Buffer {
             len: AtomicUsize::new(0),
             capacity: capacity.max(1),
             dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
         }
     }
 
@@ -127,6 +130,11 @@ impl WorkerHandle {
         }
     }
 
+    /// Events committed to the store so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.buffer.written.load(Ordering::Relaxed)
+    }
+
     /// Asks the thread to write everything buffered and waits up to the shutdown
     /// timeout. Returns whether it finished in time.
     pub(crate) fn flush(&self) -> bool {
@@ -166,6 +174,9 @@ struct Worker {
     last_maintenance_check: Option<Instant>,
     /// Signals when a background upload started by this thread ends.
     upload: Option<Receiver<()>>,
+    /// The store is in memory (the file could not be opened): writes are not counted
+    /// as written.
+    in_memory: bool,
 }
 
 /// How often a long-running app checks whether maintenance is due.
@@ -192,6 +203,7 @@ impl Worker {
             config_modified,
             last_maintenance_check: None,
             upload: None,
+            in_memory: false,
         }
     }
 
@@ -274,6 +286,7 @@ impl Worker {
                 ));
             }
             Recovery::InMemory { reason } => {
+                self.in_memory = true;
                 self.debug(format_args!("{reason}; keeping this run's events in memory only"));
             }
         }
@@ -370,6 +383,11 @@ impl Worker {
             };
             match store.insert_batch(&self.pending, drops) {
                 Ok(_) => {
+                    if !self.in_memory {
+                        self.buffer
+                            .written
+                            .fetch_add(self.pending.len() as u64, Ordering::Relaxed);
+                    }
                     self.pending.clear();
                     // Without fsyncs this costs a few page copies; it spares the next
                     // process to open the store from reading a long WAL.

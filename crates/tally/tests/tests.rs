@@ -8,6 +8,8 @@ mod lifecycle;
 #[cfg(feature = "upload")]
 mod otlp_sync;
 mod privacy;
+#[cfg(feature = "cli")]
+mod record;
 #[cfg(feature = "upload")]
 mod scripted_collector;
 #[cfg(feature = "upload")]

@@ -13,6 +13,7 @@ mod export;
 mod export_otlp;
 mod human;
 mod insights;
+mod record;
 mod report;
 mod stats;
 mod status;
@@ -27,6 +28,7 @@ use tally_core::Level;
 use tally_store::{OpenOptions, Store};
 
 pub use demo::{DemoArgs, run_demo};
+pub use record::RecordArgs;
 
 use crate::config::{ConfigError, Settings};
 
@@ -66,6 +68,9 @@ pub enum TelemetryCommand {
     /// Show or change the upload settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Record an event as the app would (for scripts and other languages).
+    // Boxed: its many flags would otherwise make every command as large.
+    Record(Box<RecordArgs>),
 }
 
 /// `sync`: upload pending events.
@@ -245,6 +250,9 @@ pub enum CliError {
     /// The command was used wrongly; the message says how to use it.
     #[error("{0}")]
     Usage(String),
+    /// `record --strict`: the events were not written.
+    #[error("{0}")]
+    Write(String),
 }
 
 /// Which app's data a command works on.
@@ -351,6 +359,7 @@ pub fn run(target: &Target, command: TelemetryCommand) -> Result<(), CliError> {
             consent::set_setting(target, setting, &value, &mut out)
         }
         TelemetryCommand::Config(ConfigCommand::Show) => status::show_config(target, &mut out),
+        TelemetryCommand::Record(args) => record::run(target, &args),
     };
     match result {
         // The reader went away (`| head`): what it wanted was written.
