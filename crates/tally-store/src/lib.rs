@@ -22,6 +22,7 @@
 //! - [`read`]: counts and totals.
 //! - [`stats`]: the period summaries behind stats, insights, reports and the dashboard.
 //! - [`sync`]: the upload cursor and the collector's refusals.
+//! - [`spool`]: events spooled by processes that exited before committing, and folding them in.
 
 mod error;
 pub mod histogram;
@@ -31,6 +32,7 @@ pub mod read;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod spool;
 pub mod stats;
 pub mod sync;
 mod write;
@@ -39,6 +41,7 @@ pub use error::StoreError;
 pub use identity::Identity;
 pub use open::{Location, OpenOptions, Recovery, Synchronous};
 pub use retention::{MaintenanceReport, RetentionPolicy};
+pub use spool::{FoldReport, Spool, SpoolSize};
 pub use write::{BatchOutcome, DropCounts};
 
 use rusqlite::Connection;
@@ -61,6 +64,11 @@ impl Store {
     /// The underlying connection, for queries this crate does not offer yet.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// How long the next writes wait for another process's lock before answering busy.
+    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        Ok(self.conn.busy_timeout(timeout)?)
     }
 
     /// `PRAGMA quick_check`: `Ok(())` when the file's structure is sound.

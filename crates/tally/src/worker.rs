@@ -11,6 +11,15 @@
 //! the install identity and keyed hasher, finishing events (hashing, redaction, level),
 //! batched writes, and maintenance. A batch that cannot be written because another
 //! process holds the store stays in memory and is retried; nothing is dropped silently.
+//!
+//! Exit: what the thread cannot commit within the host's budget is finished and
+//! written to the spool (`tally_store::spool`), which the next writer folds in. A
+//! short-lived process whose store already has an identity cache skips SQLite
+//! altogether: it hashes with the cached secret and spools at exit, and only a
+//! process that finds a backlog of spool files, lives past the first flush interval
+//! or fills a batch opens the store (and folds the backlog while the host works).
+//! Writes wait for another process's lock in slices of [`BUSY_SLICE`], so a
+//! shutdown request is never stuck behind a busy wait longer than that.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +30,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_queue::SegQueue;
 use std::sync::atomic::AtomicUsize;
 use tally_core::{Event, EventBuilder, EventContext, KeyedHasher, Level, Source};
-use tally_store::{DropCounts, OpenOptions, Recovery, RetentionPolicy, Store};
+use tally_store::{DropCounts, OpenOptions, Recovery, RetentionPolicy, Spool, Store};
 
 use crate::config::{FlushSettings, LevelSource, Settings};
 use crate::environment;
@@ -36,10 +45,11 @@ pub(crate) enum Queued {
 
 enum Control {
     Wake,
-    Flush(Sender<()>),
-    /// Flush, let a background upload use what is left of the host's time budget
-    /// (the `Instant`), reply, and end.
-    Shutdown(Sender<()>, Instant),
+    /// Write everything by the `Instant`; reply whether it was.
+    Flush(Sender<bool>, Instant),
+    /// Write (or spool) everything, let a background upload use what is left of the
+    /// host's time budget (the `Instant`), reply, and end.
+    Shutdown(Sender<bool>, Instant),
 }
 
 /// Events waiting for the flush thread, bounded by a count.
@@ -130,7 +140,7 @@ impl WorkerHandle {
     /// Asks the thread to write everything buffered and waits up to the shutdown
     /// timeout. Returns whether it finished in time.
     pub(crate) fn flush(&self) -> bool {
-        self.request(|reply, _| Control::Flush(reply))
+        self.request(Control::Flush)
     }
 
     /// Like [`WorkerHandle::flush`], and the thread exits afterwards.
@@ -138,11 +148,11 @@ impl WorkerHandle {
         self.request(Control::Shutdown)
     }
 
-    fn request(&self, message: impl FnOnce(Sender<()>, Instant) -> Control) -> bool {
+    fn request(&self, message: impl FnOnce(Sender<bool>, Instant) -> Control) -> bool {
         let deadline = Instant::now() + self.shutdown_timeout;
         let (reply, replied) = crossbeam_channel::bounded(1);
         match self.control.send_deadline(message(reply, deadline), deadline) {
-            Ok(()) => replied.recv_deadline(deadline).is_ok(),
+            Ok(()) => replied.recv_deadline(deadline).unwrap_or(false),
             Err(_) => false,
         }
     }
@@ -157,6 +167,12 @@ struct Worker {
     flush: FlushSettings,
     buffer: Arc<Buffer>,
     store: Option<Store>,
+    /// Whether the thread has opened the store and done its start-up work (folding,
+    /// maintenance, upload); until then it only spools.
+    writer: bool,
+    spool: Spool,
+    /// Events lost on the way to the spool, not yet persisted.
+    spool_failed: u64,
     install_id: String,
     hasher: Option<KeyedHasher>,
     /// Finished events whose write failed; retried before anything newer.
@@ -177,10 +193,20 @@ const AUTO_UPLOAD_BUDGET: Duration = Duration::from_secs(30);
 const AUTO_UPLOAD_LEASE: Duration = Duration::from_secs(120);
 /// How old the last maintenance may be before the next runs.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest one write waits for another process's lock; a write that meets a longer
+/// lock is retried after this long, and meanwhile the thread answers the host.
+pub(crate) const BUSY_SLICE: Duration = Duration::from_millis(20);
+/// How often a running app folds other processes' spools in, at most.
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// A process that finds this many spool files opens the store and folds them.
+const FOLD_BACKLOG: u64 = 16;
+/// What is kept of the host's exit budget for spooling what could not be committed.
+const EXIT_SPOOL_MARGIN: Duration = Duration::from_millis(15);
 
 impl Worker {
     fn new(config: WorkerConfig, buffer: Arc<Buffer>) -> Worker {
         let config_modified = modified(&config.settings.config_file);
+        let spool = Spool::new(&config.settings.dir);
         Worker {
             app: config.app,
             app_version: config.app_version,
@@ -190,6 +216,9 @@ impl Worker {
             flush: config.flush,
             buffer,
             store: None,
+            writer: false,
+            spool,
+            spool_failed: 0,
             install_id: String::new(),
             hasher: None,
             pending: Vec::new(),
@@ -201,40 +230,208 @@ impl Worker {
     }
 
     fn run(mut self, control: &Receiver<Control>) {
-        // Open now, while the host does its work, so that its exit only waits for the
-        // one commit; the first flush happens on the interval, a wake-up or shutdown,
-        // which for a short CLI run means all its events go in one transaction.
-        // Maintenance, when due, runs meanwhile and stops as soon as the host asks for
-        // anything; what it finished stays done and the rest waits for a later run.
-        self.open_store();
-        self.maybe_maintain(control);
-        self.maybe_upload_in_background();
+        // A writer opens the store now, while the host does its work, so that its exit
+        // only waits for the one commit; maintenance, when due, runs meanwhile and stops
+        // as soon as the host asks for anything. A short run that can spool instead
+        // never opens it.
+        if !self.start_spooling() {
+            self.become_writer(control);
+        }
+        let mut last_flush = Instant::now();
+        let mut last_fold = Instant::now();
         loop {
-            let message = control.recv_timeout(self.flush.flush_interval);
+            let wait = if self.pending.is_empty() {
+                self.flush.flush_interval.min(FOLD_EVERY)
+            } else {
+                BUSY_SLICE
+            };
+            let message = control.recv_timeout(wait);
             self.reload_level();
             match message {
-                Ok(Control::Wake) | Err(RecvTimeoutError::Timeout) => self.flush_all(),
-                Ok(Control::Flush(reply)) => {
+                Ok(Control::Wake) => {
+                    self.become_writer(control);
                     self.flush_all();
-                    let _ = reply.send(());
+                    last_flush = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.become_writer(control);
+                    if last_fold.elapsed() >= FOLD_EVERY {
+                        self.fold(control);
+                        last_fold = Instant::now();
+                    }
+                    if !self.pending.is_empty() || last_flush.elapsed() >= self.flush.flush_interval {
+                        self.flush_all();
+                        last_flush = Instant::now();
+                    }
+                }
+                Ok(Control::Flush(reply, deadline)) => {
+                    self.become_writer(control);
+                    let _ = reply.send(self.flush_by(deadline));
+                    last_flush = Instant::now();
                 }
                 Ok(Control::Shutdown(reply, deadline)) => {
-                    self.flush_all();
+                    let saved = self.flush_at_exit(deadline);
                     // A background upload may finish within the host's budget; past
                     // it, the host exits and the upload is tried again later.
                     if let Some(upload) = self.upload.take() {
                         let _ = upload.recv_deadline(deadline);
                     }
-                    let _ = reply.send(());
+                    let _ = reply.send(saved);
                     return;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.flush_all();
+                    self.flush_at_exit(Instant::now() + self.flush.shutdown_timeout);
                     return;
                 }
             }
-            self.maybe_maintain(control);
+            if self.writer {
+                self.maybe_maintain(control);
+            }
         }
+    }
+
+    /// Decides whether this run may skip the store and spool at exit: it may when the
+    /// store exists with an identity cache, nothing needs the store now (background
+    /// upload) and the spool holds no backlog to fold.
+    fn start_spooling(&mut self) -> bool {
+        if self.settings.upload == crate::UploadMode::Auto
+            || !self.settings.dir.join(tally_store::DB_FILE_NAME).exists()
+        {
+            return false;
+        }
+        let Some(identity) = self.spool.read_identity() else {
+            return false;
+        };
+        let backlog = self.spool.size(false);
+        if backlog.files >= FOLD_BACKLOG || backlog.bytes >= tally_store::spool::MAX_SPOOL_BYTES / 2 {
+            return false;
+        }
+        self.install_id = identity.install_id;
+        self.hasher = Some(KeyedHasher::new(&identity.secret));
+        true
+    }
+
+    /// Opens the store and does the start-up work a writer owes: fold the spool,
+    /// maintenance when due, a background upload when due.
+    fn become_writer(&mut self, control: &Receiver<Control>) {
+        if self.writer {
+            return;
+        }
+        self.writer = true;
+        self.open_store();
+        self.fold(control);
+        self.maybe_maintain(control);
+        self.maybe_upload_in_background();
+    }
+
+    /// Folds other processes' spool files into the store, stopping between batches
+    /// when the host asks for anything.
+    fn fold(&mut self, control: &Receiver<Control>) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        match store.fold_spools(&|| !control.is_empty()) {
+            Ok(report) if report.files > 0 => self.debug(format_args!(
+                "folded {} spool files: {} events stored, {} already stored, {} of a purged store dropped",
+                report.files, report.inserted, report.duplicates, report.stale
+            )),
+            Ok(_) => {}
+            Err(err) => self.debug(format_args!("spooled events wait for a later fold: {err}")),
+        }
+    }
+
+    /// Writes everything buffered, retrying a busy store until `deadline`; returns
+    /// whether everything was written.
+    fn flush_by(&mut self, deadline: Instant) -> bool {
+        loop {
+            if self.flush_all() {
+                return true;
+            }
+            if Instant::now() + BUSY_SLICE >= deadline || self.store.is_none() {
+                return false;
+            }
+        }
+    }
+
+    /// Commits what the budget allows and spools the rest; returns whether nothing
+    /// was lost.
+    fn flush_at_exit(&mut self, deadline: Instant) -> bool {
+        if self.settings.level == Level::Off {
+            return self.flush_all();
+        }
+        if let Some(store) = &self.store {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(EXIT_SPOOL_MARGIN);
+            if !left.is_zero() && store.set_busy_timeout(left).is_ok() && self.flush_all() {
+                return true;
+            }
+        }
+        self.spool_rest(deadline)
+    }
+
+    /// Finishes everything still buffered and writes it, with `pending`, to a spool
+    /// file; if the spool cannot be written, tries the store. Returns whether nothing
+    /// was lost.
+    fn spool_rest(&mut self, deadline: Instant) -> bool {
+        if self.hasher.is_none() {
+            let mut lost = self.pending.len();
+            while self.buffer.pop().is_some() {
+                lost += 1;
+            }
+            self.debug(format_args!("{lost} events lost: no install identity to hash them with"));
+            return lost == 0;
+        }
+        while !self.buffer.is_empty() {
+            self.finish_queued(usize::MAX);
+        }
+        let drops = self.take_drops();
+        if self.pending.is_empty() && drops.is_empty() {
+            return true;
+        }
+        let used = self.spool.size(false).bytes;
+        match self.spool.write(&self.pending, drops, used) {
+            Ok(written) => {
+                if written < self.pending.len() {
+                    self.debug(format_args!(
+                        "{} events dropped: the spool is at its bound of {} bytes",
+                        self.pending.len() - written,
+                        tally_store::spool::MAX_SPOOL_BYTES
+                    ));
+                }
+                self.pending.clear();
+                true
+            }
+            Err(err) => {
+                self.debug(format_args!(
+                    "cannot spool {} events in {} ({err}); trying the store",
+                    self.pending.len(),
+                    self.spool.dir().display()
+                ));
+                self.restore_drops(drops);
+                self.write_directly(deadline)
+            }
+        }
+    }
+
+    /// The last resort at exit when the spool cannot be written.
+    fn write_directly(&mut self, deadline: Instant) -> bool {
+        if self.store.is_none() {
+            self.open_store();
+        }
+        if let Some(store) = &self.store {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if store.set_busy_timeout(left).is_ok() && self.flush_all() {
+                return true;
+            }
+        }
+        let lost = self.pending.len() as u64;
+        self.spool_failed += lost;
+        self.debug(format_args!(
+            "{lost} events lost: neither the spool nor the store could be written (a full disk or an unwritable \
+directory); the next write that succeeds in this process counts them"
+        ));
+        false
     }
 
     fn debug(&self, message: std::fmt::Arguments<'_>) {
@@ -284,6 +481,10 @@ impl Worker {
         }
         match store.identity() {
             Ok(identity) => {
+                if *store.location() != tally_store::Location::Memory {
+                    self.cache_identity(&identity);
+                }
+                let _ = store.set_busy_timeout(BUSY_SLICE);
                 self.install_id = identity.install_id;
                 self.hasher = Some(KeyedHasher::new(&identity.secret));
                 self.store = Some(store);
@@ -292,37 +493,66 @@ impl Worker {
         }
     }
 
-    /// Writes everything buffered, one transaction per `max_batch` events.
-    fn flush_all(&mut self) {
+    /// Keeps the spool's copy of the identity current, so later runs can spool
+    /// without opening the store.
+    fn cache_identity(&self, identity: &tally_store::Identity) {
+        let cached = self.spool.read_identity();
+        if cached.is_some_and(|cached| cached.install_id == identity.install_id && cached.secret == identity.secret) {
+            return;
+        }
+        if let Err(err) = self.spool.write_identity(identity) {
+            self.debug(format_args!(
+                "cannot cache the identity in {} ({err}); every run opens the store",
+                self.spool.dir().display()
+            ));
+        }
+    }
+
+    /// Writes everything buffered, one transaction per `max_batch` events; returns
+    /// whether everything was written (with telemetry off: discarded).
+    fn flush_all(&mut self) -> bool {
         if self.settings.level == Level::Off {
             while self.buffer.pop().is_some() {}
             self.pending.clear();
-            return;
+            return true;
         }
         if self.store.is_none() {
-            self.open_store();
+            return false;
         }
         loop {
-            self.finish_queued();
-            let drops = DropCounts {
-                buffer_full: self.buffer.dropped.swap(0, Ordering::Relaxed),
-                invalid: std::mem::take(&mut self.invalid),
-            };
+            self.finish_queued(self.flush.max_batch);
+            let drops = self.take_drops();
             if self.pending.is_empty() && drops.is_empty() {
-                return;
+                return true;
             }
             if !self.write_pending(drops) {
-                return;
+                return false;
             }
             if self.buffer.is_empty() {
-                return;
+                return true;
             }
         }
     }
 
+    fn take_drops(&mut self) -> DropCounts {
+        DropCounts {
+            buffer_full: self.buffer.dropped.swap(0, Ordering::Relaxed),
+            invalid: std::mem::take(&mut self.invalid),
+            spool_failed: std::mem::take(&mut self.spool_failed),
+            ..DropCounts::default()
+        }
+    }
+
+    /// Puts counts back that were not persisted, for the next write.
+    fn restore_drops(&mut self, drops: DropCounts) {
+        self.buffer.dropped.fetch_add(drops.buffer_full, Ordering::Relaxed);
+        self.invalid += drops.invalid;
+        self.spool_failed += drops.spool_failed;
+    }
+
     /// Moves events from the queue to `pending`, finishing each (hash, redact, level,
-    /// validate) on the way, until a batch is full.
-    fn finish_queued(&mut self) {
+    /// validate) on the way, until `pending` holds `limit`.
+    fn finish_queued(&mut self, limit: usize) {
         let Some(hasher) = &self.hasher else {
             return;
         };
@@ -335,7 +565,7 @@ impl Worker {
             hasher,
             level: self.settings.level,
         };
-        while self.pending.len() < self.flush.max_batch {
+        while self.pending.len() < limit {
             let Some(item) = self.buffer.pop() else {
                 break;
             };
@@ -373,7 +603,7 @@ impl Worker {
                     self.pending.clear();
                     // Without fsyncs this costs a few page copies; it spares the next
                     // process to open the store from reading a long WAL.
-                    let _ = store.checkpoint_now(self.flush.busy_timeout);
+                    let _ = store.checkpoint_now(BUSY_SLICE);
                     return true;
                 }
                 Err(err) if err.is_corrupt() && attempt == 0 => {
@@ -391,8 +621,7 @@ impl Worker {
             }
         }
         // Put the counts back so the next successful batch persists them.
-        self.buffer.dropped.fetch_add(drops.buffer_full, Ordering::Relaxed);
-        self.invalid += drops.invalid;
+        self.restore_drops(drops);
         false
     }
 

@@ -290,13 +290,21 @@ impl Target {
         self.settings().dir.join(tally_store::DB_FILE_NAME)
     }
 
-    /// Opens the store if it exists; reading commands never create one.
+    /// Opens the store if it exists, with the events other processes spooled folded
+    /// in; reading commands never create one. A fold kept from finishing (another
+    /// process holds the store) leaves the rest spooled, which `status` shows.
     fn open_existing(&self) -> Result<Option<Store>, CliError> {
         let settings = self.settings();
         if !settings.dir.join(tally_store::DB_FILE_NAME).exists() {
             return Ok(None);
         }
-        Ok(Some(Store::open(&settings.dir, &OpenOptions::default())?))
+        let mut store = Store::open(&settings.dir, &OpenOptions::default())?;
+        if let Err(err) = store.fold_spools(&|| false) {
+            if settings.debug {
+                eprintln!("tally: {}: spooled events not folded in yet: {err}", self.app);
+            }
+        }
+        Ok(Some(store))
     }
 
     /// Opens the store, or explains that nothing was recorded yet.
