@@ -39,6 +39,7 @@ pub mod cli;
 mod command;
 pub mod config;
 mod environment;
+mod handover;
 pub mod sync;
 mod telemetry;
 pub mod testing;

@@ -29,11 +29,11 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_queue::SegQueue;
 use std::sync::atomic::AtomicUsize;
-use tally_core::{Event, EventBuilder, EventContext, KeyedHasher, Level, Source};
+use tally_core::{EventBuilder, KeyedHasher, Level, Source};
 use tally_store::{DropCounts, OpenOptions, Recovery, RetentionPolicy, Spool, Store};
 
 use crate::config::{FlushSettings, LevelSource, Settings};
-use crate::environment;
+use crate::handover::{Finisher, Shared};
 
 /// What the host hands to the flush thread.
 pub(crate) enum Queued {
@@ -58,7 +58,7 @@ pub(crate) struct Buffer {
     len: AtomicUsize,
     capacity: usize,
     /// Dropped because the buffer was full, not yet persisted.
-    dropped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
 }
 
 impl Buffer {
@@ -81,20 +81,20 @@ impl Buffer {
         before
     }
 
-    fn pop(&self) -> Option<Queued> {
+    pub(crate) fn pop(&self) -> Option<Queued> {
         let item = self.queue.pop()?;
         self.len.fetch_sub(1, Ordering::Relaxed);
         Some(item)
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 }
 
 /// The host's end of the flush thread.
 pub(crate) struct WorkerHandle {
-    buffer: Arc<Buffer>,
+    shared: Arc<Shared>,
     control: Sender<Control>,
     max_batch: usize,
     shutdown_timeout: Duration,
@@ -113,16 +113,30 @@ pub(crate) struct WorkerConfig {
 impl WorkerHandle {
     /// Starts the flush thread.
     pub(crate) fn start(config: WorkerConfig) -> std::io::Result<WorkerHandle> {
-        let buffer = Arc::new(Buffer::new(config.flush.buffer_capacity));
+        let unidentified = Finisher {
+            app: config.app.clone(),
+            app_version: config.app_version.clone(),
+            source: config.source,
+            session_id: config.session_id.clone(),
+            install_id: String::new(),
+            hasher: KeyedHasher::new(&[0; tally_core::hashing::SECRET_LEN]),
+            level: config.settings.level,
+            debug: config.settings.debug,
+        };
+        let shared = Arc::new(Shared::new(
+            Buffer::new(config.flush.buffer_capacity),
+            Spool::new(&config.settings.dir),
+            unidentified,
+        ));
         // A few slots: wake-ups beyond the first are redundant and are simply not sent.
         let (control, control_rx) = crossbeam_channel::bounded(4);
         let handle = WorkerHandle {
-            buffer: Arc::clone(&buffer),
+            shared: Arc::clone(&shared),
             control,
             max_batch: config.flush.max_batch.max(1),
             shutdown_timeout: config.flush.shutdown_timeout,
         };
-        let worker = Worker::new(config, buffer);
+        let worker = Worker::new(config, shared);
         std::thread::Builder::new()
             .name("tally-flush".into())
             .spawn(move || worker.run(&control_rx))?;
@@ -131,7 +145,7 @@ impl WorkerHandle {
 
     /// Buffers an event; never blocks.
     pub(crate) fn push(&self, item: Queued) {
-        if self.buffer.push(item) + 1 == self.max_batch {
+        if self.shared.buffer.push(item) + 1 == self.max_batch {
             // Full or disconnected both mean the thread needs no further nudge.
             let _ = self.control.try_send(Control::Wake);
         }
@@ -143,13 +157,23 @@ impl WorkerHandle {
         self.request(Control::Flush)
     }
 
-    /// Like [`WorkerHandle::flush`], and the thread exits afterwards.
+    /// Like [`WorkerHandle::flush`], and the thread exits afterwards. What the thread
+    /// has not saved (committed or spooled) shortly before the timeout, the host
+    /// spools itself.
     pub(crate) fn shutdown(&self) -> bool {
-        self.request(Control::Shutdown)
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let handover = deadline - HOST_TAKEOVER.min(self.shutdown_timeout / 4);
+        if self.request_by(Control::Shutdown, handover) {
+            return true;
+        }
+        self.shared.save_on_host(deadline)
     }
 
     fn request(&self, message: impl FnOnce(Sender<bool>, Instant) -> Control) -> bool {
-        let deadline = Instant::now() + self.shutdown_timeout;
+        self.request_by(message, Instant::now() + self.shutdown_timeout)
+    }
+
+    fn request_by(&self, message: impl FnOnce(Sender<bool>, Instant) -> Control, deadline: Instant) -> bool {
         let (reply, replied) = crossbeam_channel::bounded(1);
         match self.control.send_deadline(message(reply, deadline), deadline) {
             Ok(()) => replied.recv_deadline(deadline).unwrap_or(false),
@@ -165,7 +189,7 @@ struct Worker {
     session_id: String,
     settings: Settings,
     flush: FlushSettings,
-    buffer: Arc<Buffer>,
+    shared: Arc<Shared>,
     store: Option<Store>,
     /// Whether the thread has opened the store and done its start-up work (folding,
     /// maintenance, upload); until then it only spools.
@@ -173,10 +197,8 @@ struct Worker {
     spool: Spool,
     /// Events lost on the way to the spool, not yet persisted.
     spool_failed: u64,
-    install_id: String,
-    hasher: Option<KeyedHasher>,
-    /// Finished events whose write failed; retried before anything newer.
-    pending: Vec<Event>,
+    /// How events are finished, once the identity is known (also published to the host).
+    finisher: Option<Arc<Finisher>>,
     invalid: u64,
     config_modified: Option<SystemTime>,
     last_maintenance_check: Option<Instant>,
@@ -200,13 +222,16 @@ pub(crate) const BUSY_SLICE: Duration = Duration::from_millis(20);
 const FOLD_EVERY: Duration = Duration::from_secs(1);
 /// A process that finds this many spool files opens the store and folds them.
 const FOLD_BACKLOG: u64 = 16;
-/// What is kept of the host's exit budget for spooling what could not be committed.
-const EXIT_SPOOL_MARGIN: Duration = Duration::from_millis(15);
+/// What is kept of the thread's exit deadline for spooling what could not be committed.
+const EXIT_SPOOL_MARGIN: Duration = Duration::from_millis(5);
+/// How long before its timeout the host stops waiting for the thread and saves what
+/// is left itself (at most a quarter of the timeout).
+const HOST_TAKEOVER: Duration = Duration::from_millis(20);
 
 impl Worker {
-    fn new(config: WorkerConfig, buffer: Arc<Buffer>) -> Worker {
+    fn new(config: WorkerConfig, shared: Arc<Shared>) -> Worker {
         let config_modified = modified(&config.settings.config_file);
-        let spool = Spool::new(&config.settings.dir);
+        let spool = shared.spool.clone();
         Worker {
             app: config.app,
             app_version: config.app_version,
@@ -214,14 +239,12 @@ impl Worker {
             session_id: config.session_id,
             settings: config.settings,
             flush: config.flush,
-            buffer,
+            shared,
             store: None,
             writer: false,
             spool,
             spool_failed: 0,
-            install_id: String::new(),
-            hasher: None,
-            pending: Vec::new(),
+            finisher: None,
             invalid: 0,
             config_modified,
             last_maintenance_check: None,
@@ -240,7 +263,7 @@ impl Worker {
         let mut last_flush = Instant::now();
         let mut last_fold = Instant::now();
         loop {
-            let wait = if self.pending.is_empty() {
+            let wait = if self.shared.pending().is_empty() {
                 self.flush.flush_interval.min(FOLD_EVERY)
             } else {
                 BUSY_SLICE
@@ -259,7 +282,7 @@ impl Worker {
                         self.fold(control);
                         last_fold = Instant::now();
                     }
-                    if !self.pending.is_empty() || last_flush.elapsed() >= self.flush.flush_interval {
+                    if !self.shared.pending().is_empty() || last_flush.elapsed() >= self.flush.flush_interval {
                         self.flush_all();
                         last_flush = Instant::now();
                     }
@@ -306,9 +329,27 @@ impl Worker {
         if backlog.files >= FOLD_BACKLOG || backlog.bytes >= tally_store::spool::MAX_SPOOL_BYTES / 2 {
             return false;
         }
-        self.install_id = identity.install_id;
-        self.hasher = Some(KeyedHasher::new(&identity.secret));
+        self.set_identity(identity);
         true
+    }
+
+    /// Finishes events with `identity` from now on, and lets the host do so too.
+    fn set_identity(&mut self, identity: tally_store::Identity) {
+        self.finisher = Some(Arc::new(Finisher {
+            app: self.app.clone(),
+            app_version: self.app_version.clone(),
+            source: self.source,
+            session_id: self.session_id.clone(),
+            install_id: identity.install_id,
+            hasher: KeyedHasher::new(&identity.secret),
+            level: self.settings.level,
+            debug: self.settings.debug,
+        }));
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.shared.publish(self.finisher.clone());
     }
 
     /// Opens the store and does the start-up work a writer owes: fold the spool,
@@ -360,9 +401,12 @@ impl Worker {
             return self.flush_all();
         }
         if let Some(store) = &self.store {
+            // A lock held longer than a slice is not waited out: spooling is as safe
+            // and takes microseconds.
             let left = deadline
                 .saturating_duration_since(Instant::now())
-                .saturating_sub(EXIT_SPOOL_MARGIN);
+                .saturating_sub(EXIT_SPOOL_MARGIN)
+                .min(BUSY_SLICE);
             if !left.is_zero() && store.set_busy_timeout(left).is_ok() && self.flush_all() {
                 return true;
             }
@@ -374,41 +418,42 @@ impl Worker {
     /// file; if the spool cannot be written, tries the store. Returns whether nothing
     /// was lost.
     fn spool_rest(&mut self, deadline: Instant) -> bool {
-        if self.hasher.is_none() {
-            let mut lost = self.pending.len();
-            while self.buffer.pop().is_some() {
+        let shared = Arc::clone(&self.shared);
+        let mut pending = shared.pending();
+        if self.finisher.is_none() {
+            let mut lost = pending.len();
+            while shared.buffer.pop().is_some() {
                 lost += 1;
             }
             self.debug(format_args!("{lost} events lost: no install identity to hash them with"));
             return lost == 0;
         }
-        while !self.buffer.is_empty() {
-            self.finish_queued(usize::MAX);
-        }
+        self.finish_queued(&mut pending, usize::MAX);
         let drops = self.take_drops();
-        if self.pending.is_empty() && drops.is_empty() {
+        if pending.is_empty() && drops.is_empty() {
             return true;
         }
         let used = self.spool.size(false).bytes;
-        match self.spool.write(&self.pending, drops, used) {
+        match self.spool.write(&pending, drops, used) {
             Ok(written) => {
-                if written < self.pending.len() {
+                if written < pending.len() {
                     self.debug(format_args!(
                         "{} events dropped: the spool is at its bound of {} bytes",
-                        self.pending.len() - written,
+                        pending.len() - written,
                         tally_store::spool::MAX_SPOOL_BYTES
                     ));
                 }
-                self.pending.clear();
+                pending.clear();
                 true
             }
             Err(err) => {
                 self.debug(format_args!(
                     "cannot spool {} events in {} ({err}); trying the store",
-                    self.pending.len(),
+                    pending.len(),
                     self.spool.dir().display()
                 ));
                 self.restore_drops(drops);
+                drop(pending);
                 self.write_directly(deadline)
             }
         }
@@ -425,7 +470,7 @@ impl Worker {
                 return true;
             }
         }
-        let lost = self.pending.len() as u64;
+        let lost = self.shared.pending().len() as u64;
         self.spool_failed += lost;
         self.debug(format_args!(
             "{lost} events lost: neither the spool nor the store could be written (a full disk or an unwritable \
@@ -485,9 +530,8 @@ directory); the next write that succeeds in this process counts them"
                     self.cache_identity(&identity);
                 }
                 let _ = store.set_busy_timeout(BUSY_SLICE);
-                self.install_id = identity.install_id;
-                self.hasher = Some(KeyedHasher::new(&identity.secret));
                 self.store = Some(store);
+                self.set_identity(identity);
             }
             Err(err) => self.debug(format_args!("cannot read the install identity: {err}")),
         }
@@ -511,24 +555,26 @@ directory); the next write that succeeds in this process counts them"
     /// Writes everything buffered, one transaction per `max_batch` events; returns
     /// whether everything was written (with telemetry off: discarded).
     fn flush_all(&mut self) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let mut pending = shared.pending();
         if self.settings.level == Level::Off {
-            while self.buffer.pop().is_some() {}
-            self.pending.clear();
+            while shared.buffer.pop().is_some() {}
+            pending.clear();
             return true;
         }
         if self.store.is_none() {
             return false;
         }
         loop {
-            self.finish_queued(self.flush.max_batch);
+            self.finish_queued(&mut pending, self.flush.max_batch);
             let drops = self.take_drops();
-            if self.pending.is_empty() && drops.is_empty() {
+            if pending.is_empty() && drops.is_empty() {
                 return true;
             }
-            if !self.write_pending(drops) {
+            if !self.write_pending(&mut pending, drops) {
                 return false;
             }
-            if self.buffer.is_empty() {
+            if shared.buffer.is_empty() {
                 return true;
             }
         }
@@ -536,7 +582,7 @@ directory); the next write that succeeds in this process counts them"
 
     fn take_drops(&mut self) -> DropCounts {
         DropCounts {
-            buffer_full: self.buffer.dropped.swap(0, Ordering::Relaxed),
+            buffer_full: self.shared.buffer.dropped.swap(0, Ordering::Relaxed),
             invalid: std::mem::take(&mut self.invalid),
             spool_failed: std::mem::take(&mut self.spool_failed),
             ..DropCounts::default()
@@ -545,62 +591,41 @@ directory); the next write that succeeds in this process counts them"
 
     /// Puts counts back that were not persisted, for the next write.
     fn restore_drops(&mut self, drops: DropCounts) {
-        self.buffer.dropped.fetch_add(drops.buffer_full, Ordering::Relaxed);
+        self.shared.buffer.dropped.fetch_add(drops.buffer_full, Ordering::Relaxed);
         self.invalid += drops.invalid;
         self.spool_failed += drops.spool_failed;
     }
 
     /// Moves events from the queue to `pending`, finishing each (hash, redact, level,
     /// validate) on the way, until `pending` holds `limit`.
-    fn finish_queued(&mut self, limit: usize) {
-        let Some(hasher) = &self.hasher else {
+    fn finish_queued(&mut self, pending: &mut Vec<tally_core::Event>, limit: usize) {
+        let Some(finisher) = self.finisher.clone() else {
             return;
         };
-        let context = EventContext {
-            app: &self.app,
-            app_version: &self.app_version,
-            source: self.source,
-            session_id: &self.session_id,
-            install_id: &self.install_id,
-            hasher,
-            level: self.settings.level,
-        };
-        while self.pending.len() < limit {
-            let Some(item) = self.buffer.pop() else {
+        while pending.len() < limit {
+            let Some(item) = self.shared.buffer.pop() else {
                 break;
             };
-            let builder = match item {
-                Queued::Event(builder) => builder,
-                Queued::SessionStart(builder) if context.level >= Level::Enhanced => environment::describe(builder),
-                Queued::SessionStart(builder) => builder,
-            };
-            match builder.finish(&context) {
-                Ok(Some(event)) => {
-                    if self.settings.debug {
-                        eprintln!("{}", event.to_json());
-                    }
-                    self.pending.push(event);
-                }
+            match finisher.finish(item) {
+                Ok(Some(event)) => pending.push(event),
                 Ok(None) => {}
                 Err(err) => {
                     self.invalid += 1;
-                    if self.settings.debug {
-                        eprintln!("tally: {}: event dropped: {err}", self.app);
-                    }
+                    self.debug(format_args!("event dropped: {err}"));
                 }
             }
         }
     }
 
     /// Returns whether the pending batch was committed.
-    fn write_pending(&mut self, drops: DropCounts) -> bool {
+    fn write_pending(&mut self, pending: &mut Vec<tally_core::Event>, drops: DropCounts) -> bool {
         for attempt in 0..2 {
             let Some(store) = self.store.as_mut() else {
                 break;
             };
-            match store.insert_batch(&self.pending, drops) {
+            match store.insert_batch(pending, drops) {
                 Ok(_) => {
-                    self.pending.clear();
+                    pending.clear();
                     // Without fsyncs this costs a few page copies; it spares the next
                     // process to open the store from reading a long WAL.
                     let _ = store.checkpoint_now(BUSY_SLICE);
@@ -614,7 +639,7 @@ directory); the next write that succeeds in this process counts them"
                 Err(err) => {
                     self.debug(format_args!(
                         "{} events kept in memory, will retry: {err}",
-                        self.pending.len()
+                        pending.len()
                     ));
                     break;
                 }
@@ -645,6 +670,12 @@ directory); the next write that succeeds in this process counts them"
         }
         self.settings.level = settings.level;
         self.settings.level_source = settings.level_source;
+        if let Some(finisher) = &self.finisher {
+            let mut changed = Finisher::clone(finisher);
+            changed.level = settings.level;
+            self.finisher = Some(Arc::new(changed));
+            self.publish();
+        }
     }
 
     /// In `auto` upload mode, starts at most one background upload per interval, across
@@ -731,7 +762,8 @@ directory); the next write that succeeds in this process counts them"
 
     fn replace_corrupt_store(&mut self, reason: String) {
         self.store = None;
-        self.hasher = None;
+        self.finisher = None;
+        self.publish();
         let options = OpenOptions {
             busy_timeout: self.flush.busy_timeout,
             ..OpenOptions::default()
@@ -743,9 +775,10 @@ directory); the next write that succeeds in this process counts them"
                     moved_to.display()
                 ));
                 if let Ok(identity) = store.identity() {
-                    self.install_id = identity.install_id;
-                    self.hasher = Some(KeyedHasher::new(&identity.secret));
+                    let _ = store.set_busy_timeout(BUSY_SLICE);
+                    self.cache_identity(&identity);
                     self.store = Some(store);
+                    self.set_identity(identity);
                 }
             }
             Ok(_) => {}

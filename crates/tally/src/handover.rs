@@ -1,0 +1,160 @@
+//! What the host's thread and the flush thread share, so that the host can save its
+//! run's events itself when the flush thread does not answer within the exit budget
+//! (a store being opened or folded on a starved CPU, a slow disk).
+//!
+//! The thread publishes a [`Finisher`] (the identity and settings events are finished
+//! with) as soon as it has one, and keeps finished but uncommitted events in
+//! [`Shared::pending`], holding its lock while it finishes and writes them (each wait
+//! for the store bounded by a busy slice). At its deadline the host takes that lock,
+//! finishes what is still queued and spools everything: each event is then in exactly
+//! one place, and should a commit of the thread race the host's spool, the fold skips
+//! the events by id.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tally_core::{Event, EventContext, KeyedHasher, Level, Source, ValidationError};
+use tally_store::{DropCounts, Spool};
+
+use crate::environment;
+use crate::worker::{Buffer, Queued};
+
+/// How events of this run are finished (hashed, redacted, levelled, validated).
+#[derive(Clone)]
+pub(crate) struct Finisher {
+    pub(crate) app: String,
+    pub(crate) app_version: String,
+    pub(crate) source: Source,
+    pub(crate) session_id: String,
+    pub(crate) install_id: String,
+    pub(crate) hasher: KeyedHasher,
+    pub(crate) level: Level,
+    /// Print each finished event on stderr (debug mode).
+    pub(crate) debug: bool,
+}
+
+impl Finisher {
+    pub(crate) fn finish(&self, item: Queued) -> Result<Option<Event>, ValidationError> {
+        let context = EventContext {
+            app: &self.app,
+            app_version: &self.app_version,
+            source: self.source,
+            session_id: &self.session_id,
+            install_id: &self.install_id,
+            hasher: &self.hasher,
+            level: self.level,
+        };
+        let builder = match item {
+            Queued::Event(builder) => builder,
+            Queued::SessionStart(builder) if self.level >= Level::Enhanced => environment::describe(builder),
+            Queued::SessionStart(builder) => builder,
+        };
+        let event = builder.finish(&context)?;
+        if let (true, Some(event)) = (self.debug, &event) {
+            eprintln!("{}", event.to_json());
+        }
+        Ok(event)
+    }
+}
+
+/// The state both threads hold.
+pub(crate) struct Shared {
+    pub(crate) buffer: Buffer,
+    /// Finished events not yet committed or spooled.
+    pub(crate) pending: Mutex<Vec<Event>>,
+    finisher: Mutex<Option<Arc<Finisher>>>,
+    /// The finisher before the identity is known (its `install_id` empty): the host
+    /// completes it from the spool's identity cache if the thread never got that far.
+    unidentified: Finisher,
+    pub(crate) spool: Spool,
+}
+
+impl Shared {
+    pub(crate) fn new(buffer: Buffer, spool: Spool, unidentified: Finisher) -> Shared {
+        Shared {
+            buffer,
+            pending: Mutex::new(Vec::new()),
+            finisher: Mutex::new(None),
+            unidentified,
+            spool,
+        }
+    }
+
+    pub(crate) fn pending(&self) -> MutexGuard<'_, Vec<Event>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn finisher(&self) -> Option<Arc<Finisher>> {
+        self.finisher.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn publish(&self, finisher: Option<Arc<Finisher>>) {
+        *self.finisher.lock().unwrap_or_else(PoisonError::into_inner) = finisher;
+    }
+
+    /// The host's last resort at exit: spools everything finished or queued, waiting
+    /// for the flush thread's current write at most until `deadline`. Returns whether
+    /// nothing was lost.
+    pub(crate) fn save_on_host(&self, deadline: Instant) -> bool {
+        let mut pending = loop {
+            match self.pending.try_lock() {
+                Ok(pending) => break pending,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return false,
+            }
+        };
+        let cached = || {
+            let identity = self.spool.read_identity()?;
+            Some(Arc::new(Finisher {
+                install_id: identity.install_id,
+                hasher: KeyedHasher::new(&identity.secret),
+                ..self.unidentified.clone()
+            }))
+        };
+        let Some(finisher) = self.finisher().or_else(cached) else {
+            // Without the identity nothing can be hashed, so nothing may be written.
+            return pending.is_empty() && self.buffer.is_empty();
+        };
+        if finisher.level == Level::Off {
+            pending.clear();
+            while self.buffer.pop().is_some() {}
+            return true;
+        }
+        let mut drops = DropCounts::default();
+        while let Some(item) = self.buffer.pop() {
+            match finisher.finish(item) {
+                Ok(Some(event)) => pending.push(event),
+                Ok(None) => {}
+                Err(_) => drops.invalid += 1,
+            }
+        }
+        drops.buffer_full = self.buffer.dropped.swap(0, Ordering::Relaxed);
+        if pending.is_empty() && drops.is_empty() {
+            return true;
+        }
+        let used = self.spool.size(false).bytes;
+        let saved = self.spool.write(&pending, drops, used);
+        if finisher.debug {
+            match &saved {
+                Ok(written) => eprintln!(
+                    "tally: {}: the flush thread did not answer in time; {written} events spooled by the host",
+                    finisher.app
+                ),
+                Err(err) => eprintln!(
+                    "tally: {}: {} events lost: the flush thread did not answer in time and the spool cannot be \
+written ({err})",
+                    finisher.app,
+                    pending.len()
+                ),
+            }
+        }
+        if saved.is_ok() {
+            pending.clear();
+        }
+        saved.is_ok()
+    }
+}
