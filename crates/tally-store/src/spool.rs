@@ -23,12 +23,13 @@
 //! A folder claims a file by renaming it to `<name>.claimed-<unix ms>` (one renamer
 //! wins), inserts its events in one transaction that also writes the marker
 //! `meta['spool_folded:<name>']`, then deletes the file. A folder that dies after the
-//! rename leaves a claim that another folder takes over once it is [`STALE_AFTER`]
-//! old; a marker already present means the claim was committed and only the file is
+//! rename leaves a claim that another folder takes over once its pid is gone (on
+//! Linux) or it is [`STALE_AFTER`] old; a marker already present means the claim was committed and only the file is
 //! removed, and an event id already stored is skipped by the store's dedupe, so a
 //! file is counted once whatever crashes in between. Markers older than a day are
-//! removed. A `.part` file older than [`STALE_AFTER`] belongs to a writer that died
-//! mid-write and is folded as far as its records are whole.
+//! removed. A `.part` file whose writer is gone (its pid, on Linux) or that is older
+//! than [`STALE_AFTER`] belongs to a writer that died mid-write, and is folded as far
+//! as its records are whole.
 //!
 //! The identity file (`spool/identity`) caches the store's install id and hashing
 //! secret, so a spooling process can finish (hash) its events without opening
@@ -194,6 +195,29 @@ impl Spool {
         std::fs::rename(&tmp, self.dir.join(IDENTITY_FILE))
     }
 
+    /// Caches `identity` unless an identity is cached already; returns the one cached.
+    /// Processes racing to make the first identity of a new store all get the same.
+    pub fn create_identity(&self, identity: &Identity) -> std::io::Result<Identity> {
+        std::fs::create_dir_all(&self.dir)?;
+        let rest = format!(
+            "{IDENTITY_HEADER} {} {}",
+            identity.install_id,
+            hex::encode(identity.secret)
+        );
+        let tmp = self.dir.join(format!("{IDENTITY_FILE}.{}{PART_EXT}", new_name()));
+        std::fs::write(&tmp, format!("{:016x} {rest}\n", fnv1a(rest.as_bytes())))?;
+        // A hard link never replaces an existing file: the first process wins.
+        let linked = std::fs::hard_link(&tmp, self.dir.join(IDENTITY_FILE));
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(identity.clone()),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => self
+                .read_identity()
+                .ok_or_else(|| std::io::Error::other("the cached identity is damaged")),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Removes the spool and the identity cache (`purge`).
     pub fn remove_all(&self) -> std::io::Result<()> {
         match std::fs::remove_dir_all(&self.dir) {
@@ -225,9 +249,12 @@ impl Spool {
             let take = match &kind {
                 Kind::Ready(_) => true,
                 Kind::Claimed { at, pid, .. } => now - at >= stale || !process_alive(*pid),
-                Kind::Part(_) => std::fs::metadata(&path)
-                    .and_then(|meta| meta.modified())
-                    .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age >= STALE_AFTER)),
+                Kind::Part(name) => {
+                    writer_pid(name).is_some_and(|pid| !process_alive(pid))
+                        || std::fs::metadata(&path)
+                            .and_then(|meta| meta.modified())
+                            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age >= STALE_AFTER))
+                }
                 Kind::Other => false,
             };
             if let (true, Some(name)) = (take, kind.name()) {
@@ -251,6 +278,11 @@ impl Spool {
     fn release(&self, claimed: &Claimed) {
         let _ = std::fs::rename(&claimed.path, self.dir.join(format!("{}{SPOOL_EXT}", claimed.name)));
     }
+}
+
+/// The pid in a spool file's name (`<unix ms>-<pid>-<random>`).
+fn writer_pid(name: &str) -> Option<u32> {
+    name.split('-').nth(1)?.parse().ok()
 }
 
 /// Whether process `pid` is alive; where that cannot be told cheaply, assume so (a

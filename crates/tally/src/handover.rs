@@ -93,6 +93,12 @@ impl Shared {
         *self.finisher.lock().unwrap_or_else(PoisonError::into_inner) = finisher;
     }
 
+    fn explain(&self, message: std::fmt::Arguments<'_>) {
+        if self.unidentified.debug {
+            eprintln!("tally: {}: {message}", self.unidentified.app);
+        }
+    }
+
     /// The host's last resort at exit: spools everything finished or queued, waiting
     /// for the flush thread's current write at most until `deadline`. Returns whether
     /// nothing was lost.
@@ -104,7 +110,13 @@ impl Shared {
                 Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(std::sync::TryLockError::WouldBlock) => return false,
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    self.explain(format_args!(
+                        "the flush thread is still writing at the end of the exit budget; what it holds is lost \
+unless it finishes before the process ends"
+                    ));
+                    return false;
+                }
             }
         };
         let cached = || {
@@ -117,7 +129,11 @@ impl Shared {
         };
         let Some(finisher) = self.finisher().or_else(cached) else {
             // Without the identity nothing can be hashed, so nothing may be written.
-            return pending.is_empty() && self.buffer.is_empty();
+            let lost = pending.is_empty() && self.buffer.is_empty();
+            self.explain(format_args!(
+                "the flush thread did not answer in time and there is no identity to hash events with; they are lost"
+            ));
+            return lost;
         };
         if finisher.level == Level::Off {
             pending.clear();

@@ -199,6 +199,7 @@ struct Worker {
     spool_failed: u64,
     /// How events are finished, once the identity is known (also published to the host).
     finisher: Option<Arc<Finisher>>,
+    identity: Option<tally_store::Identity>,
     invalid: u64,
     config_modified: Option<SystemTime>,
     last_maintenance_check: Option<Instant>,
@@ -245,6 +246,7 @@ impl Worker {
             spool,
             spool_failed: 0,
             finisher: None,
+            identity: None,
             invalid: 0,
             config_modified,
             last_maintenance_check: None,
@@ -317,24 +319,33 @@ impl Worker {
     /// store exists with an identity cache, nothing needs the store now (background
     /// upload) and the spool holds no backlog to fold.
     fn start_spooling(&mut self) -> bool {
-        if self.settings.upload == crate::UploadMode::Auto
-            || !self.settings.dir.join(tally_store::DB_FILE_NAME).exists()
-        {
-            return false;
-        }
-        let Some(identity) = self.spool.read_identity() else {
+        // Known before anything slow, so that the host can save this run's events
+        // at exit whatever the store does. A new store's first runs make the
+        // identity the store then adopts.
+        let store_exists = self.settings.dir.join(tally_store::DB_FILE_NAME).exists();
+        let identity = self.spool.read_identity().or_else(|| {
+            let candidate = tally_store::Identity::generate().ok()?;
+            (!store_exists).then(|| self.spool.create_identity(&candidate).ok())?
+        });
+        let Some(identity) = identity else {
             return false;
         };
-        let backlog = self.spool.size(false);
-        if backlog.files >= FOLD_BACKLOG || backlog.bytes >= tally_store::spool::MAX_SPOOL_BYTES / 2 {
+        self.set_identity(identity);
+        if self.settings.upload == crate::UploadMode::Auto || !store_exists {
             return false;
         }
-        self.set_identity(identity);
-        true
+        let backlog = self.spool.size(false);
+        backlog.files < FOLD_BACKLOG && backlog.bytes < tally_store::spool::MAX_SPOOL_BYTES / 2
     }
 
     /// Finishes events with `identity` from now on, and lets the host do so too.
     fn set_identity(&mut self, identity: tally_store::Identity) {
+        if self.identity.as_ref().is_some_and(|known| {
+            known.install_id == identity.install_id && known.secret == identity.secret
+        }) {
+            return;
+        }
+        self.identity = Some(identity.clone());
         self.finisher = Some(Arc::new(Finisher {
             app: self.app.clone(),
             app_version: self.app_version.clone(),
@@ -419,41 +430,39 @@ impl Worker {
     /// was lost.
     fn spool_rest(&mut self, deadline: Instant) -> bool {
         let shared = Arc::clone(&self.shared);
-        let mut pending = shared.pending();
         if self.finisher.is_none() {
-            let mut lost = pending.len();
+            let mut lost = shared.pending().len();
             while shared.buffer.pop().is_some() {
                 lost += 1;
             }
             self.debug(format_args!("{lost} events lost: no install identity to hash them with"));
             return lost == 0;
         }
-        self.finish_queued(&mut pending, usize::MAX);
+        let batch = self.take_batch(usize::MAX);
         let drops = self.take_drops();
-        if pending.is_empty() && drops.is_empty() {
+        if batch.is_empty() && drops.is_empty() {
             return true;
         }
         let used = self.spool.size(false).bytes;
-        match self.spool.write(&pending, drops, used) {
+        match self.spool.write(&batch, drops, used) {
             Ok(written) => {
-                if written < pending.len() {
+                if written < batch.len() {
                     self.debug(format_args!(
                         "{} events dropped: the spool is at its bound of {} bytes",
-                        pending.len() - written,
+                        batch.len() - written,
                         tally_store::spool::MAX_SPOOL_BYTES
                     ));
                 }
-                pending.clear();
+                forget(&mut shared.pending(), &batch);
                 true
             }
             Err(err) => {
                 self.debug(format_args!(
                     "cannot spool {} events in {} ({err}); trying the store",
-                    pending.len(),
+                    batch.len(),
                     self.spool.dir().display()
                 ));
                 self.restore_drops(drops);
-                drop(pending);
                 self.write_directly(deadline)
             }
         }
@@ -524,7 +533,11 @@ directory); the next write that succeeds in this process counts them"
                 self.debug(format_args!("{reason}; keeping this run's events in memory only"));
             }
         }
-        match store.identity() {
+        let identity = match &self.identity {
+            Some(candidate) => store.adopt_identity(candidate),
+            None => store.identity(),
+        };
+        match identity {
             Ok(identity) => {
                 if *store.location() != tally_store::Location::Memory {
                     self.cache_identity(&identity);
@@ -562,22 +575,34 @@ directory); the next write that succeeds in this process counts them"
             pending.clear();
             return true;
         }
+        drop(pending);
         if self.store.is_none() {
             return false;
         }
         loop {
-            self.finish_queued(&mut pending, self.flush.max_batch);
+            let batch = self.take_batch(self.flush.max_batch);
             let drops = self.take_drops();
-            if pending.is_empty() && drops.is_empty() {
+            if batch.is_empty() && drops.is_empty() {
                 return true;
             }
-            if !self.write_pending(&mut pending, drops) {
+            if !self.write_pending(&batch, drops) {
                 return false;
             }
+            forget(&mut shared.pending(), &batch);
             if shared.buffer.is_empty() {
                 return true;
             }
         }
+    }
+
+    /// Finishes queued events into `pending` (up to `limit`) and returns a copy of
+    /// it to write: the events stay in `pending` until written, where the host can
+    /// still save them, and the lock is not held while writing.
+    fn take_batch(&mut self, limit: usize) -> Vec<tally_core::Event> {
+        let shared = Arc::clone(&self.shared);
+        let mut pending = shared.pending();
+        self.finish_queued(&mut pending, limit);
+        pending.clone()
     }
 
     fn take_drops(&mut self) -> DropCounts {
@@ -618,14 +643,13 @@ directory); the next write that succeeds in this process counts them"
     }
 
     /// Returns whether the pending batch was committed.
-    fn write_pending(&mut self, pending: &mut Vec<tally_core::Event>, drops: DropCounts) -> bool {
+    fn write_pending(&mut self, pending: &[tally_core::Event], drops: DropCounts) -> bool {
         for attempt in 0..2 {
             let Some(store) = self.store.as_mut() else {
                 break;
             };
             match store.insert_batch(pending, drops) {
                 Ok(_) => {
-                    pending.clear();
                     // Without fsyncs this costs a few page copies; it spares the next
                     // process to open the store from reading a long WAL.
                     let _ = store.checkpoint_now(BUSY_SLICE);
@@ -763,6 +787,7 @@ directory); the next write that succeeds in this process counts them"
     fn replace_corrupt_store(&mut self, reason: String) {
         self.store = None;
         self.finisher = None;
+        self.identity = None;
         self.publish();
         let options = OpenOptions {
             busy_timeout: self.flush.busy_timeout,
@@ -828,6 +853,14 @@ directory); the next write that succeeds in this process counts them"
         if let Some(reason) = damage {
             self.replace_corrupt_store(reason);
         }
+    }
+}
+
+/// Removes `saved` from the front of `pending`, unless the host took them meanwhile
+/// (then `pending` no longer starts with them).
+fn forget(pending: &mut Vec<tally_core::Event>, saved: &[tally_core::Event]) {
+    if pending.first().map(|event| event.id) == saved.first().map(|event| event.id) {
+        pending.drain(..saved.len().min(pending.len()));
     }
 }
 

@@ -190,7 +190,9 @@ fn a_canary_workspace_name_never_reaches_the_spool_bytes_at_any_level() {
             .into_iter()
             .filter(|path| path.extension().is_some_and(|ext| ext == "spool"))
             .collect();
-        assert_eq!(spooled.len(), 4, "level {level}: each run spools");
+        // At least one file per run (a run whose flush thread answered late may
+        // have its events spooled twice, which the fold stores once).
+        assert!(spooled.len() >= 4, "level {level}: {spooled:?}");
         for path in files_under(&sandbox.telemetry) {
             assert!(
                 !contains(&std::fs::read(&path).unwrap(), CANARY),
@@ -199,7 +201,8 @@ fn a_canary_workspace_name_never_reaches_the_spool_bytes_at_any_level() {
             );
         }
         let report = sandbox.fold();
-        assert_eq!(report.files, 4, "level {level}");
+        assert_eq!(report.files as usize, spooled.len(), "level {level}");
+        assert_eq!(report.inserted, 4 * 4, "level {level}");
     }
 }
 
@@ -208,12 +211,6 @@ fn purge_leaves_no_spool_and_do_not_track_writes_none() {
     let sandbox = seeded();
     let holder = LockHolder::start(&sandbox, Duration::from_secs(30), Duration::ZERO);
     assert!(sandbox.run(&["task", "done", "a"]).status.success());
-    let quiet = sandbox
-        .nexus(&["task", "done", "quiet"])
-        .env("DO_NOT_TRACK", "1")
-        .output()
-        .unwrap();
-    assert!(quiet.status.success());
     let spooled = |sandbox: &Sandbox| {
         sandbox
             .spool_files()
@@ -221,11 +218,19 @@ fn purge_leaves_no_spool_and_do_not_track_writes_none() {
             .filter(|path| !path.ends_with("identity"))
             .count()
     };
-    assert_eq!(spooled(&sandbox), 1, "DO_NOT_TRACK spooled something");
+    let before = spooled(&sandbox);
+    assert!(before >= 1);
+    let quiet = sandbox
+        .nexus(&["task", "done", "quiet"])
+        .env("DO_NOT_TRACK", "1")
+        .output()
+        .unwrap();
+    assert!(quiet.status.success());
+    assert_eq!(spooled(&sandbox), before, "DO_NOT_TRACK spooled something");
     // While the store is held, status cannot fold and says what waits.
     let status = sandbox.run(&["telemetry", "status"]);
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("spooled:    3 events in 1 files"), "{text}");
+    assert!(text.contains("spooled:    ") && text.contains("not folded in yet"), "{text}");
     drop(holder);
     let purged = sandbox.run(&["telemetry", "purge", "--yes"]);
     assert!(purged.status.success(), "{}", String::from_utf8_lossy(&purged.stderr));
