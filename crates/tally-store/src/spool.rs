@@ -126,6 +126,16 @@ impl Spool {
         size
     }
 
+    /// How many spool files wait (names only: one directory read).
+    pub fn count_files(&self) -> u64 {
+        let Ok(read) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        read.filter_map(Result::ok)
+            .filter(|entry| Kind::of(&entry.file_name().to_string_lossy()) != Kind::Other)
+            .count() as u64
+    }
+
     /// Writes `events` and `drops` as one new spool file. Events that would take the
     /// spool past [`MAX_SPOOL_BYTES`] are not written and are counted in
     /// `spool_full` instead; returns how many events were written.

@@ -10,7 +10,7 @@
 //! one place, and should a commit of the thread race the host's spool, the fold skips
 //! the events by id.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,15 @@ pub(crate) struct Shared {
     /// completes it from the spool's identity cache if the thread never got that far.
     unidentified: Finisher,
     pub(crate) spool: Spool,
+    /// Who saves this run's events at exit: [`SPOOLING`] until one side claims it,
+    /// [`WRITER`] once the thread opens the store (it then writes, folds and
+    /// maintains), [`HOST_EXITING`] once the host spools its own events at exit.
+    phase: AtomicU8,
 }
+
+const SPOOLING: u8 = 0;
+const WRITER: u8 = 1;
+const HOST_EXITING: u8 = 2;
 
 impl Shared {
     pub(crate) fn new(buffer: Buffer, spool: Spool, unidentified: Finisher) -> Shared {
@@ -78,7 +86,25 @@ impl Shared {
             finisher: Mutex::new(None),
             unidentified,
             spool,
+            phase: AtomicU8::new(SPOOLING),
         }
+    }
+
+    /// The thread's claim to open the store; false once the host is exiting, whose
+    /// process would cut any fold short.
+    pub(crate) fn claim_writer(&self) -> bool {
+        self.claim(WRITER) || self.phase.load(Ordering::Acquire) == WRITER
+    }
+
+    /// The host's claim to spool its own events at exit; false once the thread writes.
+    pub(crate) fn claim_host_exit(&self) -> bool {
+        self.claim(HOST_EXITING)
+    }
+
+    fn claim(&self, phase: u8) -> bool {
+        self.phase
+            .compare_exchange(SPOOLING, phase, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     pub(crate) fn pending(&self) -> MutexGuard<'_, Vec<Event>> {
@@ -91,6 +117,19 @@ impl Shared {
 
     pub(crate) fn publish(&self, finisher: Option<Arc<Finisher>>) {
         *self.finisher.lock().unwrap_or_else(PoisonError::into_inner) = finisher;
+    }
+
+    /// The thread's finisher, or one made from the spool's identity cache when the
+    /// thread has not published one yet.
+    pub(crate) fn finisher_or_cached(&self) -> Option<Arc<Finisher>> {
+        self.finisher().or_else(|| {
+            let identity = self.spool.read_identity()?;
+            Some(Arc::new(Finisher {
+                install_id: identity.install_id,
+                hasher: KeyedHasher::new(&identity.secret),
+                ..self.unidentified.clone()
+            }))
+        })
     }
 
     fn explain(&self, message: std::fmt::Arguments<'_>) {
@@ -119,15 +158,7 @@ unless it finishes before the process ends"
                 }
             }
         };
-        let cached = || {
-            let identity = self.spool.read_identity()?;
-            Some(Arc::new(Finisher {
-                install_id: identity.install_id,
-                hasher: KeyedHasher::new(&identity.secret),
-                ..self.unidentified.clone()
-            }))
-        };
-        let Some(finisher) = self.finisher().or_else(cached) else {
+        let Some(finisher) = self.finisher_or_cached() else {
             // Without the identity nothing can be hashed, so nothing may be written.
             let lost = pending.is_empty() && self.buffer.is_empty();
             self.explain(format_args!(
@@ -157,8 +188,9 @@ unless it finishes before the process ends"
         if finisher.debug {
             match &saved {
                 Ok(written) => eprintln!(
-                    "tally: {}: the flush thread did not answer in time; {written} events spooled by the host",
-                    finisher.app
+                    "tally: {}: {written} events spooled in {}, for the next writer to fold in",
+                    finisher.app,
+                    self.spool.dir().display()
                 ),
                 Err(err) => eprintln!(
                     "tally: {}: {} events lost: the flush thread did not answer in time and the spool cannot be \

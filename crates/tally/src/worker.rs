@@ -162,11 +162,34 @@ impl WorkerHandle {
     /// spools itself.
     pub(crate) fn shutdown(&self) -> bool {
         let deadline = Instant::now() + self.shutdown_timeout;
+        if self.spool_on_host(deadline) {
+            return true;
+        }
         let handover = deadline - HOST_TAKEOVER.min(self.shutdown_timeout / 4);
         if self.request_by(Control::Shutdown, handover) {
             return true;
         }
         self.shared.save_on_host(deadline)
+    }
+
+    /// A short run (the thread has not opened the store, and there is no backlog for
+    /// it to fold) spools its events from the host's thread: one small file, and no
+    /// wait for the thread to be scheduled. Returns whether it did.
+    fn spool_on_host(&self, deadline: Instant) -> bool {
+        let shared = &self.shared;
+        if shared.spool.count_files() >= FOLD_BACKLOG
+            || shared.finisher_or_cached().is_none()
+            || !shared.claim_host_exit()
+        {
+            return false;
+        }
+        if !shared.save_on_host(deadline) {
+            return false;
+        }
+        // The thread has nothing left to do; it ends on this or when the handle goes.
+        let (reply, _) = crossbeam_channel::bounded(1);
+        let _ = self.control.try_send(Control::Shutdown(reply, deadline));
+        true
     }
 
     fn request(&self, message: impl FnOnce(Sender<bool>, Instant) -> Control) -> bool {
@@ -221,8 +244,12 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) const BUSY_SLICE: Duration = Duration::from_millis(20);
 /// How often a running app folds other processes' spools in, at most.
 const FOLD_EVERY: Duration = Duration::from_secs(1);
-/// A process that finds this many spool files opens the store and folds them.
-const FOLD_BACKLOG: u64 = 16;
+/// A process that finds this many spool files opens the store and folds them: the
+/// cost of opening the store is shared by this many short runs.
+const FOLD_BACKLOG: u64 = 64;
+/// Longest a run's exit, or its fold at start, waits for another process's lock:
+/// spooling instead is as safe and costs microseconds.
+const SHORT_WAIT: Duration = Duration::from_millis(2);
 /// What is kept of the thread's exit deadline for spooling what could not be committed.
 const EXIT_SPOOL_MARGIN: Duration = Duration::from_millis(5);
 /// How long before its timeout the host stops waiting for the thread and saves what
@@ -366,12 +393,19 @@ impl Worker {
     /// Opens the store and does the start-up work a writer owes: fold the spool,
     /// maintenance when due, a background upload when due.
     fn become_writer(&mut self, control: &Receiver<Control>) {
-        if self.writer {
+        if self.writer || !self.shared.claim_writer() {
             return;
         }
         self.writer = true;
         self.open_store();
+        // A held store is not waited for here: the spool stays for a later fold.
+        if let Some(store) = &self.store {
+            let _ = store.set_busy_timeout(SHORT_WAIT);
+        }
         self.fold(control);
+        if let Some(store) = &self.store {
+            let _ = store.set_busy_timeout(BUSY_SLICE);
+        }
         self.maybe_maintain(control);
         self.maybe_upload_in_background();
     }
@@ -412,12 +446,10 @@ impl Worker {
             return self.flush_all();
         }
         if let Some(store) = &self.store {
-            // A lock held longer than a slice is not waited out: spooling is as safe
-            // and takes microseconds.
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .saturating_sub(EXIT_SPOOL_MARGIN)
-                .min(BUSY_SLICE);
+                .min(SHORT_WAIT);
             if !left.is_zero() && store.set_busy_timeout(left).is_ok() && self.flush_all() {
                 return true;
             }
