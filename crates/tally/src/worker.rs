@@ -98,6 +98,8 @@ pub(crate) struct WorkerHandle {
     control: Sender<Control>,
     max_batch: usize,
     shutdown_timeout: Duration,
+    /// A new store is made by the thread, never by the host's spool.
+    store_file: PathBuf,
 }
 
 /// What the flush thread needs to know about the app and its settings.
@@ -135,6 +137,7 @@ impl WorkerHandle {
             control,
             max_batch: config.flush.max_batch.max(1),
             shutdown_timeout: config.flush.shutdown_timeout,
+            store_file: config.settings.dir.join(tally_store::DB_FILE_NAME),
         };
         let worker = Worker::new(config, shared);
         std::thread::Builder::new()
@@ -177,7 +180,8 @@ impl WorkerHandle {
     /// wait for the thread to be scheduled. Returns whether it did.
     fn spool_on_host(&self, deadline: Instant) -> bool {
         let shared = &self.shared;
-        if shared.spool.count_files() >= FOLD_BACKLOG
+        if !self.store_file.exists()
+            || shared.spool.count_files() >= FOLD_BACKLOG
             || shared.finisher_or_cached().is_none()
             || !shared.claim_host_exit()
         {
@@ -254,7 +258,7 @@ const SHORT_WAIT: Duration = Duration::from_millis(2);
 const EXIT_SPOOL_MARGIN: Duration = Duration::from_millis(5);
 /// How long before its timeout the host stops waiting for the thread and saves what
 /// is left itself (at most a quarter of the timeout).
-const HOST_TAKEOVER: Duration = Duration::from_millis(20);
+const HOST_TAKEOVER: Duration = Duration::from_millis(30);
 
 impl Worker {
     fn new(config: WorkerConfig, shared: Arc<Shared>) -> Worker {

@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use sandbox::{Sandbox, contains, files_under};
 
+/// These tests start many processes each; one at a time keeps the machine as lightly
+/// loaded as the scenarios of issue 16 describe.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Stored `task_completed` events: raw rows, distinct ids, the rollups' count and the
 /// sessions' counters, which must all agree when each event is stored once.
 fn tasks_completed(sandbox: &Sandbox) -> [i64; 4] {
@@ -83,6 +91,7 @@ impl Drop for LockHolder {
 
 #[test]
 fn runs_while_another_process_holds_the_store_in_long_stretches_lose_nothing() {
+    let _serial = one_at_a_time();
     let sandbox = seeded();
     let holder = LockHolder::start(&sandbox, Duration::from_millis(400), Duration::from_millis(100));
     let mut slowest = Duration::ZERO;
@@ -94,7 +103,9 @@ fn runs_while_another_process_holds_the_store_in_long_stretches_lose_nothing() {
     }
     drop(holder);
     assert!(sandbox.run(&["task", "done", "after"]).status.success());
-    assert_eq!(tasks_completed(&sandbox), [41; 4]);
+    let spooled = sandbox.spool_files();
+    let report = sandbox.fold();
+    assert_eq!(tasks_completed(&sandbox), [41; 4], "{report:?} from {spooled:?}");
     // No run waited out a stretch of the lock: each exits within its 100 ms budget
     // plus its own work, well short of the 400 ms the lock is held for.
     assert!(slowest < Duration::from_millis(390), "the slowest run took {slowest:?}");
@@ -103,6 +114,7 @@ fn runs_while_another_process_holds_the_store_in_long_stretches_lose_nothing() {
 
 #[test]
 fn eight_processes_of_25_runs_each_store_every_event_in_20_trials() {
+    let _serial = one_at_a_time();
     let started = Instant::now();
     for trial in 0..20 {
         let sandbox = Arc::new(Sandbox::new());
@@ -111,23 +123,37 @@ fn eight_processes_of_25_runs_each_store_every_event_in_20_trials() {
             .map(|process| {
                 let sandbox = Arc::clone(&sandbox);
                 std::thread::spawn(move || {
+                    let mut said = String::new();
                     for run in 0..25 {
-                        let output = sandbox.run(&["task", "done", &format!("p{process}-{run}")]);
+                        let output = sandbox
+                            .nexus(&["task", "done", &format!("p{process}-{run}")])
+                            .env("NEXUS_TELEMETRY_DEBUG", "1")
+                            .output()
+                            .unwrap();
                         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                        let stderr = String::from_utf8_lossy(&output.stderr);
+                        for line in stderr.lines().filter(|line| line.starts_with("tally:")) {
+                            said.push_str(line);
+                            said.push('\n');
+                        }
                     }
+                    said
                 })
             })
             .collect();
-        for worker in workers {
-            worker.join().unwrap();
-        }
-        assert_eq!(tasks_completed(&sandbox), [201; 4], "trial {trial}");
+        let said: String = workers.into_iter().map(|worker| worker.join().unwrap()).collect();
+        let unusual: Vec<&str> = said
+            .lines()
+            .filter(|line| !line.contains("recording at") && !line.contains("spooled in"))
+            .collect();
+        assert_eq!(tasks_completed(&sandbox), [201; 4], "trial {trial}: {unusual:#?}");
     }
     eprintln!("8 x 25 runs, 20 trials: {:?}", started.elapsed());
 }
 
 #[test]
 fn folders_killed_at_any_point_store_each_spooled_event_once() {
+    let _serial = one_at_a_time();
     let sandbox = seeded();
     let mut seed = 0x9e37_79b9_u32;
     let mut random = move || {
@@ -174,6 +200,7 @@ fn folders_killed_at_any_point_store_each_spooled_event_once() {
 
 #[test]
 fn a_canary_workspace_name_never_reaches_the_spool_bytes_at_any_level() {
+    let _serial = one_at_a_time();
     const CANARY: &str = "canary-spool-m4x-merger";
     for level in ["basic", "enhanced", "full"] {
         let sandbox = seeded();
@@ -208,6 +235,7 @@ fn a_canary_workspace_name_never_reaches_the_spool_bytes_at_any_level() {
 
 #[test]
 fn purge_leaves_no_spool_and_do_not_track_writes_none() {
+    let _serial = one_at_a_time();
     let sandbox = seeded();
     let holder = LockHolder::start(&sandbox, Duration::from_secs(30), Duration::ZERO);
     assert!(sandbox.run(&["task", "done", "a"]).status.success());
