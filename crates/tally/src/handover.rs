@@ -4,15 +4,14 @@
 //!
 //! The thread publishes a [`Finisher`] (the identity and settings events are finished
 //! with) as soon as it has one, and keeps finished but uncommitted events in
-//! [`Shared::pending`], holding its lock while it finishes and writes them (each wait
-//! for the store bounded by a busy slice). At its deadline the host takes that lock,
-//! finishes what is still queued and spools everything: each event is then in exactly
-//! one place, and should a commit of the thread race the host's spool, the fold skips
-//! the events by id.
+//! [`Shared::pending`] until they are committed or spooled, holding its lock only
+//! while it moves or finishes events in memory (it writes a copy). At exit the host
+//! takes that lock, finishes what is still queued and spools everything: each event is
+//! then in at least one place, and should a commit or spool of the thread race the
+//! host's spool, the fold skips the events already stored by id.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use tally_core::{Event, EventContext, KeyedHasher, Level, Source, ValidationError};
 use tally_store::{DropCounts, Spool};
@@ -138,26 +137,12 @@ impl Shared {
         }
     }
 
-    /// The host's last resort at exit: spools everything finished or queued, waiting
-    /// for the flush thread's current write at most until `deadline`. Returns whether
-    /// nothing was lost.
-    pub(crate) fn save_on_host(&self, deadline: Instant) -> bool {
-        let mut pending = loop {
-            match self.pending.try_lock() {
-                Ok(pending) => break pending,
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    self.explain(format_args!(
-                        "the flush thread is still writing at the end of the exit budget; what it holds is lost \
-unless it finishes before the process ends"
-                    ));
-                    return false;
-                }
-            }
-        };
+    /// Spools everything finished or queued from the host's thread at exit. Returns
+    /// whether nothing was lost.
+    pub(crate) fn save_on_host(&self) -> bool {
+        // The thread holds this lock only while it moves or finishes events in memory
+        // (never while it waits for the store or the disk), so this wait is short.
+        let mut pending = self.pending();
         let Some(finisher) = self.finisher_or_cached() else {
             // Without the identity nothing can be hashed, so nothing may be written.
             let lost = pending.is_empty() && self.buffer.is_empty();

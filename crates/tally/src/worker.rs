@@ -172,7 +172,7 @@ impl WorkerHandle {
         if self.request_by(Control::Shutdown, handover) {
             return true;
         }
-        self.shared.save_on_host(deadline)
+        self.shared.save_on_host()
     }
 
     /// A short run (the thread has not opened the store, and there is no backlog for
@@ -187,7 +187,7 @@ impl WorkerHandle {
         {
             return false;
         }
-        if !shared.save_on_host(deadline) {
+        if !shared.save_on_host() {
             return false;
         }
         // The thread has nothing left to do; it ends on this or when the handle goes.
