@@ -136,9 +136,7 @@ impl Store {
         let files = match &self.location {
             Location::File(path) => {
                 let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |meta| meta.len());
-                let spool = path
-                    .parent()
-                    .map_or(0, |dir| crate::Spool::new(dir).size(false).bytes);
+                let spool = path.parent().map_or(0, |dir| crate::Spool::new(dir).size(false).bytes);
                 wal + spool
             }
             Location::Memory => 0,

@@ -50,6 +50,8 @@ use crate::{DropCounts, Identity, Store, StoreError};
 pub const SPOOL_DIR: &str = "spool";
 /// Longest the spool may grow (all its files); past it, events are dropped and counted.
 pub const MAX_SPOOL_BYTES: u64 = 8 * 1024 * 1024;
+/// From this many files on, the spool's bytes are counted for its bound.
+pub const EXACT_SIZE_FROM: u64 = 16;
 /// A claim or partly written file older than this belongs to a process that died.
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
 /// Most events folded in one transaction.
@@ -124,6 +126,18 @@ impl Spool {
             }
         }
         size
+    }
+
+    /// The bytes the spool holds, for its bound: counted exactly once
+    /// [`EXACT_SIZE_FROM`] files wait, and taken as none below that (so that a short
+    /// run's exit reads one directory and stats no file; a spool of so few files is
+    /// far below its bound).
+    pub fn used_bytes(&self) -> u64 {
+        if self.count_files() < EXACT_SIZE_FROM {
+            0
+        } else {
+            self.size(false).bytes
+        }
     }
 
     /// How many spool files wait (names only: one directory read).

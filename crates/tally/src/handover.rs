@@ -168,7 +168,7 @@ impl Shared {
         if pending.is_empty() && drops.is_empty() {
             return true;
         }
-        let used = self.spool.size(false).bytes;
+        let used = self.spool.used_bytes();
         let saved = self.spool.write(&pending, drops, used);
         if finisher.debug {
             match &saved {

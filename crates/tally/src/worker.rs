@@ -15,9 +15,10 @@
 //! Exit: what the thread cannot commit within the host's budget is finished and
 //! written to the spool (`tally_store::spool`), which the next writer folds in. A
 //! short-lived process whose store already has an identity cache skips SQLite
-//! altogether: it hashes with the cached secret and spools at exit, and only a
-//! process that finds a backlog of spool files, lives past the first flush interval
-//! or fills a batch opens the store (and folds the backlog while the host works).
+//! altogether: the host's thread hashes its events with the cached secret and spools
+//! them at exit (`crate::handover`), and only a process that finds a backlog of spool
+//! files, lives past the first flush interval or fills a batch opens the store (and
+//! folds the backlog while the host works).
 //! Writes wait for another process's lock in slices of [`BUSY_SLICE`], so a
 //! shutdown request is never stuck behind a busy wait longer than that.
 
@@ -365,15 +366,16 @@ impl Worker {
         if self.settings.upload == crate::UploadMode::Auto || !store_exists {
             return false;
         }
-        let backlog = self.spool.size(false);
-        backlog.files < FOLD_BACKLOG && backlog.bytes < tally_store::spool::MAX_SPOOL_BYTES / 2
+        self.spool.count_files() < FOLD_BACKLOG
     }
 
     /// Finishes events with `identity` from now on, and lets the host do so too.
     fn set_identity(&mut self, identity: tally_store::Identity) {
-        if self.identity.as_ref().is_some_and(|known| {
-            known.install_id == identity.install_id && known.secret == identity.secret
-        }) {
+        if self
+            .identity
+            .as_ref()
+            .is_some_and(|known| known.install_id == identity.install_id && known.secret == identity.secret)
+        {
             return;
         }
         self.identity = Some(identity.clone());
@@ -471,7 +473,9 @@ impl Worker {
             while shared.buffer.pop().is_some() {
                 lost += 1;
             }
-            self.debug(format_args!("{lost} events lost: no install identity to hash them with"));
+            self.debug(format_args!(
+                "{lost} events lost: no install identity to hash them with"
+            ));
             return lost == 0;
         }
         let batch = self.take_batch(usize::MAX);
@@ -479,7 +483,7 @@ impl Worker {
         if batch.is_empty() && drops.is_empty() {
             return true;
         }
-        let used = self.spool.size(false).bytes;
+        let used = self.spool.used_bytes();
         match self.spool.write(&batch, drops, used) {
             Ok(written) => {
                 if written < batch.len() {
@@ -652,7 +656,10 @@ directory); the next write that succeeds in this process counts them"
 
     /// Puts counts back that were not persisted, for the next write.
     fn restore_drops(&mut self, drops: DropCounts) {
-        self.shared.buffer.dropped.fetch_add(drops.buffer_full, Ordering::Relaxed);
+        self.shared
+            .buffer
+            .dropped
+            .fetch_add(drops.buffer_full, Ordering::Relaxed);
         self.invalid += drops.invalid;
         self.spool_failed += drops.spool_failed;
     }

@@ -137,7 +137,10 @@ fn main() {
         "warm-up runs should be recorded"
     );
 
-    println!("nexus task done ({}), on and off alternating, after {WARM_UP_RUNS} warm-up runs each", std::env::var("NEXUS_BIN").unwrap_or_else(|_| "this build".into()));
+    println!(
+        "nexus task done ({}), on and off alternating, after {WARM_UP_RUNS} warm-up runs each",
+        std::env::var("NEXUS_BIN").unwrap_or_else(|_| "this build".into())
+    );
     let free = measure(&dirs, runs);
     report("store free", runs, &free);
     assert_eq!(

@@ -185,7 +185,11 @@ fn folders_killed_at_any_point_store_each_spooled_event_once() {
     assert_eq!(tasks_completed(&sandbox), [200; 4]);
     let db = sandbox.db();
     let created: i64 = db
-        .query_row("SELECT count(*) FROM events WHERE name = 'workspace_created'", [], |row| row.get(0))
+        .query_row(
+            "SELECT count(*) FROM events WHERE name = 'workspace_created'",
+            [],
+            |row| row.get(0),
+        )
         .unwrap();
     let created_rollup: i64 = db
         .query_row(
@@ -259,7 +263,10 @@ fn purge_leaves_no_spool_and_do_not_track_writes_none() {
     // While the store is held, status cannot fold and says what waits.
     let status = sandbox.run(&["telemetry", "status"]);
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("spooled:    ") && text.contains("not folded in yet"), "{text}");
+    assert!(
+        text.contains("spooled:    ") && text.contains("not folded in yet"),
+        "{text}"
+    );
     drop(holder);
     let purged = sandbox.run(&["telemetry", "purge", "--yes"]);
     assert!(purged.status.success(), "{}", String::from_utf8_lossy(&purged.stderr));
