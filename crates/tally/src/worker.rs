@@ -170,8 +170,17 @@ impl WorkerHandle {
             return true;
         }
         let handover = deadline - HOST_TAKEOVER.min(self.shutdown_timeout / 4);
-        if self.request_by(Control::Shutdown, handover) {
-            return true;
+        let (reply, replied) = crossbeam_channel::bounded(1);
+        if self.control.send_deadline(Control::Shutdown(reply, handover), deadline).is_err() {
+            return self.shared.save_on_host();
+        }
+        if let Ok(saved) = replied.recv_deadline(handover) {
+            return saved;
+        }
+        // Without an identity the host cannot hash, so it gives the thread (opening,
+        // perhaps replacing, the store) the whole budget.
+        if self.shared.finisher_or_cached().is_none() {
+            return replied.recv_deadline(deadline).unwrap_or(false);
         }
         self.shared.save_on_host()
     }
