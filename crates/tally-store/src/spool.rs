@@ -384,11 +384,14 @@ impl Store {
             report.completed = true;
             return Ok(report);
         }
-        let identity = self.identity()?;
-        if spool
-            .read_identity()
-            .is_none_or(|cached| cached.install_id != identity.install_id)
-        {
+        // A store that has no identity yet (its first run exited before committing)
+        // takes the cached one its spooled events were hashed with.
+        let cached = spool.read_identity();
+        let identity = match &cached {
+            Some(cached) => self.adopt_identity(cached)?,
+            None => self.identity()?,
+        };
+        if cached.is_none_or(|cached| cached.install_id != identity.install_id) {
             let _ = spool.write_identity(&identity);
         }
         while ready.peek().is_some() {
