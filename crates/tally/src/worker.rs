@@ -171,7 +171,11 @@ impl WorkerHandle {
         }
         let handover = deadline - HOST_TAKEOVER.min(self.shutdown_timeout / 4);
         let (reply, replied) = crossbeam_channel::bounded(1);
-        if self.control.send_deadline(Control::Shutdown(reply, handover), deadline).is_err() {
+        if self
+            .control
+            .send_deadline(Control::Shutdown(reply, handover), deadline)
+            .is_err()
+        {
             return self.shared.save_on_host();
         }
         if let Ok(saved) = replied.recv_deadline(handover) {
