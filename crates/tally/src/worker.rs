@@ -48,9 +48,9 @@ enum Control {
     Wake,
     /// Write everything by the `Instant`; reply whether it was.
     Flush(Sender<bool>, Instant),
-    /// Write (or spool) everything, let a background upload use what is left of the
-    /// host's time budget (the `Instant`), reply, and end.
-    Shutdown(Sender<bool>, Instant),
+    /// Write (or spool) everything by the first `Instant`, let a background upload use
+    /// what is left of the host's time budget (until the second), reply, and end.
+    Shutdown(Sender<bool>, Instant, Instant),
 }
 
 /// Events waiting for the flush thread, bounded by a count.
@@ -171,11 +171,8 @@ impl WorkerHandle {
         }
         let handover = deadline - HOST_TAKEOVER.min(self.shutdown_timeout / 4);
         let (reply, replied) = crossbeam_channel::bounded(1);
-        if self
-            .control
-            .send_deadline(Control::Shutdown(reply, handover), deadline)
-            .is_err()
-        {
+        let message = Control::Shutdown(reply, handover, deadline);
+        if self.control.send_deadline(message, deadline).is_err() {
             return self.shared.save_on_host();
         }
         if let Ok(saved) = replied.recv_deadline(handover) {
@@ -186,7 +183,10 @@ impl WorkerHandle {
         if self.shared.finisher_or_cached().is_none() {
             return replied.recv_deadline(deadline).unwrap_or(false);
         }
-        self.shared.save_on_host()
+        let saved = self.shared.save_on_host();
+        // A background upload may still use the rest of the budget.
+        let _ = replied.recv_deadline(deadline);
+        saved
     }
 
     /// A short run (the thread has not opened the store, and there is no backlog for
@@ -206,7 +206,7 @@ impl WorkerHandle {
         }
         // The thread has nothing left to do; it ends on this or when the handle goes.
         let (reply, _) = crossbeam_channel::bounded(1);
-        let _ = self.control.try_send(Control::Shutdown(reply, deadline));
+        let _ = self.control.try_send(Control::Shutdown(reply, deadline, deadline));
         true
     }
 
@@ -339,8 +339,8 @@ impl Worker {
                     let _ = reply.send(self.flush_by(deadline));
                     last_flush = Instant::now();
                 }
-                Ok(Control::Shutdown(reply, deadline)) => {
-                    let saved = self.flush_at_exit(deadline);
+                Ok(Control::Shutdown(reply, save_by, deadline)) => {
+                    let saved = self.flush_at_exit(save_by);
                     // A background upload may finish within the host's budget; past
                     // it, the host exits and the upload is tried again later.
                     if let Some(upload) = self.upload.take() {
