@@ -26,6 +26,7 @@
 //! - [`stats`]: the period summaries behind stats, insights, reports and the dashboard.
 //! - [`sync`]: the upload cursor and the collector's refusals.
 //! - [`openmetrics`]: metric families that the SDK's export and the collector's `/metrics` share.
+//! - [`spool`]: events spooled by processes that exited before committing, and folding them in.
 
 mod error;
 pub mod histogram;
@@ -38,6 +39,7 @@ pub mod retention;
 pub mod rollup;
 pub mod schema;
 pub mod sessions;
+pub mod spool;
 pub mod stats;
 pub mod sync;
 mod write;
@@ -46,6 +48,7 @@ pub use error::StoreError;
 pub use identity::Identity;
 pub use open::{Location, OpenOptions, Recovery, Synchronous};
 pub use retention::{MaintenanceReport, RetentionPolicy};
+pub use spool::{FoldReport, Spool, SpoolSize};
 pub use write::{BatchOutcome, DropCounts};
 
 use rusqlite::Connection;
@@ -70,6 +73,11 @@ impl Store {
     /// methods of this crate, which own the store's tables and their SQL.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// How long the next writes wait for another process's lock before answering busy.
+    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        Ok(self.conn.busy_timeout(timeout)?)
     }
 
     /// `PRAGMA quick_check`: `Ok(())` when the file's structure is sound.

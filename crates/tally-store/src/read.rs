@@ -83,6 +83,8 @@ impl Store {
         Ok(DropCounts {
             buffer_full: read("dropped_buffer_full")?,
             invalid: read("dropped_invalid")?,
+            spool_full: read("dropped_spool_full")?,
+            spool_failed: read("dropped_spool_failed")?,
         })
     }
 

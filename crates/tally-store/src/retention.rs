@@ -128,18 +128,20 @@ impl Store {
         Ok(deleted_total)
     }
 
-    /// The store's size: pages in use plus the WAL file.
+    /// The store's size: pages in use plus the WAL file and the spool.
     pub fn size_bytes(&self) -> Result<u64, StoreError> {
         let page_size: u64 = self.conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         let pages: u64 = self.conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
         let free: u64 = self.conn.query_row("PRAGMA freelist_count", [], |row| row.get(0))?;
-        let wal = match &self.location {
-            Location::File(path) => std::fs::metadata(format!("{}-wal", path.display()))
-                .map(|meta| meta.len())
-                .unwrap_or(0),
+        let files = match &self.location {
+            Location::File(path) => {
+                let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |meta| meta.len());
+                let spool = path.parent().map_or(0, |dir| crate::Spool::new(dir).size(false).bytes);
+                wal + spool
+            }
             Location::Memory => 0,
         };
-        Ok((pages - free) * page_size + wal)
+        Ok((pages - free) * page_size + files)
     }
 
     /// Deletes up to `limit` of the oldest raw events (only those before `before`, if

@@ -23,12 +23,40 @@ pub struct DropCounts {
     pub buffer_full: u64,
     /// Dropped because they broke a validation rule.
     pub invalid: u64,
+    /// Not spooled at exit because the spool was at its size bound.
+    pub spool_full: u64,
+    /// Lost on the way through the spool: a spool file could not be written (full
+    /// disk, unwritable directory) or a record of one was torn by a crash.
+    pub spool_failed: u64,
 }
 
 impl DropCounts {
     /// Whether nothing was dropped.
     pub fn is_empty(&self) -> bool {
-        self.buffer_full == 0 && self.invalid == 0
+        self.total() == 0
+    }
+
+    /// Every drop, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.buffer_full + self.invalid + self.spool_full + self.spool_failed
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: DropCounts) {
+        self.buffer_full += other.buffer_full;
+        self.invalid += other.invalid;
+        self.spool_full += other.spool_full;
+        self.spool_failed += other.spool_failed;
+    }
+
+    /// The `meta` key each count is kept under, with the count.
+    pub(crate) fn by_key(&self) -> [(&'static str, u64); 4] {
+        [
+            ("dropped_buffer_full", self.buffer_full),
+            ("dropped_invalid", self.invalid),
+            ("dropped_spool_full", self.spool_full),
+            ("dropped_spool_failed", self.spool_failed),
+        ]
     }
 }
 
@@ -226,10 +254,7 @@ fn add_drop_counts(tx: &Transaction<'_>, drops: DropCounts) -> Result<(), StoreE
         "INSERT INTO meta (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
     )?;
-    for (key, count) in [
-        ("dropped_buffer_full", drops.buffer_full),
-        ("dropped_invalid", drops.invalid),
-    ] {
+    for (key, count) in drops.by_key() {
         if count > 0 {
             add.execute((key, count.to_string()))?;
         }

@@ -55,6 +55,7 @@ pub mod cli;
 mod command;
 pub mod config;
 mod environment;
+mod handover;
 pub mod input;
 #[cfg(any(feature = "upload", feature = "cli"))]
 pub mod otlp;

@@ -166,7 +166,8 @@ impl Drop for Inner {
         }
         if let Sink::Worker(worker) = &self.sink {
             // Bounded by the shutdown timeout: a locked or slow store costs the host at
-            // most that long, and what was not written in time is lost, never waited for.
+            // most that long, and what was not committed in time is spooled for the next
+            // writer, never waited for.
             worker.shutdown();
         }
     }

@@ -46,7 +46,9 @@ pub(crate) fn set_level(target: &Target, level: Option<Level>, out: &mut dyn Wri
 
 /// Deletes everything recorded, after asking on a terminal.
 pub(crate) fn purge(target: &Target, yes: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let spool = tally_store::Spool::new(&target.settings().dir);
     let Some(mut store) = target.open_existing()? else {
+        spool.remove_all()?;
         writeln!(out, "nothing to purge: {} has no telemetry store", target.app)?;
         return Ok(());
     };
@@ -71,6 +73,7 @@ pub(crate) fn purge(target: &Target, yes: bool, out: &mut dyn Write) -> Result<(
         }
     }
     store.purge()?;
+    spool.remove_all()?;
     writeln!(
         out,
         "purged {} events, {} sessions and all rollups of {}; the file holds no trace of them",

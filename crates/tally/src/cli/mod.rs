@@ -32,6 +32,9 @@ pub use record::RecordArgs;
 
 use crate::config::{ConfigError, Settings};
 
+/// How long a command waits for another process's lock to fold the spool in.
+const FOLD_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The commands a host mounts under its own name (`nexus telemetry <command>`).
 #[derive(Debug, Clone, Subcommand)]
 pub enum TelemetryCommand {
@@ -305,13 +308,26 @@ impl Target {
         self.settings().dir.join(tally_store::DB_FILE_NAME)
     }
 
-    /// Opens the store if it exists; reading commands never create one.
+    /// Opens the store if it exists, with the events other processes spooled folded
+    /// in; reading commands never create one. A fold kept from finishing (another
+    /// process holds the store) leaves the rest spooled, which `status` shows.
     fn open_existing(&self) -> Result<Option<Store>, CliError> {
         let settings = self.settings();
         if !settings.dir.join(tally_store::DB_FILE_NAME).exists() {
             return Ok(None);
         }
-        Ok(Some(Store::open(&settings.dir, &OpenOptions::default())?))
+        let options = OpenOptions::default();
+        let mut store = Store::open(&settings.dir, &options)?;
+        // A command does not wait out another process's long write for this: what
+        // stays spooled is shown by `status` and folded by the next writer.
+        store.set_busy_timeout(FOLD_BUSY_TIMEOUT)?;
+        if let Err(err) = store.fold_spools(&|| false) {
+            if settings.debug {
+                eprintln!("tally: {}: spooled events not folded in yet: {err}", self.app);
+            }
+        }
+        store.set_busy_timeout(options.busy_timeout)?;
+        Ok(Some(store))
     }
 
     /// Opens the store, or explains that nothing was recorded yet.

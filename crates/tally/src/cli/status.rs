@@ -68,13 +68,25 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
     writeln!(out, "  sessions:   {}", human::count(status.sessions))?;
     writeln!(out, "  oldest:     {}", status.oldest.as_deref().unwrap_or("-"))?;
     writeln!(out, "  newest:     {}", status.newest.as_deref().unwrap_or("-"))?;
-    let dropped = status.drops.buffer_full + status.drops.invalid;
+    let spooled = tally_store::Spool::new(&settings.dir).size(true);
+    if spooled.files > 0 {
+        writeln!(
+            out,
+            "  spooled:    {} events in {} files ({}), not folded in yet: another process holds the store",
+            human::count(spooled.events),
+            human::count(spooled.files),
+            human::bytes(spooled.bytes)
+        )?;
+    }
+    let drops = &status.drops;
     writeln!(
         out,
-        "  dropped:    {} ({} buffer full, {} invalid)",
-        human::count(dropped),
-        human::count(status.drops.buffer_full),
-        human::count(status.drops.invalid)
+        "  dropped:    {} ({} buffer full, {} invalid, {} spool full, {} spool unwritable or torn)",
+        human::count(drops.total()),
+        human::count(drops.buffer_full),
+        human::count(drops.invalid),
+        human::count(drops.spool_full),
+        human::count(drops.spool_failed)
     )?;
     if settings.upload != UploadMode::Local {
         let since = settings.upload_since.unwrap_or_else(tally_core::time::now_millis);
