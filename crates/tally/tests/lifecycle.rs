@@ -16,7 +16,16 @@ fn child_opens_and_records_one_event() {
         return;
     }
     let before = threads();
-    let telemetry = Telemetry::builder(child::APP).version("1.0.0").open();
+    let mut builder = Telemetry::builder(child::APP).version("1.0.0");
+    // Tests of recovery, not of the exit budget, give the flush thread time to finish
+    // on a loaded machine: a run that outlives its budget loses its events on purpose.
+    if let Some(ms) = std::env::var("LIFECYCLE_SHUTDOWN_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        builder = builder.shutdown_timeout(Duration::from_millis(ms));
+    }
+    let telemetry = builder.open();
     let after = threads();
     println!(
         "RESULT enabled={} threads_started={}",
@@ -248,7 +257,7 @@ fn corrupt_store_is_moved_aside_and_recording_goes_on() {
         b"this is not a database, it is a shopping list".repeat(200),
     )
     .unwrap();
-    let (results, _) = open_and_record(&dir, &[]);
+    let (results, _) = open_and_record(&dir, &[("LIFECYCLE_SHUTDOWN_MS", "10000")]);
     assert_eq!(results, ["enabled=true threads_started=1"]);
     let moved: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
