@@ -8,6 +8,7 @@
 
 mod cli;
 mod collector;
+mod otlp;
 mod report_html;
 // The SDK's tests own the scripted collector; `sync` uses only part of it.
 #[path = "../../tally/tests/scripted_collector.rs"]
