@@ -14,6 +14,7 @@
 //! # Layout
 //! - [`config`]: settings. [`error`]: the one error type and its JSON shape.
 //! - [`auth`]: keys, their check, rate limits. [`body`]: bounded, gzip-aware bodies.
+//! - [`cors`]: CORS on the ingest routes; [`beacon`]: their `sendBeacon` form.
 //! - [`actions`]: the registry shared by `POST /v1/actions` and the REST routes.
 //! - [`ingest`], [`stats`], [`read`], [`stream`], [`metrics`], [`openapi`]: the routes.
 //! - [`committer`]: group commit. [`storage`]: the `Store` trait, SQLite and PostgreSQL.
@@ -21,9 +22,11 @@
 
 pub mod actions;
 pub mod auth;
+pub mod beacon;
 pub mod body;
 pub mod committer;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod files;
 pub mod ingest;
@@ -122,6 +125,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(read::readyz))
         .route("/openapi.json", get(openapi::handler))
         .fallback(read::no_route)
+        .layer(middleware::from_fn(beacon::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), cors::layer))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
