@@ -1,0 +1,41 @@
+// Ids made on the client: UUIDv7 for events and sessions (time-ordered, so the
+// collector's indexes stay compact), a random UUIDv4 for the install. Nothing is
+// derived from the device or the person.
+
+/** Fills a buffer with cryptographically strong random bytes. */
+export type RandomFill = (bytes: Uint8Array) => void;
+
+const HEX: string[] = [];
+for (let i = 0; i < 256; i++) HEX.push((i + 0x100).toString(16).slice(1));
+
+function format(b: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < 16; i++) {
+    if (i === 4 || i === 6 || i === 8 || i === 10) out += "-";
+    out += HEX[b[i]];
+  }
+  return out;
+}
+
+/** A UUIDv7 for `nowMs`: 48 bits of Unix milliseconds, then 74 random bits. */
+export function uuidv7(random: RandomFill, nowMs: number): string {
+  const b = new Uint8Array(16);
+  random(b);
+  let ms = Math.floor(nowMs);
+  for (let i = 5; i >= 0; i--) {
+    b[i] = ms % 256;
+    ms = Math.floor(ms / 256);
+  }
+  b[6] = (b[6] & 0x0f) | 0x70;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  return format(b);
+}
+
+/** A random UUIDv4. */
+export function uuidv4(random: RandomFill): string {
+  const b = new Uint8Array(16);
+  random(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  return format(b);
+}
