@@ -59,7 +59,7 @@ export async function startCollector(origins) {
     let log = "";
     child.stderr.on("data", (chunk) => {
       log += chunk;
-      const match = log.match(/listening on (http:\/\/[^\s]+)/);
+      const match = log.match(/listening on (http:\/\/\S+) \(/);
       if (match) resolve(match[1]);
     });
     child.on("exit", (code) => reject(new Error(`tally serve exited (${code}): ${log}`)));
@@ -68,7 +68,9 @@ export async function startCollector(origins) {
     const response = await fetch(`${url}/v1/events?install_id=${installId}&limit=1000`, {
       headers: { authorization: `Bearer ${admin}` },
     });
-    if (response.status !== 200) throw new Error(`GET /v1/events: ${response.status}`);
+    if (response.status !== 200) {
+      throw new Error(`GET /v1/events: ${response.status} ${await response.text()}`);
+    }
     return (await response.json()).events;
   };
   return { url, ingest, admin, stored, stop: () => child.kill("SIGTERM") };
