@@ -17,10 +17,25 @@ function format(b: Uint8Array): string {
   return out;
 }
 
+// Random bytes are drawn 4 KiB at a time: one call into the platform's generator
+// costs more than the rest of making an id.
+const pool = new Uint8Array(4096);
+let used = pool.length;
+let poolSource: RandomFill | null = null;
+
+function randomBytes(random: RandomFill): Uint8Array {
+  if (used + 16 > pool.length || poolSource !== random) {
+    random(pool);
+    used = 0;
+    poolSource = random;
+  }
+  used += 16;
+  return pool.slice(used - 16, used);
+}
+
 /** A UUIDv7 for `nowMs`: 48 bits of Unix milliseconds, then 74 random bits. */
 export function uuidv7(random: RandomFill, nowMs: number): string {
-  const b = new Uint8Array(16);
-  random(b);
+  const b = randomBytes(random);
   let ms = Math.floor(nowMs);
   for (let i = 5; i >= 0; i--) {
     b[i] = ms % 256;

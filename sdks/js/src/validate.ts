@@ -51,33 +51,58 @@ export interface ValidationError {
 }
 
 const SOURCES = ["cli", "web", "mobile", "backend", "extension"];
-const FIELDS = new Set([
-  "id",
-  "ts",
-  "app",
-  "app_version",
-  "source",
-  "type",
-  "name",
-  "command",
-  "session_id",
-  "install_id",
-  "workspace",
-  "target_type",
-  "target_id",
-  "duration_ms",
-  "success",
-  "error_category",
-  "error_message",
-  "props",
-]);
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
-const APP = /^[a-z][a-z0-9_-]*$/;
-const IDENTIFIER = /^[a-z][a-z0-9_]*$/;
-const TOKEN = /^[A-Za-z0-9._+:-]+$/;
-const COMMAND = /^[a-z][a-z0-9 _.:-]*$/;
 const HASHED = /^h1:[0-9a-f]{24}$/;
+
+/** A character rule: the pattern, and the words validate.rs uses for it. */
+type Shape = [pattern: RegExp, characters: string, startsWithLetter: boolean, note?: string];
+const APP: Shape = [/^[a-z][a-z0-9_-]*$/, "a-z, 0-9, _ and -", true];
+const IDENTIFIER: Shape = [/^[a-z][a-z0-9_]*$/, "a-z, 0-9 and _", true];
+const TOKEN: Shape = [/^[A-Za-z0-9._+:-]+$/, "A-Z, a-z, 0-9 and . _ - + :", false];
+const COMMAND: Shape = [
+  /^[a-z][a-z0-9 _.:-]*$/,
+  "a-z, 0-9, space and _ - . :",
+  true,
+  ": a subcommand path, never its arguments",
+];
+
+/** Every wire field, its JSON type, and whether it is required. */
+const FIELDS: [field: string, type: string, required: boolean][] = (
+  [
+    ["id", "string!"],
+    ["ts", "string!"],
+    ["app", "string!"],
+    ["app_version", "string!"],
+    ["source", "string!"],
+    ["type", "string!"],
+    ["name", "string!"],
+    ["command", "string"],
+    ["session_id", "string!"],
+    ["install_id", "string!"],
+    ["workspace", "string"],
+    ["target_type", "string"],
+    ["target_id", "string"],
+    ["duration_ms", "number"],
+    ["success", "boolean"],
+    ["error_category", "string"],
+    ["error_message", "string"],
+    ["props", "object"],
+  ] as const
+).map(([field, type]) => [field, type.replace("!", ""), type.endsWith("!")]);
+const KNOWN = new Map(FIELDS.map(([field, type, required]) => [field, [type, required] as const]));
+const REQUIRED = FIELDS.filter(([, , required]) => required).length;
+
+/** The string fields checked by character rules, in validate.rs's order. */
+const STRINGS: [field: keyof TallyEvent, shape: Shape, max: number][] = [
+  ["app", APP, MAX_APP_LEN],
+  ["app_version", TOKEN, MAX_APP_VERSION_LEN],
+  ["type", IDENTIFIER, MAX_NAME_LEN],
+  ["name", IDENTIFIER, MAX_NAME_LEN],
+  ["command", COMMAND, MAX_COMMAND_LEN],
+  ["session_id", TOKEN, MAX_ID_LEN],
+  ["install_id", TOKEN, MAX_ID_LEN],
+];
 
 /** UTF-8 length of `text`, as Rust's `str::len` counts it. */
 export function utf8Length(text: string): number {
@@ -105,61 +130,52 @@ function fail(field: string, rule: string): ValidationError {
   return { field, rule };
 }
 
-function identifier(field: string, value: string, max: number): ValidationError | null {
-  if (value.length > 0 && value.length <= max && IDENTIFIER.test(value)) return null;
-  return fail(
-    field,
-    `must be 1 to ${max} characters of a-z, 0-9 and _, starting with a letter (got ${shown(value)})`,
-  );
+function check(
+  field: string,
+  value: string,
+  [pattern, characters, letter, note = ""]: Shape,
+  max: number,
+) {
+  return value.length > 0 && value.length <= max && pattern.test(value)
+    ? null
+    : fail(
+        field,
+        `must be 1 to ${max} characters of ${characters}${letter ? ", starting with a letter" : ""}${note} (got ${shown(value)})`,
+      );
 }
 
-function token(field: string, value: string, max: number): ValidationError | null {
-  if (value.length > 0 && value.length <= max && TOKEN.test(value)) return null;
-  return fail(
-    field,
-    `must be 1 to ${max} characters of A-Z, a-z, 0-9 and . _ - + : (got ${shown(value)})`,
-  );
-}
-
-function hashed(field: string, value: string): ValidationError | null {
-  if (HASHED.test(value)) return null;
-  return fail(
-    field,
-    "must be a keyed hash: h1: followed by 24 lowercase hex digits (names are never sent in clear)",
-  );
+function hashed(field: string, value: string | undefined): ValidationError | null {
+  return value === undefined || HASHED.test(value)
+    ? null
+    : fail(
+        field,
+        "must be a keyed hash: h1: followed by 24 lowercase hex digits (names are never sent in clear)",
+      );
 }
 
 /** Checks `app` alone: the rule for events and for `createTally({ app })`. */
 export function checkApp(app: string): ValidationError | null {
-  if (app.length > 0 && app.length <= MAX_APP_LEN && APP.test(app)) return null;
-  return fail(
-    "app",
-    `must be 1 to ${MAX_APP_LEN} characters of a-z, 0-9, _ and -, starting with a letter (got ${shown(app)})`,
-  );
+  return check("app", app, APP, MAX_APP_LEN);
 }
 
-/** The types the wire form allows; the collector refuses anything else while reading. */
-function checkShape(event: Record<string, unknown>): ValidationError | null {
-  for (const key of Object.keys(event)) {
-    if (event[key] === undefined) continue;
-    if (!FIELDS.has(key)) return fail(key, "unknown field");
-  }
-  const strings = ["id", "ts", "app", "app_version", "type", "name", "session_id", "install_id"];
-  for (const key of strings) {
-    if (typeof event[key] !== "string") return fail(key, "is required and must be a string");
-  }
-  const optionalStrings = [
-    "command",
-    "workspace",
-    "target_type",
-    "target_id",
-    "error_category",
-    "error_message",
-  ];
-  for (const key of optionalStrings) {
-    if (event[key] !== undefined && typeof event[key] !== "string") {
-      return fail(key, "must be a string");
+/** The JSON types of the wire form; the collector refuses anything else while reading. */
+function checkTypes(event: Record<string, unknown>): ValidationError | null {
+  // One pass over what is there; only a missing field needs a second look.
+  let required = 0;
+  for (const field in event) {
+    const value = event[field];
+    if (value === undefined) continue;
+    const known = KNOWN.get(field);
+    if (!known) return fail(field, "unknown field");
+    const [type] = known;
+    if (typeof value !== type || value === null || Array.isArray(value)) {
+      return fail(field, `must be a JSON ${type === "object" ? "object of flat values" : type}`);
     }
+    if (known[1]) required++;
+  }
+  if (required < REQUIRED) {
+    const [missing] = FIELDS.find(([field, , needed]) => needed && event[field] === undefined)!;
+    return fail(missing, "is required");
   }
   if (!SOURCES.includes(event.source as string)) {
     return fail(
@@ -168,34 +184,23 @@ function checkShape(event: Record<string, unknown>): ValidationError | null {
     );
   }
   if (!RFC3339.test(event.ts as string)) return fail("ts", "must be an RFC 3339 timestamp");
-  const duration = event.duration_ms;
-  if (duration !== undefined && !(Number.isSafeInteger(duration) && (duration as number) >= 0)) {
+  const duration = event.duration_ms as number | undefined;
+  if (duration !== undefined && !(Number.isSafeInteger(duration) && duration >= 0)) {
     return fail("duration_ms", "must be a whole number of milliseconds, at least 0");
-  }
-  if (event.success !== undefined && typeof event.success !== "boolean") {
-    return fail("success", "must be true or false");
-  }
-  const props = event.props;
-  if (
-    props !== undefined &&
-    (typeof props !== "object" || props === null || Array.isArray(props))
-  ) {
-    return fail("props", "must be an object of flat values");
   }
   return null;
 }
 
 function checkProps(props: Props | undefined): ValidationError | null {
-  if (props === undefined) return null;
-  const keys = Object.keys(props);
+  const keys = Object.keys(props ?? {});
   if (keys.length > MAX_PROPS) {
     return fail("props", `must have at most ${MAX_PROPS} keys, got ${keys.length}`);
   }
   for (const key of keys) {
     const field = `props.${key}`;
-    const broken = identifier(field, key, MAX_NAME_LEN);
+    const value: unknown = props![key];
+    const broken = check(field, key, IDENTIFIER, MAX_NAME_LEN);
     if (broken) return broken;
-    const value: unknown = props[key];
     if (typeof value === "string") {
       const bytes = utf8Length(value);
       if (bytes > MAX_PROP_STRING_LEN) {
@@ -215,65 +220,66 @@ function checkProps(props: Props | undefined): ValidationError | null {
 
 /** The first rule `event` breaks, in the collector's order, or null when it is valid. */
 export function validateEvent(event: TallyEvent): ValidationError | null {
-  const e = event as unknown as Record<string, unknown>;
-  const shape = checkShape(e);
-  if (shape) return shape;
+  const types = checkTypes(event as unknown as Record<string, unknown>);
+  if (types) return types;
   if (!UUID_V7.test(event.id)) return fail("id", "must be a UUIDv7");
-  const broken =
-    checkApp(event.app) ??
-    token("app_version", event.app_version, MAX_APP_VERSION_LEN) ??
-    identifier("type", event.type, MAX_NAME_LEN) ??
-    identifier("name", event.name, MAX_NAME_LEN) ??
-    checkCommand(event.command) ??
-    token("session_id", event.session_id, MAX_ID_LEN) ??
-    token("install_id", event.install_id, MAX_ID_LEN) ??
-    (event.workspace === undefined ? null : hashed("workspace", event.workspace)) ??
-    checkTarget(event.target_type, event.target_id) ??
-    checkRest(event);
-  if (broken) return broken;
-  const size = utf8Length(JSON.stringify(event));
-  if (size > MAX_EVENT_BYTES) {
-    return fail("event", `must serialize to at most ${MAX_EVENT_BYTES} bytes of JSON, got ${size}`);
+  for (const [field, shape, max] of STRINGS) {
+    const value = event[field] as string | undefined;
+    const broken = value === undefined ? null : check(field, value, shape, max);
+    if (broken) return broken;
   }
-  return null;
-}
-
-function checkCommand(command: string | undefined): ValidationError | null {
-  if (command === undefined) return null;
-  if (command.length > 0 && command.length <= MAX_COMMAND_LEN && COMMAND.test(command)) {
-    return null;
+  const workspace = hashed("workspace", event.workspace);
+  if (workspace) return workspace;
+  const hasType = event.target_type !== undefined;
+  if (hasType !== (event.target_id !== undefined)) {
+    const [missing, present] = hasType
+      ? ["target_id", "target_type"]
+      : ["target_type", "target_id"];
+    return fail(missing, `is required when ${present} is set`);
   }
-  return fail(
-    "command",
-    `must be 1 to ${MAX_COMMAND_LEN} characters of a-z, 0-9, space and _ - . :, starting with a letter: a subcommand path, never its arguments (got ${shown(command)})`,
-  );
-}
-
-function checkTarget(type?: string, id?: string): ValidationError | null {
-  if (type !== undefined && id !== undefined) {
-    return identifier("target_type", type, MAX_NAME_LEN) ?? hashed("target_id", id);
+  if (event.target_type !== undefined) {
+    const target =
+      check("target_type", event.target_type, IDENTIFIER, MAX_NAME_LEN) ??
+      hashed("target_id", event.target_id);
+    if (target) return target;
   }
-  if (type !== undefined) return fail("target_id", "is required when target_type is set");
-  if (id !== undefined) return fail("target_type", "is required when target_id is set");
-  return null;
-}
-
-function checkRest(event: TallyEvent): ValidationError | null {
-  if (event.duration_ms !== undefined && event.duration_ms > MAX_DURATION_MS) {
+  if (event.duration_ms! > MAX_DURATION_MS) {
     return fail(
       "duration_ms",
       `must be at most ${MAX_DURATION_MS} (30 days), got ${event.duration_ms}`,
     );
   }
-  if (event.error_category !== undefined) {
-    const broken = identifier("error_category", event.error_category, MAX_NAME_LEN);
-    if (broken) return broken;
+  const category = event.error_category;
+  const bad =
+    category === undefined ? null : check("error_category", category, IDENTIFIER, MAX_NAME_LEN);
+  if (bad) return bad;
+  const message = utf8Length(event.error_message ?? "");
+  if (message > MAX_ERROR_MESSAGE_LEN) {
+    return fail("error_message", `must be at most ${MAX_ERROR_MESSAGE_LEN} bytes, got ${message}`);
   }
-  if (event.error_message !== undefined) {
-    const bytes = utf8Length(event.error_message);
-    if (bytes > MAX_ERROR_MESSAGE_LEN) {
-      return fail("error_message", `must be at most ${MAX_ERROR_MESSAGE_LEN} bytes, got ${bytes}`);
-    }
+  const props = checkProps(event.props);
+  if (props) return props;
+  // Serializing costs more than the rest of the check; skip it when even the worst
+  // case (every character escaped as \uXXXX) cannot reach the limit.
+  if (worstCaseBytes(event) <= MAX_EVENT_BYTES) return null;
+  const size = utf8Length(JSON.stringify(event));
+  return size > MAX_EVENT_BYTES
+    ? fail("event", `must serialize to at most ${MAX_EVENT_BYTES} bytes of JSON, got ${size}`)
+    : null;
+}
+
+/** An upper bound of the event's JSON size: names and punctuation, six bytes per
+ * UTF-16 unit of every string, 25 per number or bool. */
+function worstCaseBytes(event: TallyEvent): number {
+  let bytes = 400;
+  for (const value of Object.values(event)) {
+    if (typeof value === "string") bytes += 6 * value.length + 3;
+    else if (typeof value === "object") {
+      for (const key in value) {
+        const item = (value as Props)[key];
+        bytes += 6 * key.length + 4 + (typeof item === "string" ? 6 * item.length + 3 : 25);
+      }
+    } else bytes += 25;
   }
-  return checkProps(event.props);
+  return bytes;
 }
