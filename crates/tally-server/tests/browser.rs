@@ -289,3 +289,27 @@ fn a_bad_origin_in_the_config_is_refused_with_its_name() {
     assert!(err.starts_with("cors_allowed_origins:"), "{err}");
     assert!(err.contains("no trailing slash"), "{err}");
 }
+
+#[test]
+fn openapi_describes_the_beacon_form_and_cors() {
+    let document = tally_server::openapi::document();
+    assert_eq!(
+        document["components"]["securitySchemes"]["ingestKeyQuery"]["in"],
+        "query"
+    );
+    for path in ["/v1/events", "/v1/events/batch"] {
+        let post = &document["paths"][path]["post"];
+        assert!(
+            post["security"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"ingestKeyQuery": []})),
+            "{path}"
+        );
+        assert!(post["requestBody"]["content"]["text/plain"].is_object(), "{path}");
+    }
+    let admin = &document["paths"]["/v1/stats"]["get"]["security"];
+    assert!(!admin.as_array().unwrap().contains(&json!({"ingestKeyQuery": []})));
+    let description = document["info"]["description"].as_str().unwrap();
+    assert!(description.contains("cors_allowed_origins"));
+}
