@@ -38,15 +38,12 @@ export async function startCollector(origins) {
   const bin = tallyBinary();
   const dir = mkdtempSync(join(tmpdir(), "tally-e2e-"));
   const db = join(dir, "collector.db");
-  const key = (role) =>
-    execFileSync(bin, ["keys", "create", "--db", db, "--app", APP, "--role", role], {
-      encoding: "utf8",
-    })
-      .trim()
-      .split("\n")
-      .at(-1);
-  const ingest = key("ingest");
-  const admin = key("admin");
+  const key = (app, role) => {
+    const args = ["keys", "create", "--db", db, "--app", app, "--role", role];
+    return execFileSync(bin, args, { encoding: "utf8" }).trim().split("\n").at(-1);
+  };
+  const ingest = key(APP, "ingest");
+  const admin = key(APP, "admin");
   const config = join(dir, "collector.toml");
   writeFileSync(
     config,
@@ -73,7 +70,8 @@ export async function startCollector(origins) {
     }
     return (await response.json()).events;
   };
-  return { url, ingest, admin, stored, stop: () => child.kill("SIGTERM") };
+  // Keys are looked up on use, so one made while the collector runs works at once.
+  return { url, ingest, admin, key, stored, stop: () => child.kill("SIGTERM") };
 }
 
 /** A proxy to `target` that counts ingest requests and can answer 503 to the first few. */
@@ -122,8 +120,9 @@ export async function startProxy(target) {
 }
 
 /** Serves the test page and the built bundle; returns the page origin. */
-export async function startPageServer() {
+export async function startPageServer(extra = {}) {
   const files = {
+    ...extra,
     "/tally.min.js": ["text/javascript", readFileSync(join(root, "dist", "tally.min.js"))],
     "/page.html": ["text/html", readFileSync(join(root, "e2e", "page.html"))],
     "/other.html": ["text/html", "<!doctype html><title>other</title><p>another page"],
@@ -136,7 +135,7 @@ export async function startPageServer() {
       return;
     }
     res.writeHead(200, { "content-type": file[0], "cache-control": "no-store" });
-    res.end(file[1]);
+    res.end(typeof file[1] === "function" ? file[1]() : file[1]);
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { origin: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
