@@ -14,7 +14,7 @@ execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "."], {
   stdio: "inherit",
 });
 await esbuild.build({
-  entryPoints: ["src/index.ts"],
+  entryPoints: ["src/browser.ts"],
   outfile: "dist/tally.min.js",
   bundle: true,
   minify: true,

@@ -1,10 +1,8 @@
-// The browser entry point: `createTally` with localStorage, fetch, sendBeacon and the
-// page's lifecycle. Do Not Track and Global Privacy Control turn recording off before
-// anything is read from the page, written to storage or sent.
+// The package's main entry: the browser's `createTally` and everything a host or a
+// test may want besides (the shared recorder, validation, storage doubles). Node
+// programs import `@tally/sdk/node` instead.
 
-import { createCore, type Platform, type Tally, type TallyOptions } from "./core.js";
-import type { KeyValueStorage } from "./storage.js";
-
+export { browserRefusal, createTally } from "./browser.js";
 export type {
   CommandTimer,
   Platform,
@@ -24,56 +22,3 @@ export {
   type TallyEvent,
   type ValidationError,
 } from "./validate.js";
-
-interface PrivacyNavigator {
-  doNotTrack?: string | null;
-  globalPrivacyControl?: boolean;
-  sendBeacon?: (url: string, data?: BodyInit | null) => boolean;
-}
-
-/** Why the browser asks for no tracking, or null. */
-export function browserRefusal(nav: PrivacyNavigator | undefined): string | null {
-  if (!nav) return null;
-  if (nav.globalPrivacyControl === true) return "Global Privacy Control is on";
-  if (nav.doNotTrack === "1") return "Do Not Track is on";
-  return null;
-}
-
-function localStorageOrNull(): KeyValueStorage | null {
-  try {
-    // Reading the property throws where storage is blocked (sandboxed frames, some
-    // privacy modes); the SDK then keeps its queue in memory only.
-    return globalThis.localStorage ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/** Starts recording in a web page. Never throws; with DNT, GPC or an earlier
- * `optOut()`, the handle records, stores and sends nothing. */
-export function createTally(options: TallyOptions): Tally {
-  const nav = globalThis.navigator as PrivacyNavigator | undefined;
-  const refusal = browserRefusal(nav);
-  const platform: Platform = {
-    storage: refusal ? null : localStorageOrNull(),
-    fetch: globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined,
-    random: (bytes) => void globalThis.crypto.getRandomValues(bytes),
-    now: () => Date.now(),
-    refusal,
-    defaultSource: "web",
-    sendBeacon: nav?.sendBeacon ? (url, body) => nav.sendBeacon!(url, body) : undefined,
-    onHidden: (callback) => {
-      if (typeof addEventListener !== "function") return;
-      addEventListener("pagehide", callback);
-      if (typeof document !== "undefined") {
-        document.addEventListener("visibilitychange", () => {
-          if (document.visibilityState === "hidden") callback();
-        });
-      }
-    },
-    // The path only: never the query string or fragment, which carry searches, tokens
-    // and form values.
-    route: () => (typeof location !== "undefined" ? location.pathname : undefined),
-  };
-  return createCore(options, platform);
-}

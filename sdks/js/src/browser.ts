@@ -1,0 +1,60 @@
+// The browser host: `createTally` with localStorage, fetch, sendBeacon and the page's
+// lifecycle. Do Not Track and Global Privacy Control turn recording off before
+// anything is written to storage or sent. This file is the bundle's entry
+// (dist/tally.min.js), so it exports only what a page needs.
+
+import { createCore, type Platform, type Tally, type TallyOptions } from "./core.js";
+import type { KeyValueStorage } from "./storage.js";
+
+interface PrivacyNavigator {
+  doNotTrack?: string | null;
+  globalPrivacyControl?: boolean;
+  sendBeacon?: (url: string, data?: BodyInit | null) => boolean;
+}
+
+/** Why the browser asks for no tracking, or null. */
+export function browserRefusal(nav: PrivacyNavigator | undefined): string | null {
+  if (!nav) return null;
+  if (nav.globalPrivacyControl === true) return "Global Privacy Control is on";
+  if (nav.doNotTrack === "1") return "Do Not Track is on";
+  return null;
+}
+
+function localStorageOrNull(): KeyValueStorage | null {
+  try {
+    // Reading the property throws where storage is blocked (sandboxed frames, some
+    // privacy modes); the SDK then keeps its queue in memory only.
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Starts recording in a web page. Never throws; with DNT, GPC or an earlier
+ * `optOut()`, the handle records, stores and sends nothing. */
+export function createTally(options: TallyOptions): Tally {
+  const nav = globalThis.navigator as PrivacyNavigator | undefined;
+  const refusal = browserRefusal(nav);
+  const platform: Platform = {
+    storage: refusal ? null : localStorageOrNull(),
+    fetch: globalThis.fetch ? globalThis.fetch.bind(globalThis) : undefined,
+    random: (bytes) => void globalThis.crypto.getRandomValues(bytes),
+    now: () => Date.now(),
+    refusal,
+    defaultSource: "web",
+    sendBeacon: nav?.sendBeacon ? (url, body) => nav.sendBeacon!(url, body) : undefined,
+    onHidden: (callback) => {
+      if (typeof addEventListener !== "function") return;
+      addEventListener("pagehide", callback);
+      if (typeof document !== "undefined") {
+        document.addEventListener("visibilitychange", () => {
+          if (document.visibilityState === "hidden") callback();
+        });
+      }
+    },
+    // The path only: never the query string or fragment, which carry searches, tokens
+    // and form values.
+    route: () => (typeof location !== "undefined" ? location.pathname : undefined),
+  };
+  return createCore(options, platform);
+}
