@@ -159,6 +159,8 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
   // Shutting down after recording: the last flush may still send and persist.
   let closing = false;
   let shut = false;
+  // The page's lifecycle listeners are added once, however often optIn() restarts.
+  let listening = false;
   let queue: TallyEvent[] = [];
   let installId = "";
   let session: Session | null = null;
@@ -418,7 +420,8 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     if (session && platform.now() - session.last > SESSION_IDLE_MS) endSession();
     interval = setInterval(tick, flushEvery);
     platform.unref?.(interval as Timer);
-    platform.onHidden?.(beacon);
+    if (!listening) platform.onHidden?.(beacon);
+    listening = true;
     if (queue.length) later(() => void flush(), 0);
   };
 

@@ -1,4 +1,5 @@
 // Stubs for the unit tests: a recording storage, a scripted fetch, and browser globals.
+import { webcrypto } from "node:crypto";
 
 /** A Web Storage double that records every write. */
 export function recordingStorage(initial = {}) {
@@ -48,6 +49,8 @@ export function browserGlobals({ storage, fetch, navigator = {} }) {
   define("navigator", navigator);
   define("fetch", fetch);
   define("addEventListener", (type, callback) => listeners.push([type, callback]));
+  // Node 18 has Web Crypto only as a module; browsers and Node >= 19 have the global.
+  if (!globalThis.crypto) define("crypto", webcrypto);
   return {
     /** What the browser does when the page is left. */
     pagehide: () => listeners.filter(([type]) => type === "pagehide").forEach(([, cb]) => cb()),
