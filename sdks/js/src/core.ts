@@ -411,7 +411,13 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     }
     try {
       const stored = JSON.parse(read(keys.queue) ?? "[]") as unknown;
-      if (Array.isArray(stored)) queue = (stored as TallyEvent[]).slice(-QUEUE_CAP);
+      // Whatever else is in storage (another version, a hand edit) is left out: the
+      // collector would refuse it anyway, and it must not wedge the queue.
+      if (Array.isArray(stored)) {
+        queue = (stored as TallyEvent[])
+          .filter((event) => typeof event?.id === "string")
+          .slice(-QUEUE_CAP);
+      }
       const saved = JSON.parse(read(keys.session) ?? "null") as Session | null;
       if (saved && typeof saved.id === "string") session = saved;
     } catch {

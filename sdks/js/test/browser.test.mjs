@@ -323,3 +323,26 @@ test("the page route is the path only, never the query or fragment", async () =>
   await tally.shutdown({ timeoutMs: 5 });
   delete globalThis.location;
 });
+
+test("a damaged stored queue is read around, never wedges delivery", async () => {
+  const storage = recordingStorage({
+    "tally:mirrorbuddy:queue": JSON.stringify([null, 7, { name: "no_id" }, "x"]),
+  });
+  const { fetch } = page({ storage });
+  const tally = createTally({ ...options, flushIntervalMs: 60_000 });
+  tally.feature("after_damage");
+  await tally.flush();
+  assert.deepEqual(
+    fetch.requests.flatMap((r) => r.body.events.map((e) => e.name)),
+    ["session_started", "after_damage"],
+  );
+  await tally.shutdown({ timeoutMs: 5 });
+  const unreadable = page({
+    storage: recordingStorage({ "tally:mirrorbuddy:queue": "{not json" }),
+  });
+  const again = createTally({ ...options, flushIntervalMs: 60_000 });
+  again.feature("still_works");
+  await again.flush();
+  assert.equal(unreadable.fetch.requests.length, 1);
+  await again.shutdown({ timeoutMs: 5 });
+});
