@@ -2,7 +2,7 @@
 // page (another origin), a counting proxy in front of the collector, and headless
 // Chromium driven by puppeteer-core.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,7 +71,11 @@ export async function startCollector(origins) {
     return (await response.json()).events;
   };
   // Keys are looked up on use, so one made while the collector runs works at once.
-  return { url, ingest, admin, key, stored, stop: () => child.kill("SIGTERM") };
+  const stop = () => {
+    child.kill("SIGTERM");
+    child.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  };
+  return { url, ingest, admin, key, stored, stop };
 }
 
 /** A proxy to `target` that counts ingest requests and can answer 503 to the first few. */
@@ -144,10 +148,11 @@ export async function startPageServer(extra = {}) {
 /** Headless Chromium with a fresh profile, as the team's guide prescribes. */
 export async function launchChromium(executablePath) {
   const { default: puppeteer } = await import("puppeteer-core");
-  return puppeteer.launch({
+  const profile = mkdtempSync(join(tmpdir(), "tally-chromium-"));
+  const browser = await puppeteer.launch({
     executablePath,
     headless: true,
-    userDataDir: mkdtempSync(join(tmpdir(), "tally-chromium-")),
+    userDataDir: profile,
     args: [
       "--no-sandbox",
       "--disable-gpu",
@@ -157,6 +162,8 @@ export async function launchChromium(executablePath) {
       "--no-first-run",
     ],
   });
+  browser.once("disconnected", () => rmSync(profile, { recursive: true, force: true }));
+  return browser;
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

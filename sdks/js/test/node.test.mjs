@@ -2,15 +2,24 @@
 // file-backed queue, DO_NOT_TRACK, and sessions on a fake clock.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
+import { after, test } from "node:test";
 
 import { createCore } from "../dist/index.js";
 import { fileStorage } from "../dist/node.js";
 import { options, recordingStorage, scriptedFetch } from "./helpers.mjs";
+
+const scratch = [];
+/** A fresh directory, deleted when the tests end. */
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), "tally-node-"));
+  scratch.push(dir);
+  return dir;
+};
+after(() => scratch.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
 const entry = new URL("../dist/node.js", import.meta.url).href;
 
@@ -93,7 +102,7 @@ test("shutdown never keeps the process alive past its timeout", async () => {
 });
 
 test("a file-backed queue keeps events across runs until a collector takes them", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tally-node-"));
+  const dir = tempDir();
   const queuePath = join(dir, "state", "queue.json");
   const down = await collector(() => 503);
   await run(
@@ -125,7 +134,7 @@ test("a file-backed queue keeps events across runs until a collector takes them"
 });
 
 test("DO_NOT_TRACK: nothing sent, no file written", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tally-node-"));
+  const dir = tempDir();
   const queuePath = join(dir, "queue.json");
   const server = await collector(() => 200);
   const { code } = await run(
@@ -139,7 +148,7 @@ test("DO_NOT_TRACK: nothing sent, no file written", async () => {
 });
 
 test("file storage survives a torn or missing file", () => {
-  const dir = mkdtempSync(join(tmpdir(), "tally-node-"));
+  const dir = tempDir();
   const path = join(dir, "q.json");
   const first = fileStorage(path);
   first.setItem("a", "1");
