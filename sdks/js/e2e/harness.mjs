@@ -162,7 +162,16 @@ export async function launchChromium(executablePath) {
       "--no-first-run",
     ],
   });
-  browser.once("disconnected", () => rmSync(profile, { recursive: true, force: true }));
+  // close() waits for Chromium to exit; only then is its profile free to delete.
+  const close = browser.close.bind(browser);
+  browser.close = async () => {
+    await close();
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    } catch {
+      // A leftover temporary directory is not worth failing a test for.
+    }
+  };
   return browser;
 }
 
