@@ -190,6 +190,17 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     if (store && !persistTimer) persistTimer = later(persist, 0);
   };
 
+  // Events recorded in a burst share their millisecond: format it once.
+  let lastMs = NaN;
+  let lastTs = "";
+  const timestamp = (now: number): string => {
+    if (now !== lastMs) {
+      lastMs = now;
+      lastTs = new Date(now).toISOString();
+    }
+    return lastTs;
+  };
+
   const makeEvent = (
     type: string,
     name: string,
@@ -201,7 +212,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     // extending cost many times more to make and to check.
     const event: TallyEvent = {
       id: uuidv7(platform.random, now),
-      ts: new Date(now).toISOString(),
+      ts: timestamp(now),
       app: options.app,
       app_version: options.appVersion,
       source,

@@ -30,7 +30,8 @@ function randomBytes(random: RandomFill): Uint8Array {
     poolSource = random;
   }
   used += 16;
-  return pool.slice(used - 16, used);
+  // A view, not a copy: these bytes are used once, for this id.
+  return pool.subarray(used - 16, used);
 }
 
 /** A UUIDv7 for `nowMs`: 48 bits of Unix milliseconds, then 74 random bits. */
