@@ -50,10 +50,9 @@ export function batches(events: TallyEvent[], maxEvents: number, maxBytes: numbe
 /** `Retry-After` (seconds or an HTTP date) in milliseconds from `nowMs`, or null. */
 export function retryAfterMs(header: string | null, nowMs: number): number | null {
   if (!header) return null;
-  const text = header.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const date = Date.parse(text);
-  return Number.isNaN(date) ? null : Math.max(0, date - nowMs);
+  // A number of seconds; anything else is read as a date (NaN when it is none).
+  const wait = /^\s*\d+\s*$/.test(header) ? +header * 1000 : Date.parse(header) - nowMs;
+  return Number.isNaN(wait) ? null : Math.max(0, wait);
 }
 
 /** Full-jitter backoff: a uniform wait in [0, min(maxMs, baseMs * 2^attempt)), but

@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 
 import { createCore, type Tally, type TallyOptions } from "./core.js";
+import { describe, type Refusal } from "./messages.js";
 import { memoryStorage, type KeyValueStorage } from "./storage.js";
 
 export type { CommandTimer, Tally, TallyOptions, TallyStats, TrackFields } from "./core.js";
@@ -55,9 +56,9 @@ export function fileStorage(path: string): KeyValueStorage {
 
 /** `DO_NOT_TRACK` set to anything but empty or `0` asks for no recording, as for the
  * Rust SDK. */
-export function environmentRefusal(env: Record<string, string | undefined>): string | null {
+export function environmentRefusal(env: Record<string, string | undefined>): Refusal | null {
   const value = env.DO_NOT_TRACK;
-  return value !== undefined && value !== "" && value !== "0" ? "DO_NOT_TRACK is set" : null;
+  return value !== undefined && value !== "" && value !== "0" ? "env" : null;
 }
 
 /** Starts recording in a Node program. Never throws. */
@@ -79,6 +80,7 @@ export function createTally(options: NodeTallyOptions): Tally {
     refusal,
     defaultSource: "backend",
     unref: (timer) => timer.unref?.(),
+    describe,
   });
   if (tally.isEnabled()) {
     // `beforeExit` comes when nothing else keeps the loop alive: one bounded flush, once.

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { createTally } from "../dist/index.js";
+import { createTally as createSmallTally } from "../dist/browser.js";
 import { backoffMs, batches, retryAfterMs, verdict } from "../dist/delivery.js";
 import {
   browserGlobals,
@@ -216,7 +217,8 @@ test("pagehide hands the queue to sendBeacon in chunks under 60 KB with the key 
     assert.equal(typeof beacon.body, "string", "a string is sent as text/plain, CORS-safelisted");
     assert.ok(Buffer.byteLength(beacon.body) < 60_000);
   }
-  // The third beacon was refused (the browser's budget was spent): its events stay stored.
+  // The third beacon was refused (the browser's budget was spent): its events went to
+  // fetch keepalive, which has not answered, so they stay stored.
   const handed = beacons.slice(0, 2).flatMap((b) => JSON.parse(b.body).events.map((e) => e.id));
   const left = storedQueue(storage).map((e) => e.id);
   assert.equal(handed.length + left.length, 61);
@@ -225,6 +227,98 @@ test("pagehide hands the queue to sendBeacon in chunks under 60 KB with the key 
     [],
   );
   await tally.shutdown({ timeoutMs: 5 });
+});
+
+test("without sendBeacon, pagehide sends the queue with fetch keepalive in the beacon form", async () => {
+  let answer = () => {};
+  const fetch = scriptedFetch(
+    (request) =>
+      new Promise((resolve) => {
+        if (request.init.keepalive) answer = () => resolve({ status: 200, body: { rejected: [] } });
+      }),
+  );
+  const { storage, pagehide } = page({ fetch, navigator: {} });
+  const tally = createTally({ ...options, flushIntervalMs: 60_000 });
+  tally.feature("lesson_started");
+  tally.feature("lesson_finished");
+  pagehide();
+  assert.equal(fetch.requests.length, 1, "the queue leaves at once, not at the next flush");
+  const [request] = fetch.requests;
+  assert.equal(request.url, `https://collector.example/v1/events/batch?key=${options.key}`);
+  assert.equal(request.init.keepalive, true);
+  assert.equal(request.init.credentials, "omit");
+  assert.equal(request.init.headers, undefined, "no header: a string body goes as text/plain");
+  assert.deepEqual(
+    request.body.events.map((e) => e.name),
+    ["session_started", "lesson_started", "lesson_finished"],
+  );
+  // Until the collector answers, the events stay stored: a page that dies now sends
+  // them again on its next load, with the same ids.
+  assert.equal(storedQueue(storage).length, 3);
+  answer();
+  await until(() => tally.stats().queued === 0);
+  await tick(5);
+  assert.equal(storedQueue(storage).length, 0);
+  assert.equal(tally.stats().sent, 3);
+  await tally.shutdown({ timeoutMs: 5 });
+  assert.equal(fetch.requests.length, 2, "then only the session's end is sent");
+});
+
+test("a chunk sendBeacon refuses leaves with fetch keepalive; a failed one stays queued", async () => {
+  const beacons = [];
+  const navigator = {
+    sendBeacon: (url, body) => beacons.push(body) && beacons.length === 1,
+  };
+  const fetch = scriptedFetch((request) => {
+    if (request.init.keepalive && request.body.events.length > 0 && fetch.requests.length === 2) {
+      throw new TypeError("keepalive budget exceeded");
+    }
+    return { status: 200, body: { rejected: [] } };
+  });
+  const { storage, pagehide } = page({ fetch, navigator });
+  const tally = createTally({ ...options, level: "enhanced", flushIntervalMs: 60_000 });
+  const props = Object.fromEntries([...Array(8)].map((_, i) => [`text_${i}`, "x".repeat(250)]));
+  for (let i = 0; i < 60; i++) tally.feature("viewed", { ...props, n: i });
+  pagehide();
+  assert.equal(beacons.length, 3, "each chunk is offered to sendBeacon first");
+  const kept = fetch.requests.filter((r) => r.init.keepalive);
+  assert.equal(kept.length, 2, "the two refused chunks went to fetch keepalive");
+  const beaconed = JSON.parse(beacons[0]).events.map((e) => e.id);
+  const [delivered, failed] = kept.map((r) => r.body.events.map((e) => e.id));
+  await until(() => tally.stats().queued === failed.length);
+  await tick(5);
+  assert.deepEqual(
+    storedQueue(storage).map((e) => e.id),
+    failed,
+    "only the chunk whose keepalive request failed is still stored",
+  );
+  assert.equal(beaconed.length + delivered.length + failed.length, 61);
+  assert.equal(tally.stats().sent, delivered.length);
+  await tally.shutdown({ timeoutMs: 50 });
+});
+
+test("the small bundle's debug mode names each broken rule by its code, once", async () => {
+  page({ fetch: scriptedFetch(() => new Promise(() => {})) });
+  const warnings = [];
+  const warn = console.warn;
+  console.warn = (message) => warnings.push(message);
+  try {
+    const tally = createSmallTally({ ...options, level: "enhanced", debug: true });
+    tally.feature("Bad Name");
+    tally.feature("Bad Name");
+    tally.feature("ok", { nested: { a: 1 } });
+    assert.deepEqual(warnings, [
+      "tally: dropped feature/Bad Name name,chars,Bad Name",
+      "tally: dropped feature/ok props.nested,flat",
+    ]);
+    assert.equal(tally.stats().droppedInvalid, 3);
+    await tally.shutdown({ timeoutMs: 5 });
+    const off = createSmallTally({ ...options, endpoint: "collector.example", debug: true });
+    assert.equal(off.isEnabled(), false);
+    assert.equal(warnings.at(-1), "tally: off endpoint,url");
+  } finally {
+    console.warn = warn;
+  }
 });
 
 for (const [signal, navigator] of [
