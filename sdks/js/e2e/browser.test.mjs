@@ -101,10 +101,13 @@ test("(b) a batch queued before a reload is sent once after it", { skip: !chromi
   reset();
   const { context, page } = await openPage({ flushIntervalMs: 60_000 });
   const install = await installOf(page);
-  // The browser refuses the beacon (as when its 64 KiB budget is spent), so the queue
-  // must survive the reload in localStorage.
+  // The browser refuses the beacon and the keepalive fetch (as when its 64 KiB budget
+  // is spent), so the queue must survive the reload in localStorage.
   await page.evaluate(() => {
     navigator.sendBeacon = () => false;
+    const send = window.fetch;
+    window.fetch = (url, init) =>
+      init?.keepalive ? Promise.reject(new TypeError("keepalive budget spent")) : send(url, init);
     for (let i = 0; i < 5; i++) window.tally.feature("drafted");
   });
   await until(() =>
@@ -151,6 +154,30 @@ test(
     assert.match(beacons[0].type, /^text\/plain/);
     await sleep(300);
     assert.equal(proxy.state.posts.length, 1, "nothing else was sent");
+    await context.close();
+  },
+);
+
+test(
+  "(c) where the browser refuses the beacon, leaving sends the queue with fetch keepalive, once",
+  { skip: !chromium },
+  async () => {
+    reset();
+    const { context, page } = await openPage({ flushIntervalMs: 60_000 });
+    const install = await installOf(page);
+    await page.evaluate(() => {
+      navigator.sendBeacon = () => false;
+      for (let i = 0; i < 4; i++) window.tally.feature("skimmed");
+    });
+    await page.goto(`${pages.origin}/other.html`);
+    const events = await until(async () => {
+      const stored = await collector.stored(install);
+      return stored.length === 5 && stored;
+    });
+    assert.ok(idsOnce(events));
+    assert.equal(proxy.state.posts.length, 1, "one keepalive request, nothing else");
+    assert.match(proxy.state.posts[0].url, /^\/v1\/events\/batch\?key=/);
+    assert.match(proxy.state.posts[0].type, /^text\/plain/);
     await context.close();
   },
 );

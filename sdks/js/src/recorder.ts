@@ -77,8 +77,14 @@ export class Recorder {
     return timer;
   }
 
+  /** The queue in request bodies, oldest first, without the events a keepalive
+   * request carries (they leave the queue when it is answered). */
   _batches(): Batch[] {
-    return batches(this._queue, SEND_BATCH_EVENTS, SEND_BATCH_BYTES);
+    const pending = this._sender._pending;
+    const events = pending.size
+      ? this._queue.filter((event) => !pending.has(event.id))
+      : this._queue;
+    return batches(events, SEND_BATCH_EVENTS, SEND_BATCH_BYTES);
   }
 
   /** Starts recording unless something refuses it. */

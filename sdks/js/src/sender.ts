@@ -19,6 +19,9 @@ export class Sender {
   /** In shutdown: when sending must have stopped. */
   _deadline = 0;
   _inFlight: AbortController | null = null;
+  /** Ids of the events in keepalive requests not yet answered: neither a second
+   * `pagehide`/`visibilitychange` nor a flush sends them again meanwhile. */
+  readonly _pending = new Set<string>();
   private _attempt = 0;
 
   constructor(private readonly _r: Recorder) {}
@@ -175,14 +178,17 @@ export class Sender {
   private _keepalive(url: string, batch: Batch): void {
     const doFetch = this._r._platform.fetch;
     if (!doFetch) return;
+    const ids = batch.events.map((event) => event.id);
+    const done = (): void => ids.forEach((id) => this._pending.delete(id));
+    ids.forEach((id) => this._pending.add(id));
+    // Refused (the browser's keepalive budget is spent) or unreachable: the events stay
+    // queued. A fetch that throws at once has taken nothing either.
     try {
       doFetch(url, { method: "POST", body: batch.body, credentials: "omit", keepalive: true })
-        .then((answer) => this._settle(batch, answer))
-        // Refused (the browser's keepalive budget is spent) or unreachable: the events
-        // stay queued.
-        .catch(() => {});
+        .then((answer) => (done(), this._settle(batch, answer)), done)
+        .catch(done);
     } catch {
-      // A fetch that throws at once has taken nothing either.
+      done();
     }
   }
 }
