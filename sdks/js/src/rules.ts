@@ -219,26 +219,26 @@ function checkStrings(event: TallyEvent): Broken | null {
 
 /** The first rule `event` breaks, in the collector's order, or null when it is valid. */
 export function checkEvent(event: TallyEvent): Broken | null {
-  const types = checkTypes(event as unknown as Record<string, unknown>);
-  if (types) return types;
-  // The collector checks `ts` between the types and `duration_ms`, and `id` after them.
-  if (!RFC3339.test(event.ts)) return ["ts", "ts"];
+  return checkHead(event) ?? checkId(event.id) ?? checkRest(event);
+}
+
+/** `checkEvent` for an event the recorder made: its id is a UUIDv7 by construction
+ * and never comes from the caller, so only that check is left out. */
+export function checkRecorded(event: TallyEvent): Broken | null {
+  return checkHead(event) ?? checkRest(event);
+}
+
+/** The types, then `ts` and `duration_ms`, as the collector reads them. */
+function checkHead(event: TallyEvent): Broken | null {
   return (
-    checkWhole(event.duration_ms) ??
-    (UUID_V7.test(event.id) ? null : ["id", "uuid"]) ??
-    checkRest(event)
+    checkTypes(event as unknown as Record<string, unknown>) ??
+    (RFC3339.test(event.ts) ? null : ["ts", "ts"]) ??
+    checkWhole(event.duration_ms)
   );
 }
 
-/** The rules for an event the recorder made: its `id` (a UUIDv7) and `ts`
- * (`toISOString`) are well formed by construction and never come from the caller;
- * everything the host, its options or the stored state gave it is checked. */
-export function checkRecorded(event: TallyEvent): Broken | null {
-  return (
-    checkTypes(event as unknown as Record<string, unknown>) ??
-    checkWhole(event.duration_ms) ??
-    checkRest(event)
-  );
+function checkId(id: string): Broken | null {
+  return UUID_V7.test(id) ? null : ["id", "uuid"];
 }
 
 /** The rules after the types, ts, duration_ms and id, in the collector's order. */
