@@ -8,15 +8,6 @@ export type RandomFill = (bytes: Uint8Array) => void;
 const HEX: string[] = [];
 for (let i = 0; i < 256; i++) HEX.push((i + 0x100).toString(16).slice(1));
 
-function format(b: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) out += "-";
-    out += HEX[b[i]];
-  }
-  return out;
-}
-
 // Random bytes are drawn 4 KiB at a time: one call into the platform's generator
 // costs more than the rest of making an id.
 const pool = new Uint8Array(4096);
@@ -34,24 +25,30 @@ function randomBytes(random: RandomFill): Uint8Array {
   return pool.subarray(used - 16, used);
 }
 
+/** A UUID of `version` from 16 random bytes; for v7 the first six are `ms`, the Unix
+ * milliseconds. */
+function uuid(random: RandomFill, version: number, ms?: number): string {
+  const b = randomBytes(random);
+  if (ms !== undefined) {
+    for (let i = 5; i >= 0; i--) {
+      b[i] = ms % 256;
+      ms = Math.floor(ms / 256);
+    }
+  }
+  b[6] = (b[6] & 0x0f) | (version << 4);
+  b[8] = (b[8] & 0x3f) | 0x80;
+  let out = "";
+  for (let i = 0; i < 16; i++)
+    out += (i === 4 || i === 6 || i === 8 || i === 10 ? "-" : "") + HEX[b[i]];
+  return out;
+}
+
 /** A UUIDv7 for `nowMs`: 48 bits of Unix milliseconds, then 74 random bits. */
 export function uuidv7(random: RandomFill, nowMs: number): string {
-  const b = randomBytes(random);
-  let ms = Math.floor(nowMs);
-  for (let i = 5; i >= 0; i--) {
-    b[i] = ms % 256;
-    ms = Math.floor(ms / 256);
-  }
-  b[6] = (b[6] & 0x0f) | 0x70;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  return format(b);
+  return uuid(random, 7, Math.floor(nowMs));
 }
 
 /** A random UUIDv4. */
 export function uuidv4(random: RandomFill): string {
-  const b = new Uint8Array(16);
-  random(b);
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  return format(b);
+  return uuid(random, 4);
 }
