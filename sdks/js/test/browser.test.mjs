@@ -324,6 +324,34 @@ test("the small bundle's debug mode names each broken rule by its code, once", a
   }
 });
 
+test("the built bundles record alike; tally.debug.js explains in the collector's words", async () => {
+  const warnings = [];
+  const warn = console.warn;
+  console.warn = (message) => warnings.push(message);
+  try {
+    for (const file of ["tally.min.js", "tally.debug.js"]) {
+      const { fetch } = page();
+      const { createTally: create } = await import(`../dist/${file}`);
+      const tally = create({ ...options, debug: true, flushIntervalMs: 60_000 });
+      tally.feature("Bad Name");
+      tally.feature("lesson_started");
+      await tally.flush();
+      assert.deepEqual(
+        fetch.sentIds().length && fetch.requests[0].body.events.map((e) => e.name),
+        ["session_started", "lesson_started"],
+        file,
+      );
+      await tally.shutdown({ timeoutMs: 5 });
+    }
+  } finally {
+    console.warn = warn;
+  }
+  assert.deepEqual(warnings, [
+    "tally: dropped feature/Bad Name name,chars,Bad Name",
+    'tally: dropped feature/Bad Name: name: must be 1 to 64 characters of a-z, 0-9 and _, starting with a letter (got "Bad Name")',
+  ]);
+});
+
 for (const [signal, navigator] of [
   ["Global Privacy Control", { globalPrivacyControl: true }],
   ["Do Not Track", { doNotTrack: "1" }],
