@@ -2,5 +2,7 @@
 
 mod browser;
 mod http;
+mod otlp;
 mod storage_contract;
+mod storage_upgrade;
 mod support;
