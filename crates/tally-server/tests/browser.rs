@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tally_core::{Event, EventContext, KeyedHasher, Level, Source};
 use tally_server::config::ServerConfig;
-use tally_server::storage::{Role, Store};
+use tally_server::storage::{Role, Storage};
 use tally_server::{AppState, app};
 use tower::ServiceExt;
 
@@ -24,7 +24,7 @@ struct Collector {
     admin: String,
 }
 
-async fn collector(store: Arc<dyn Store>, origins: &[&str]) -> Collector {
+async fn collector(store: Arc<dyn Storage>, origins: &[&str]) -> Collector {
     let mut keys = Vec::new();
     for role in [Role::Ingest, Role::Admin] {
         let key = tally_server::auth::generate("nexus", role, "test", jiff::Timestamp::now()).unwrap();
@@ -292,7 +292,7 @@ fn a_bad_origin_in_the_config_is_refused_with_its_name() {
 
 #[test]
 fn openapi_describes_the_beacon_form_and_cors() {
-    let document = tally_server::openapi::document();
+    let document = tally_server::routes::openapi::document();
     assert_eq!(
         document["components"]["securitySchemes"]["ingestKeyQuery"]["in"],
         "query"
