@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub metrics_top_names: usize,
     /// Most events one group commit writes.
     pub group_commit_max_events: usize,
+    /// Web origins (`https://app.example`, or `*`) whose pages may post events to the
+    /// ingest routes; none by default. See [`crate::cors`].
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             max_stream_subscribers: 32,
             metrics_top_names: 20,
             group_commit_max_events: 10_000,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -87,6 +91,9 @@ impl ServerConfig {
         }
         if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second > 0.0) {
             return Err("rate_limit_per_second: must be a positive number".into());
+        }
+        for origin in &self.cors_allowed_origins {
+            crate::cors::check_origin(origin).map_err(|rule| format!("cors_allowed_origins: {rule}"))?;
         }
         Ok(())
     }

@@ -22,13 +22,16 @@
 //! - [`metrics`]: the collector's own counters and the `/metrics` exposition.
 //! - [`committer`]: group commit. [`storage`]: the `Storage` trait, SQLite and PostgreSQL.
 //! - [`otlp`]: `POST /v1/logs`, OpenTelemetry logs mapped to events.
+//! - [`cors`]: CORS on the ingest routes; [`beacon`]: their `sendBeacon` form.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
 pub mod auth;
+pub mod beacon;
 pub mod body;
 pub mod committer;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod files;
 pub mod metrics;

@@ -42,6 +42,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::handler))
         .fallback(no_route)
+        .layer(middleware::from_fn(crate::beacon::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::cors::layer))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

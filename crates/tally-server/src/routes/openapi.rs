@@ -30,6 +30,14 @@ fn common_errors(extra: &[(&str, &str)]) -> serde_json::Map<String, Value> {
     responses
 }
 
+/// An ingest body: JSON, or the same JSON as `text/plain` in the beacon form.
+fn ingest_body(schema: Value) -> Value {
+    json!({"required": true, "content": {
+        "application/json": {"schema": schema},
+        "text/plain": {"schema": schema, "description": "the beacon form only (key in the query): the same JSON, as navigator.sendBeacon sends a string"}
+    }})
+}
+
 fn json_body(schema: Value) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema}}})
 }
@@ -64,10 +72,13 @@ pub fn document() -> Value {
         "info": {
             "title": "Tally collector",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Receives opted-in telemetry, stores it (SQLite or PostgreSQL) and serves aggregates. A 2xx answer to an ingest request means its events are committed; a retry of a committed event is a no-op. Every error body is {\"error\": {\"code\", \"message\"}}."
+            "description": "Receives opted-in telemetry, stores it (SQLite or PostgreSQL) and serves aggregates. A 2xx answer to an ingest request means its events are committed; a retry of a committed event is a no-op. Every error body is {\"error\": {\"code\", \"message\"}}. CORS: POST /v1/events and POST /v1/events/batch (and their OPTIONS preflight, answered 204 with Access-Control-Allow-Methods: POST, Access-Control-Allow-Headers: authorization, content-type, content-encoding, Access-Control-Max-Age: 7200) carry Access-Control-Allow-Origin for the origins in cors_allowed_origins (none by default); no other route ever sends CORS headers, and none allows credentials."
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "tly_ingest_... or tly_admin_... keys made with `tally keys create`"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "tly_ingest_... or tly_admin_... keys made with `tally keys create`"},
+                "ingestKeyQuery": {"type": "apiKey", "in": "query", "name": "key", "description": "The beacon form, on the ingest routes only and for ingest keys only: navigator.sendBeacon cannot set headers, so the key travels as ?key=tly_ingest_... and the body may be text/plain JSON. An admin key here is refused (403)."}
+            },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
                 "Event": event_schema(),
@@ -116,8 +127,8 @@ fn ingest_paths() -> Value {
         "/v1/events": {
             "post": {
                 "summary": "Store one event (role ingest). gzip bodies accepted.",
-                "security": [{"bearer": []}],
-                "requestBody": json_body(json!({"$ref": "#/components/schemas/Event"})),
+                "security": [{"bearer": []}, {"ingestKeyQuery": []}],
+                "requestBody": ingest_body(json!({"$ref": "#/components/schemas/Event"})),
                 "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "the event breaks a rule; the message names the field")]), "202",
                     ok("committed (or already stored)", json!({"type": "object", "properties": {"id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time", "description": "the event's ts"}}}))),
             },
@@ -131,8 +142,8 @@ fn ingest_paths() -> Value {
         "/v1/events/batch": {
             "post": {
                 "summary": "Store many events (role ingest); each is accepted, a duplicate, or rejected on its own.",
-                "security": [{"bearer": []}],
-                "requestBody": json_body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
+                "security": [{"bearer": []}, {"ingestKeyQuery": []}],
+                "requestBody": ingest_body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
                 "responses": with(common_errors(&ingest_errors), "200", ok("committed", json!({"type": "object", "properties": {
                     "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
                     "rejected": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}))),

@@ -1,0 +1,14 @@
+// The debug bundle's entry (dist/tally.debug.js): the browser's `createTally` whose
+// debug notes are the collector's sentences rather than codes. For development; the
+// small bundle (dist/tally.min.js) records the same events by the same rules.
+
+import { createBrowserTally } from "./browser.js";
+import type { Tally, TallyOptions } from "./core.js";
+import { describe } from "./messages.js";
+
+export { browserRefusal } from "./browser.js";
+
+/** Starts recording in a web page; see `browser.ts`. */
+export function createTally(options: TallyOptions): Tally {
+  return createBrowserTally(options, describe);
+}
