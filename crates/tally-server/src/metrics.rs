@@ -6,6 +6,15 @@
 //! `metrics_top_names` most frequent event names get their own label and the rest are
 //! summed as `other`. The collector's own counters and a request latency histogram
 //! follow. Prometheus text format by default; OpenMetrics when the scraper asks for it.
+//!
+//! Two families count what this process committed rather than what is stored: time spent
+//! in sessions (`tally_session_seconds_total`, from `session_ended` durations) and command
+//! durations (`tally_command_duration_seconds`, a histogram per app and command). Like
+//! `tally_ingest_events_total` they start from zero when the process starts, which
+//! Prometheus's `rate` and `increase` expect of counters; collectors sharing a database
+//! each count their own share, so dashboards `sum` them. Command labels are bounded: the
+//! first [`MAX_COMMAND_LABELS`] commands an app reports get their own, later ones count as
+//! `other`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -26,6 +35,49 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Upper bounds, in seconds, of the command duration histogram.
+const COMMAND_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Commands per app with a label of their own in the command duration histogram.
+pub const MAX_COMMAND_LABELS: usize = 50;
+
+/// Durations of one command: counts per bucket, total count, sum of seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CommandDurations {
+    buckets: [u64; COMMAND_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// What the committer tells the metrics about one event before it is stored: only the
+/// parts the per-process usage families need.
+#[derive(Debug, Clone)]
+pub struct UsageSample {
+    app: String,
+    /// `Some(command)` for `command_executed`, `None` for `session_ended`.
+    command: Option<String>,
+    duration_ms: u64,
+}
+
+impl UsageSample {
+    /// The sample an event contributes, if it is a timed session end or command.
+    pub fn of(event: &tally_core::Event) -> Option<UsageSample> {
+        let duration_ms = event.duration_ms?;
+        let command = match event.name.as_str() {
+            "session_ended" => None,
+            "command_executed" => Some(event.command.clone().unwrap_or_default()),
+            _ => return None,
+        };
+        Some(UsageSample {
+            app: event.app.clone(),
+            command,
+            duration_ms,
+        })
+    }
+}
+
 /// Request latencies of one route: counts per bucket, total count, sum of seconds.
 #[derive(Debug, Clone, Copy, Default)]
 struct Latency {
@@ -45,6 +97,8 @@ pub struct CollectorMetrics {
     commits: AtomicU64,
     committed_events: AtomicU64,
     stream_subscribers: AtomicU64,
+    session_seconds: Mutex<BTreeMap<String, f64>>,
+    command_durations: Mutex<BTreeMap<(String, String), CommandDurations>>,
 }
 
 impl CollectorMetrics {
@@ -77,6 +131,36 @@ impl CollectorMetrics {
     pub fn record_commit(&self, events: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.committed_events.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Counts the session time and command durations of newly stored events.
+    pub fn record_usage(&self, samples: impl IntoIterator<Item = UsageSample>) {
+        let mut sessions = self.session_seconds.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut commands = self.command_durations.lock().unwrap_or_else(PoisonError::into_inner);
+        for sample in samples {
+            let seconds = sample.duration_ms as f64 / 1000.0;
+            let Some(command) = sample.command else {
+                *sessions.entry(sample.app).or_default() += seconds;
+                continue;
+            };
+            let labelled = commands
+                .range((sample.app.clone(), String::new())..)
+                .take_while(|((app, _), _)| *app == sample.app)
+                .filter(|((_, name), _)| name != "other")
+                .count();
+            let known = commands.contains_key(&(sample.app.clone(), command.clone()));
+            let label = if known || labelled < MAX_COMMAND_LABELS {
+                command
+            } else {
+                "other".to_owned()
+            };
+            let entry = commands.entry((sample.app, label)).or_default();
+            if let Some(index) = COMMAND_BUCKETS.iter().position(|bound| seconds <= *bound) {
+                entry.buckets[index] += 1;
+            }
+            entry.count += 1;
+            entry.sum += seconds;
+        }
     }
 
     /// A stream subscriber joined (`+1`) or left (`-1`).
@@ -112,6 +196,40 @@ impl Exposition {
         } else {
             name.to_owned()
         }
+    }
+
+    /// Starts a histogram family, in seconds.
+    fn histogram_family(&mut self, name: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} histogram");
+        if self.openmetrics {
+            let _ = writeln!(self.text, "# UNIT {name} seconds");
+        }
+    }
+
+    /// One labelled histogram: cumulative buckets, `+Inf`, sum and count.
+    fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        buckets: &[u64],
+        (count, sum): (u64, f64),
+    ) {
+        let bucket_name = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (bound, bucket) in bounds.iter().zip(buckets) {
+            cumulative += bucket;
+            let le = bound.to_string();
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket_name, &with_le, cumulative);
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&bucket_name, &with_le, count);
+        self.sample(&format!("{name}_sum"), labels, sum);
+        self.sample(&format!("{name}_count"), labels, count);
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
@@ -167,6 +285,41 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Resul
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
+}
+
+/// The per-process usage families: session time and command durations.
+fn render_usage(out: &mut Exposition, metrics: &CollectorMetrics) {
+    let sessions = metrics
+        .session_seconds
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let name = out.family(
+        "tally_session_seconds",
+        "counter",
+        "Time in sessions that ended, from session_ended durations this collector stored, per app.",
+    );
+    for (app, seconds) in &sessions {
+        out.sample(&name, &[("app", app)], seconds);
+    }
+    let commands = metrics
+        .command_durations
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    out.histogram_family(
+        "tally_command_duration_seconds",
+        "Durations of command_executed events this collector stored, per app and command.",
+    );
+    for ((app, command), durations) in &commands {
+        out.histogram(
+            "tally_command_duration_seconds",
+            &[("app", app), ("command", command)],
+            &COMMAND_BUCKETS,
+            &durations.buckets,
+            (durations.count, durations.sum),
+        );
+    }
 }
 
 const PERIODS: [(&str, i64); 4] = [("1h", 1), ("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)];
@@ -292,6 +445,7 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
     }
 
     let metrics = &state.metrics;
+    render_usage(&mut out, metrics);
     let name = out.family(
         "tally_ingest_events",
         "counter",
@@ -316,34 +470,63 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
         out.sample(&name, &[("route", route), ("status", &status.to_string())], count);
     }
     let latency = metrics.latency.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let _ = writeln!(
-        out.text,
-        "# HELP tally_http_request_duration_seconds Time to answer a request, by route."
+    out.histogram_family(
+        "tally_http_request_duration_seconds",
+        "Time to answer a request, by route.",
     );
-    let _ = writeln!(out.text, "# TYPE tally_http_request_duration_seconds histogram");
-    if openmetrics {
-        let _ = writeln!(out.text, "# UNIT tally_http_request_duration_seconds seconds");
-    }
     for (route, Latency { buckets, count, sum }) in &latency {
-        let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(buckets) {
-            cumulative += bucket;
-            out.sample(
-                "tally_http_request_duration_seconds_bucket",
-                &[("route", route), ("le", &bound.to_string())],
-                cumulative,
-            );
-        }
-        out.sample(
-            "tally_http_request_duration_seconds_bucket",
-            &[("route", route), ("le", "+Inf")],
-            count,
+        out.histogram(
+            "tally_http_request_duration_seconds",
+            &[("route", route)],
+            &LATENCY_BUCKETS,
+            buckets,
+            (*count, *sum),
         );
-        out.sample("tally_http_request_duration_seconds_sum", &[("route", route)], sum);
-        out.sample("tally_http_request_duration_seconds_count", &[("route", route)], count);
     }
     if openmetrics {
         out.text.push_str("# EOF\n");
     }
     Ok(out.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(app: &str, name: &str, duration_ms: u64) -> UsageSample {
+        UsageSample {
+            app: app.to_owned(),
+            command: Some(name.to_owned()),
+            duration_ms,
+        }
+    }
+
+    #[test]
+    fn command_labels_are_bounded_per_app() {
+        let metrics = CollectorMetrics::default();
+        metrics.record_usage((0..MAX_COMMAND_LABELS + 10).map(|index| command("a", &format!("c{index}"), 20)));
+        // A command seen before the bound filled keeps its label; another app has its own.
+        metrics.record_usage([command("a", "c0", 20_000), command("b", "c99", 5)]);
+        let commands = metrics.command_durations.lock().unwrap();
+        let of_a = commands.keys().filter(|(app, _)| app == "a").count();
+        assert_eq!(of_a, MAX_COMMAND_LABELS + 1, "50 commands and other");
+        assert_eq!(commands[&("a".to_owned(), "other".to_owned())].count, 10);
+        let c0 = commands[&("a".to_owned(), "c0".to_owned())];
+        assert_eq!((c0.count, c0.sum), (2, 20.02));
+        assert!(commands.contains_key(&("b".to_owned(), "c99".to_owned())));
+    }
+
+    #[test]
+    fn session_time_adds_up_per_app() {
+        let metrics = CollectorMetrics::default();
+        let session = |app: &str, ms| UsageSample {
+            app: app.to_owned(),
+            command: None,
+            duration_ms: ms,
+        };
+        metrics.record_usage([session("a", 90_000), session("a", 30_000), session("b", 1_500)]);
+        let sessions = metrics.session_seconds.lock().unwrap();
+        assert_eq!(sessions["a"], 120.0);
+        assert_eq!(sessions["b"], 1.5);
+    }
 }
