@@ -226,3 +226,50 @@ fn every_metric_the_dashboard_and_alerts_use_is_in_a_live_metrics() {
         promtool(&["check", "metrics"], temp.path(), Some(&metrics));
     }
 }
+
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let Some(analyze) = tool("/usr/bin/systemd-analyze", "systemd") else {
+        return;
+    };
+    let unit = read("systemd/tally-serve.service");
+    for directive in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=tally",
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+        "TimeoutStopSec=",
+        "NoNewPrivileges=yes",
+        "ExecStart=/usr/local/bin/tally serve --db /var/lib/tally/",
+    ] {
+        assert!(unit.contains(directive), "tally-serve.service lacks {directive}");
+    }
+    // Verified as installed, with ExecStart pointing at the binary under test.
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("tally-serve.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/tally", env!("CARGO_BIN_EXE_tally"))).unwrap();
+    let verify = Command::new(&analyze)
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new(&analyze)
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|line| line.split("tally-serve.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|score| score.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(exposure <= 2.0, "exposure {exposure} (0 is best, 10 worst):\n{report}");
+}
