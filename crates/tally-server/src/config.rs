@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub metrics_top_names: usize,
     /// Most events one group commit writes.
     pub group_commit_max_events: usize,
+    /// Mark the dashboard's session cookie `Secure` even without `X-Forwarded-Proto: https`.
+    pub dashboard_secure_cookie: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             max_stream_subscribers: 32,
             metrics_top_names: 20,
             group_commit_max_events: 10_000,
+            dashboard_secure_cookie: false,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod body;
 pub mod committer;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod files;
 pub mod ingest;
@@ -121,6 +122,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(read::healthz))
         .route("/readyz", get(read::readyz))
         .route("/openapi.json", get(openapi::handler))
+        .merge(dashboard::routes())
         .fallback(read::no_route)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -168,6 +168,7 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
     }
     let mut top_events: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut features: BTreeMap<String, u64> = BTreeMap::new();
+    let mut error_categories: BTreeMap<String, u64> = BTreeMap::new();
     let mut commands: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
     let (mut events, mut with_outcome, mut failures, mut errors) = (0u64, 0u64, 0u64, 0u64);
     for row in &rows {
@@ -186,6 +187,7 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         if row.kind == "error" {
             errors += row.count;
             point.errors += row.count;
+            *error_categories.entry(row.error_category.clone()).or_default() += row.count;
         }
         if row.name == "session_started" {
             point.sessions += row.count;
@@ -247,6 +249,8 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
     ranked_events.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut ranked_features: Vec<_> = features.into_iter().collect();
     ranked_features.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut ranked_categories: Vec<_> = error_categories.into_iter().collect();
+    ranked_categories.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut ranked_commands: Vec<_> = commands.into_iter().collect();
     ranked_commands.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
 
@@ -285,6 +289,9 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
                 "runs": runs,
                 "failures": failed,
                 "avg_duration_ms": (*timed > 0).then(|| (*total as f64 / *timed as f64).round() as u64),
+            })).collect::<Vec<_>>(),
+            "error_categories": ranked_categories.iter().take(TOP).map(|(category, count)| json!({
+                "category": category, "count": count,
             })).collect::<Vec<_>>(),
             "error_rate": error_rate,
             "engagement": {
