@@ -142,7 +142,8 @@ function card(id, label, value, shown, delta) {
 }
 
 function render(stats, previous) {
-  const installs = { text: "installs last seen in that time", tone: "" };
+  // Installs keep only their last sighting, so there is no earlier period to compare with.
+  const installs = { text: "as of now", tone: "" };
   $("span").textContent = `${stats.app}: ${stats.from.slice(0, 10)} to ${stats.to.slice(0, 10)} (UTC), compared with the ${view.days} days before.`;
   const avg = stats.sessions.avg_duration_ms;
   $("cards").replaceChildren(
@@ -181,7 +182,7 @@ function drawActivity(series) {
       svg("title", { text: `${point.start.slice(0, 10)}: ${point.events} events, ${point.sessions} sessions` }));
     chart.append(bar);
     const every = Math.ceil(series.length / 6);
-    if (index % every === 0) chart.append(svg("text", { x, y: height - 6, text: point.start.slice(5, 10) }));
+    if (index % every === 0 && x < width - 40) chart.append(svg("text", { x, y: height - 6, text: point.start.slice(5, 10) }));
   });
   $("activity").replaceChildren(chart);
   const rows = series.map((p) => [p.start.slice(0, 10), p.events, p.sessions, p.commands, p.errors]);
