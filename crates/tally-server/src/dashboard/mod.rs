@@ -11,7 +11,9 @@
 //! Routes: `GET /` (the page), `GET /dashboard/app.js` and `/dashboard/app.css`, and under
 //! `/dashboard/api/`: `session` (GET: who is signed in; POST: sign in, or add a key),
 //! `signout` (POST), `stats` (the `/v1/stats` query) and `stream` (the `/v1/stream` SSE).
+//! [`local`] serves the same page read-only for one user's own store (`tally view`).
 
+pub mod local;
 pub mod session;
 
 use std::collections::BTreeMap;

@@ -78,8 +78,10 @@ function showDashboard(session) {
   $("signin").hidden = true;
   $("controls").hidden = false;
   $("main").hidden = false;
+  // A user's own store (tally view) has no live stream: its app writes the file directly.
+  $("live-panel").hidden = Boolean(session.read_only);
   load();
-  follow();
+  if (!session.read_only) follow();
 }
 
 async function start() {

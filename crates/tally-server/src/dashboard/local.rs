@@ -1,0 +1,196 @@
+//! The same dashboard for one user's own store (`tally view`): read-only, no sign-in, on
+//! loopback only.
+//!
+//! Two checks guard it, because any web page the user visits can make their browser
+//! send requests to 127.0.0.1:
+//! - the `Host` header must be a loopback name (`127.0.0.1`, `localhost`, `[::1]`, with
+//!   the port), which a page on another domain cannot forge, even after re-binding its
+//!   DNS name to 127.0.0.1;
+//! - a random token: the URL `tally view` prints carries `?token=...`, which the page
+//!   trades for an HttpOnly, SameSite=Strict cookie (and a redirect that drops the token
+//!   from the address bar); every other request needs that cookie or the token.
+//!
+//! Only `GET` and `HEAD` are served; nothing is written and no stream is offered.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
+
+use super::{index, script, secured, style};
+use crate::AppState;
+use crate::error::AppError;
+use crate::storage::{ApiKey, Role};
+
+/// The cookie holding the view's token.
+const COOKIE: &str = "tally_view";
+
+/// What one `tally view` serves.
+#[derive(Clone)]
+struct View {
+    app: String,
+    token: String,
+}
+
+/// The read-only router for `app`'s local store, guarded by `token`.
+pub fn app(state: AppState, app: &str, token: &str) -> Router {
+    let view = View {
+        app: app.to_owned(),
+        token: token.to_owned(),
+    };
+    Router::new()
+        .route("/", get(index))
+        .route("/dashboard/app.js", get(script))
+        .route("/dashboard/app.css", get(style))
+        .route("/dashboard/api/session", get(session))
+        .route("/dashboard/api/stats", get(stats))
+        .layer(middleware::from_fn_with_state(view.clone(), guard))
+        .layer(Extension(view))
+        .with_state(state)
+}
+
+/// Whether `host` (a `Host` header) names this machine's loopback interface.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    name == "::1"
+        || name.eq_ignore_ascii_case("localhost")
+        || name.starts_with("127.") && name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::to_owned)
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('=').map(str::to_owned))
+}
+
+/// Equal in time independent of where the inputs differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    secured(
+        (status, message.to_owned()).into_response(),
+        "text/plain; charset=utf-8",
+        "no-store",
+    )
+}
+
+async fn guard(State(view): State<View>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok());
+    if !host.is_some_and(is_loopback_host) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "tally view answers only requests addressed to 127.0.0.1 or localhost",
+        );
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return refuse(StatusCode::METHOD_NOT_ALLOWED, "tally view is read-only");
+    }
+    let from_query = query_token(request.uri()).filter(|token| same_secret(token, &view.token));
+    if from_query.is_some() && request.uri().path() == "/" {
+        // Trade the token for a cookie, and take it out of the address bar and history.
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+        if let Ok(cookie) =
+            HeaderValue::from_str(&format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", view.token))
+        {
+            headers.insert(header::SET_COOKIE, cookie);
+        }
+        return response;
+    }
+    let from_cookie = cookie_token(request.headers()).filter(|token| same_secret(token, &view.token));
+    if from_query.is_none() && from_cookie.is_none() {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this page needs the address `tally view` printed, with its token",
+        );
+    }
+    next.run(request).await
+}
+
+async fn session(Extension(view): Extension<View>) -> Response {
+    let body = json!({ "apps": [view.app], "read_only": true });
+    secured(Json(body).into_response(), "application/json", "no-store")
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    Extension(view): Extension<View>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Response, AppError> {
+    let key = ApiKey {
+        id: String::new(),
+        app: view.app.clone(),
+        role: Role::Admin,
+        secret_hash: [0; 32],
+        label: "tally view".to_owned(),
+        created_at: jiff::Timestamp::UNIX_EPOCH,
+        revoked_at: None,
+    };
+    let payload = Value::Object(query.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
+    let (status, body) = crate::stats::get(&state, &key, payload).await?;
+    Ok(secured(
+        (status, Json(body)).into_response(),
+        "application/json",
+        "no-store",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_pass() {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:9000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.test:8080",
+            "127.0.0.1.evil.test",
+            "localhost.evil.test:80",
+            "0.0.0.0:80",
+            "[::2]:1",
+            "",
+            "10.0.0.1:80",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+}
