@@ -134,7 +134,43 @@ fn measure(runtime: &Runtime, store: Arc<dyn Store>, now: Timestamp, pages: usiz
         runtime.block_on(store.ping()).expect("ping");
         pings.push(began.elapsed());
     }
+    // Where a load's time goes: the storage calls one /v1/stats makes, each timed alone.
+    let (from_hour, to_hour) = (hour(from), hour(to));
+    let since: Vec<Timestamp> = [1i64, 24, 24 * 7, 24 * 30]
+        .iter()
+        .map(|hours| now.checked_sub(hours.hours()).expect("a past time"))
+        .collect();
+    let mut parts: [(&str, Vec<Duration>); 3] = [
+        ("rollups (30 days)", Vec::new()),
+        ("sessions (30 days)", Vec::new()),
+        ("active_installs", Vec::new()),
+    ];
+    for _ in 0..pages.min(20) {
+        let began = Instant::now();
+        let rows = runtime
+            .block_on(store.rollups("nexus", &from_hour, &to_hour))
+            .expect("rollups");
+        parts[0].1.push(began.elapsed());
+        std::hint::black_box(rows);
+        let began = Instant::now();
+        runtime.block_on(store.sessions("nexus", from, to)).expect("sessions");
+        parts[1].1.push(began.elapsed());
+        let began = Instant::now();
+        runtime.block_on(store.active_installs(&since)).expect("installs");
+        parts[2].1.push(began.elapsed());
+    }
+    for (name, mut times) in parts {
+        println!(
+            "{} {name}: median {}",
+            store.backend(),
+            show(percentile(&mut times, 0.5))
+        );
+    }
     (loads, pings)
+}
+
+fn hour(ts: Timestamp) -> String {
+    tally_core::time::format(ts)[..13].to_owned()
 }
 
 /// A fresh PostgreSQL database holding what the SQLite store at `path` holds, but raw events.
