@@ -45,7 +45,7 @@ const READ_PAGE: &str = r#"(() => {
     table: [...document.querySelectorAll('#activity-data tbody tr')].map((row) => [...row.children].map((cell) => cell.textContent)),
     features: rows('#features tbody tr', 'name', 'count'),
     errors: rows('#errors tbody tr', 'name', 'count'),
-    commands: rows('#commands-table tbody tr', 'name', 'runs', 'failures'),
+    commands: rows('#commands-table tbody tr', 'name', 'runs', 'failures', 'p50', 'p95'),
     score: document.getElementById('gauge').dataset.score,
     parts: rows('#engagement-parts tr', 'part', 'value'),
     alt: document.getElementById('activity-chart').getAttribute('aria-labelledby'),
@@ -118,9 +118,16 @@ fn assert_page_equals(page: &Value, stats: &Value) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| vec![text(&row["command"]), text(&row["runs"]), text(&row["failures"])])
+        .map(|row| {
+            let fields = ["command", "runs", "failures", "p50_ms", "p95_ms"];
+            fields.iter().map(|field| text(&row[field])).collect()
+        })
         .collect();
     assert!(!commands.is_empty());
+    assert!(
+        commands.iter().all(|row| !row[3].is_empty() && !row[4].is_empty()),
+        "demo commands are timed: {commands:?}"
+    );
     assert_eq!(page["commands"], json!(commands), "top commands");
     let engagement = &stats["engagement"];
     assert_eq!(text(&page["score"]), text(&engagement["score"]), "engagement score");

@@ -9,6 +9,9 @@
 //! - breadth: distinct commands and features used in the period, over 5, at most 1.
 //!
 //! It is 0 for a period without events. `docs/API.md` repeats the formula.
+//!
+//! Command percentiles (`p50_ms`, `p95_ms`) come from the rollups' duration histograms
+//! merged over the period, so they are estimates within one bucket (about 25 %).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +19,7 @@ use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tally_store::histogram::Histogram;
 
 use crate::AppState;
 use crate::actions::ActionResult;
@@ -169,6 +173,8 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
     let mut top_events: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut features: BTreeMap<String, u64> = BTreeMap::new();
     let mut error_categories: BTreeMap<String, u64> = BTreeMap::new();
+    // Per command: merged duration histogram, shortest and longest duration.
+    let mut durations: BTreeMap<String, (Histogram, Option<u64>, Option<u64>)> = BTreeMap::new();
     let mut commands: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
     let (mut events, mut with_outcome, mut failures, mut errors) = (0u64, 0u64, 0u64, 0u64);
     for row in &rows {
@@ -202,6 +208,15 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
             }
             entry.2 += row.duration_count;
             entry.3 += row.duration_total_ms;
+            if row.duration_count > 0 {
+                let (histogram, min, max) = durations.entry(row.command.clone()).or_default();
+                histogram.merge(&row.histogram);
+                *min = match (*min, row.duration_min_ms) {
+                    (Some(seen), Some(this)) => Some(seen.min(this)),
+                    (seen, this) => seen.or(this),
+                };
+                *max = (*max).max(row.duration_max_ms);
+            }
         }
         if row.kind == "feature" {
             *features.entry(row.name.clone()).or_default() += row.count;
@@ -284,12 +299,20 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
             "feature_usage": ranked_features.iter().take(TOP).map(|(name, count)| json!({
                 "feature": name, "count": count,
             })).collect::<Vec<_>>(),
-            "commands": ranked_commands.iter().take(TOP).map(|(command, (runs, failed, timed, total))| json!({
-                "command": command,
-                "runs": runs,
-                "failures": failed,
-                "avg_duration_ms": (*timed > 0).then(|| (*total as f64 / *timed as f64).round() as u64),
-            })).collect::<Vec<_>>(),
+            "commands": ranked_commands.iter().take(TOP).map(|(command, (runs, failed, timed, total))| {
+                let quantile = |q| {
+                    let (histogram, min, max) = durations.get(command)?;
+                    histogram.quantile(q, (*min)?, (*max)?)
+                };
+                json!({
+                    "command": command,
+                    "runs": runs,
+                    "failures": failed,
+                    "avg_duration_ms": (*timed > 0).then(|| (*total as f64 / *timed as f64).round() as u64),
+                    "p50_ms": quantile(0.5),
+                    "p95_ms": quantile(0.95),
+                })
+            }).collect::<Vec<_>>(),
             "error_categories": ranked_categories.iter().take(TOP).map(|(category, count)| json!({
                 "category": category, "count": count,
             })).collect::<Vec<_>>(),

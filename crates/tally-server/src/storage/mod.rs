@@ -78,7 +78,7 @@ pub struct ApiKey {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// One hourly rollup row, without its histogram.
+/// One hourly rollup row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupRow {
     /// `YYYY-MM-DDTHH`, UTC.
@@ -99,6 +99,12 @@ pub struct RollupRow {
     pub duration_count: u64,
     /// Sum of their durations.
     pub duration_total_ms: u64,
+    /// Shortest reported duration.
+    pub duration_min_ms: Option<u64>,
+    /// Longest reported duration.
+    pub duration_max_ms: Option<u64>,
+    /// Reported durations per `tally_store::histogram` bucket, for percentiles.
+    pub histogram: tally_store::histogram::Histogram,
 }
 
 /// Events of one app, type, name and outcome since the store began.

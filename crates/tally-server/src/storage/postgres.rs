@@ -344,7 +344,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT hour, type, name, command, success, error_category, count, duration_count, duration_total_ms \
+                "SELECT hour, type, name, command, success, error_category, count, duration_count, duration_total_ms, \
+                 duration_min_ms, duration_max_ms, histogram \
                  FROM metrics WHERE app = $1 AND hour >= $2 AND hour < $3 \
                  ORDER BY hour, type, name, command, success, error_category",
             )
@@ -363,6 +364,9 @@ impl Store for PostgresStore {
                     count: row.try_get::<_, i64>(6)? as u64,
                     duration_count: row.try_get::<_, i64>(7)? as u64,
                     duration_total_ms: row.try_get::<_, i64>(8)? as u64,
+                    duration_min_ms: row.try_get::<_, Option<i64>>(9)?.map(|ms| ms as u64),
+                    duration_max_ms: row.try_get::<_, Option<i64>>(10)?.map(|ms| ms as u64),
+                    histogram: histogram_of(&row.try_get::<_, Vec<i64>>(11)?),
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()?;
@@ -591,4 +595,13 @@ impl Store for PostgresStore {
         client.simple_query("SELECT 1").await?;
         Ok(())
     }
+}
+
+/// A stored `bigint[]` histogram; missing buckets count zero, extra ones are ignored.
+fn histogram_of(counts: &[i64]) -> tally_store::histogram::Histogram {
+    let mut histogram = tally_store::histogram::Histogram::default();
+    for (bucket, count) in histogram.counts.iter_mut().zip(counts) {
+        *bucket = (*count).max(0) as u64;
+    }
+    histogram
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::OptionalExtension;
 use tally_core::Event;
+use tally_store::histogram::Histogram;
 use tally_store::{DropCounts, OpenOptions, Synchronous};
 
 use super::{ApiKey, EventQuery, RollupRow, SessionSummary, StorageError, Store, TotalRow};
@@ -145,12 +146,13 @@ impl Store for SqliteStore {
         let (app, from_hour, to_hour) = (app.to_owned(), from_hour.to_owned(), to_hour.to_owned());
         blocking(&self.reader, move |store| {
             let mut statement = store.connection().prepare_cached(
-                "SELECT hour, type, name, command, success, error_category, count, duration_count, duration_total_ms \
+                "SELECT hour, type, name, command, success, error_category, count, duration_count, duration_total_ms, \
+                 duration_min_ms, duration_max_ms, histogram \
                  FROM metrics WHERE app = ?1 AND hour >= ?2 AND hour < ?3 \
                  ORDER BY hour, type, name, command, success, error_category",
             )?;
             let rows = statement.query_map((&app, &from_hour, &to_hour), |row| {
-                Ok(RollupRow {
+                let rollup = RollupRow {
                     hour: row.get(0)?,
                     kind: row.get(1)?,
                     name: row.get(2)?,
@@ -160,9 +162,19 @@ impl Store for SqliteStore {
                     count: row.get::<_, i64>(6)? as u64,
                     duration_count: row.get::<_, i64>(7)? as u64,
                     duration_total_ms: row.get::<_, i64>(8)? as u64,
-                })
+                    duration_min_ms: row.get::<_, Option<i64>>(9)?.map(|ms| ms as u64),
+                    duration_max_ms: row.get::<_, Option<i64>>(10)?.map(|ms| ms as u64),
+                    histogram: Histogram::default(),
+                };
+                Ok((rollup, row.get::<_, String>(11)?))
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            // The histogram is stored as JSON; parsed here, outside rusqlite's row closure.
+            rows.map(|row| {
+                let (mut rollup, histogram) = row?;
+                rollup.histogram = Histogram::from_json(&histogram)?;
+                Ok(rollup)
+            })
+            .collect()
         })
         .await
     }

@@ -216,12 +216,14 @@ function drawCommands(commands) {
     $("commands").replaceChildren(el("p", { class: "muted", text: "No commands in this period." }));
     return;
   }
-  const head = el("tr", {}, ...["Command", "Runs", "Failure rate", "Average"].map((text, index) => el("th", { scope: "col", class: index ? "num" : "", text })));
-  const rows = commands.map((row) => el("tr", { "data-name": row.command, "data-runs": String(row.runs), "data-failures": String(row.failures) },
+  const head = el("tr", {}, ...["Command", "Runs", "Failed", "p50", "p95"].map((text, index) => el("th", { scope: "col", class: index ? "num" : "", text })));
+  const rows = commands.map((row) => el("tr", { "data-name": row.command, "data-runs": String(row.runs), "data-failures": String(row.failures),
+    "data-p50": String(row.p50_ms ?? ""), "data-p95": String(row.p95_ms ?? "") },
     el("th", { scope: "row", text: row.command || "(none)" }),
     el("td", { class: "num", text: numbers.format(row.runs) }),
     el("td", { class: "num", text: percent.format(row.runs ? row.failures / row.runs : 0) }),
-    el("td", { class: "num", text: duration(row.avg_duration_ms) })));
+    el("td", { class: "num", text: duration(row.p50_ms) }),
+    el("td", { class: "num", text: duration(row.p95_ms) })));
   $("commands").replaceChildren(el("table", { id: "commands-table" }, el("thead", {}, head), el("tbody", {}, ...rows)));
 }
 
