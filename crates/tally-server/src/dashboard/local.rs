@@ -11,8 +11,13 @@
 //!   from the address bar); every other request needs that cookie or the token.
 //!
 //! Only `GET` and `HEAD` are served; nothing is written and no stream is offered.
+//! [`serve`] runs it for a store file until Ctrl-C; `tally view` and host apps
+//! (`nexus telemetry view`) call it.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -23,9 +28,13 @@ use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
 use super::{index, script, secured, style};
-use crate::AppState;
+use crate::config::ServerConfig;
 use crate::error::AppError;
-use crate::storage::{ApiKey, Role};
+use crate::storage::sqlite::SqliteStore;
+use crate::storage::{ApiKey, EventQuery, Role, RollupRow, SessionSummary, StorageError, Store, TotalRow};
+use crate::{AppState, ServeError};
+use jiff::Timestamp;
+use tally_core::Event;
 
 /// The cookie holding the view's token.
 const COOKIE: &str = "tally_view";
@@ -163,6 +172,147 @@ async fn stats(
         "application/json",
         "no-store",
     ))
+}
+
+/// Serves `app`'s store file at `path` on 127.0.0.1:`port` (0: a free one) until Ctrl-C;
+/// `ready` gets the address to open, token included, once the server listens.
+pub async fn serve(path: &Path, app_name: &str, port: u16, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random).map_err(|err| ServeError::Io(std::io::Error::other(err.to_string())))?;
+    let token = hex::encode(random);
+    let sqlite = SqliteStore::open(path).map_err(|err| ServeError::Io(std::io::Error::other(err.to_string())))?;
+    let store: Arc<dyn Store> = Arc::new(LocalStore {
+        sqlite,
+        path: path.to_owned(),
+    });
+    let (state, _committer) = AppState::new(store, ServerConfig::default());
+    let router = app(state, app_name, &token);
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Bind { address, source })?;
+    ready(&format!("http://{}/?token={token}", listener.local_addr()?));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Starts the platform's opener for `url`; a failure is returned for the caller to
+/// mention, since the address is printed anyway.
+pub fn open_in_browser(url: &str) -> std::io::Result<()> {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+/// The user's store seen through the collector's storage interface. Only the collector
+/// keeps an installs table, so active installs are counted from the store's sessions
+/// (its one install, or several after a restore); everything else is the collector's
+/// SQLite code on the same schema.
+struct LocalStore {
+    sqlite: SqliteStore,
+    path: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Store for LocalStore {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    async fn insert(&self, _events: Vec<Event>) -> Result<Vec<bool>, StorageError> {
+        Err(StorageError::Internal("tally view is read-only".to_owned()))
+    }
+
+    async fn rollups(&self, app: &str, from_hour: &str, to_hour: &str) -> Result<Vec<RollupRow>, StorageError> {
+        self.sqlite.rollups(app, from_hour, to_hour).await
+    }
+
+    async fn sessions(&self, app: &str, from: Timestamp, to: Timestamp) -> Result<SessionSummary, StorageError> {
+        self.sqlite.sessions(app, from, to).await
+    }
+
+    async fn active_installs(&self, since: &[Timestamp]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
+        let path = self.path.clone();
+        let since: Vec<String> = since.iter().map(|ts| tally_core::time::format(*ts)).collect();
+        tokio::task::spawn_blocking(move || {
+            let failed = |err: rusqlite::Error| StorageError::Internal(err.to_string());
+            let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(failed)?;
+            let mut apps: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+            let mut statement = db
+                .prepare("SELECT app, count(DISTINCT install_id) FROM sessions WHERE ended_at >= ?1 GROUP BY app")
+                .map_err(failed)?;
+            for (index, start) in since.iter().enumerate() {
+                let rows = statement
+                    .query_map([start], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+                    })
+                    .map_err(failed)?;
+                for row in rows {
+                    let (app, count) = row.map_err(failed)?;
+                    apps.entry(app).or_insert_with(|| vec![0; since.len()])[index] = count;
+                }
+            }
+            Ok(apps.into_iter().collect())
+        })
+        .await
+        .map_err(|err| StorageError::Internal(err.to_string()))?
+    }
+
+    async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
+        self.sqlite.named_counts(name, from_hours).await
+    }
+
+    async fn totals(&self) -> Result<Vec<TotalRow>, StorageError> {
+        self.sqlite.totals().await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StorageError> {
+        self.sqlite.events(query).await
+    }
+
+    async fn erase_install(&self, _app: &str, _install_id: &str) -> Result<u64, StorageError> {
+        Err(StorageError::Internal("tally view is read-only".to_owned()))
+    }
+
+    async fn expire(&self, _before: Timestamp) -> Result<u64, StorageError> {
+        Err(StorageError::Internal("tally view is read-only".to_owned()))
+    }
+
+    async fn put_key(&self, _key: &ApiKey) -> Result<(), StorageError> {
+        Err(StorageError::Internal("tally view is read-only".to_owned()))
+    }
+
+    async fn key(&self, _id: &str) -> Result<Option<ApiKey>, StorageError> {
+        Ok(None)
+    }
+
+    async fn keys(&self) -> Result<Vec<ApiKey>, StorageError> {
+        Ok(Vec::new())
+    }
+
+    async fn revoke_key(&self, _id: &str, _at: Timestamp) -> Result<bool, StorageError> {
+        Err(StorageError::Internal("tally view is read-only".to_owned()))
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.sqlite.ping().await
+    }
 }
 
 #[cfg(test)]
