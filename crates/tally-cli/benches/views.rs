@@ -77,11 +77,11 @@ fn month() -> Period {
 /// The month's bounds widened to whole hours, as the rollups cover it, so that the raw
 /// scans count exactly the events the rollups count.
 fn hour_bounds(period: &Period) -> (String, String) {
-    let from = tally_core::time::format(period.from)[..13].to_owned();
-    let last = period.to.checked_sub(jiff::Span::new().milliseconds(1)).unwrap();
-    let after = last.checked_add(jiff::Span::new().hours(1)).unwrap();
-    let to = tally_core::time::format(after)[..13].to_owned();
-    (format!("{from}:00:00.000Z"), format!("{to}:00:00.000Z"))
+    let (first, end) = period.hours();
+    (
+        tally_core::time::format(first.start()),
+        tally_core::time::format(end.start()),
+    )
 }
 
 /// Runs, failures, and the sum, minimum and maximum duration of one command.
@@ -245,7 +245,8 @@ fn make_store(dir: &Path, events: u64) {
             |row| row.get(0),
         )
         .unwrap();
-    let (from_hour, to_hour) = (&from[..13], &to[..13]);
+    let (first_hour, end_hour) = month().hours();
+    let (from_hour, to_hour) = (first_hour.to_string(), end_hour.to_string());
     let month_rollups: i64 = conn
         .query_row(
             "SELECT count(*) FROM metrics WHERE hour >= ?1 AND hour < ?2",
@@ -344,7 +345,15 @@ fn main() {
     make_store(dir, events);
     check_baselines(dir);
 
-    let kinds: Vec<(&str, Measure)> = vec![
+    let kinds = kinds();
+    let times = measure(dir, &kinds, runs);
+    print_table(&kinds, &times, runs);
+    print_ratios(&times);
+}
+
+/// What is measured, in the order the ratios below refer to by index.
+fn kinds() -> Vec<(&'static str, Measure)> {
+    vec![
         (
             "tally --version (process start)",
             Box::new(|dir| tally(dir, &["--version"])),
@@ -372,9 +381,14 @@ fn main() {
             "in process: naive raw SQL, the month's rows into Rust, exact medians",
             timed(raw_rows_median),
         ),
-    ];
+    ]
+}
+
+/// Runs every kind once per round, in a rotating order after warm-up rounds; returns
+/// each kind's times in milliseconds.
+fn measure(dir: &Path, kinds: &[(&str, Measure)], runs: usize) -> Vec<Vec<f64>> {
     for _ in 0..WARM_UP_RUNS {
-        for (_, measure) in &kinds {
+        for (_, measure) in kinds {
             measure(dir);
         }
     }
@@ -385,7 +399,10 @@ fn main() {
             times[which].push(kinds[which].1(dir).as_secs_f64() * 1e3);
         }
     }
+    times
+}
 
+fn print_table(kinds: &[(&str, Measure)], times: &[Vec<f64>], runs: usize) {
     println!();
     println!(
         "views: {runs} rounds, every kind once per round in a rotating order, after {WARM_UP_RUNS} warm-up rounds"
@@ -393,14 +410,19 @@ fn main() {
     println!();
     println!("| kind | median ms | mean ms | p10 ms | p90 ms | min ms |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for ((name, _), samples) in kinds.iter().zip(&times) {
+    for ((name, _), samples) in kinds.iter().zip(times) {
         let s = stats(samples);
         println!(
             "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             s.median, s.mean, s.p10, s.p90, s.min
         );
     }
-    // Ratios per round (the kinds of one round ran within a second of each other).
+}
+
+/// The views against process start and status, the rollups against naive SQL, and
+/// the target, each as a median over rounds (the kinds of one round ran within a
+/// second of each other).
+fn print_ratios(times: &[Vec<f64>]) {
     let per_round = |a: usize, b: usize| -> f64 {
         let ratios: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect();
         median(&ratios)

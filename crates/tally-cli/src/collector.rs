@@ -200,7 +200,7 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
     })
 }
 
-async fn open(db: &str) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {
+async fn open(db: &str) -> anyhow::Result<std::sync::Arc<dyn storage::Storage>> {
     storage::open(db)
         .await
         .with_context(|| format!("cannot open the collector's database {}", redact_url(db)))

@@ -261,7 +261,7 @@ fn openmetrics_export_passes_promtool_and_counts_every_event() {
     assert!(text.ends_with("# EOF\n"));
     let total: u64 = text
         .lines()
-        .filter(|line| line.starts_with("tally_events{"))
+        .filter(|line| line.starts_with("tally_events_total{"))
         .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(total, demo.stored_events() as u64);

@@ -1039,39 +1039,7 @@ fn metrics_pass_promtool_and_count_every_event() {
     let collector = Collector::start(&file.path, None);
     let agent = agent();
 
-    // More names than /metrics labels (20 by default), so some are summed as `other`.
-    let names: Vec<(&'static str, &'static str)> = (0..25)
-        .map(|index| match index % 3 {
-            0 => ("command", &*String::leak(format!("command_{index}"))),
-            1 => ("feature", &*String::leak(format!("feature_{index}"))),
-            _ => ("error", &*String::leak(format!("error_{index}"))),
-        })
-        .collect();
-    let events = make_events("nexus", 437, &names);
-    for chunk in events[..400].chunks(100) {
-        let reply = post_json(
-            &agent,
-            &collector.url("/v1/events/batch"),
-            &ingest,
-            &json!({"events": chunk}),
-        )
-        .expect("an answer");
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        assert_eq!(reply.json()["accepted"], chunk.len(), "{}", reply.body);
-    }
-    for event in &events[400..] {
-        let reply = post_json(&agent, &collector.url("/v1/events"), &ingest, event).expect("an answer");
-        assert_eq!(reply.status, 202, "{}", reply.body);
-    }
-    // A resent batch stores nothing and must not be counted again.
-    let reply = post_json(
-        &agent,
-        &collector.url("/v1/events/batch"),
-        &ingest,
-        &json!({"events": &events[..50]}),
-    )
-    .expect("an answer");
-    assert_eq!(reply.json()["duplicates"], 50, "{}", reply.body);
+    ingest_437_events_with_a_resent_batch(&agent, &collector, &ingest);
 
     let metrics = get(&agent, &collector.url("/metrics"), None, &[]);
     assert_eq!(metrics.status, 200);
@@ -1083,27 +1051,7 @@ fn metrics_pass_promtool_and_count_every_event() {
         "{:?}",
         metrics.headers
     );
-    let mut promtool = Command::new(PROMTOOL)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    promtool
-        .stdin
-        .take()
-        .expect("promtool's stdin")
-        .write_all(metrics.body.as_bytes())
-        .expect("feed promtool");
-    let checked = promtool.wait_with_output().expect("promtool's verdict");
-    assert!(
-        checked.status.success(),
-        "promtool check metrics: {}{}\n--- the exposition:\n{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr),
-        metrics.body
-    );
+    promtool_check_metrics(&metrics.body);
     assert_eq!(
         events_total(&metrics.body),
         437,
@@ -1134,6 +1082,68 @@ fn metrics_pass_promtool_and_count_every_event() {
     );
     assert!(openmetrics.body.trim_end().ends_with("# EOF"), "{}", openmetrics.body);
     assert_eq!(events_total(&openmetrics.body), 437);
+}
+
+/// Ingests 437 events with 25 names (more than `/metrics` labels, so some are summed
+/// as `other`), in batches and one by one, then resends a batch that must store nothing.
+fn ingest_437_events_with_a_resent_batch(agent: &ureq::Agent, collector: &Collector, ingest: &str) {
+    let names: Vec<(&'static str, &'static str)> = (0..25)
+        .map(|index| match index % 3 {
+            0 => ("command", &*String::leak(format!("command_{index}"))),
+            1 => ("feature", &*String::leak(format!("feature_{index}"))),
+            _ => ("error", &*String::leak(format!("error_{index}"))),
+        })
+        .collect();
+    let events = make_events("nexus", 437, &names);
+    for chunk in events[..400].chunks(100) {
+        let reply = post_json(
+            agent,
+            &collector.url("/v1/events/batch"),
+            ingest,
+            &json!({"events": chunk}),
+        )
+        .expect("an answer");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.json()["accepted"], chunk.len(), "{}", reply.body);
+    }
+    for event in &events[400..] {
+        let reply = post_json(agent, &collector.url("/v1/events"), ingest, event).expect("an answer");
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    // A resent batch stores nothing and must not be counted again.
+    let reply = post_json(
+        agent,
+        &collector.url("/v1/events/batch"),
+        ingest,
+        &json!({"events": &events[..50]}),
+    )
+    .expect("an answer");
+    assert_eq!(reply.json()["duplicates"], 50, "{}", reply.body);
+}
+
+/// Fails the test, showing the exposition, unless `promtool check metrics` accepts it.
+fn promtool_check_metrics(exposition: &str) {
+    let mut promtool = Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    promtool
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(exposition.as_bytes())
+        .expect("feed promtool");
+    let checked = promtool.wait_with_output().expect("promtool's verdict");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n--- the exposition:\n{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr),
+        exposition
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,13 +4,11 @@
 //! showing a newly posted event, keyboard navigation reaching every control, no request
 //! to another origin, screenshots at desktop and phone width, and sign-out.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::browser::Browser;
+use crate::support::{Collector, create_key, demo_events, get, post_events, with_features};
 use serde_json::{Value, json};
-use support::browser::Browser;
-use support::{Collector, create_key, demo_events, get, post_events, with_features};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -176,7 +174,7 @@ fn the_dashboard_shows_what_v1_stats_answers_and_stays_on_its_origin() {
     post_events(&collector, &ledger_ingest, &ledger_events);
 
     // The page's headers forbid everything but its own origin.
-    let page = support::agent().get(&collector.url("/")).call().unwrap();
+    let page = crate::support::agent().get(&collector.url("/")).call().unwrap();
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(
         csp.starts_with("default-src 'none'") && csp.contains("script-src 'self'"),
@@ -369,7 +367,7 @@ fn sign_in_and_sign_out_refuse_other_origins_and_set_a_locked_down_cookie() {
     let db = db.to_str().unwrap();
     let admin = create_key(db, "nexus", "admin");
     let collector = Collector::start(db, None);
-    let agent = support::agent();
+    let agent = crate::support::agent();
     let body = json!({"key": admin}).to_string();
     let post = |origin: Option<&str>, forwarded: bool| {
         let mut request = agent

@@ -4,14 +4,12 @@
 //! metric the dashboard and the rules query is exposed by a live `tally serve` holding
 //! demo data.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::support::{Collector, create_key, demo_events, post_events, tool};
 use serde_json::Value;
-use support::{Collector, create_key, demo_events, post_events, tool};
 
 const PROMTOOL: &str = "/usr/bin/promtool";
 
@@ -198,11 +196,11 @@ fn every_metric_the_dashboard_and_alerts_use_is_in_a_live_metrics() {
     post_events(
         &collector,
         &ingest,
-        &support::with_features(demo_events("nexus", 30, 2000, 7)),
+        &crate::support::with_features(demo_events("nexus", 30, 2000, 7)),
     );
-    let (status, _) = support::get(&collector.url("/v1/stats"), Some(&ingest));
+    let (status, _) = crate::support::get(&collector.url("/v1/stats"), Some(&ingest));
     assert_eq!(status, 403, "an ingest key cannot read stats");
-    let (status, metrics) = support::get(&collector.url("/metrics"), None);
+    let (status, metrics) = crate::support::get(&collector.url("/metrics"), None);
     assert_eq!(status, 200, "{metrics}");
 
     let exposed: BTreeSet<&str> = metrics

@@ -8,11 +8,7 @@
 //! Run alone (`cargo test -p tally-cli`), cargo builds only `tally`, so [`nexus_binary`]
 //! builds `nexus` once if it is missing; an older `nexus` left there is used as is.
 
-// The SDK's tests own the scripted collector; this binary uses only part of it.
-#[path = "../../tally/tests/scripted_collector.rs"]
-#[allow(dead_code)]
-mod scripted_collector;
-
+use crate::scripted_collector;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,18 +26,17 @@ use scripted_collector::{Answer, Request, ScriptedCollector, read_message};
 /// A well-formed ingest key for the scripted collector, which does not check it.
 const SCRIPTED_KEY: &str = "tly_ingest_0123456789ab_0123456789abcdef0123456789abcdef";
 
-/// The `nexus` binary next to `tally`, built once if missing.
+/// The `nexus` binary next to `tally`, brought up to date once per run: a binary left
+/// from an older build would write an older store schema than `tally` reads.
 fn nexus_binary() -> &'static Path {
     static NEXUS: OnceLock<PathBuf> = OnceLock::new();
     NEXUS.get_or_init(|| {
         let path = Path::new(env!("CARGO_BIN_EXE_tally")).with_file_name("nexus");
-        if !path.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "nexus"])
-                .status()
-                .expect("run cargo build -p nexus");
-            assert!(status.success(), "cargo build -p nexus failed");
-        }
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "nexus"])
+            .status()
+            .expect("run cargo build -p nexus");
+        assert!(status.success(), "cargo build -p nexus failed");
         path
     })
 }

@@ -2,15 +2,13 @@
 //! token and a loopback `Host` check; driven over raw HTTP (to send forged `Host`
 //! headers) and in headless Chromium.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::browser::Browser;
 use serde_json::json;
-use support::browser::Browser;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -85,7 +83,7 @@ fn events_in_store(dir: &std::path::Path) -> i64 {
 fn view_refuses_foreign_hosts_and_missing_tokens_and_writes_nothing() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    support::tally(&[
+    crate::support::tally(&[
         "--app",
         "nexus",
         "--dir",
@@ -174,7 +172,7 @@ fn view_shows_the_local_store_in_the_browser() {
     let Some(mut browser) = Browser::launch() else { return };
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    support::tally(&[
+    crate::support::tally(&[
         "--app",
         "nexus",
         "--dir",

@@ -1,8 +1,16 @@
 //! Timestamps on the wire and in stores: RFC 3339, UTC, exactly three fractional digits
 //! (`2026-11-22T01:02:03.456Z`). The fixed width makes the text form sort like the instant,
 //! which the stores rely on for range queries over text columns.
+//!
+//! Two types carry time between layers so that no caller slices or compares text:
+//! [`HourKey`], the UTC hour an event is counted under in the hourly rollups, and
+//! [`Period`], a half-open range of instants. Their text forms exist only where a value
+//! meets SQL or JSON.
 
-use jiff::Timestamp;
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::{SignedDuration, Timestamp};
 
 /// The current time, truncated to whole milliseconds.
 pub fn now_millis() -> Timestamp {
@@ -46,9 +54,191 @@ pub mod rfc3339_millis {
     }
 }
 
+const SECONDS_PER_HOUR: i64 = 3_600;
+
+/// A UTC hour: the instant at the start of the hour every rollup row is keyed by.
+///
+/// It orders like time. Its text form `YYYY-MM-DDTHH` (the first 13 characters of the
+/// wire form, so it sorts like the hour) is what the stores keep in their `hour` columns;
+/// [`fmt::Display`] writes it and [`FromStr`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HourKey(Timestamp);
+
+impl HourKey {
+    /// The hour holding `ts`.
+    pub fn of(ts: Timestamp) -> HourKey {
+        let start = ts.as_second().div_euclid(SECONDS_PER_HOUR) * SECONDS_PER_HOUR;
+        HourKey(Timestamp::from_second(start).unwrap_or(ts))
+    }
+
+    /// The first instant of the hour.
+    pub fn start(self) -> Timestamp {
+        self.0
+    }
+
+    /// The hour after this one (this one at the end of time).
+    pub fn next(self) -> HourKey {
+        self.0.checked_add(SignedDuration::from_hours(1)).map_or(self, HourKey)
+    }
+}
+
+impl fmt::Display for HourKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H"))
+    }
+}
+
+/// Text that is not an hour in the form `YYYY-MM-DDTHH`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("hour: must be YYYY-MM-DDTHH in UTC (got {0:?})")]
+pub struct InvalidHour(pub String);
+
+impl FromStr for HourKey {
+    type Err = InvalidHour;
+
+    fn from_str(text: &str) -> Result<HourKey, InvalidHour> {
+        let invalid = || InvalidHour(text.to_owned());
+        if text.len() != 13 || text.as_bytes()[10] != b'T' {
+            return Err(invalid());
+        }
+        let date: jiff::civil::Date = text[..10].parse().map_err(|_| invalid())?;
+        let hour: i8 = text[11..].parse().map_err(|_| invalid())?;
+        let time = jiff::civil::Time::new(hour, 0, 0, 0).map_err(|_| invalid())?;
+        let start = date
+            .to_datetime(time)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_err(|_| invalid())?;
+        Ok(HourKey(start.timestamp()))
+    }
+}
+
+/// A half-open range of instants, `[from, to)`.
+///
+/// An end that is not bounded is [`Timestamp::MIN`] or [`Timestamp::MAX`]
+/// ([`Period::ALL`], [`Period::starting`], [`Period::before`]); [`Period::text_bounds`]
+/// gives such an end as `None`, so SQL leaves it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// Inclusive.
+    pub from: Timestamp,
+    /// Exclusive.
+    pub to: Timestamp,
+}
+
+impl Default for Period {
+    /// Unbounded: [`Period::ALL`].
+    fn default() -> Period {
+        Period::ALL
+    }
+}
+
+impl Period {
+    /// Every instant.
+    pub const ALL: Period = Period {
+        from: Timestamp::MIN,
+        to: Timestamp::MAX,
+    };
+
+    /// From `from` on, without end.
+    pub fn starting(from: Timestamp) -> Period {
+        Period { from, ..Period::ALL }
+    }
+
+    /// Everything before `to`.
+    pub fn before(to: Timestamp) -> Period {
+        Period { to, ..Period::ALL }
+    }
+
+    /// The `days` days up to `now`.
+    pub fn last_days(now: Timestamp, days: i64) -> Period {
+        Period {
+            from: now
+                .checked_sub(SignedDuration::from_hours(days.saturating_mul(24)))
+                .unwrap_or(Timestamp::MIN),
+            to: now,
+        }
+    }
+
+    /// The period of the same length just before this one.
+    pub fn previous(&self) -> Period {
+        let length = self.to.duration_since(self.from);
+        Period {
+            from: self.from.checked_sub(length).unwrap_or(Timestamp::MIN),
+            to: self.from,
+        }
+    }
+
+    /// Whether `ts` lies inside.
+    pub fn contains(&self, ts: Timestamp) -> bool {
+        self.from <= ts && ts < self.to
+    }
+
+    /// The ends in the wire form, `None` for an end that is not bounded: what a range
+    /// query over a text `ts` column binds.
+    pub fn text_bounds(&self) -> (Option<String>, Option<String>) {
+        (
+            (self.from != Timestamp::MIN).then(|| format(self.from)),
+            (self.to != Timestamp::MAX).then(|| format(self.to)),
+        )
+    }
+
+    /// The rollup hours the period overlaps, as `[first, end)`: an hour counts as soon
+    /// as any instant of it is inside.
+    pub fn hours(&self) -> (HourKey, HourKey) {
+        let last = self.to.checked_sub(SignedDuration::from_millis(1)).unwrap_or(self.to);
+        (HourKey::of(self.from), HourKey::of(last).next())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hour_key_truncates_and_round_trips_its_text() {
+        let ts: Timestamp = "2026-11-22T13:59:59.999Z".parse().unwrap();
+        let hour = HourKey::of(ts);
+        assert_eq!(hour.to_string(), "2026-11-22T13");
+        assert_eq!(hour.start(), "2026-11-22T13:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!("2026-11-22T13".parse::<HourKey>().unwrap(), hour);
+        assert_eq!(hour.next().to_string(), "2026-11-22T14");
+        let before_epoch: Timestamp = "1969-12-31T23:30:00Z".parse().unwrap();
+        assert_eq!(HourKey::of(before_epoch).to_string(), "1969-12-31T23");
+        for bad in [
+            "2026-11-22",
+            "2026-11-22T24",
+            "2026-11-22 13",
+            "2026-13-01T00",
+            "2026-11-22T1x",
+        ] {
+            assert!(bad.parse::<HourKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn period_hours_cover_every_hour_it_touches() {
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        let period = Period {
+            from: at("2026-11-22T10:30:00Z"),
+            to: at("2026-11-22T12:00:00Z"),
+        };
+        let (first, end) = period.hours();
+        assert_eq!(
+            (first.to_string(), end.to_string()),
+            ("2026-11-22T10".into(), "2026-11-22T12".into())
+        );
+        let ragged = Period {
+            to: at("2026-11-22T12:00:00.001Z"),
+            ..period
+        };
+        assert_eq!(ragged.hours().1.to_string(), "2026-11-22T13");
+        assert!(period.contains(period.from) && !period.contains(period.to));
+        assert_eq!(Period::ALL.text_bounds(), (None, None));
+        assert_eq!(
+            Period::starting(period.from).text_bounds().0.as_deref(),
+            Some("2026-11-22T10:30:00.000Z")
+        );
+    }
 
     #[test]
     fn format_is_fixed_width_utc_millis() {

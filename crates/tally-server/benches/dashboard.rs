@@ -11,7 +11,7 @@
 //! The SQLite store is the one the `metrics` bench builds (its module comment says what
 //! 10 million events leave behind: 90 days of hourly rollups for three apps, 60,000
 //! installs, 500,000 sessions, lifetime totals and a million raw events). For PostgreSQL,
-//! a fresh database gets the collector's schema from `PostgresStore::connect`, then the
+//! a fresh database gets the collector's schema from `PostgresStorage::connect`, then the
 //! same rollups, sessions, installs and totals copied over; raw events are left out, as
 //! the dashboard never reads them. `TALLY_BENCH_PAGES` (default 50) loads are timed per
 //! backend after 5 untimed ones, alternating with a `ping`.
@@ -27,11 +27,12 @@ use std::time::{Duration, Instant};
 use jiff::{Timestamp, ToSpan};
 use metrics_bench::{build_store, env_number, percentile, show};
 use serde_json::json;
+use tally_core::time::Period;
 use tally_server::AppState;
 use tally_server::config::ServerConfig;
-use tally_server::storage::postgres::PostgresStore;
-use tally_server::storage::sqlite::SqliteStore;
-use tally_server::storage::{ApiKey, Role, Store};
+use tally_server::storage::postgres::PostgresStorage;
+use tally_server::storage::sqlite::SqliteStorage;
+use tally_server::storage::{ApiKey, Role, Storage};
 use tokio::runtime::Runtime;
 
 fn main() {
@@ -52,7 +53,7 @@ fn main() {
     );
 
     let mut results = Vec::new();
-    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open the built store"));
+    let sqlite: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&path).expect("open the built store"));
     results.push(("SQLite", measure(&runtime, sqlite, now, pages)));
     match std::env::var("TALLY_BENCH_POSTGRES_URL") {
         Ok(url) => {
@@ -90,7 +91,7 @@ fn main() {
 }
 
 /// Times `pages` loads of the page's data for the biggest app, each followed by a ping.
-fn measure(runtime: &Runtime, store: Arc<dyn Store>, now: Timestamp, pages: usize) -> (Vec<Duration>, Vec<Duration>) {
+fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: usize) -> (Vec<Duration>, Vec<Duration>) {
     let state = runtime.block_on(async {
         let (mut state, _) = AppState::new(Arc::clone(&store), ServerConfig::default());
         state.clock = Arc::new(move || now);
@@ -116,7 +117,9 @@ fn measure(runtime: &Runtime, store: Arc<dyn Store>, now: Timestamp, pages: usiz
                     "to": tally_core::time::format(end),
                     "bucket": "day",
                 });
-                let (_, body) = tally_server::stats::get(&state, &key, payload).await.expect("stats");
+                let (_, body) = tally_server::actions::stats::get(&state, &key, payload)
+                    .await
+                    .expect("stats");
                 assert!(body["totals"]["events"].as_u64().unwrap_or(0) > 0, "{body}");
                 std::hint::black_box(body);
             }
@@ -135,7 +138,7 @@ fn measure(runtime: &Runtime, store: Arc<dyn Store>, now: Timestamp, pages: usiz
         pings.push(began.elapsed());
     }
     // Where a load's time goes: the storage calls one /v1/stats makes, each timed alone.
-    let (from_hour, to_hour) = (hour(from), hour(to));
+    let period = Period { from, to };
     let since: Vec<Timestamp> = [1i64, 24, 24 * 7, 24 * 30]
         .iter()
         .map(|hours| now.checked_sub(hours.hours()).expect("a past time"))
@@ -147,13 +150,11 @@ fn measure(runtime: &Runtime, store: Arc<dyn Store>, now: Timestamp, pages: usiz
     ];
     for _ in 0..pages.min(20) {
         let began = Instant::now();
-        let rows = runtime
-            .block_on(store.rollups("nexus", &from_hour, &to_hour))
-            .expect("rollups");
+        let rows = runtime.block_on(store.rollups("nexus", &period)).expect("rollups");
         parts[0].1.push(began.elapsed());
         std::hint::black_box(rows);
         let began = Instant::now();
-        runtime.block_on(store.sessions("nexus", from, to)).expect("sessions");
+        runtime.block_on(store.sessions("nexus", &period)).expect("sessions");
         parts[1].1.push(began.elapsed());
         let began = Instant::now();
         runtime.block_on(store.active_installs(&since)).expect("installs");
@@ -169,13 +170,9 @@ fn measure(runtime: &Runtime, store: Arc<dyn Store>, now: Timestamp, pages: usiz
     (loads, pings)
 }
 
-fn hour(ts: Timestamp) -> String {
-    tally_core::time::format(ts)[..13].to_owned()
-}
-
 /// A fresh PostgreSQL database holding what the SQLite store at `path` holds, but raw events.
-async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Store> {
-    let store = PostgresStore::connect(url).await.expect("connect and migrate");
+async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
+    let store = PostgresStorage::connect(url).await.expect("connect and migrate");
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to PostgreSQL");
@@ -208,12 +205,15 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Store> {
     };
     let tables: [(&str, usize, &str, &str); 4] = [
         (
-            "SELECT hour, app, type, name, command, success, error_category, count, duration_count, duration_total_ms FROM metrics",
-            10,
+            "SELECT hour, app, type, name, command, success, error_category, count, duration_count, duration_total_ms, \
+             duration_min_ms, duration_max_ms, '{' || substr(histogram, 2, length(histogram) - 2) || '}' FROM metrics",
+            13,
             "INSERT INTO metrics (hour, app, type, name, command, success, error_category, count, duration_count, \
-             duration_total_ms, histogram) SELECT a, b, c, d, e, f::smallint, g, h::bigint, i::bigint, j::bigint, '{}' \
+             duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
+             SELECT a, b, c, d, e, f::smallint, g, h::bigint, i::bigint, j::bigint, nullif(k, '')::bigint, \
+             nullif(l, '')::bigint, m::bigint[] \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
-             $9::text[], $10::text[]) AS t(a, b, c, d, e, f, g, h, i, j)",
+             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) AS t(a, b, c, d, e, f, g, h, i, j, k, l, m)",
             "rollups",
         ),
         (

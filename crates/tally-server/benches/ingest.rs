@@ -9,7 +9,7 @@
 //! session per batch, fresh UUIDv7s, a dozen event names, times spread over the last
 //! hour) into a store of its own:
 //!
-//! - `direct`: `Store::insert(batch)` called one batch after the other: the baseline.
+//! - `direct`: `Storage::insert(batch)` called one batch after the other: the baseline.
 //! - `http, 1 client`: the collector (`tally_server::app` served by axum on 127.0.0.1:0
 //!   in this process's tokio runtime) receiving `POST /v1/events/batch` with a gzip body,
 //!   one request at a time over one keep-alive connection. Same shape as the baseline,
@@ -41,9 +41,9 @@ use axum::routing::post;
 use std::io::Write as _;
 use tally_core::{Event, EventContext, KeyedHasher, Level, Source};
 use tally_server::config::ServerConfig;
-use tally_server::storage::postgres::PostgresStore;
-use tally_server::storage::sqlite::SqliteStore;
-use tally_server::storage::{Role, Store};
+use tally_server::storage::postgres::PostgresStorage;
+use tally_server::storage::sqlite::SqliteStorage;
+use tally_server::storage::{Role, Storage};
 use tally_server::{AppState, app};
 use tokio::runtime::Runtime;
 
@@ -77,7 +77,7 @@ fn main() {
     let mut sqlite = || {
         sqlite_files += 1;
         let path = dir.path().join(format!("side-{sqlite_files}.db"));
-        Arc::new(SqliteStore::open(&path).expect("open a SQLite store")) as Arc<dyn Store>
+        Arc::new(SqliteStorage::open(&path).expect("open a SQLite store")) as Arc<dyn Storage>
     };
     request_work(&runtime);
     throughput(&runtime, "sqlite", &mut sqlite);
@@ -186,7 +186,7 @@ struct Running {
     key: String,
 }
 
-fn serve_collector(runtime: &Runtime, store: Arc<dyn Store>) -> Running {
+fn serve_collector(runtime: &Runtime, store: Arc<dyn Storage>) -> Running {
     let key = tally_server::auth::generate("nexus", Role::Ingest, "bench", jiff::Timestamp::now()).expect("a key");
     runtime.block_on(store.put_key(&key.stored)).expect("store the key");
     let router = runtime.block_on(async { app(AppState::new(store, bench_config()).0) });
@@ -279,14 +279,14 @@ impl Side {
 
     fn label(self) -> String {
         match self {
-            Side::Direct => "direct Store::insert (baseline)".to_owned(),
+            Side::Direct => "direct Storage::insert (baseline)".to_owned(),
             Side::Http1 => "http, 1 client".to_owned(),
             Side::HttpConcurrent => format!("http, {CLIENTS} clients"),
         }
     }
 }
 
-fn throughput(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc<dyn Store>) {
+fn throughput(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc<dyn Storage>) {
     let direct = fresh_store();
     let single = serve_collector(runtime, fresh_store());
     let concurrent = serve_collector(runtime, fresh_store());
@@ -457,10 +457,10 @@ fn request_work(runtime: &Runtime) {
 }
 
 /// One batch at a time through ever more of the collector, each layer into a fresh store
-/// of its own, interleaved batch by batch: `Store::insert`; the group-commit task
+/// of its own, interleaved batch by batch: `Storage::insert`; the group-commit task
 /// (`Committer::commit`); the `events.track_batch` action on the parsed body (validation,
 /// then the commit); and a whole HTTP request.
-fn layers(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc<dyn Store>) {
+fn layers(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc<dyn Storage>) {
     const BATCHES: usize = 300;
     let direct = fresh_store();
     let (committer_store, action_store) = (fresh_store(), fresh_store());
@@ -493,7 +493,7 @@ fn layers(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc
         let payload = serde_json::json!({ "events": workload.batch(BATCH) });
         let began = Instant::now();
         runtime
-            .block_on(tally_server::ingest::track_batch(&with_action, &key, payload))
+            .block_on(tally_server::actions::ingest::track_batch(&with_action, &key, payload))
             .expect("track_batch");
         times[2].push(began.elapsed());
 
@@ -508,7 +508,7 @@ fn layers(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc
     println!("| layer | median per batch | added by the layer |");
     println!("| --- | ---: | ---: |");
     let labels = [
-        "Store::insert",
+        "Storage::insert",
         "+ group commit (Committer::commit)",
         "+ the action: validation of a parsed body (ingest::track_batch)",
         "+ HTTP: gzip, JSON parsing, key, rate limit, answer (POST /v1/events/batch)",
@@ -527,7 +527,7 @@ fn layers(runtime: &Runtime, backend: &str, fresh_store: &mut dyn FnMut() -> Arc
 // ---------------------------------------------------------------------------------------
 // Single-event latency
 
-fn latency(runtime: &Runtime, backend: &str, store: Arc<dyn Store>) {
+fn latency(runtime: &Runtime, backend: &str, store: Arc<dyn Storage>) {
     let seconds: u32 = std::env::var("TALLY_BENCH_LATENCY_SECONDS")
         .ok()
         .and_then(|value| value.parse().ok())
@@ -652,7 +652,7 @@ impl Databases {
         }
     }
 
-    fn fresh_store(&self, runtime: &Runtime) -> Arc<dyn Store> {
+    fn fresh_store(&self, runtime: &Runtime) -> Arc<dyn Storage> {
         let name = format!("tally_bench_{}", tally_core::Uuid::new_v4().simple());
         let url = runtime.block_on(async {
             execute(&self.admin_url, &format!("CREATE DATABASE {name}")).await;
@@ -661,7 +661,7 @@ impl Databases {
         self.made.lock().expect("the list of databases").push(name);
         Arc::new(
             runtime
-                .block_on(PostgresStore::connect(&url))
+                .block_on(PostgresStorage::connect(&url))
                 .expect("connect to the bench database"),
         )
     }

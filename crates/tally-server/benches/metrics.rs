@@ -5,7 +5,7 @@
 //! `cargo bench -p tally-server --bench metrics`
 //!
 //! Ingesting 10 million events through the collector would take most of an hour, so the
-//! store is built directly with SQL: a file made by `SqliteStore::open` (the collector's
+//! store is built directly with SQL: a file made by `SqliteStorage::open` (the collector's
 //! own schema), then, in one transaction, the rows 10 million events would have produced:
 //!
 //! - hourly rollups (`metrics`) for every hour of 90 days, per app, type, name, command,
@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::Connection;
 use tally_server::config::ServerConfig;
-use tally_server::storage::Store;
-use tally_server::storage::sqlite::SqliteStore;
+use tally_server::storage::Storage;
+use tally_server::storage::sqlite::SqliteStorage;
 use tally_server::{AppState, app};
 use tally_store::histogram::Histogram;
 use tokio::runtime::Runtime;
@@ -246,7 +246,7 @@ pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    drop(SqliteStore::open(path).expect("make the collector's schema"));
+    drop(SqliteStorage::open(path).expect("make the collector's schema"));
     let mut conn = Connection::open(path).expect("open the store");
     conn.execute_batch("PRAGMA synchronous = OFF").expect("pragma");
     let tx = conn.transaction().expect("a transaction");
@@ -292,7 +292,8 @@ pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u
             let share_sum: f64 = shares.iter().sum();
             let (mut running, mut written) = (0.0, 0u64);
             for hour in 0..HOURS {
-                let hour_text = text(first_hour + SignedDuration::from_hours(hour))[..13].to_owned();
+                let hour_text =
+                    tally_core::time::HourKey::of(first_hour + SignedDuration::from_hours(hour)).to_string();
                 for (index, kind) in kinds.iter().enumerate() {
                     running += shares[hour as usize * kinds.len() + index] / share_sum * app_events as f64;
                     let mut count = (running.round() as u64).clamp(written, app_events) - written;
@@ -429,7 +430,7 @@ struct Measured {
 }
 
 fn measure(runtime: &Runtime, path: &Path, scrapes: usize, expected_events: u64) -> Measured {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path).expect("open the built store"));
+    let store: Arc<dyn Storage> = Arc::new(SqliteStorage::open(path).expect("open the built store"));
     let state = runtime.block_on(async { AppState::new(store, ServerConfig::default()).0 });
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))))
@@ -513,8 +514,10 @@ fn storage_calls<'a>(runtime: &'a Runtime, state: &'a AppState) -> Vec<Call<'a>>
         .iter()
         .map(|hours| now - SignedDuration::from_hours(*hours))
         .collect();
-    let week_ago = text(since[2])[..13].to_owned();
-    let next_hour = text(now + SignedDuration::from_hours(1))[..13].to_owned();
+    let last_week = tally_core::time::Period {
+        from: since[2],
+        to: now,
+    };
     let mut calls: Vec<Call<'a>> = vec![(
         "active_installs (1h, 24h, 7d, 30d; every app)".to_owned(),
         Box::new(move || {
@@ -525,17 +528,11 @@ fn storage_calls<'a>(runtime: &'a Runtime, state: &'a AppState) -> Vec<Call<'a>>
         }),
     )];
     for (app, _, _) in APPS {
-        let rows = runtime
-            .block_on(store.rollups(app, &week_ago, &next_hour))
-            .expect("rollups")
-            .len();
-        let (week_ago, next_hour) = (week_ago.clone(), next_hour.clone());
+        let rows = runtime.block_on(store.rollups(app, &last_week)).expect("rollups").len();
         calls.push((
             format!("rollups of the last week, {app} ({rows} rows)"),
             Box::new(move || {
-                let rows = runtime
-                    .block_on(store.rollups(app, &week_ago, &next_hour))
-                    .expect("rollups");
+                let rows = runtime.block_on(store.rollups(app, &last_week)).expect("rollups");
                 std::hint::black_box(rows);
             }),
         ));

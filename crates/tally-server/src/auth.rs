@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
 use crate::error::AppError;
-use crate::storage::{ApiKey, Role, Store};
+use crate::storage::{ApiKey, Role, Storage};
 
 /// How long a looked-up key (or its absence) is trusted.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -22,7 +22,7 @@ pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 pub struct NewKey {
     /// The whole key, shown once to the person who made it.
     pub secret: String,
-    /// What is stored.
+    /// The stored form: the key's hash, app, role and label, never the key itself.
     pub stored: ApiKey,
 }
 
@@ -73,7 +73,7 @@ pub struct KeyCache {
 
 impl KeyCache {
     /// Finds the key presented in `Authorization: Bearer ...` and checks it has `role`.
-    pub async fn authenticate(&self, store: &dyn Store, headers: &HeaderMap, role: Role) -> Result<ApiKey, AppError> {
+    pub async fn authenticate(&self, store: &dyn Storage, headers: &HeaderMap, role: Role) -> Result<ApiKey, AppError> {
         let key = self.identify(store, headers).await?;
         check_role(&key, role)?;
         Ok(key)
@@ -81,7 +81,7 @@ impl KeyCache {
 
     /// Finds the valid, unrevoked key presented in `Authorization: Bearer ...`, whatever
     /// its role.
-    pub async fn identify(&self, store: &dyn Store, headers: &HeaderMap) -> Result<ApiKey, AppError> {
+    pub async fn identify(&self, store: &dyn Storage, headers: &HeaderMap) -> Result<ApiKey, AppError> {
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer <key>"))?;
@@ -101,7 +101,7 @@ impl KeyCache {
         Ok(key)
     }
 
-    async fn lookup(&self, store: &dyn Store, id: &str) -> Result<Option<ApiKey>, AppError> {
+    async fn lookup(&self, store: &dyn Storage, id: &str) -> Result<Option<ApiKey>, AppError> {
         if let Some((key, fetched)) = self.entries.lock().unwrap_or_else(PoisonError::into_inner).get(id)
             && fetched.elapsed() < KEY_CACHE_TTL
         {
@@ -129,6 +129,19 @@ pub fn check_role(key: &ApiKey, role: Role) -> Result<(), AppError> {
             role.as_str(),
             key.role.as_str()
         )))
+    }
+}
+
+/// Refuses a read of `requested` by a key of another app. Every read names the app only
+/// to be explicit (it defaults to the key's own), so this is the one check that a key
+/// never reads another app's data.
+pub fn check_reads(key: &ApiKey, requested: Option<&str>) -> Result<(), AppError> {
+    match requested {
+        Some(app) if app != key.app => Err(AppError::forbidden(format!(
+            "this key reads app {:?}, not {app:?}",
+            key.app
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -23,6 +23,14 @@ pub async fn read_json_body(headers: &HeaderMap, body: Body, config: &ServerConf
             content_type
         )));
     }
+    let bytes = read_body(headers, body, config).await?;
+    check_depth(&bytes, config.max_json_depth)?;
+    Ok(bytes)
+}
+
+/// The body's bytes, gunzipped when `Content-Encoding: gzip`, at most `max_body_bytes`;
+/// the caller has checked the content type.
+pub async fn read_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -> Result<Vec<u8>, AppError> {
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .map(|value| value.to_str().unwrap_or("?"))
@@ -48,7 +56,6 @@ pub async fn read_json_body(headers: &HeaderMap, body: Body, config: &ServerConf
     } else {
         raw.to_vec()
     };
-    check_depth(&bytes, config.max_json_depth)?;
     Ok(bytes)
 }
 
@@ -68,7 +75,7 @@ fn gunzip_bounded(compressed: &[u8], limit: usize) -> Result<Vec<u8>, AppError> 
 }
 
 /// Refuses JSON nested deeper than `max_depth`, by counting brackets outside strings.
-fn check_depth(bytes: &[u8], max_depth: usize) -> Result<(), AppError> {
+pub fn check_depth(bytes: &[u8], max_depth: usize) -> Result<(), AppError> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

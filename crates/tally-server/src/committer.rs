@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::AppError;
 use crate::metrics::{CollectorMetrics, UsageSample};
-use crate::storage::{StorageError, Store};
+use crate::storage::{Storage, StorageError};
 
 /// Requests waiting for the committer; beyond this, handlers wait to enqueue.
 const QUEUE_DEPTH: usize = 1024;
@@ -35,7 +35,7 @@ impl Committer {
     /// Starts the task. It ends, after committing everything queued, once every
     /// `Committer` clone is dropped.
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn Storage>,
         max_events: usize,
         stream: broadcast::Sender<Arc<Event>>,
         metrics: Arc<CollectorMetrics>,
@@ -63,7 +63,7 @@ impl Committer {
 }
 
 async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn Storage>,
     mut receiver: mpsc::Receiver<Job>,
     max_events: usize,
     stream: broadcast::Sender<Arc<Event>>,

@@ -14,7 +14,7 @@ use crate::storage::StorageError;
 /// A failed request.
 #[derive(Debug, Clone)]
 pub struct AppError {
-    /// The HTTP status.
+    /// The HTTP status it answers with.
     pub status: StatusCode,
     /// A stable machine-readable code (`too_large`, `invalid_event`).
     pub code: &'static str,

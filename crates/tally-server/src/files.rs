@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::config::ServerConfig;
-use crate::storage::Store;
+use crate::storage::Storage;
 
 /// What one file held.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub struct FileReport {
 /// Reads `path` (a gzip or plain `{"events": [...]}` body) and stores its valid events.
 /// A file that cannot be read at all is an error; bad events inside it are refused one
 /// by one.
-pub async fn ingest_file(store: &dyn Store, path: &Path, config: &ServerConfig) -> Result<FileReport, String> {
+pub async fn ingest_file(store: &dyn Storage, path: &Path, config: &ServerConfig) -> Result<FileReport, String> {
     let raw = std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?;
     let limit = config.max_body_bytes;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
@@ -51,7 +51,7 @@ pub async fn ingest_file(store: &dyn Store, path: &Path, config: &ServerConfig) 
     let mut report = FileReport::default();
     let mut events = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {
-        match crate::ingest::parse_event(value.clone(), config.max_event_bytes) {
+        match crate::actions::ingest::parse_event(value.clone(), config.max_event_bytes) {
             Ok(event) => events.push(event),
             Err(refusal) => report.rejected.push((index, refusal.message)),
         }

@@ -4,7 +4,7 @@
 //!
 //! [`app`] builds the axum router from an [`AppState`]; [`serve`] binds it, runs the
 //! group-commit task and retention, and drains on SIGTERM. Handlers hold storage as an
-//! `Arc<dyn Store>`, so the same routes run on either backend.
+//! `Arc<dyn Storage>`, so the same routes run on either backend.
 //!
 //! The key design decision: a 2xx means committed. Every accepted event passes through
 //! one group-commit task ([`committer`]) and a handler answers only after the
@@ -14,9 +14,14 @@
 //! # Layout
 //! - [`config`]: settings. [`error`]: the one error type and its JSON shape.
 //! - [`auth`]: keys, their check, rate limits. [`body`]: bounded, gzip-aware bodies.
-//! - [`actions`]: the registry shared by `POST /v1/actions` and the REST routes.
-//! - [`ingest`], [`stats`], [`read`], [`stream`], [`metrics`], [`openapi`]: the routes.
-//! - [`committer`]: group commit. [`storage`]: the `Store` trait, SQLite and PostgreSQL.
+//! - [`routes`]: the router and the HTTP adapters: the action registry and its dispatch
+//!   (`routes::actions`), the key check (`routes::access`), `/v1/stream`, `/metrics`,
+//!   `/openapi.json`, health. The one place that knows HTTP.
+//! - [`actions`]: what each action does (ingest, stats, events paging, install erasure),
+//!   as functions of the state, a checked key and a payload; they know no route.
+//! - [`metrics`]: the collector's own counters and the `/metrics` exposition.
+//! - [`committer`]: group commit. [`storage`]: the `Storage` trait, SQLite and PostgreSQL.
+//! - [`otlp`]: `POST /v1/logs`, OpenTelemetry logs mapped to events.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
@@ -27,22 +32,15 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod files;
-pub mod ingest;
 pub mod metrics;
-pub mod openapi;
-pub mod read;
-pub mod stats;
+pub mod otlp;
+pub mod routes;
 pub mod storage;
-pub mod stream;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{delete, get, post};
 use jiff::{Timestamp, ToSpan};
 use tally_core::Event;
 use tokio::sync::{Semaphore, broadcast};
@@ -50,9 +48,8 @@ use tokio::sync::{Semaphore, broadcast};
 use crate::auth::{KeyCache, RateLimiter};
 use crate::committer::Committer;
 use crate::config::ServerConfig;
-use crate::error::InternalDetail;
 use crate::metrics::CollectorMetrics;
-use crate::storage::Store;
+use crate::storage::Storage;
 
 /// Events buffered per live-stream subscriber before it lags.
 const STREAM_BUFFER: usize = 4_096;
@@ -62,15 +59,16 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// Storage.
-    pub store: Arc<dyn Store>,
-    /// Settings.
+    /// Where events, rollups, installs and keys live: SQLite or PostgreSQL behind one
+    /// trait, so handlers do not know which.
+    pub store: Arc<dyn Storage>,
+    /// The settings the collector started with; they do not change while it runs.
     pub config: Arc<ServerConfig>,
-    /// The group-commit task.
+    /// Every accepted event goes through it; a handler answers after its events commit.
     pub committer: Committer,
-    /// Key lookups.
+    /// Recently looked-up keys, so that most requests do not query storage for theirs.
     pub keys: Arc<KeyCache>,
-    /// Per-key rate limits.
+    /// A token bucket per key; a key past its burst is answered 429.
     pub limiter: Arc<RateLimiter>,
     /// Newly committed events, for `/v1/stream`.
     pub stream: broadcast::Sender<Arc<Event>>,
@@ -85,7 +83,7 @@ pub struct AppState {
 impl AppState {
     /// State for `store` and `config`, with the group-commit task started; the task ends
     /// once every clone of the state is dropped.
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> (AppState, tokio::task::JoinHandle<()>) {
+    pub fn new(store: Arc<dyn Storage>, config: ServerConfig) -> (AppState, tokio::task::JoinHandle<()>) {
         let metrics = Arc::new(CollectorMetrics::default());
         let (stream, _) = broadcast::channel(STREAM_BUFFER);
         let (committer, task) = Committer::start(
@@ -109,47 +107,9 @@ impl AppState {
     }
 }
 
-/// The router.
+/// The router: every route of [`routes`], over `state`.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/events", post(ingest::post_event).get(read::get_events))
-        .route("/v1/events/batch", post(ingest::post_batch))
-        .route("/v1/actions", post(ingest::post_action).get(ingest::list_actions))
-        .route("/v1/stats", get(read::get_stats))
-        .route("/v1/stream", get(stream::stream))
-        .route("/v1/installs/{id}", delete(read::delete_install))
-        .route("/metrics", get(metrics::handler))
-        .route("/healthz", get(read::healthz))
-        .route("/readyz", get(read::readyz))
-        .route("/openapi.json", get(openapi::handler))
-        .merge(dashboard::routes())
-        .fallback(read::no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
-}
-
-/// Counts and times every request, and logs a 5xx once with its internal detail.
-/// Bad client input is not an error of the collector and is not logged as one.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status();
-    if status.is_server_error() {
-        let detail = response
-            .extensions()
-            .get::<InternalDetail>()
-            .map_or("", |detail| detail.0.as_str());
-        tracing::error!(%method, %route, status = status.as_u16(), detail, "request failed");
-    }
-    if route != "/v1/stream" {
-        state.metrics.record_request(&route, status.as_u16(), started.elapsed());
-    }
-    response
+    routes::router(state)
 }
 
 /// Why the collector could not run.
@@ -159,9 +119,9 @@ pub enum ServeError {
     /// The address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
-        /// The address.
+        /// The `listen` address asked for.
         address: std::net::SocketAddr,
-        /// The OS error.
+        /// Why the OS refused it (in use, no permission).
         source: std::io::Error,
     },
     /// The server failed while running.
@@ -171,7 +131,7 @@ pub enum ServeError {
 
 /// Runs the collector until SIGTERM or Ctrl-C, then stops accepting, answers the
 /// requests in flight (each after its commit) and returns.
-pub async fn serve(store: Arc<dyn Store>, config: ServerConfig) -> Result<(), ServeError> {
+pub async fn serve(store: Arc<dyn Storage>, config: ServerConfig) -> Result<(), ServeError> {
     let address = config.listen;
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -192,7 +152,7 @@ pub async fn serve(store: Arc<dyn Store>, config: ServerConfig) -> Result<(), Se
     Ok(())
 }
 
-async fn run_retention(store: Arc<dyn Store>, days: u32) {
+async fn run_retention(store: Arc<dyn Storage>, days: u32) {
     let mut tick = tokio::time::interval(RETENTION_EVERY);
     loop {
         tick.tick().await;

@@ -5,7 +5,9 @@
 //! number of stored events. Label values are bounded: per app, the
 //! `metrics_top_names` most frequent event names get their own label and the rest are
 //! summed as `other`. The collector's own counters and a request latency histogram
-//! follow. Prometheus text format by default; OpenMetrics when the scraper asks for it.
+//! follow. Prometheus text format by default; OpenMetrics when the scraper asks for it
+//! (`routes` negotiates). `tally_events` is the family `tally export` writes too
+//! ([`tally_store::openmetrics::EVENTS`]).
 //!
 //! Two families count what this process committed rather than what is stored: time spent
 //! in sessions (`tally_session_seconds_total`, from `session_ended` durations) and command
@@ -22,18 +24,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use jiff::{Timestamp, ToSpan};
+use tally_core::time::HourKey;
+use tally_store::openmetrics::{self, EVENTS, Family, Format, Kind};
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::storage::TotalRow;
 
 /// Upper bounds, in seconds, of the request latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Request latencies of one route: counts per bucket, total count, sum of seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Latency {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
 
 /// Upper bounds, in seconds, of the command duration histogram.
 const COMMAND_BUCKETS: [f64; 14] = [
@@ -76,14 +86,6 @@ impl UsageSample {
             duration_ms,
         })
     }
-}
-
-/// Request latencies of one route: counts per bucket, total count, sum of seconds.
-#[derive(Debug, Clone, Copy, Default)]
-struct Latency {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
 }
 
 /// The collector's own counters.
@@ -177,150 +179,86 @@ impl CollectorMetrics {
 /// Writes metric families in either exposition format.
 struct Exposition {
     text: String,
-    openmetrics: bool,
+    format: Format,
 }
 
 impl Exposition {
-    /// Starts a family. Counters are named without `_total` in OpenMetrics and with it
-    /// in the Prometheus format, whose parser expects the sample name.
-    fn family(&mut self, name: &str, kind: &str, help: &str) -> String {
-        let family = if kind == "counter" && !self.openmetrics {
-            format!("{name}_total")
-        } else {
-            name.to_owned()
-        };
-        let _ = writeln!(self.text, "# HELP {family} {help}");
-        let _ = writeln!(self.text, "# TYPE {family} {kind}");
-        if kind == "counter" {
-            format!("{name}_total")
-        } else {
-            name.to_owned()
-        }
+    /// Starts a family: its `# HELP` and `# TYPE` lines.
+    fn family<const N: usize>(&mut self, family: &Family<N>) {
+        self.text.push_str(&family.header(self.format));
     }
 
-    /// Starts a histogram family, in seconds.
-    fn histogram_family(&mut self, name: &str, help: &str) {
-        let _ = writeln!(self.text, "# HELP {name} {help}");
-        let _ = writeln!(self.text, "# TYPE {name} histogram");
-        if self.openmetrics {
-            let _ = writeln!(self.text, "# UNIT {name} seconds");
-        }
-    }
-
-    /// One labelled histogram: cumulative buckets, `+Inf`, sum and count.
-    fn histogram(
-        &mut self,
-        name: &str,
-        labels: &[(&str, &str)],
-        bounds: &[f64],
-        buckets: &[u64],
-        (count, sum): (u64, f64),
-    ) {
-        let bucket_name = format!("{name}_bucket");
-        let mut cumulative = 0;
-        for (bound, bucket) in bounds.iter().zip(buckets) {
-            cumulative += bucket;
-            let le = bound.to_string();
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            self.sample(&bucket_name, &with_le, cumulative);
-        }
-        let mut with_le = labels.to_vec();
-        with_le.push(("le", "+Inf"));
-        self.sample(&bucket_name, &with_le, count);
-        self.sample(&format!("{name}_sum"), labels, sum);
-        self.sample(&format!("{name}_count"), labels, count);
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.text.push_str(name);
-        if !labels.is_empty() {
-            self.text.push('{');
-            for (index, (key, label)) in labels.iter().enumerate() {
-                if index > 0 {
-                    self.text.push(',');
-                }
-                let escaped = label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                let _ = write!(self.text, "{key}=\"{escaped}\"");
-            }
-            self.text.push('}');
-        }
-        let _ = writeln!(self.text, " {value}");
+    fn sample<const N: usize>(&mut self, family: &Family<N>, values: [&str; N], value: impl std::fmt::Display) {
+        family.write_sample(&mut self.text, values, value);
     }
 }
 
-/// The `/metrics` handler.
-pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    if let Some(token) = &state.config.metrics_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        let matches = presented.is_some_and(|presented| {
-            presented.len() == token.len()
-                && presented
-                    .bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
-        if !matches {
-            return Err(AppError::unauthorized(
-                "/metrics needs Authorization: Bearer <metrics_token>",
-            ));
-        }
-    }
-    let openmetrics = headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    let text = render(&state, (state.clock)(), openmetrics).await?;
-    let content_type = if openmetrics {
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    } else {
-        "text/plain; version=0.0.4; charset=utf-8"
-    };
-    let mut response = text.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Ok(response)
-}
-
-/// The per-process usage families: session time and command durations.
-fn render_usage(out: &mut Exposition, metrics: &CollectorMetrics) {
-    let sessions = metrics
-        .session_seconds
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let name = out.family(
-        "tally_session_seconds",
-        "counter",
-        "Time in sessions that ended, from session_ended durations this collector stored, per app.",
-    );
-    for (app, seconds) in &sessions {
-        out.sample(&name, &[("app", app)], seconds);
-    }
-    let commands = metrics
-        .command_durations
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    out.histogram_family(
-        "tally_command_duration_seconds",
-        "Durations of command_executed events this collector stored, per app and command.",
-    );
-    for ((app, command), durations) in &commands {
-        out.histogram(
-            "tally_command_duration_seconds",
-            &[("app", app), ("command", command)],
-            &COMMAND_BUCKETS,
-            &durations.buckets,
-            (durations.count, durations.sum),
-        );
-    }
-}
+const ACTIVE_INSTALLS: Family<2> = Family {
+    name: "tally_active_installs",
+    kind: Kind::Gauge,
+    help: "Installs seen within the period, per app (periods 1h, 24h, 7d, 30d).",
+    labels: ["app", "period"],
+};
+const SESSIONS: Family<2> = Family {
+    name: "tally_sessions",
+    kind: Kind::Gauge,
+    help: "Sessions started within the period, per app (periods 1h, 24h, 7d).",
+    labels: ["app", "period"],
+};
+const FEATURE_USAGE: Family<2> = Family {
+    name: "tally_feature_usage",
+    kind: Kind::Counter,
+    help: "Events of type feature, per app and feature.",
+    labels: ["app", "feature"],
+};
+const ERRORS: Family<1> = Family {
+    name: "tally_errors",
+    kind: Kind::Counter,
+    help: "Events of type error, per app.",
+    labels: ["app"],
+};
+const COMMANDS: Family<2> = Family {
+    name: "tally_commands",
+    kind: Kind::Counter,
+    help: "command_executed events, per app and outcome.",
+    labels: ["app", "outcome"],
+};
+const INGEST_EVENTS: Family<1> = Family {
+    name: "tally_ingest_events",
+    kind: Kind::Counter,
+    help: "Events this collector received, by outcome.",
+    labels: ["outcome"],
+};
+const COMMITS: Family<0> = Family {
+    name: "tally_commits",
+    kind: Kind::Counter,
+    help: "Group commits this collector made.",
+    labels: [],
+};
+const COMMITTED_EVENTS: Family<0> = Family {
+    name: "tally_committed_events",
+    kind: Kind::Counter,
+    help: "Events handed to group commits.",
+    labels: [],
+};
+const STREAM_SUBSCRIBERS: Family<0> = Family {
+    name: "tally_stream_subscribers",
+    kind: Kind::Gauge,
+    help: "Clients on /v1/stream.",
+    labels: [],
+};
+const SESSION_SECONDS: Family<1> = Family {
+    name: "tally_session_seconds",
+    kind: Kind::Counter,
+    help: "Time in sessions that ended, from session_ended durations this collector stored, per app.",
+    labels: ["app"],
+};
+const HTTP_REQUESTS: Family<2> = Family {
+    name: "tally_http_requests",
+    kind: Kind::Counter,
+    help: "HTTP requests, by route and status.",
+    labels: ["route", "status"],
+};
 
 const PERIODS: [(&str, i64); 4] = [("1h", 1), ("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)];
 
@@ -328,165 +266,264 @@ const PERIODS: [(&str, i64); 4] = [("1h", 1), ("24h", 24), ("7d", 24 * 7), ("30d
 pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Result<String, AppError> {
     let mut out = Exposition {
         text: String::with_capacity(8 * 1024),
-        openmetrics,
+        format: if openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        },
     };
     let since: Vec<Timestamp> = PERIODS
         .iter()
         .map(|(_, hours)| now.checked_sub(hours.hours()).unwrap_or(now))
         .collect();
-    let active = state.store.active_installs(&since).await?;
-    let name = out.family(
-        "tally_active_installs",
-        "gauge",
-        "Installs seen within the period, per app (periods 1h, 24h, 7d, 30d).",
-    );
-    for (app, counts) in &active {
-        for ((period, _), count) in PERIODS.iter().zip(counts) {
-            out.sample(&name, &[("app", app), ("period", period)], count);
-        }
-    }
-
+    per_period(&mut out, &ACTIVE_INSTALLS, &state.store.active_installs(&since).await?);
     // Sessions per period: one aggregate over the last week of hourly rollups.
-    let from_hours: Vec<String> = since[..3]
-        .iter()
-        .map(|start| tally_core::time::format(*start)[..13].to_owned())
-        .collect();
-    let sessions = state.store.named_counts("session_started", &from_hours).await?;
-    let name = out.family(
-        "tally_sessions",
-        "gauge",
-        "Sessions started within the period, per app (periods 1h, 24h, 7d).",
+    let from_hours: Vec<HourKey> = since[..3].iter().copied().map(HourKey::of).collect();
+    per_period(
+        &mut out,
+        &SESSIONS,
+        &state.store.named_counts("session_started", &from_hours).await?,
     );
-    for (app, counts) in &sessions {
-        for ((period, _), count) in PERIODS.iter().zip(counts) {
-            out.sample(&name, &[("app", app), ("period", period)], count);
-        }
-    }
 
     let totals = state.store.totals().await?;
-    // Per app and name, summed over outcomes; then the top names keep their label.
-    let mut by_name: BTreeMap<&str, BTreeMap<(&str, &str), u64>> = BTreeMap::new();
-    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut features: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
-    let mut commands: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for row in &totals {
-        *by_name
-            .entry(&row.app)
-            .or_default()
-            .entry((&row.kind, &row.name))
-            .or_default() += row.count;
-        if row.kind == "error" {
-            *errors.entry(&row.app).or_default() += row.count;
-        }
-        if row.kind == "feature" {
-            *features.entry(&row.app).or_default().entry(&row.name).or_default() += row.count;
-        }
-        if row.name == "command_executed" {
-            let entry = commands.entry(&row.app).or_default();
-            entry.0 += row.count;
-            if row.success == 0 {
-                entry.1 += row.count;
-            }
-        }
-    }
+    let usage = Usage::fold(&totals);
     let top = state.config.metrics_top_names;
-    let name = out.family(
-        "tally_events",
-        "counter",
-        "Events stored, per app, type and name; names beyond the most frequent are summed as other.",
-    );
-    for (app, names) in &by_name {
-        let mut ranked: Vec<(&(&str, &str), &u64)> = names.iter().collect();
-        ranked.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-        let mut other = 0;
-        for (index, ((kind, event), count)) in ranked.into_iter().enumerate() {
-            if index < top {
-                out.sample(&name, &[("app", app), ("type", kind), ("name", event)], count);
-            } else {
-                other += count;
-            }
-        }
-        if other > 0 {
-            out.sample(&name, &[("app", app), ("type", "other"), ("name", "other")], other);
-        }
-    }
-    let name = out.family(
-        "tally_feature_usage",
-        "counter",
-        "Events of type feature, per app and feature.",
-    );
-    for (app, used) in &features {
-        let mut ranked: Vec<(&&str, &u64)> = used.iter().collect();
-        ranked.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-        let mut other = 0;
-        for (index, (feature, count)) in ranked.into_iter().enumerate() {
-            if index < top {
-                out.sample(&name, &[("app", app), ("feature", feature)], count);
-            } else {
-                other += count;
-            }
-        }
-        if other > 0 {
-            out.sample(&name, &[("app", app), ("feature", "other")], other);
-        }
-    }
-    let name = out.family("tally_errors", "counter", "Events of type error, per app.");
-    for (app, count) in &errors {
-        out.sample(&name, &[("app", app)], count);
-    }
-    let name = out.family(
-        "tally_commands",
-        "counter",
-        "command_executed events, per app and outcome.",
-    );
-    for (app, (runs, failed)) in &commands {
-        out.sample(&name, &[("app", app), ("outcome", "success")], runs - failed);
-        out.sample(&name, &[("app", app), ("outcome", "failure")], failed);
-    }
+    events(&mut out, &usage.by_name, top);
+    feature_usage(&mut out, &usage.features, top);
+    errors(&mut out, &usage.errors);
+    commands(&mut out, &usage.commands);
 
-    let metrics = &state.metrics;
-    render_usage(&mut out, metrics);
-    let name = out.family(
-        "tally_ingest_events",
-        "counter",
-        "Events this collector received, by outcome.",
-    );
+    session_seconds(&mut out, &state.metrics);
+    command_durations(&mut out, &state.metrics);
+    collector_counters(&mut out, &state.metrics);
+    http_requests(&mut out, &state.metrics);
+    request_latency(&mut out, &state.metrics);
+    if openmetrics {
+        out.text.push_str("# EOF\n");
+    }
+    Ok(out.text)
+}
+
+/// A per-app, per-period gauge (`counts` follow [`PERIODS`]).
+fn per_period(out: &mut Exposition, family: &Family<2>, counts: &[(String, Vec<u64>)]) {
+    out.family(family);
+    for (app, counts) in counts {
+        for ((period, _), count) in PERIODS.iter().zip(counts) {
+            out.sample(family, [app, period], count);
+        }
+    }
+}
+
+/// The lifetime totals, folded per app for the usage families.
+#[derive(Default)]
+struct Usage<'a> {
+    /// Per app and (type, name), summed over outcomes.
+    by_name: BTreeMap<&'a str, BTreeMap<(&'a str, &'a str), u64>>,
+    /// Per app, events of type error.
+    errors: BTreeMap<&'a str, u64>,
+    /// Per app and feature, events of type feature.
+    features: BTreeMap<&'a str, BTreeMap<&'a str, u64>>,
+    /// Per app, `command_executed` runs and failures among them.
+    commands: BTreeMap<&'a str, (u64, u64)>,
+}
+
+impl<'a> Usage<'a> {
+    fn fold(totals: &'a [TotalRow]) -> Usage<'a> {
+        let mut usage = Usage::default();
+        for row in totals {
+            *usage
+                .by_name
+                .entry(&row.app)
+                .or_default()
+                .entry((&row.kind, &row.name))
+                .or_default() += row.count;
+            if row.kind == "error" {
+                *usage.errors.entry(&row.app).or_default() += row.count;
+            }
+            if row.kind == "feature" {
+                *usage
+                    .features
+                    .entry(&row.app)
+                    .or_default()
+                    .entry(&row.name)
+                    .or_default() += row.count;
+            }
+            if row.name == "command_executed" {
+                let entry = usage.commands.entry(&row.app).or_default();
+                entry.0 += row.count;
+                if row.success == 0 {
+                    entry.1 += row.count;
+                }
+            }
+        }
+        usage
+    }
+}
+
+/// `counts` most frequent first (ties by key), split into the first `top` and the sum
+/// of the rest, so that label values stay bounded.
+fn top_and_other<K: Ord + Copy>(counts: &BTreeMap<K, u64>, top: usize) -> (Vec<(K, u64)>, u64) {
+    let mut ranked: Vec<(K, u64)> = counts.iter().map(|(key, count)| (*key, *count)).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let other = ranked.iter().skip(top).map(|(_, count)| count).sum();
+    ranked.truncate(top);
+    (ranked, other)
+}
+
+fn events(out: &mut Exposition, by_name: &BTreeMap<&str, BTreeMap<(&str, &str), u64>>, top: usize) {
+    out.family(&EVENTS);
+    for (app, names) in by_name {
+        let (ranked, other) = top_and_other(names, top);
+        for ((kind, name), count) in ranked {
+            out.sample(&EVENTS, [app, kind, name], count);
+        }
+        if other > 0 {
+            out.sample(&EVENTS, [app, "other", "other"], other);
+        }
+    }
+}
+
+fn feature_usage(out: &mut Exposition, features: &BTreeMap<&str, BTreeMap<&str, u64>>, top: usize) {
+    out.family(&FEATURE_USAGE);
+    for (app, used) in features {
+        let (ranked, other) = top_and_other(used, top);
+        for (feature, count) in ranked {
+            out.sample(&FEATURE_USAGE, [app, feature], count);
+        }
+        if other > 0 {
+            out.sample(&FEATURE_USAGE, [app, "other"], other);
+        }
+    }
+}
+
+fn errors(out: &mut Exposition, errors: &BTreeMap<&str, u64>) {
+    out.family(&ERRORS);
+    for (app, count) in errors {
+        out.sample(&ERRORS, [app], count);
+    }
+}
+
+fn commands(out: &mut Exposition, commands: &BTreeMap<&str, (u64, u64)>) {
+    out.family(&COMMANDS);
+    for (app, (runs, failed)) in commands {
+        out.sample(&COMMANDS, [app, "success"], runs - failed);
+        out.sample(&COMMANDS, [app, "failure"], failed);
+    }
+}
+
+/// The collector's own ingest, commit and stream figures.
+fn collector_counters(out: &mut Exposition, metrics: &CollectorMetrics) {
+    out.family(&INGEST_EVENTS);
     for (outcome, counter) in [
         ("accepted", &metrics.accepted),
         ("duplicate", &metrics.duplicates),
         ("rejected", &metrics.rejected),
     ] {
-        out.sample(&name, &[("outcome", outcome)], counter.load(Ordering::Relaxed));
+        out.sample(&INGEST_EVENTS, [outcome], counter.load(Ordering::Relaxed));
     }
-    let name = out.family("tally_commits", "counter", "Group commits this collector made.");
-    out.sample(&name, &[], metrics.commits.load(Ordering::Relaxed));
-    let name = out.family("tally_committed_events", "counter", "Events handed to group commits.");
-    out.sample(&name, &[], metrics.committed_events.load(Ordering::Relaxed));
-    let name = out.family("tally_stream_subscribers", "gauge", "Clients on /v1/stream.");
-    out.sample(&name, &[], metrics.stream_subscribers.load(Ordering::Relaxed));
-    let requests = metrics.requests.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let name = out.family("tally_http_requests", "counter", "HTTP requests, by route and status.");
-    for ((route, status), count) in &requests {
-        out.sample(&name, &[("route", route), ("status", &status.to_string())], count);
-    }
-    let latency = metrics.latency.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    out.histogram_family(
-        "tally_http_request_duration_seconds",
-        "Time to answer a request, by route.",
+    out.family(&COMMITS);
+    out.sample(&COMMITS, [], metrics.commits.load(Ordering::Relaxed));
+    out.family(&COMMITTED_EVENTS);
+    out.sample(&COMMITTED_EVENTS, [], metrics.committed_events.load(Ordering::Relaxed));
+    out.family(&STREAM_SUBSCRIBERS);
+    out.sample(
+        &STREAM_SUBSCRIBERS,
+        [],
+        metrics.stream_subscribers.load(Ordering::Relaxed),
     );
-    for (route, Latency { buckets, count, sum }) in &latency {
-        out.histogram(
-            "tally_http_request_duration_seconds",
-            &[("route", route)],
-            &LATENCY_BUCKETS,
-            buckets,
-            (*count, *sum),
+}
+
+fn http_requests(out: &mut Exposition, metrics: &CollectorMetrics) {
+    let requests = metrics.requests.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    out.family(&HTTP_REQUESTS);
+    for ((route, status), count) in &requests {
+        out.sample(&HTTP_REQUESTS, [route, &status.to_string()], count);
+    }
+}
+
+/// Time in ended sessions this process stored, per app.
+fn session_seconds(out: &mut Exposition, metrics: &CollectorMetrics) {
+    let sessions = metrics
+        .session_seconds
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    out.family(&SESSION_SECONDS);
+    for (app, seconds) in &sessions {
+        out.sample(&SESSION_SECONDS, [app], seconds);
+    }
+}
+
+/// Durations of the commands this process stored, per app and command.
+fn command_durations(out: &mut Exposition, metrics: &CollectorMetrics) {
+    const NAME: &str = "tally_command_duration_seconds";
+    let commands = metrics
+        .command_durations
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    histogram_header(
+        out,
+        NAME,
+        "Durations of command_executed events this collector stored, per app and command.",
+    );
+    for ((app, command), durations) in &commands {
+        let labels = format!(
+            "app=\"{}\",command=\"{}\"",
+            openmetrics::escape_label(app),
+            openmetrics::escape_label(command)
+        );
+        histogram_samples(
+            out,
+            NAME,
+            &labels,
+            &COMMAND_BUCKETS,
+            &durations.buckets,
+            (durations.count, durations.sum),
         );
     }
-    if openmetrics {
-        out.text.push_str("# EOF\n");
+}
+
+/// The request latency histogram.
+fn request_latency(out: &mut Exposition, metrics: &CollectorMetrics) {
+    const NAME: &str = "tally_http_request_duration_seconds";
+    let latency = metrics.latency.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    histogram_header(out, NAME, "Time to answer a request, by route.");
+    for (route, Latency { buckets, count, sum }) in &latency {
+        let labels = format!("route=\"{}\"", openmetrics::escape_label(route));
+        histogram_samples(out, NAME, &labels, &LATENCY_BUCKETS, buckets, (*count, *sum));
     }
-    Ok(out.text)
+}
+
+/// A histogram family's `# HELP`, `# TYPE` and (OpenMetrics) `# UNIT` lines; histograms
+/// are written by hand because their `_bucket`, `_sum` and `_count` samples do not fit
+/// [`Family`].
+fn histogram_header(out: &mut Exposition, name: &str, help: &str) {
+    let _ = writeln!(out.text, "# HELP {name} {help}");
+    let _ = writeln!(out.text, "# TYPE {name} histogram");
+    if out.format == Format::OpenMetrics {
+        let _ = writeln!(out.text, "# UNIT {name} seconds");
+    }
+}
+
+/// One labelled histogram (`labels` already escaped, comma-separated): cumulative
+/// buckets, `+Inf`, sum and count.
+fn histogram_samples(
+    out: &mut Exposition,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    buckets: &[u64],
+    (count, sum): (u64, f64),
+) {
+    let mut cumulative = 0;
+    for (bound, bucket) in bounds.iter().zip(buckets) {
+        cumulative += bucket;
+        let _ = writeln!(out.text, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out.text, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out.text, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out.text, "{name}_count{{{labels}}} {count}");
 }
 
 #[cfg(test)]

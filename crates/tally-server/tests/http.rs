@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tally_core::{Event, EventContext, KeyedHasher, Level, Source};
 use tally_server::config::ServerConfig;
-use tally_server::storage::{Role, Store};
+use tally_server::storage::{Role, Storage};
 use tally_server::{AppState, app};
 use tower::ServiceExt;
 
@@ -18,13 +18,13 @@ use crate::support::{backends, sqlite};
 
 struct Collector {
     router: Router,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Storage>,
     ingest: String,
     admin: String,
     other_app_ingest: String,
 }
 
-async fn collector(store: Arc<dyn Store>, config: ServerConfig) -> Collector {
+async fn collector(store: Arc<dyn Storage>, config: ServerConfig) -> Collector {
     let mut keys = Vec::new();
     for (app, role) in [("nexus", Role::Ingest), ("nexus", Role::Admin), ("other", Role::Ingest)] {
         let key = tally_server::auth::generate(app, role, "test", jiff::Timestamp::now()).unwrap();

@@ -1,4 +1,4 @@
-//! The storage contract: every promise of the `Store` trait, checked the same way
+//! The storage contract: every promise of the `Storage` trait, checked the same way
 //! against both backends.
 //!
 //! Each check is one async function. [`contract!`] runs it once on SQLite (a file in a
@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use jiff::{Timestamp, ToSpan};
+use tally_core::time::{HourKey, Period};
 use tally_core::{Event, PropValue, Source};
-use tally_server::storage::postgres::PostgresStore;
-use tally_server::storage::sqlite::SqliteStore;
-use tally_server::storage::{ApiKey, EventQuery, Role, RollupRow, StorageError, Store, TotalRow};
+use tally_server::storage::postgres::PostgresStorage;
+use tally_server::storage::sqlite::SqliteStorage;
+use tally_server::storage::{ApiKey, EventQuery, Role, Storage, StorageError, TotalRow};
 use uuid::Uuid;
 
 use crate::support::postgres::TestDatabase;
@@ -85,11 +86,11 @@ enum Backend {
     Sqlite {
         _dir: tempfile::TempDir,
         path: PathBuf,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Storage>,
     },
     Postgres {
         database: TestDatabase,
-        store: Arc<dyn Store>,
+        store: Arc<dyn Storage>,
     },
 }
 
@@ -128,7 +129,7 @@ impl Backend {
     fn sqlite() -> Backend {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("collector.db");
-        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let store = Arc::new(SqliteStorage::open(&path).unwrap());
         Backend::Sqlite { _dir: dir, path, store }
     }
 
@@ -138,16 +139,16 @@ impl Backend {
         Some(Backend::Postgres { database, store })
     }
 
-    fn store(&self) -> Arc<dyn Store> {
+    fn store(&self) -> Arc<dyn Storage> {
         match self {
             Backend::Sqlite { store, .. } | Backend::Postgres { store, .. } => Arc::clone(store),
         }
     }
 
     /// A second collector on the same data.
-    async fn another_collector(&self) -> Arc<dyn Store> {
+    async fn another_collector(&self) -> Arc<dyn Storage> {
         match self {
-            Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).unwrap()),
+            Backend::Sqlite { path, .. } => Arc::new(SqliteStorage::open(path).unwrap()),
             Backend::Postgres { database, .. } => database.open().await,
         }
     }
@@ -325,6 +326,38 @@ fn full_event(ts: &str) -> Event {
     }
 }
 
+/// The period of the rollup hours `[from, to)` (`YYYY-MM-DDTHH`).
+fn hours(from: &str, to: &str) -> Period {
+    let start = |hour: &str| hour.parse::<HourKey>().unwrap().start();
+    Period {
+        from: start(from),
+        to: start(to),
+    }
+}
+
+/// A rollup row as the contract compares it: key, count, durations reported and their sum.
+type RollupRow = (String, String, String, String, i64, String, [u64; 3]);
+
+/// Every rollup row of `app` in the hours `[from, to)`, as [`RollupRow`]s.
+async fn rollup_rows(store: &dyn Storage, app: &str, from: &str, to: &str) -> Vec<RollupRow> {
+    let rollups = store.rollups(app, &hours(from, to)).await.unwrap();
+    rollups
+        .into_iter()
+        .map(|(key, rollup)| {
+            assert_eq!(key.app, app);
+            (
+                key.hour.to_string(),
+                key.kind,
+                key.name,
+                key.command,
+                key.success,
+                key.error_category,
+                [rollup.count, rollup.duration_count, rollup.duration_total_ms],
+            )
+        })
+        .collect()
+}
+
 fn query(app: &str) -> EventQuery {
     EventQuery {
         app: app.into(),
@@ -333,7 +366,7 @@ fn query(app: &str) -> EventQuery {
     }
 }
 
-async fn all_events(store: &Arc<dyn Store>, app: &str) -> Vec<Event> {
+async fn all_events(store: &Arc<dyn Storage>, app: &str) -> Vec<Event> {
     store.events(&query(app)).await.unwrap()
 }
 
@@ -352,7 +385,7 @@ fn total(app: &str, kind: &str, name: &str, success: i64, count: u64) -> TotalRo
     }
 }
 
-async fn an_empty_batch_changes_nothing(store: Arc<dyn Store>) {
+async fn an_empty_batch_changes_nothing(store: Arc<dyn Storage>) {
     assert_eq!(store.insert(Vec::new()).await.unwrap(), Vec::<bool>::new());
     assert!(all_events(&store, "nexus").await.is_empty());
     assert!(store.totals().await.unwrap().is_empty());
@@ -365,7 +398,7 @@ async fn an_empty_batch_changes_nothing(store: Arc<dyn Store>) {
     );
 }
 
-async fn a_repeated_batch_is_stored_once(store: Arc<dyn Store>) {
+async fn a_repeated_batch_is_stored_once(store: Arc<dyn Storage>) {
     let batch: Vec<Event> = (0..5)
         .map(|second| event("command_executed", &format!("2026-11-22T01:02:0{second}.456Z")))
         .collect();
@@ -436,7 +469,7 @@ async fn two_collectors_inserting_the_same_events_store_each_once(backend: &Back
         .map(<[Event]>::to_vec)
         .collect();
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
-    let run = |store: Arc<dyn Store>, batches: Vec<Vec<Event>>, barrier: Arc<tokio::sync::Barrier>| {
+    let run = |store: Arc<dyn Storage>, batches: Vec<Vec<Event>>, barrier: Arc<tokio::sync::Barrier>| {
         tokio::spawn(async move {
             barrier.wait().await;
             let mut stored = BTreeMap::new();
@@ -464,10 +497,13 @@ async fn two_collectors_inserting_the_same_events_store_each_once(backend: &Back
     let totals = first.totals().await.unwrap();
     assert_eq!(totals.iter().map(|row| row.count).sum::<u64>(), 1_000);
     assert_eq!(totals.iter().find(|row| row.success == 0).unwrap().count, 334);
-    let rollups = first.rollups("nexus", "2026-11-22T00", "2026-11-23T00").await.unwrap();
-    assert_eq!(rollups.iter().map(|row| row.count).sum::<u64>(), 1_000);
+    let rollups = first
+        .rollups("nexus", &hours("2026-11-22T00", "2026-11-23T00"))
+        .await
+        .unwrap();
+    assert_eq!(rollups.iter().map(|(_, row)| row.count).sum::<u64>(), 1_000);
     assert_eq!(
-        rollups.iter().map(|row| row.duration_total_ms).sum::<u64>(),
+        rollups.iter().map(|(_, row)| row.duration_total_ms).sum::<u64>(),
         (0..1_000).sum::<u64>()
     );
     let session = backend.session("session-3").await.unwrap();
@@ -527,23 +563,41 @@ async fn session_counters_count_new_events_only(backend: &Backend) {
     };
     store.insert(vec![other]).await.unwrap();
     let day = store
-        .sessions("nexus", at("2026-11-22T00:00:00Z"), at("2026-11-23T00:00:00Z"))
+        .sessions(
+            "nexus",
+            &Period {
+                from: at("2026-11-22T00:00:00Z"),
+                to: at("2026-11-23T00:00:00Z"),
+            },
+        )
         .await
         .unwrap();
     assert_eq!((day.count, day.avg_duration_ms), (1, Some(301_500.0)));
     let both = store
-        .sessions("nexus", at("2026-11-01T00:00:00Z"), at("2026-12-01T00:00:00Z"))
+        .sessions(
+            "nexus",
+            &Period {
+                from: at("2026-11-01T00:00:00Z"),
+                to: at("2026-12-01T00:00:00Z"),
+            },
+        )
         .await
         .unwrap();
     assert_eq!((both.count, both.avg_duration_ms), (2, Some(150_750.0)));
     let none = store
-        .sessions("other", at("2026-11-01T00:00:00Z"), at("2026-12-01T00:00:00Z"))
+        .sessions(
+            "other",
+            &Period {
+                from: at("2026-11-01T00:00:00Z"),
+                to: at("2026-12-01T00:00:00Z"),
+            },
+        )
         .await
         .unwrap();
     assert_eq!((none.count, none.avg_duration_ms), (0, None));
 }
 
-async fn rollups_and_totals_count_each_event_once(store: Arc<dyn Store>) {
+async fn rollups_and_totals_count_each_event_once(store: Arc<dyn Storage>) {
     let command = |ts: &str, success: Option<bool>, duration_ms: Option<u64>, category: Option<&str>| Event {
         command: Some("workspace create".into()),
         success,
@@ -566,35 +620,20 @@ async fn rollups_and_totals_count_each_event_once(store: Arc<dyn Store>) {
     store.insert(batch[..3].to_vec()).await.unwrap();
     store.insert(vec![batch[5].clone(), batch[0].clone()]).await.unwrap();
 
-    let row =
-        |hour: &str, kind: &str, name: &str, command: &str, success: i64, category: &str, counts: [u64; 3]| RollupRow {
-            hour: hour.into(),
-            kind: kind.into(),
-            name: name.into(),
-            command: command.into(),
+    let row = |hour: &str, kind: &str, name: &str, command: &str, success: i64, category: &str, counts: [u64; 3]| {
+        (
+            hour.to_owned(),
+            kind.to_owned(),
+            name.to_owned(),
+            command.to_owned(),
             success,
-            error_category: category.into(),
-            count: counts[0],
-            duration_count: counts[1],
-            duration_total_ms: counts[2],
-            duration_min_ms: None,
-            duration_max_ms: None,
-            histogram: Default::default(),
-        };
-    // Durations' bounds and histograms are checked in the next test.
-    let without_bounds = |rows: Vec<RollupRow>| -> Vec<RollupRow> {
-        rows.into_iter()
-            .map(|row| RollupRow {
-                duration_min_ms: None,
-                duration_max_ms: None,
-                histogram: Default::default(),
-                ..row
-            })
-            .collect()
+            category.to_owned(),
+            counts,
+        )
     };
     let create = "workspace create";
     assert_eq!(
-        without_bounds(store.rollups("nexus", "2026-11-22T01", "2026-11-22T03").await.unwrap()),
+        rollup_rows(&*store, "nexus", "2026-11-22T01", "2026-11-22T03").await,
         vec![
             row(
                 "2026-11-22T01",
@@ -620,7 +659,7 @@ async fn rollups_and_totals_count_each_event_once(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store
-            .rollups("nexus", "2026-11-22T02", "2026-11-22T03")
+            .rollups("nexus", &hours("2026-11-22T02", "2026-11-22T03"))
             .await
             .unwrap()
             .len(),
@@ -629,7 +668,7 @@ async fn rollups_and_totals_count_each_event_once(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .rollups("nexus", "2026-11-22T00", "2026-11-22T01")
+            .rollups("nexus", &hours("2026-11-22T00", "2026-11-22T01"))
             .await
             .unwrap()
             .is_empty(),
@@ -682,14 +721,18 @@ async fn rollup_histograms_and_duration_bounds_merge_across_batches(backend: &Ba
             histogram: histogram.clone(),
         }]
     );
-    // `Store::rollups` reads the same bounds and histogram back.
-    let rows = store.rollups("nexus", "2026-11-22T01", "2026-11-22T02").await.unwrap();
+    // `Storage::rollups` reads the same bounds and histogram back.
+    let rows = store
+        .rollups("nexus", &hours("2026-11-22T01", "2026-11-22T02"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
+    let rollup = &rows[0].1;
     assert_eq!(
-        (rows[0].duration_min_ms, rows[0].duration_max_ms),
+        (rollup.duration_min_ms, rollup.duration_max_ms),
         (Some(1), Some(400_000))
     );
-    let read: Vec<i64> = rows[0].histogram.counts.iter().map(|count| *count as i64).collect();
+    let read: Vec<i64> = rollup.histogram.counts.iter().map(|count| *count as i64).collect();
     assert_eq!(read, histogram);
 }
 
@@ -745,7 +788,7 @@ async fn installs_keep_first_and_last_seen(backend: &Backend) {
     );
 }
 
-async fn events_round_trip_and_page_in_order_across_identical_timestamps(store: Arc<dyn Store>) {
+async fn events_round_trip_and_page_in_order_across_identical_timestamps(store: Arc<dyn Storage>) {
     // Groups of events share a timestamp, so only the id orders them within a group.
     let mut events = Vec::new();
     for (index, second) in [0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 3, 4, 4, 4]
@@ -797,7 +840,7 @@ async fn events_round_trip_and_page_in_order_across_identical_timestamps(store: 
     assert!(limited.is_empty());
 }
 
-async fn event_filters_select_exactly_the_matching_events(store: Arc<dyn Store>) {
+async fn event_filters_select_exactly_the_matching_events(store: Arc<dyn Storage>) {
     let events = vec![
         event("command_executed", "2026-11-22T01:00:00Z"),
         Event {
@@ -860,8 +903,10 @@ async fn event_filters_select_exactly_the_matching_events(store: Arc<dyn Store>)
     );
     assert_eq!(
         select(EventQuery {
-            from: Some(at("2026-11-22T02:00:00Z")),
-            to: Some(at("2026-11-22T04:00:00Z")),
+            period: Period {
+                from: at("2026-11-22T02:00:00Z"),
+                to: at("2026-11-22T04:00:00Z"),
+            },
             ..query("nexus")
         })
         .await,
@@ -879,7 +924,7 @@ async fn event_filters_select_exactly_the_matching_events(store: Arc<dyn Store>)
     );
 }
 
-async fn erase_install_removes_one_install_and_keeps_aggregates(store: Arc<dyn Store>) {
+async fn erase_install_removes_one_install_and_keeps_aggregates(store: Arc<dyn Storage>) {
     let of = |install: &str, session: &str, name: &str, ts: &str| Event {
         install_id: install.into(),
         session_id: session.into(),
@@ -900,10 +945,19 @@ async fn erase_install_removes_one_install_and_keeps_aggregates(store: Arc<dyn S
     events.extend(kept.clone());
     store.insert(events).await.unwrap();
     let totals = store.totals().await.unwrap();
-    let rollups = store.rollups("nexus", "2026-11-01T00", "2027-01-01T00").await.unwrap();
-    let month = |store: Arc<dyn Store>| async move {
+    let rollups = store
+        .rollups("nexus", &hours("2026-11-01T00", "2027-01-01T00"))
+        .await
+        .unwrap();
+    let month = |store: Arc<dyn Storage>| async move {
         store
-            .sessions("nexus", at("2026-11-01T00:00:00Z"), at("2027-01-01T00:00:00Z"))
+            .sessions(
+                "nexus",
+                &Period {
+                    from: at("2026-11-01T00:00:00Z"),
+                    to: at("2027-01-01T00:00:00Z"),
+                },
+            )
             .await
             .unwrap()
             .count
@@ -920,7 +974,10 @@ async fn erase_install_removes_one_install_and_keeps_aggregates(store: Arc<dyn S
     );
     assert_eq!(store.totals().await.unwrap(), totals, "totals hold no install and stay");
     assert_eq!(
-        store.rollups("nexus", "2026-11-01T00", "2027-01-01T00").await.unwrap(),
+        store
+            .rollups("nexus", &hours("2026-11-01T00", "2027-01-01T00"))
+            .await
+            .unwrap(),
         rollups,
         "rollups hold no install and stay"
     );
@@ -964,11 +1021,11 @@ async fn expire_drops_old_months_and_trims_the_boundary_month(backend: &Backend)
     assert_eq!(store.totals().await.unwrap(), totals, "expiry keeps totals");
     assert_eq!(
         store
-            .rollups("nexus", "2026-01-01T00", "2026-04-01T00")
+            .rollups("nexus", &hours("2026-01-01T00", "2026-04-01T00"))
             .await
             .unwrap()
             .iter()
-            .map(|row| row.count)
+            .map(|(_, row)| row.count)
             .sum::<u64>(),
         6,
         "expiry keeps rollups"
@@ -994,7 +1051,7 @@ async fn expire_drops_old_months_and_trims_the_boundary_month(backend: &Backend)
     }
 }
 
-async fn events_spanning_three_months_are_stored_and_read_back(store: Arc<dyn Store>) {
+async fn events_spanning_three_months_are_stored_and_read_back(store: Arc<dyn Storage>) {
     let events = vec![
         full_event("2026-10-31T23:59:59.999Z"),
         full_event("2026-11-01T00:00:00.000Z"),
@@ -1011,7 +1068,7 @@ async fn events_spanning_three_months_are_stored_and_read_back(store: Arc<dyn St
     assert_eq!(
         store
             .events(&EventQuery {
-                from: Some(at("2026-12-01T00:00:00Z")),
+                period: Period::starting(at("2026-12-01T00:00:00Z")),
                 ..query("nexus")
             })
             .await
@@ -1020,7 +1077,7 @@ async fn events_spanning_three_months_are_stored_and_read_back(store: Arc<dyn St
     );
 }
 
-async fn keys_round_trip_and_revocation_keeps_the_first_time(store: Arc<dyn Store>) {
+async fn keys_round_trip_and_revocation_keeps_the_first_time(store: Arc<dyn Storage>) {
     let key = |id: &str, app: &str, role: Role, created_at: &str| ApiKey {
         id: id.into(),
         app: app.into(),
@@ -1059,7 +1116,7 @@ async fn keys_round_trip_and_revocation_keeps_the_first_time(store: Arc<dyn Stor
     assert_eq!(store.key("tk_b").await.unwrap().unwrap().revoked_at, None);
 }
 
-async fn ping_answers(store: Arc<dyn Store>) {
+async fn ping_answers(store: Arc<dyn Storage>) {
     store.ping().await.unwrap();
 }
 
@@ -1160,7 +1217,7 @@ async fn postgres_collectors_starting_together_migrate_once() {
     let starts: Vec<_> = (0..4)
         .map(|_| {
             let url = database.url().to_owned();
-            tokio::spawn(async move { PostgresStore::connect(&url).await })
+            tokio::spawn(async move { PostgresStorage::connect(&url).await })
         })
         .collect();
     for start in starts {
@@ -1185,11 +1242,11 @@ async fn postgres_collectors_starting_together_migrate_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_unreachable_database_is_unavailable() {
     // Port 1 on loopback refuses connections at once.
-    let err = PostgresStore::connect("postgres://postgres@127.0.0.1:1/tally")
+    let err = PostgresStorage::connect("postgres://postgres@127.0.0.1:1/tally")
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
-    let err = PostgresStore::connect("postgres://postgres@127.0.0.1:1/tally?connect_timeout=nope")
+    let err = PostgresStorage::connect("postgres://postgres@127.0.0.1:1/tally?connect_timeout=nope")
         .await
         .unwrap_err();
     assert!(

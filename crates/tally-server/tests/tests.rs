@@ -1,5 +1,7 @@
 //! The collector's integration tests: one binary, one module per concern.
 
 mod http;
+mod otlp;
 mod storage_contract;
+mod storage_upgrade;
 mod support;

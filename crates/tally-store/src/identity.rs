@@ -22,6 +22,19 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+impl Identity {
+    /// A new random identity.
+    pub fn generate() -> Result<Identity, StoreError> {
+        let mut secret = [0u8; SECRET_LEN];
+        getrandom::fill(&mut secret)
+            .map_err(|err| StoreError::Invalid(format!("no OS randomness for the install secret: {err}")))?;
+        Ok(Identity {
+            install_id: uuid::Uuid::new_v4().to_string(),
+            secret,
+        })
+    }
+}
+
 impl Store {
     /// This store's identity, made on first call. Safe when processes race: the first
     /// to commit wins and every process reads the same values.
@@ -29,14 +42,21 @@ impl Store {
         if let Some(identity) = self.read_identity()? {
             return Ok(identity);
         }
-        let mut secret = [0u8; SECRET_LEN];
-        getrandom::fill(&mut secret)
-            .map_err(|err| StoreError::Invalid(format!("no OS randomness for the install secret: {err}")))?;
-        let install_id = uuid::Uuid::new_v4().to_string();
+        self.adopt_identity(&Identity::generate()?)
+    }
+
+    /// This store's identity; a store that has none takes `candidate` (made before
+    /// the store was, so that a process could hash with it already). Safe when
+    /// processes race: the first to commit wins.
+    pub fn adopt_identity(&mut self, candidate: &Identity) -> Result<Identity, StoreError> {
+        if let Some(identity) = self.read_identity()? {
+            return Ok(identity);
+        }
+        let (install_id, secret) = (&candidate.install_id, candidate.secret);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('install_id', ?1), ('secret', ?2)",
-            (&install_id, hex::encode(secret)),
+            (install_id, hex::encode(secret)),
         )?;
         tx.commit()?;
         self.read_identity()?

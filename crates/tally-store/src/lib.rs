@@ -1,4 +1,5 @@
-//! The SQLite store shared by the SDK and the collector's embedded backend.
+//! The SQLite store shared by the SDK and the collector's embedded backend (which adds
+//! its own tables to the same file, under its own migrations).
 //!
 //! A [`Store`] is one connection to one `telemetry.db`. It owns the schema
 //! ([`schema`]), writes batches of [`tally_core::Event`]s all-or-nothing
@@ -15,22 +16,30 @@
 //! # Layout
 //! - [`open`](crate::open): opening, pragmas, recovery from corrupt or read-only files.
 //! - [`schema`]: versioned migrations.
-//! - [`write`](crate::write): batched inserts and session counters.
+//! - [`write`](crate::write): batched inserts, in named steps.
+//! - [`sessions`]: what counts as a session, for this store and the collector alike.
 //! - [`retention`]: expiring raw events and the size cap.
+//! - [`purge`](crate::purge): erasing everything.
 //! - [`rollup`]: rollup rows and how they merge.
 //! - [`histogram`]: fixed duration buckets shared by rollups and queries.
 //! - [`read`]: counts and totals.
 //! - [`stats`]: the period summaries behind stats, insights, reports and the dashboard.
 //! - [`sync`]: the upload cursor and the collector's refusals.
+//! - [`openmetrics`]: metric families that the SDK's export and the collector's `/metrics` share.
+//! - [`spool`]: events spooled by processes that exited before committing, and folding them in.
 
 mod error;
 pub mod histogram;
 mod identity;
 mod open;
+pub mod openmetrics;
+mod purge;
 pub mod read;
 pub mod retention;
 pub mod rollup;
 pub mod schema;
+pub mod sessions;
+pub mod spool;
 pub mod stats;
 pub mod sync;
 mod write;
@@ -39,6 +48,7 @@ pub use error::StoreError;
 pub use identity::Identity;
 pub use open::{Location, OpenOptions, Recovery, Synchronous};
 pub use retention::{MaintenanceReport, RetentionPolicy};
+pub use spool::{FoldReport, Spool, SpoolSize};
 pub use write::{BatchOutcome, DropCounts};
 
 use rusqlite::Connection;
@@ -58,9 +68,16 @@ impl Store {
         &self.location
     }
 
-    /// The underlying connection, for queries this crate does not offer yet.
+    /// The underlying connection, for tests and benchmarks that inspect or damage the
+    /// file on purpose. Product code (the SDK, the views, the collector) goes through the
+    /// methods of this crate, which own the store's tables and their SQL.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// How long the next writes wait for another process's lock before answering busy.
+    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        Ok(self.conn.busy_timeout(timeout)?)
     }
 
     /// `PRAGMA quick_check`: `Ok(())` when the file's structure is sound.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::OptionalExtension;
+use tally_core::time::Period;
 
 use crate::rollup::Rollup;
 use crate::{DropCounts, Store, StoreError};
@@ -14,13 +15,13 @@ use crate::{DropCounts, Store, StoreError};
 /// One row of `sessions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
-    /// The session id.
+    /// The id every event of the session carries.
     pub session_id: String,
-    /// First event, RFC 3339.
+    /// Its earliest event, RFC 3339 as stored.
     pub started_at: String,
-    /// Last event, RFC 3339.
+    /// Its latest event, RFC 3339 as stored.
     pub ended_at: String,
-    /// `ended_at - started_at`.
+    /// `ended_at - started_at` in milliseconds.
     pub duration_ms: i64,
     /// `command_executed` events.
     pub commands_executed: i64,
@@ -82,6 +83,8 @@ impl Store {
         Ok(DropCounts {
             buffer_full: read("dropped_buffer_full")?,
             invalid: read("dropped_invalid")?,
+            spool_full: read("dropped_spool_full")?,
+            spool_failed: read("dropped_spool_failed")?,
         })
     }
 
@@ -116,43 +119,25 @@ impl Store {
     }
 }
 
-/// Which raw events to read: `[since, until)`, either end open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EventRange {
-    /// Start, inclusive.
-    pub since: Option<jiff::Timestamp>,
-    /// End, exclusive.
-    pub until: Option<jiff::Timestamp>,
-}
-
-impl EventRange {
-    fn bounds(&self) -> (Option<String>, Option<String>) {
-        (
-            self.since.map(tally_core::time::format),
-            self.until.map(tally_core::time::format),
-        )
-    }
-}
-
 const RANGE_FILTER: &str = "(?1 IS NULL OR ts >= ?1) AND (?2 IS NULL OR ts < ?2)";
 
 impl Store {
-    /// How many raw events `range` holds.
-    pub fn count_events(&self, range: &EventRange) -> Result<u64, StoreError> {
+    /// How many raw events `period` holds.
+    pub fn count_events(&self, period: &Period) -> Result<u64, StoreError> {
         let sql = format!("SELECT count(*) FROM events WHERE {RANGE_FILTER}");
-        Ok(self.conn.query_row(&sql, range.bounds(), |row| row.get(0))?)
+        Ok(self.conn.query_row(&sql, period.text_bounds(), |row| row.get(0))?)
     }
 
-    /// Calls `each` with every raw event in `range`, oldest first, one at a time: memory
+    /// Calls `each` with every raw event in `period`, oldest first, one at a time: memory
     /// stays constant however large the store. Stops at the first error `each` returns.
     pub fn for_each_event<E: From<StoreError>>(
         &self,
-        range: &EventRange,
+        period: &Period,
         mut each: impl FnMut(tally_core::Event) -> Result<(), E>,
     ) -> Result<u64, E> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {RANGE_FILTER} ORDER BY ts, seq");
         let mut statement = self.conn.prepare(&sql).map_err(StoreError::from)?;
-        let mut rows = statement.query(range.bounds()).map_err(StoreError::from)?;
+        let mut rows = statement.query(period.text_bounds()).map_err(StoreError::from)?;
         let mut count = 0;
         while let Some(row) = rows.next().map_err(StoreError::from)? {
             each(event_from_row(row)?)?;
@@ -160,32 +145,76 @@ impl Store {
         }
         Ok(count)
     }
+}
 
-    /// Removes every event, session, rollup and meta value (the install id and secret
-    /// too: a new identity is made on next use, so old hashes cannot be linked to new
-    /// ones), then rewrites the file so no deleted byte remains in it or its WAL.
-    pub fn purge(&mut self) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(
-            "DELETE FROM events; DELETE FROM sessions; DELETE FROM metrics; DELETE FROM meta; \
-             DELETE FROM sync_rejected; DELETE FROM installs; DELETE FROM totals; \
-             DELETE FROM sqlite_sequence;",
-        )?;
-        tx.commit()?;
-        self.conn.execute_batch("VACUUM")?;
-        if matches!(self.location, crate::Location::File(_)) {
-            let (busy, _, _): (i64, i64, i64) = self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })?;
-            if busy != 0 {
-                return Err(StoreError::Busy(
-                    "another process is reading the store; its old pages stay in the WAL until it closes".into(),
-                ));
-            }
+/// A page of one app's raw events, as the collector's `GET /v1/events` lists them:
+/// oldest first by (`ts`, `id`), after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventQuery {
+    /// The app whose events are listed (the collector puts the key's app here).
+    pub app: String,
+    /// Only events of this type, when set.
+    pub kind: Option<String>,
+    /// Only events of this name, when set.
+    pub name: Option<String>,
+    /// Only events of this install, when set.
+    pub install_id: Option<String>,
+    /// Only events of this session, when set.
+    pub session_id: Option<String>,
+    /// Only events whose `ts` lies inside.
+    pub period: Period,
+    /// The cursor: only events strictly after this (`ts`, `id`).
+    pub after: Option<(jiff::Timestamp, uuid::Uuid)>,
+    /// At most this many events.
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// The `events` columns the query sets, with the value each must equal (besides
+    /// `app`); both collector backends build their `WHERE` from this.
+    pub fn equal_to(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("type", &self.kind),
+            ("name", &self.name),
+            ("install_id", &self.install_id),
+            ("session_id", &self.session_id),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| Some((column, value.as_ref()?)))
+    }
+}
+
+impl Store {
+    /// The events `query` selects, ordered by (`ts`, `id`).
+    pub fn query_events(&self, query: &EventQuery) -> Result<Vec<tally_core::Event>, StoreError> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE app = ?");
+        let mut params: Vec<String> = vec![query.app.clone()];
+        for (column, value) in query.equal_to() {
+            sql.push_str(&format!(" AND {column} = ?"));
+            params.push(value.clone());
         }
-        Ok(())
+        let (from, to) = query.period.text_bounds();
+        if let Some(from) = from {
+            sql.push_str(" AND ts >= ?");
+            params.push(from);
+        }
+        if let Some(to) = to {
+            sql.push_str(" AND ts < ?");
+            params.push(to);
+        }
+        if let Some((ts, id)) = query.after {
+            let ts = tally_core::time::format(ts);
+            sql.push_str(" AND (ts > ? OR (ts = ? AND id > ?))");
+            params.extend([ts.clone(), ts, id.to_string()]);
+        }
+        sql.push_str(&format!(" ORDER BY ts, id LIMIT {}", query.limit));
+        let mut statement = self.conn.prepare(&sql)?;
+        let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            events.push(event_from_row(row)?);
+        }
+        Ok(events)
     }
 }
 

@@ -41,9 +41,9 @@ pub struct MaintenanceReport {
     pub expired_for_age: u64,
     /// Raw events deleted because the store was over its size cap.
     pub trimmed_for_size: u64,
-    /// Store size before, in bytes.
+    /// Store size with its WAL before the run, in bytes.
     pub bytes_before: u64,
-    /// Store size after, in bytes.
+    /// Store size with its WAL after the run (as far as it got), in bytes.
     pub bytes_after: u64,
     /// Whether the run finished (it stops early when interrupted).
     pub completed: bool,
@@ -128,18 +128,20 @@ impl Store {
         Ok(deleted_total)
     }
 
-    /// The store's size: pages in use plus the WAL file.
+    /// The store's size: pages in use plus the WAL file and the spool.
     pub fn size_bytes(&self) -> Result<u64, StoreError> {
         let page_size: u64 = self.conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         let pages: u64 = self.conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
         let free: u64 = self.conn.query_row("PRAGMA freelist_count", [], |row| row.get(0))?;
-        let wal = match &self.location {
-            Location::File(path) => std::fs::metadata(format!("{}-wal", path.display()))
-                .map(|meta| meta.len())
-                .unwrap_or(0),
+        let files = match &self.location {
+            Location::File(path) => {
+                let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |meta| meta.len());
+                let spool = path.parent().map_or(0, |dir| crate::Spool::new(dir).size(false).bytes);
+                wal + spool
+            }
             Location::Memory => 0,
         };
-        Ok((pages - free) * page_size + wal)
+        Ok((pages - free) * page_size + files)
     }
 
     /// Deletes up to `limit` of the oldest raw events (only those before `before`, if
@@ -150,6 +152,49 @@ impl Store {
              (SELECT seq FROM events WHERE ?1 IS NULL OR ts < ?1 ORDER BY ts, seq LIMIT ?2)",
             (before, limit as i64),
         )?;
+        Ok(deleted as u64)
+    }
+
+    /// Deletes raw events and sessions that ended before `before`, a chunk of events per
+    /// transaction (the collector's retention: unlike an app's store it keeps no session
+    /// past its raw events); rollups stay. Returns the events deleted.
+    pub fn expire_before(&mut self, before: Timestamp) -> Result<u64, StoreError> {
+        let cutoff = tally_core::time::format(before);
+        let mut deleted = 0;
+        loop {
+            let chunk = self.delete_oldest_raw(Some(&cutoff), DELETE_CHUNK)?;
+            deleted += chunk;
+            if chunk < DELETE_CHUNK {
+                break;
+            }
+        }
+        self.conn
+            .execute("DELETE FROM sessions WHERE ended_at < ?1", [&cutoff])?;
+        Ok(deleted)
+    }
+
+    /// Deletes every raw event and session of one install, and runs `also` in the same
+    /// transaction (the collector forgets the install's own row there). Rollups hold no
+    /// install and stay. Returns the events deleted.
+    pub fn erase_install_with(
+        &mut self,
+        app: &str,
+        install_id: &str,
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let deleted = tx.execute(
+            "DELETE FROM events WHERE app = ?1 AND install_id = ?2",
+            (app, install_id),
+        )?;
+        tx.execute(
+            "DELETE FROM sessions WHERE app = ?1 AND install_id = ?2",
+            (app, install_id),
+        )?;
+        also(&tx)?;
+        tx.commit()?;
         Ok(deleted as u64)
     }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use rusqlite::Transaction;
+use tally_core::time::{HourKey, Period};
 
 use crate::StoreError;
 use crate::histogram::Histogram;
@@ -16,28 +17,35 @@ use crate::histogram::Histogram;
 /// What a rollup row is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RollupKey {
-    /// `YYYY-MM-DDTHH`, UTC.
-    pub hour: String,
-    /// The app.
+    /// The UTC hour of the events.
+    pub hour: HourKey,
+    /// The app that recorded the events (the collector holds many; a local store one).
     pub app: String,
-    /// The event type.
+    /// The event type (`command`, `feature`, `error`, ...).
     pub kind: String,
-    /// The event name.
+    /// The event name within its type (`command_executed`).
     pub name: String,
-    /// The command, `""` when none.
+    /// `""` when the events had none.
     pub command: String,
     /// 1 success, 0 failure, -1 not reported.
     pub success: i64,
-    /// The error category, `""` when none.
+    /// `""` when the events had none.
     pub error_category: String,
+}
+
+/// Reads an `hour` column.
+pub(crate) fn hour_at(row: &rusqlite::Row<'_>, index: usize) -> Result<HourKey, StoreError> {
+    let text: String = row.get(index)?;
+    text.parse()
+        .map_err(|err: tally_core::time::InvalidHour| StoreError::Invalid(err.to_string()))
 }
 
 impl RollupKey {
     /// Reads a key from seven columns starting at `first`, in the order hour, app, type,
     /// name, command, success, error category.
-    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<RollupKey> {
+    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<RollupKey, StoreError> {
         Ok(RollupKey {
-            hour: row.get(first)?,
+            hour: hour_at(row, first)?,
             app: row.get(first + 1)?,
             kind: row.get(first + 2)?,
             name: row.get(first + 3)?,
@@ -48,9 +56,9 @@ impl RollupKey {
     }
 
     /// The key an event is counted under.
-    pub fn of(event: &tally_core::Event, ts: &str) -> RollupKey {
+    pub fn of(event: &tally_core::Event) -> RollupKey {
         RollupKey {
-            hour: ts.get(..13).unwrap_or(ts).to_owned(),
+            hour: HourKey::of(event.ts),
             app: event.app.clone(),
             kind: event.kind.clone(),
             name: event.name.clone(),
@@ -64,17 +72,18 @@ impl RollupKey {
 /// Counts and duration statistics of the events under one key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rollup {
-    /// Events.
+    /// Events under the key.
     pub count: u64,
-    /// Events that reported a duration.
+    /// Those of them that reported a duration; the duration fields describe only these.
     pub duration_count: u64,
-    /// Sum of reported durations.
+    /// Sum of the reported durations; with `duration_count`, the mean.
     pub duration_total_ms: u64,
-    /// Shortest reported duration.
+    /// Shortest reported duration, `None` while no event reported one.
     pub duration_min_ms: Option<u64>,
-    /// Longest reported duration.
+    /// Longest reported duration, `None` while no event reported one; with the minimum
+    /// it bounds the quantiles the histogram estimates.
     pub duration_max_ms: Option<u64>,
-    /// Reported durations per bucket.
+    /// Reported durations per [`crate::histogram`] bucket.
     pub histogram: Histogram,
 }
 
@@ -135,8 +144,9 @@ pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rol
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for (key, rollup) in rollups {
+        let hour = key.hour.to_string();
         let params = (
-            &key.hour,
+            &hour,
             &key.app,
             &key.kind,
             &key.name,
@@ -151,7 +161,7 @@ pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rol
         };
         merged.merge(rollup);
         write.execute(rusqlite::params![
-            key.hour,
+            hour,
             key.app,
             key.kind,
             key.name,
@@ -170,26 +180,48 @@ pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rol
 }
 
 impl crate::Store {
-    /// Every rollup row whose hour overlaps `range`, in key order.
-    pub fn rollups(&self, range: &crate::read::EventRange) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
-        let from = range.since.map(|ts| tally_core::time::format(ts)[..13].to_owned());
-        let to = range.until.map(|ts| {
-            let last = ts.checked_sub(jiff::Span::new().milliseconds(1)).unwrap_or(ts);
-            let next = last.checked_add(jiff::Span::new().hours(1)).unwrap_or(last);
-            tally_core::time::format(next)[..13].to_owned()
-        });
-        let mut statement = self.conn.prepare(
+    /// Every rollup row whose hour overlaps `period`, of every app or only of `app`, in
+    /// key order.
+    pub fn rollups(&self, app: Option<&str>, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
+        let (from, to) = period.hours();
+        let mut statement = self.conn.prepare_cached(
             "SELECT hour, app, type, name, command, success, error_category, count, duration_count, \
              duration_total_ms, duration_min_ms, duration_max_ms, histogram FROM metrics \
-             WHERE (?1 IS NULL OR hour >= ?1) AND (?2 IS NULL OR hour < ?2) \
+             WHERE hour >= ?1 AND hour < ?2 AND (?3 IS NULL OR app = ?3) \
              ORDER BY hour, app, type, name, command, success, error_category",
         )?;
-        let mut rows = statement.query((from, to))?;
+        let mut rows = statement.query((from.to_string(), to.to_string(), app))?;
         let mut rollups = Vec::new();
         while let Some(row) = rows.next()? {
             let key = RollupKey::from_row_at(row, 0)?;
             rollups.push((key, Rollup::from_row_at(row, 7)?));
         }
         Ok(rollups)
+    }
+
+    /// For each app: how many events named `name` its rollups count from each of `from`
+    /// on, in the same order. One aggregate read, for the collector's `/metrics`.
+    pub fn named_counts(&self, name: &str, from: &[HourKey]) -> Result<Vec<(String, Vec<u64>)>, StoreError> {
+        let Some(earliest) = from.iter().min() else {
+            return Ok(Vec::new());
+        };
+        let sums: Vec<String> = (0..from.len())
+            .map(|index| format!("coalesce(sum(CASE WHEN hour >= ?{} THEN count END), 0)", index + 3))
+            .collect();
+        let sql = format!(
+            "SELECT app, {} FROM metrics WHERE name = ?1 AND hour >= ?2 GROUP BY app ORDER BY app",
+            sums.join(", ")
+        );
+        let mut params = vec![name.to_owned(), earliest.to_string()];
+        params.extend(from.iter().map(HourKey::to_string));
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(params.iter()), |row| {
+            let app: String = row.get(0)?;
+            let counts = (0..from.len())
+                .map(|index| row.get::<_, i64>(index + 1).map(|count| count as u64))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((app, counts))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -81,8 +81,8 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (hour, app, type, name, command, success, error_category)
     ) WITHOUT ROWID;
     "#,
-    // 3: the collector's tables. A store on a user's machine leaves them empty; the
-    // collector's embedded backend fills them in the same transaction as each batch.
+    // 3: the collector's tables, which lived here until the collector's embedded
+    // backend got its own schema (version 5 drops them again where they are empty).
     r#"
     CREATE TABLE installs (
         app         TEXT NOT NULL,
@@ -122,6 +122,9 @@ pub const MIGRATIONS: &[&str] = &[
         rejected_at TEXT NOT NULL
     );
     "#,
+    // 5: the collector's tables leave the local store; the statements are in
+    // `drop_empty_collector_tables`, because each table goes only if it is empty.
+    "",
 ];
 
 /// Brings the schema of `conn` to [`LATEST_VERSION`].
@@ -156,11 +159,14 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> 
         .take(target as usize)
         .skip(current as usize)
     {
+        let version = index as i64 + 1;
         tx.execute_batch(sql)?;
-        if index as i64 + 1 == ROLLUPS_VERSION {
-            count_stored_events(&tx)?;
+        match version {
+            ROLLUPS_VERSION => count_stored_events(&tx)?,
+            COLLECTOR_TABLES_GONE_VERSION => drop_empty_collector_tables(&tx)?,
+            _ => {}
         }
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.pragma_update(None, "user_version", version)?;
     }
     tx.commit()?;
     Ok(())
@@ -184,6 +190,40 @@ fn count_stored_events(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError>
         rollups.entry(key).or_default().add(duration.map(|d| d.max(0) as u64));
     }
     add_rollups(tx, &rollups)
+}
+
+/// The version after which the collector's tables are no longer part of a local store.
+const COLLECTOR_TABLES_GONE_VERSION: i64 = 5;
+
+/// The tables version 3 made for the collector, which now keeps its own schema
+/// (`tally-server`'s `storage::sqlite`).
+pub const COLLECTOR_TABLES: [&str; 3] = ["installs", "totals", "api_keys"];
+
+/// Drops each of [`COLLECTOR_TABLES`] that holds no row.
+///
+/// A table with rows stays: on a user's machine they are always empty, so rows mean
+/// the file is (or was) a collector's embedded database, and dropping its keys,
+/// installs or lifetime totals would lose data that exists nowhere else. The
+/// collector's own migrations take such tables over as they are.
+fn drop_empty_collector_tables(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    for table in COLLECTOR_TABLES {
+        let exists: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |row| row.get(0),
+        )?;
+        if !exists {
+            continue;
+        }
+        let empty: bool = tx.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), [], |row| {
+            row.get(0)
+        })?;
+        if empty {
+            // Dropping a table drops its indexes (`installs_last_seen`) too.
+            tx.execute_batch(&format!("DROP TABLE {table}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The schema version recorded in the file (0 for a new file).

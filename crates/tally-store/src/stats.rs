@@ -7,60 +7,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan};
+use tally_core::time::HourKey;
+/// The views' periods are the workspace's one range type.
+pub use tally_core::time::Period;
 
-use crate::rollup::Rollup;
+use crate::rollup::{Rollup, hour_at};
 use crate::{Store, StoreError};
-
-/// A half-open range of time, `[from, to)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Period {
-    /// Start, inclusive.
-    pub from: Timestamp,
-    /// End, exclusive.
-    pub to: Timestamp,
-}
-
-impl Period {
-    /// The `days` days up to `now`.
-    pub fn last_days(now: Timestamp, days: i64) -> Period {
-        Period {
-            from: now.checked_sub((days * 24).hours()).unwrap_or(Timestamp::MIN),
-            to: now,
-        }
-    }
-
-    /// The period of the same length just before this one.
-    pub fn previous(&self) -> Period {
-        let length = self.to.duration_since(self.from);
-        Period {
-            from: self.from.checked_sub(length).unwrap_or(Timestamp::MIN),
-            to: self.from,
-        }
-    }
-
-    fn bounds_text(&self) -> (String, String) {
-        (tally_core::time::format(self.from), tally_core::time::format(self.to))
-    }
-
-    /// The first and one-past-last rollup hours (`YYYY-MM-DDTHH`) the period overlaps.
-    fn hour_bounds(&self) -> (String, String) {
-        let (from, _) = self.bounds_text();
-        // Any instant inside the last hour rounds up to the next hour's key.
-        let last = self.to.checked_sub(1.millisecond()).unwrap_or(self.to);
-        let after_last = last.checked_add(1.hour()).unwrap_or(last);
-        (
-            from[..13].to_owned(),
-            tally_core::time::format(after_last)[..13].to_owned(),
-        )
-    }
-}
 
 /// Runs, failures and durations of one command.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CommandSummary {
-    /// The subcommand path.
+    /// The subcommand path (`workspace create`); empty for all commands together.
     pub command: String,
     /// `command_executed` events.
     pub runs: u64,
@@ -68,7 +27,7 @@ pub struct CommandSummary {
     pub failures: u64,
     /// Runs that reported success or failure.
     pub with_outcome: u64,
-    /// Duration statistics.
+    /// The runs' durations, merged from their rollups; the quantiles read its histogram.
     pub durations: Rollup,
 }
 
@@ -106,7 +65,7 @@ impl CommandSummary {
 /// Activity on one local day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DayActivity {
-    /// All events.
+    /// Events of every type recorded that day.
     pub events: u64,
     /// `command_executed` events.
     pub commands: u64,
@@ -117,7 +76,7 @@ pub struct DayActivity {
 /// Everything the summary views need about one period.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PeriodSummary {
-    /// All events.
+    /// Events of every type in the rollup hours the period overlaps.
     pub events: u64,
     /// `workspace_created` events.
     pub workspaces_created: u64,
@@ -129,7 +88,7 @@ pub struct PeriodSummary {
     pub commands: CommandSummary,
     /// Sessions that started in the period.
     pub sessions: u64,
-    /// Their average length.
+    /// Their mean duration, rounded; `None` when no session started.
     pub avg_session_ms: Option<u64>,
     /// Per command, most runs first.
     pub by_command: Vec<CommandSummary>,
@@ -151,56 +110,56 @@ impl PeriodSummary {
 /// One failed command, for the dashboard's recent errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentError {
-    /// When, RFC 3339.
+    /// When it failed, RFC 3339 as stored.
     pub ts: String,
-    /// The command.
+    /// The subcommand path; empty when the event named none.
     pub command: String,
-    /// The error category.
+    /// Its error category, `unknown` when the event reported none.
     pub category: String,
 }
 
 /// What `status` shows about the store itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStatus {
-    /// Raw events.
+    /// Raw events still stored (retention and the size cap delete them).
     pub events: u64,
     /// Events counted in rollups (every event ever stored and not purged).
     pub events_ever: u64,
-    /// Sessions.
+    /// Rows of `sessions`: every session recorded since the store began or was purged.
     pub sessions: u64,
     /// Oldest raw event, RFC 3339.
     pub oldest: Option<String>,
     /// Newest raw event, RFC 3339.
     pub newest: Option<String>,
-    /// Size in bytes.
+    /// Pages in use plus the WAL, in bytes: what the size cap measures.
     pub size_bytes: u64,
-    /// Events dropped before storage.
+    /// Events the SDK dropped before they reached the store.
     pub drops: crate::DropCounts,
 }
 
 impl Store {
     /// Summarises `period`, grouping days and hours in `tz`.
     pub fn summarize(&self, period: &Period, tz: &TimeZone) -> Result<PeriodSummary, StoreError> {
-        let (from_hour, to_hour) = period.hour_bounds();
+        let (from_hour, to_hour) = period.hours();
         let mut summary = PeriodSummary::default();
         let mut commands: HashMap<String, CommandSummary> = HashMap::new();
         let mut categories: HashMap<(String, String), u64> = HashMap::new();
         // Local day and hour per rollup hour, computed once per distinct hour.
-        let mut local: HashMap<String, (String, usize)> = HashMap::new();
+        let mut local: HashMap<HourKey, (String, usize)> = HashMap::new();
         let mut statement = self.conn.prepare_cached(
             "SELECT hour, name, command, success, error_category, count, duration_count, duration_total_ms, \
              duration_min_ms, duration_max_ms, histogram FROM metrics WHERE hour >= ?1 AND hour < ?2",
         )?;
-        let mut rows = statement.query((&from_hour, &to_hour))?;
+        let mut rows = statement.query((from_hour.to_string(), to_hour.to_string()))?;
         while let Some(row) = rows.next()? {
-            let hour: String = row.get(0)?;
+            let hour = hour_at(row, 0)?;
             let name: String = row.get(1)?;
             let count = row.get::<_, i64>(5)? as u64;
             let (day, hour_of_day) = match local.get(&hour) {
                 Some(found) => found.clone(),
                 None => {
-                    let computed = local_day_and_hour(&hour, tz)?;
-                    local.insert(hour.clone(), computed.clone());
+                    let computed = local_day_and_hour(hour, tz);
+                    local.insert(hour, computed.clone());
                     computed
                 }
             };
@@ -256,21 +215,21 @@ impl Store {
         summary
             .errors_by_category
             .sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
-        let (from, to) = period.bounds_text();
-        let (sessions, average): (i64, Option<f64>) = self.conn.query_row(
-            "SELECT count(*), avg(duration_ms) FROM sessions WHERE started_at >= ?1 AND started_at < ?2",
-            (&from, &to),
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        summary.sessions = sessions as u64;
-        summary.avg_session_ms = average.map(|ms| ms.round() as u64);
+        let sessions = self.session_summary(None, period)?;
+        summary.sessions = sessions.count;
+        summary.avg_session_ms = sessions.avg_duration_ms.map(|ms| ms.round() as u64);
         Ok(summary)
     }
 
     /// The most recent `limit` commands run in `period`, oldest first, with their time
     /// (raw events only: finding repeated sequences needs the order).
     pub fn recent_commands(&self, period: &Period, limit: u64) -> Result<Vec<(Timestamp, String)>, StoreError> {
-        let (from, to) = period.bounds_text();
+        // Unbounded ends format as years -9999 and 9999, which sort outside every stored
+        // time, so the plain range keeps the `events_ts` index.
+        let (from, to) = (
+            tally_core::time::format(period.from),
+            tally_core::time::format(period.to),
+        );
         let mut statement = self.conn.prepare_cached(
             "SELECT ts, command FROM (SELECT seq, command, ts FROM events \
              WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \
@@ -344,10 +303,7 @@ impl Store {
     }
 }
 
-fn local_day_and_hour(hour: &str, tz: &TimeZone) -> Result<(String, usize), StoreError> {
-    let start: Timestamp = format!("{hour}:00:00Z")
-        .parse()
-        .map_err(|err| StoreError::Invalid(format!("rollup hour {hour:?}: {err}")))?;
-    let zoned = start.to_zoned(tz.clone());
-    Ok((zoned.strftime("%Y-%m-%d").to_string(), zoned.hour() as usize))
+fn local_day_and_hour(hour: HourKey, tz: &TimeZone) -> (String, usize) {
+    let zoned = hour.start().to_zoned(tz.clone());
+    (zoned.strftime("%Y-%m-%d").to_string(), zoned.hour() as usize)
 }

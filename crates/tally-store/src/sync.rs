@@ -9,8 +9,10 @@
 //! the refusals of that answer, so an interrupted sync resumes exactly where it stopped
 //! and never sends an answered event again.
 
+use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior};
 use tally_core::Event;
+use tally_core::time::format;
 
 use crate::read::{EVENT_COLUMNS, event_from_row_at};
 use crate::{Store, StoreError};
@@ -44,13 +46,13 @@ impl SyncStream {
 /// An event the collector refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// The event's id.
+    /// The refused event's id.
     pub id: String,
-    /// The event's time, RFC 3339.
-    pub ts: String,
+    /// The refused event's time, shown next to its id so a user can find it.
+    pub ts: Timestamp,
     /// The collector's code (`invalid_event`, `too_large`).
     pub code: String,
-    /// The collector's message.
+    /// The collector's message, naming the field and the rule the event broke.
     pub message: String,
 }
 
@@ -59,10 +61,10 @@ pub struct Refusal {
 pub struct SyncStatus {
     /// Recent events still to upload.
     pub pending: u64,
-    /// Events the collector refused.
+    /// Events the collector refused, ever (they are never sent again).
     pub rejected: u64,
-    /// When the last sync finished, RFC 3339.
-    pub last_sync: Option<String>,
+    /// When the last sync finished; `None` before the first.
+    pub last_sync: Option<Timestamp>,
     /// The most recent refusals, newest first.
     pub recent_refusals: Vec<Refusal>,
 }
@@ -77,12 +79,12 @@ impl Store {
     }
 
     /// Up to `limit` events of `stream` after `after_seq`, in `seq` order, with their
-    /// `seq`; `since` (RFC 3339) is when upload was turned on.
+    /// `seq`; `since` is when upload was turned on.
     pub fn pending_events(
         &self,
         stream: SyncStream,
         after_seq: i64,
-        since: &str,
+        since: Timestamp,
         limit: usize,
     ) -> Result<Vec<(i64, Event)>, StoreError> {
         let sql = format!(
@@ -90,7 +92,7 @@ impl Store {
             stream.filter()
         );
         let mut statement = self.conn.prepare_cached(&sql)?;
-        let mut rows = statement.query((after_seq, since, limit as i64))?;
+        let mut rows = statement.query((after_seq, format(since), limit as i64))?;
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
@@ -100,11 +102,11 @@ impl Store {
     }
 
     /// How many events of `stream` are still to upload.
-    pub fn pending_count(&self, stream: SyncStream, since: &str) -> Result<u64, StoreError> {
+    pub fn pending_count(&self, stream: SyncStream, since: Timestamp) -> Result<u64, StoreError> {
         let sql = format!("SELECT count(*) FROM events WHERE seq > ?1 AND {}", stream.filter());
         Ok(self
             .conn
-            .query_row(&sql, (self.sync_cursor(stream)?, since), |row| row.get(0))?)
+            .query_row(&sql, (self.sync_cursor(stream)?, format(since)), |row| row.get(0))?)
     }
 
     /// Records that the collector answered for every event of `stream` up to `seq`,
@@ -114,15 +116,16 @@ impl Store {
         stream: SyncStream,
         seq: i64,
         refusals: &[Refusal],
-        at: &str,
+        at: Timestamp,
     ) -> Result<(), StoreError> {
+        let at = format(at);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO sync_rejected (id, ts, code, message, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for refusal in refusals {
-                insert.execute((&refusal.id, &refusal.ts, &refusal.code, &refusal.message, at))?;
+                insert.execute((&refusal.id, format(refusal.ts), &refusal.code, &refusal.message, &at))?;
             }
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET \
@@ -135,32 +138,37 @@ impl Store {
     }
 
     /// Notes the end of a sync.
-    pub fn finish_sync(&mut self, at: &str) -> Result<(), StoreError> {
-        self.set_meta("last_sync", at)
+    pub fn finish_sync(&mut self, at: Timestamp) -> Result<(), StoreError> {
+        self.set_meta("last_sync", &format(at))
     }
 
     /// The sync state for `status`; `since` is when upload was turned on.
-    pub fn sync_status(&self, since: &str) -> Result<SyncStatus, StoreError> {
+    pub fn sync_status(&self, since: Timestamp) -> Result<SyncStatus, StoreError> {
         let rejected: i64 = self
             .conn
             .query_row("SELECT count(*) FROM sync_rejected", [], |row| row.get(0))?;
         let mut statement = self
             .conn
             .prepare_cached("SELECT id, ts, code, message FROM sync_rejected ORDER BY rejected_at DESC, id LIMIT 5")?;
-        let recent_refusals = statement
-            .query_map([], |row| {
-                Ok(Refusal {
-                    id: row.get(0)?,
-                    ts: row.get(1)?,
-                    code: row.get(2)?,
-                    message: row.get(3)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+        let mut rows = statement.query([])?;
+        let mut recent_refusals = Vec::new();
+        while let Some(row) = rows.next()? {
+            let ts: String = row.get(1)?;
+            recent_refusals.push(Refusal {
+                id: row.get(0)?,
+                ts: parse_stored("sync_rejected.ts", &ts)?,
+                code: row.get(2)?,
+                message: row.get(3)?,
+            });
+        }
+        let last_sync = self.meta("last_sync")?;
         Ok(SyncStatus {
             pending: self.pending_count(SyncStream::Recent, since)?,
             rejected: rejected as u64,
-            last_sync: self.meta("last_sync")?,
+            last_sync: last_sync
+                .as_deref()
+                .map(|at| parse_stored("last_sync", at))
+                .transpose()?,
             recent_refusals,
         })
     }
@@ -168,11 +176,18 @@ impl Store {
     /// Claims the next background upload, across processes: true when no upload
     /// finished after `done_before` and none started after `started_before` (an
     /// attempt cut off by its process's exit is tried again once that lease passes).
-    pub fn claim_auto_sync(&mut self, now: &str, done_before: &str, started_before: &str) -> Result<bool, StoreError> {
+    pub fn claim_auto_sync(
+        &mut self,
+        now: Timestamp,
+        done_before: Timestamp,
+        started_before: Timestamp,
+    ) -> Result<bool, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let read = |key: &str| -> Result<Option<String>, rusqlite::Error> {
-            tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
-                .optional()
+        let read = |key: &str| -> Result<Option<Timestamp>, StoreError> {
+            let text: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+                .optional()?;
+            text.map(|text| parse_stored(key, &text)).transpose()
         };
         let done = read("auto_sync_done_at")?;
         let started = read("auto_sync_started_at")?;
@@ -183,13 +198,13 @@ impl Store {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        let leased = in_flight && started.as_deref().is_some_and(|started| started >= started_before);
-        let due = done.is_none_or(|done| done.as_str() < done_before) && !leased;
+        let leased = in_flight && started.is_some_and(|started| started >= started_before);
+        let due = done.is_none_or(|done| done < done_before) && !leased;
         if due {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('auto_sync_started_at', ?1) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [now],
+                [format(now)],
             )?;
         }
         tx.commit()?;
@@ -197,7 +212,12 @@ impl Store {
     }
 
     /// Notes that a background upload finished; the next waits a whole interval.
-    pub fn auto_sync_done(&mut self, at: &str) -> Result<(), StoreError> {
-        self.set_meta("auto_sync_done_at", at)
+    pub fn auto_sync_done(&mut self, at: Timestamp) -> Result<(), StoreError> {
+        self.set_meta("auto_sync_done_at", &format(at))
     }
+}
+
+/// Reads a time this module stored.
+fn parse_stored(what: &str, text: &str) -> Result<Timestamp, StoreError> {
+    tally_core::time::parse(text).map_err(|err| StoreError::Invalid(format!("{what} {text:?}: {err}")))
 }

@@ -7,10 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::TransactionBehavior;
+use rusqlite::{Transaction, TransactionBehavior};
 use tally_core::Event;
+use tally_core::time::HourKey;
 
 use crate::rollup::{Rollup, RollupKey, add_rollups};
+use crate::sessions::session_deltas;
 use crate::{Store, StoreError};
 
 /// Events the SDK had to give up before they reached the store, persisted with the
@@ -21,37 +23,52 @@ pub struct DropCounts {
     pub buffer_full: u64,
     /// Dropped because they broke a validation rule.
     pub invalid: u64,
+    /// Not spooled at exit because the spool was at its size bound.
+    pub spool_full: u64,
+    /// Lost on the way through the spool: a spool file could not be written (full
+    /// disk, unwritable directory) or a record of one was torn by a crash.
+    pub spool_failed: u64,
 }
 
 impl DropCounts {
     /// Whether nothing was dropped.
     pub fn is_empty(&self) -> bool {
-        self.buffer_full == 0 && self.invalid == 0
+        self.total() == 0
+    }
+
+    /// Every drop, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.buffer_full + self.invalid + self.spool_full + self.spool_failed
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: DropCounts) {
+        self.buffer_full += other.buffer_full;
+        self.invalid += other.invalid;
+        self.spool_full += other.spool_full;
+        self.spool_failed += other.spool_failed;
+    }
+
+    /// The `meta` key each count is kept under, with the count.
+    pub(crate) fn by_key(&self) -> [(&'static str, u64); 4] {
+        [
+            ("dropped_buffer_full", self.buffer_full),
+            ("dropped_invalid", self.invalid),
+            ("dropped_spool_full", self.spool_full),
+            ("dropped_spool_failed", self.spool_failed),
+        ]
     }
 }
 
 /// What a committed batch did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchOutcome {
-    /// Events newly stored.
+    /// How many events were newly stored.
     pub inserted: usize,
-    /// Events whose id was already stored.
+    /// How many events had an id already stored, and were skipped.
     pub duplicates: usize,
     /// Per event of the batch, in order: whether it was newly stored (false: duplicate).
     pub stored: Vec<bool>,
-}
-
-/// How one session's row changes with a batch.
-#[derive(Default)]
-struct SessionDelta<'a> {
-    app: &'a str,
-    install_id: &'a str,
-    started_at: &'a str,
-    ended_at: &'a str,
-    commands_executed: i64,
-    workspaces_created: i64,
-    tasks_completed: i64,
-    errors_encountered: i64,
 }
 
 const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, ts, app, app_version, source, type, name, command, \
@@ -73,10 +90,10 @@ const SET_SESSION_DURATION: &str = "UPDATE sessions SET duration_ms = \
      CAST(round((unixepoch(ended_at, 'subsec') - unixepoch(started_at, 'subsec')) * 1000) AS INTEGER) \
      WHERE session_id = ?1";
 
-/// [`RollupKey`] borrowed from an event and its formatted time.
+/// [`RollupKey`] borrowed from an event.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct BatchRollupKey<'a> {
-    hour: &'a str,
+    hour: HourKey,
     app: &'a str,
     kind: &'a str,
     name: &'a str,
@@ -87,9 +104,9 @@ struct BatchRollupKey<'a> {
 
 impl<'a> BatchRollupKey<'a> {
     /// The key [`RollupKey::of`] gives, without allocating.
-    fn of(event: &'a Event, ts: &'a str) -> BatchRollupKey<'a> {
+    fn of(event: &'a Event) -> BatchRollupKey<'a> {
         BatchRollupKey {
-            hour: ts.get(..13).unwrap_or(ts),
+            hour: HourKey::of(event.ts),
             app: &event.app,
             kind: &event.kind,
             name: &event.name,
@@ -101,7 +118,7 @@ impl<'a> BatchRollupKey<'a> {
 
     fn owned(&self) -> RollupKey {
         RollupKey {
-            hour: self.hour.to_owned(),
+            hour: self.hour,
             app: self.app.to_owned(),
             kind: self.kind.to_owned(),
             name: self.name.to_owned(),
@@ -129,119 +146,118 @@ impl Store {
         also: impl FnOnce(&rusqlite::Transaction<'_>, &[&Event]) -> Result<(), StoreError>,
     ) -> Result<BatchOutcome, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcome = BatchOutcome {
-            stored: Vec::with_capacity(events.len()),
-            ..BatchOutcome::default()
-        };
-        let mut new_events: Vec<&Event> = Vec::with_capacity(events.len());
-        let mut sessions: BTreeMap<&str, SessionDelta<'_>> = BTreeMap::new();
-        // Keyed by borrowed fields: counting an event allocates nothing, and the few
-        // distinct keys of a batch are made into owned `RollupKey`s once, below.
-        let mut batch_rollups: BTreeMap<BatchRollupKey<'_>, Rollup> = BTreeMap::new();
-        let stamps: Vec<String> = events.iter().map(|event| tally_core::time::format(event.ts)).collect();
-        {
-            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
-            for (event, ts) in events.iter().zip(&stamps) {
-                let ts = ts.as_str();
-                let props = if event.props.is_empty() {
-                    None
-                } else {
-                    Some(serde_json::to_string(&event.props).map_err(|err| StoreError::Invalid(err.to_string()))?)
-                };
-                let changed = insert.execute(rusqlite::params![
-                    event.id.to_string(),
-                    ts,
-                    event.app,
-                    event.app_version,
-                    event.source.as_str(),
-                    event.kind,
-                    event.name,
-                    event.command,
-                    event.session_id,
-                    event.install_id,
-                    event.workspace,
-                    event.target_type,
-                    event.target_id,
-                    event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
-                    event.success,
-                    event.error_category,
-                    event.error_message,
-                    props,
-                ])?;
-                outcome.stored.push(changed > 0);
-                if changed == 0 {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                outcome.inserted += 1;
-                new_events.push(event);
-                batch_rollups
-                    .entry(BatchRollupKey::of(event, ts))
-                    .or_default()
-                    .add(event.duration_ms);
-                let delta = sessions
-                    .entry(event.session_id.as_str())
-                    .or_insert_with(|| SessionDelta {
-                        app: &event.app,
-                        install_id: &event.install_id,
-                        started_at: ts,
-                        ended_at: ts,
-                        ..SessionDelta::default()
-                    });
-                if ts < delta.started_at {
-                    delta.started_at = ts;
-                }
-                if ts > delta.ended_at {
-                    delta.ended_at = ts;
-                }
-                match event.name.as_str() {
-                    "command_executed" => delta.commands_executed += 1,
-                    "workspace_created" => delta.workspaces_created += 1,
-                    "task_completed" => delta.tasks_completed += 1,
-                    "error_occurred" => delta.errors_encountered += 1,
-                    _ => {}
-                }
-            }
-        }
-        if !sessions.is_empty() {
-            let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
-            let mut duration = tx.prepare_cached(SET_SESSION_DURATION)?;
-            for (session_id, delta) in &sessions {
-                upsert.execute(rusqlite::params![
-                    session_id,
-                    delta.app,
-                    delta.install_id,
-                    delta.started_at,
-                    delta.ended_at,
-                    delta.commands_executed,
-                    delta.workspaces_created,
-                    delta.tasks_completed,
-                    delta.errors_encountered,
-                ])?;
-                duration.execute([session_id])?;
-            }
-        }
-        let rollups: HashMap<RollupKey, Rollup> = batch_rollups
-            .into_iter()
-            .map(|(key, rollup)| (key.owned(), rollup))
-            .collect();
-        add_rollups(&tx, &rollups)?;
+        let (outcome, new_events) = insert_events(&tx, events)?;
+        upsert_sessions(&tx, &new_events)?;
+        add_batch_rollups(&tx, &new_events)?;
         also(&tx, &new_events)?;
-        if !drops.is_empty() {
-            let mut add = tx.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
-            )?;
-            for (key, count) in [
-                ("dropped_buffer_full", drops.buffer_full),
-                ("dropped_invalid", drops.invalid),
-            ] {
-                if count > 0 {
-                    add.execute((key, count.to_string()))?;
-                }
-            }
-        }
+        add_drop_counts(&tx, drops)?;
         tx.commit()?;
         Ok(outcome)
     }
+}
+
+/// Inserts every event whose id is not stored yet; returns what happened to each and
+/// the newly stored ones, in batch order.
+fn insert_events<'e>(tx: &Transaction<'_>, events: &'e [Event]) -> Result<(BatchOutcome, Vec<&'e Event>), StoreError> {
+    let mut outcome = BatchOutcome {
+        stored: Vec::with_capacity(events.len()),
+        ..BatchOutcome::default()
+    };
+    let mut new_events = Vec::with_capacity(events.len());
+    let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+    for event in events {
+        let props = if event.props.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&event.props).map_err(|err| StoreError::Invalid(err.to_string()))?)
+        };
+        let changed = insert.execute(rusqlite::params![
+            event.id.to_string(),
+            tally_core::time::format(event.ts),
+            event.app,
+            event.app_version,
+            event.source.as_str(),
+            event.kind,
+            event.name,
+            event.command,
+            event.session_id,
+            event.install_id,
+            event.workspace,
+            event.target_type,
+            event.target_id,
+            event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+            event.success,
+            event.error_category,
+            event.error_message,
+            props,
+        ])?;
+        outcome.stored.push(changed > 0);
+        if changed == 0 {
+            outcome.duplicates += 1;
+        } else {
+            outcome.inserted += 1;
+            new_events.push(event);
+        }
+    }
+    Ok((outcome, new_events))
+}
+
+/// Folds the new events into their sessions' rows ([`crate::sessions`] has the rule).
+fn upsert_sessions(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), StoreError> {
+    let sessions = session_deltas(new_events.iter().copied());
+    if sessions.is_empty() {
+        return Ok(());
+    }
+    let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
+    let mut duration = tx.prepare_cached(SET_SESSION_DURATION)?;
+    for (session_id, delta) in &sessions {
+        upsert.execute(rusqlite::params![
+            session_id,
+            delta.app,
+            delta.install_id,
+            tally_core::time::format(delta.started_at),
+            tally_core::time::format(delta.ended_at),
+            delta.commands_executed,
+            delta.workspaces_created,
+            delta.tasks_completed,
+            delta.errors_encountered,
+        ])?;
+        duration.execute([session_id])?;
+    }
+    Ok(())
+}
+
+/// Adds the new events to the hourly rollups.
+fn add_batch_rollups(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), StoreError> {
+    // Keyed by borrowed fields: counting an event allocates nothing, and the few
+    // distinct keys of a batch are made into owned `RollupKey`s once, below.
+    let mut batch_rollups: BTreeMap<BatchRollupKey<'_>, Rollup> = BTreeMap::new();
+    for event in new_events {
+        batch_rollups
+            .entry(BatchRollupKey::of(event))
+            .or_default()
+            .add(event.duration_ms);
+    }
+    let rollups: HashMap<RollupKey, Rollup> = batch_rollups
+        .into_iter()
+        .map(|(key, rollup)| (key.owned(), rollup))
+        .collect();
+    add_rollups(tx, &rollups)
+}
+
+/// Adds what the SDK dropped before this batch to the counters `status` shows.
+fn add_drop_counts(tx: &Transaction<'_>, drops: DropCounts) -> Result<(), StoreError> {
+    if drops.is_empty() {
+        return Ok(());
+    }
+    let mut add = tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
+    )?;
+    for (key, count) in drops.by_key() {
+        if count > 0 {
+            add.execute((key, count.to_string()))?;
+        }
+    }
+    Ok(())
 }

@@ -63,6 +63,7 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
     let drops = DropCounts {
         buffer_full: 2,
         invalid: 1,
+        ..DropCounts::default()
     };
     store.insert_batch(&first, drops).unwrap();
     let before_failures = visible(&store);
@@ -89,6 +90,7 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
         let drops = DropCounts {
             buffer_full: 5,
             invalid: 3,
+            ..DropCounts::default()
         };
         let err = store.insert_batch(&mixed_batch(poisoned), drops).unwrap_err();
         assert!(err.to_string().contains("poison"), "failing at {step}: {err}");
@@ -107,6 +109,7 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
             DropCounts {
                 buffer_full: 5,
                 invalid: 3,
+                ..DropCounts::default()
             },
         )
         .unwrap();
@@ -119,7 +122,8 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
         after.drops,
         DropCounts {
             buffer_full: 7,
-            invalid: 4
+            invalid: 4,
+            ..DropCounts::default()
         }
     );
 }

@@ -25,6 +25,7 @@ fn write_batches(dir: &std::path::Path, writer: usize, start: &Barrier) -> Resul
             DropCounts {
                 buffer_full: 1,
                 invalid: 0,
+                ..DropCounts::default()
             },
         )?;
         assert_eq!(outcome.inserted, EVENTS_PER_BATCH);

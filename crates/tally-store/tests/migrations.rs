@@ -15,7 +15,9 @@ const SECRET_HEX: &str = "010101010101010101010101010101010101010101010101010101
 const SESSION_ID: &str = "0198a0b1-0000-7000-8000-000000000001";
 
 /// Rows an app on each earlier version would have written, per table, in the columns
-/// that table had when it was created. Every table of every version must have one.
+/// that table had when it was created. Every table of every version must have one. The
+/// collector's tables of versions 3 and 4 are seeded only where a collector would have
+/// filled them (an app never did).
 fn seeds() -> Vec<(&'static str, String)> {
     vec![
         (
@@ -149,15 +151,20 @@ fn build_store_at(dir: &Path, version: i64) -> Vec<String> {
     schema::migrate_to(&mut conn, version).unwrap();
     assert_eq!(schema::version(&conn).unwrap(), version);
     let tables = tables(&conn);
+    seed(&conn, &tables, |table| !schema::COLLECTOR_TABLES.contains(&table));
+    tables
+}
+
+/// Inserts the seed rows of each of `tables` that `wanted` picks.
+fn seed(conn: &Connection, tables: &[String], wanted: impl Fn(&str) -> bool) {
     let seeds = seeds();
-    for table in &tables {
+    for table in tables.iter().filter(|table| wanted(table)) {
         let (_, insert) = seeds
             .iter()
             .find(|(name, _)| name == table)
-            .unwrap_or_else(|| panic!("table {table} of version {version} has no seed rows in seeds()"));
+            .unwrap_or_else(|| panic!("table {table} has no seed rows in seeds()"));
         conn.execute_batch(insert).unwrap();
     }
-    tables
 }
 
 /// Totals of the seeded raw events, and of everything seeded (raw events and rollups).
@@ -246,6 +253,41 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
         assert_eq!(report.expired_for_age, if old_events_stored { 3 } else { 0 }, "{from}");
         assert_eq!(store.totals().unwrap(), totals, "{from}");
         store.quick_check().unwrap();
+    }
+}
+
+#[test]
+fn collector_tables_leave_a_local_store_only_when_empty() {
+    for version in [3, 4] {
+        let from = format!("upgrading from version {version}");
+        // An app's store: the collector's tables were made but never written.
+        let temp = tempfile::tempdir().unwrap();
+        build_store_at(temp.path(), version);
+        let store = Store::open(temp.path(), &OpenOptions::default()).unwrap();
+        let left = tables(store.connection());
+        for table in schema::COLLECTOR_TABLES {
+            assert!(!left.iter().any(|name| name == table), "{from}: {table} is still there");
+        }
+
+        // A collector's embedded database: its keys, installs and totals must survive.
+        let temp = tempfile::tempdir().unwrap();
+        build_store_at(temp.path(), version);
+        let conn = Connection::open(temp.path().join(DB_FILE_NAME)).unwrap();
+        seed(&conn, &tables(&conn), |table| {
+            table == "api_keys" || table == "installs"
+        });
+        drop(conn);
+        let store = Store::open(temp.path(), &OpenOptions::default()).unwrap();
+        let conn = store.connection();
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!((count("api_keys"), count("installs")), (1, 1), "{from}");
+        assert!(
+            !tables(conn).iter().any(|name| name == "totals"),
+            "{from}: empty totals stay"
+        );
     }
 }
 

@@ -133,7 +133,7 @@ fn expiring_old_events_keeps_totals_identical() {
     );
     let mut per_hour = BTreeMap::new();
     for event in &events {
-        let hour = tally_core::time::format(event.ts)[..13].to_owned();
+        let hour = tally_core::time::HourKey::of(event.ts).to_string();
         *per_hour.entry(hour).or_insert(0) += 1;
     }
     assert_eq!(events_per_rollup_hour(&store), per_hour);

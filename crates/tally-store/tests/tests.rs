@@ -2,7 +2,7 @@
 //!
 //! Each module checks one promise the store makes to the apps recording into it: an
 //! upgrade keeps old data, a killed writer never leaves half a batch, a batch is stored
-//! whole or not at all, folding keeps totals, the size cap holds, and a damaged or
+//! whole or not at all, folding keeps totals, spooled events arrive once, the size cap holds, and a damaged or
 //! unwritable location still gives a working store.
 
 mod app_events;
@@ -15,3 +15,5 @@ mod recovery;
 mod retention;
 mod sessions;
 mod size_cap;
+mod spool;
+mod store_doc;

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use criterion::Criterion;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use crossbeam_queue::SegQueue;
 use tally::{Event, EventBuilder, Telemetry};
 
@@ -91,7 +92,37 @@ impl<T> CountedQueue<T> {
 
 fn bench_record(c: &mut Criterion, dir: &Path) {
     let mut group = c.benchmark_group("record");
+    bench_baselines(&mut group);
+    let on = Telemetry::builder("benchapp")
+        .version("1.0.0")
+        .first_run_notice(false)
+        .buffer_capacity(CAPACITY)
+        .shutdown_timeout(Duration::from_secs(60))
+        .open();
+    assert!(on.is_enabled(), "telemetry should be on in the benchmark's child");
+    // The store is opened (and its first maintenance run) before anything is timed.
+    flush(&on);
+    let mut recorded = bench_on(&mut group, &on);
+    let disabled = Telemetry::disabled();
+    bench_off(&mut group, &disabled, "off: Telemetry::disabled()", true);
+    let off_by_env = Telemetry::builder("benchoff")
+        .version("1.0.0")
+        .first_run_notice(false)
+        .open();
+    assert!(
+        !off_by_env.is_enabled(),
+        "BENCHOFF_TELEMETRY=off should turn telemetry off"
+    );
+    bench_off(&mut group, &off_by_env, "off: BENCHOFF_TELEMETRY=off", false);
+    group.finish();
 
+    recorded += interleaved(&on, &disabled);
+    drop(on);
+    verify(dir, recorded);
+}
+
+/// What a push costs without the SDK: nothing, a `Vec`, and the SDK's kind of queue.
+fn bench_baselines(group: &mut BenchmarkGroup<'_, WallTime>) {
     group.bench_function("baseline: empty closure", |b| b.iter(|| {}));
 
     let mut vec: Vec<EventBuilder> = Vec::with_capacity(BURST as usize);
@@ -112,27 +143,21 @@ fn bench_record(c: &mut Criterion, dir: &Path) {
             )
         });
     });
+}
 
-    let on = Telemetry::builder("benchapp")
-        .version("1.0.0")
-        .first_run_notice(false)
-        .buffer_capacity(CAPACITY)
-        .shutdown_timeout(Duration::from_secs(60))
-        .open();
-    assert!(on.is_enabled(), "telemetry should be on in the benchmark's child");
-    // The store is opened (and its first maintenance run) before anything is timed.
-    flush(&on);
+/// Recording with telemetry on; returns how many events it recorded.
+fn bench_on(group: &mut BenchmarkGroup<'_, WallTime>, on: &Telemetry) -> u64 {
     let mut recorded = 0_u64;
     group.bench_function("on", |b| {
         b.iter_custom(|iters| {
             recorded += iters;
-            in_bursts(iters, &mut (), |()| black_box(&on).record(event()), |()| flush(&on))
+            in_bursts(iters, &mut (), |()| black_box(on).record(event()), |()| flush(on))
         });
     });
     group.bench_function("on: record_with", |b| {
         b.iter_custom(|iters| {
             recorded += iters;
-            in_bursts(iters, &mut (), |()| black_box(&on).record_with(event), |()| flush(&on))
+            in_bursts(iters, &mut (), |()| black_box(on).record_with(event), |()| flush(on))
         });
     });
 
@@ -148,53 +173,38 @@ fn bench_record(c: &mut Criterion, dir: &Path) {
             in_bursts(
                 iters,
                 &mut stamped,
-                |stamped| black_box(&on).record(stamped.pop().unwrap()),
+                |stamped| black_box(on).record(stamped.pop().unwrap()),
                 |stamped| {
-                    flush(&on);
+                    flush(on);
                     stamped.clear();
                     refill(stamped);
                 },
             )
         });
     });
+    recorded
+}
 
-    let disabled = Telemetry::disabled();
-    group.bench_function("off: Telemetry::disabled()", |b| {
-        b.iter(|| black_box(&disabled).record(event()));
+/// Recording with telemetry off, as `name` describes how it was turned off; with
+/// `guarded`, also what a host could do to skip building the event.
+fn bench_off(group: &mut BenchmarkGroup<'_, WallTime>, off: &Telemetry, name: &str, guarded: bool) {
+    group.bench_function(name, |b| {
+        b.iter(|| black_box(off).record(event()));
     });
-    group.bench_function("off: Telemetry::disabled(), record_with", |b| {
-        b.iter(|| black_box(&disabled).record_with(event));
+    group.bench_function(format!("{name}, record_with"), |b| {
+        b.iter(|| black_box(off).record_with(event));
     });
-
-    // What a host could do today to skip building the event when telemetry is off.
-    group.bench_function("off: Telemetry::disabled(), record guarded by is_enabled()", |b| {
+    if !guarded {
+        return;
+    }
+    group.bench_function(format!("{name}, record guarded by is_enabled()"), |b| {
         b.iter(|| {
-            let telemetry = black_box(&disabled);
+            let telemetry = black_box(off);
             if telemetry.is_enabled() {
                 telemetry.record(event());
             }
         });
     });
-
-    let off_by_env = Telemetry::builder("benchoff")
-        .version("1.0.0")
-        .first_run_notice(false)
-        .open();
-    assert!(
-        !off_by_env.is_enabled(),
-        "BENCHOFF_TELEMETRY=off should turn telemetry off"
-    );
-    group.bench_function("off: BENCHOFF_TELEMETRY=off", |b| {
-        b.iter(|| black_box(&off_by_env).record(event()));
-    });
-    group.bench_function("off: BENCHOFF_TELEMETRY=off, record_with", |b| {
-        b.iter(|| black_box(&off_by_env).record_with(event));
-    });
-    group.finish();
-
-    recorded += interleaved(&on, &disabled);
-    drop(on);
-    verify(dir, recorded);
 }
 
 /// The same calls interleaved: each round times one burst of [`BURST`] calls of every

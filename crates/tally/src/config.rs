@@ -56,21 +56,47 @@ impl std::str::FromStr for UploadMode {
     }
 }
 
+/// What speaks at the endpoint: Tally's batch API, or any OTLP/HTTP logs receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// A Tally collector: `POST /v1/events/batch`.
+    #[default]
+    Tally,
+    /// An OTLP/HTTP receiver: `POST /v1/logs` in protobuf (see `crate::sync::OtlpTransport`).
+    Otlp,
+}
+
+impl std::str::FromStr for EndpointKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "tally" => Ok(EndpointKind::Tally),
+            "otlp" => Ok(EndpointKind::Otlp),
+            other => Err(format!("endpoint-kind: must be tally or otlp (got {other:?})")),
+        }
+    }
+}
+
 /// The config file, as written by `tally config set` and `on`/`off`/`level`.
 /// Every field is optional; a missing one takes its default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Collection level.
+    /// `off`, `basic`, `enhanced` or `full`; the environment overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "level_text")]
     pub level: Option<Level>,
-    /// Upload mode.
+    /// Whether events may leave the machine: `local` (never, the default), `sync` or `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadMode>,
-    /// Collector endpoint for uploads.
+    /// The collector's base URL (`https://telemetry.example.com`), without a trailing slash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Ingest key for uploads.
+    /// What speaks at the endpoint (`tally` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_kind: Option<EndpointKind>,
+    /// The collector's ingest key for this app (`tly_ingest_...`), sent as a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// When upload was turned on (RFC 3339): events recorded before are uploaded only
@@ -80,7 +106,7 @@ pub struct ConfigFile {
     /// Least time between two background uploads in `auto` mode, in minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_interval_minutes: Option<u32>,
-    /// Store directory.
+    /// Where `telemetry.db` lives, instead of the platform's data directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// Days raw events are kept before folding into rollups.
@@ -115,16 +141,16 @@ pub enum ConfigError {
     /// The file exists but could not be read or written.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
+        /// The config file being read or written.
         path: PathBuf,
-        /// The OS error.
+        /// Why the operating system refused.
         #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML or has a bad value.
     #[error("{path}: {message}")]
     Parse {
-        /// The file.
+        /// The config file that failed to parse.
         path: PathBuf,
         /// What is wrong, naming the key.
         message: String,
@@ -266,20 +292,23 @@ pub struct Settings {
     pub level: Level,
     /// Where that level came from.
     pub level_source: LevelSource,
-    /// Upload mode.
+    /// Whether events may leave the machine, and when.
     pub upload: UploadMode,
-    /// Collector endpoint.
+    /// The collector's base URL; `None` until the user sets one.
     pub endpoint: Option<String>,
-    /// Ingest key.
+    /// What speaks at the endpoint: Tally's own collector, or any OTLP/HTTP logs receiver.
+    pub endpoint_kind: EndpointKind,
+    /// The collector's ingest key for this app; `None` until the user sets one.
     pub key: Option<String>,
     /// When upload was turned on; `None` when it never was (or the file was edited by
     /// hand), in which case the first sync takes its own start as that moment.
     pub upload_since: Option<jiff::Timestamp>,
     /// Least time between two background uploads in `auto` mode.
     pub auto_interval: Duration,
-    /// The store directory.
+    /// Where `telemetry.db` lives: the file's `dir`, the environment, or the platform's
+    /// data directory.
     pub dir: PathBuf,
-    /// The config file read.
+    /// The config file these settings were read from (it need not exist).
     pub config_file: PathBuf,
     /// Print each event to stderr.
     pub debug: bool,
@@ -325,6 +354,7 @@ impl Settings {
             level_source,
             upload: config.upload.unwrap_or_default(),
             endpoint: config.endpoint,
+            endpoint_kind: config.endpoint_kind.unwrap_or_default(),
             key: config.key,
             upload_since: config
                 .upload_since

@@ -30,15 +30,36 @@
 //! - `worker`: the buffer and the flush thread.
 //! - `command`: [`CommandGuard`], which times a command.
 //! - `environment`: OS, arch, CPU count and CI, read without spawning processes.
-//! - [`sync`]: uploads to a collector, only with consent, exactly once.
+//! - [`input`]: events described as JSON, for `tally record` and the C ABI.
+//! - `sync` (feature `upload`): uploads to a collector, only with consent, exactly once;
+//!   with it, `auto` upload on a background thread.
+//! - `otlp` (features `upload` or `cli`): events as OpenTelemetry log records (OTLP export
+//!   and upload).
 //! - [`testing`]: a test double that captures events in memory.
 //! - `cli` (feature `cli`): the user's own commands, as a clap subcommand a host mounts.
+//!
+//! # Features
+//! - `upload` (on by default): uploading to a collector, the `sync` module and command,
+//!   and `auto` upload. It brings an HTTP client with TLS (ureq, rustls) and gzip
+//!   (flate2). An app that never uploads depends on `tally` with
+//!   `default-features = false` and compiles none of them; in such a build
+//!   `config set upload sync|auto` is refused with a message saying why, `sync`
+//!   explains that it cannot upload, `status` says so next to an upload mode set by
+//!   another build, and `auto` in the config file uploads nothing (debug mode says so).
+//!   Batch files for `tally ingest` (`sync --to-dir`) are gzip, so they need the
+//!   feature too.
+//! - `cli` (off by default): the user's own commands (clap, ratatui, indicatif).
 
 #[cfg(feature = "cli")]
 pub mod cli;
 mod command;
 pub mod config;
 mod environment;
+mod handover;
+pub mod input;
+#[cfg(any(feature = "upload", feature = "cli"))]
+pub mod otlp;
+#[cfg(feature = "upload")]
 pub mod sync;
 mod telemetry;
 pub mod testing;

@@ -26,6 +26,9 @@ struct Inner {
     level: Level,
     session_id: String,
     started: Instant,
+    /// Whether this handle began the session (and so records its start and end), or
+    /// joined one another run owns ([`TelemetryBuilder::join_session`]).
+    owns_session: bool,
     sink: Sink,
 }
 
@@ -54,6 +57,8 @@ impl Telemetry {
             flush: FlushSettings::default(),
             first_run_notice: true,
             off_hint: None,
+            dir: None,
+            session: None,
         }
     }
 
@@ -63,16 +68,21 @@ impl Telemetry {
     }
 
     pub(crate) fn from_sink(app: &str, level: Level, session_id: String, sink: Sink) -> Telemetry {
+        Telemetry::with_sink(app, level, session_id, sink, true)
+    }
+
+    fn with_sink(app: &str, level: Level, session_id: String, sink: Sink, owns_session: bool) -> Telemetry {
         let telemetry = Telemetry {
             inner: Some(Arc::new(Inner {
                 app: app.to_owned(),
                 level,
                 session_id,
                 started: Instant::now(),
+                owns_session,
                 sink,
             })),
         };
-        if let Some(inner) = &telemetry.inner {
+        if let Some(inner) = telemetry.inner.as_ref().filter(|inner| inner.owns_session) {
             inner.sink.push(Queued::SessionStart(
                 Event::builder("session", "session_started").stamp(),
             ));
@@ -115,6 +125,16 @@ impl Telemetry {
         }
     }
 
+    /// How many events the flush thread has committed to the store so far (0 when
+    /// telemetry is off). With [`Telemetry::flush`], a host that must know whether its
+    /// events landed (such as `tally record --strict`) can tell.
+    pub fn events_written(&self) -> u64 {
+        match self.inner.as_deref().map(|inner| &inner.sink) {
+            Some(Sink::Worker(worker)) => worker.written(),
+            _ => 0,
+        }
+    }
+
     /// Whether events are being recorded.
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
@@ -138,13 +158,16 @@ impl Telemetry {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let ended = Event::builder("session", "session_ended")
-            .duration(self.started.elapsed())
-            .stamp();
-        self.sink.push(Queued::Event(ended));
+        if self.owns_session {
+            let ended = Event::builder("session", "session_ended")
+                .duration(self.started.elapsed())
+                .stamp();
+            self.sink.push(Queued::Event(ended));
+        }
         if let Sink::Worker(worker) = &self.sink {
             // Bounded by the shutdown timeout: a locked or slow store costs the host at
-            // most that long, and what was not written in time is lost, never waited for.
+            // most that long, and what was not committed in time is spooled for the next
+            // writer, never waited for.
             worker.shutdown();
         }
     }
@@ -170,6 +193,8 @@ pub struct TelemetryBuilder {
     flush: FlushSettings,
     first_run_notice: bool,
     off_hint: Option<String>,
+    dir: Option<std::path::PathBuf>,
+    session: Option<String>,
 }
 
 impl TelemetryBuilder {
@@ -236,10 +261,29 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Stores events in `dir` instead of the directory the config file and environment
+    /// name (as `tally --dir` does).
+    pub fn dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// Records into session `id`, which another run owns, instead of starting one: events
+    /// carry `id`, and no `session_started` or `session_ended` is recorded. For callers
+    /// that record a few events per process on behalf of a longer run, such as `tally
+    /// record --session`.
+    pub fn join_session(mut self, id: impl Into<String>) -> Self {
+        self.session = Some(id.into());
+        self
+    }
+
     /// Opens telemetry. Never fails and never panics: on any problem the handle records
     /// nothing, and with `<APP>_TELEMETRY_DEBUG=1` says why on stderr.
     pub fn open(self) -> Telemetry {
-        let (settings, problem) = Settings::resolve(&self.app);
+        let (mut settings, problem) = Settings::resolve(&self.app);
+        if let Some(dir) = &self.dir {
+            settings.dir = dir.clone();
+        }
         let debug = |message: std::fmt::Arguments<'_>| {
             if settings.debug {
                 eprintln!("tally: {}: {message}", self.app);
@@ -275,7 +319,8 @@ impl TelemetryBuilder {
             settings.dir.display()
         ));
         let level = settings.level;
-        let session_id = uuid::Uuid::now_v7().to_string();
+        let owns_session = self.session.is_none();
+        let session_id = self.session.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let worker = WorkerHandle::start(WorkerConfig {
             app: self.app.clone(),
             app_version: self.version.clone(),
@@ -285,7 +330,7 @@ impl TelemetryBuilder {
             flush: self.flush,
         });
         match worker {
-            Ok(worker) => Telemetry::from_sink(&self.app, level, session_id, Sink::Worker(worker)),
+            Ok(worker) => Telemetry::with_sink(&self.app, level, session_id, Sink::Worker(worker), owns_session),
             Err(err) => {
                 debug(format_args!("telemetry off: cannot start the flush thread: {err}"));
                 Telemetry::disabled()

@@ -42,9 +42,17 @@ pub(crate) fn run(command: &mut Command) -> Output {
     output
 }
 
-/// Opens the store file of `dir` for raw SQL checks.
+/// Opens the store file of `dir` for raw SQL checks, after folding in what exiting
+/// processes spooled (as every `tally` command does first).
 pub(crate) fn open_db(dir: &Path) -> rusqlite::Connection {
+    fold(dir);
     rusqlite::Connection::open(dir.join("telemetry.db")).expect("open telemetry.db")
+}
+
+/// Folds the spool of the store in `dir` into it.
+pub(crate) fn fold(dir: &Path) -> tally_store::FoldReport {
+    let mut store = tally_store::Store::open(dir, &tally_store::OpenOptions::default()).expect("open the store");
+    store.fold_spools(&|| false).expect("fold the spool")
 }
 
 /// The lines a child printed between `RESULT ` markers (the rest is libtest's).
@@ -54,4 +62,18 @@ pub(crate) fn results(output: &Output) -> Vec<String> {
         .filter_map(|line| line.strip_prefix("RESULT "))
         .map(str::to_owned)
         .collect()
+}
+
+/// Every file under `dir`, the spool's included.
+pub(crate) fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

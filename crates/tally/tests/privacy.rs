@@ -60,8 +60,7 @@ fn a_workspace_name_never_reaches_the_store_files_at_any_level() {
             "{results:?}"
         );
         // And after the process is gone, whatever files remain.
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        for path in child::files_under(&dir) {
             let bytes = std::fs::read(&path).unwrap();
             assert!(
                 !bytes.windows(CANARY.len()).any(|window| window == CANARY.as_bytes()),

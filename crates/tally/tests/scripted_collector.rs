@@ -258,7 +258,7 @@ fn serve_connection(stream: TcpStream, requests: &Mutex<Vec<Request>>, script: &
 pub(crate) struct Message {
     /// The start line and headers, without the blank line.
     pub(crate) head: String,
-    /// The body.
+    /// Exactly `Content-Length` bytes, as sent (gzip for a sync).
     pub(crate) body: Vec<u8>,
     /// When its first byte was read.
     pub(crate) arrived: Instant,

@@ -112,9 +112,7 @@ impl Local {
 
     /// Events recorded since upload was turned on that no collector answered for yet.
     fn pending(&self) -> u64 {
-        self.store
-            .pending_count(SyncStream::Recent, &tally_core::time::format(self.since))
-            .unwrap()
+        self.store.pending_count(SyncStream::Recent, self.since).unwrap()
     }
 
     fn sync(&mut self, collector: &ScriptedCollector) -> Result<SyncReport, SyncError> {
@@ -397,7 +395,7 @@ fn an_event_too_large_even_alone_is_kept_aside_with_the_reason_and_never_sent_ag
         others
     );
 
-    let status = local.store.sync_status(&tally_core::time::format(local.since)).unwrap();
+    let status = local.store.sync_status(local.since).unwrap();
     assert_eq!(status.rejected, 1);
     let refusal = &status.recent_refusals[0];
     assert_eq!(
@@ -426,7 +424,7 @@ fn refusals_in_a_200_answer_are_kept_aside_with_the_reason_and_never_sent_again(
     });
     let report = local.sync(&collector).unwrap();
     assert_eq!((report.sent, report.accepted, report.rejected), (5, 4, 1));
-    let status = local.store.sync_status(&tally_core::time::format(local.since)).unwrap();
+    let status = local.store.sync_status(local.since).unwrap();
     assert_eq!((status.pending, status.rejected), (0, 1));
     let refusal = &status.recent_refusals[0];
     assert_eq!(

@@ -5,6 +5,12 @@
 mod child;
 mod concurrency;
 mod lifecycle;
+#[cfg(feature = "upload")]
+mod otlp_sync;
 mod privacy;
+#[cfg(feature = "cli")]
+mod record;
+#[cfg(feature = "upload")]
 mod scripted_collector;
+#[cfg(feature = "upload")]
 mod sync;

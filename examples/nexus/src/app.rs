@@ -54,7 +54,8 @@ enum TelemetryCli {
 enum WorkspaceCommand {
     /// Create a workspace.
     Create {
-        /// The workspace name.
+        /// Letters, digits, `.`, `_` and `-`: it names a directory under the home (telemetry
+        /// stores only a keyed hash of it).
         name: String,
         /// What to put in it.
         #[arg(long, value_enum, default_value_t = Template::Empty)]
@@ -62,7 +63,7 @@ enum WorkspaceCommand {
     },
     /// Destroy a workspace and everything in it.
     Destroy {
-        /// The workspace name.
+        /// The name it was created with.
         name: String,
     },
 }
@@ -71,7 +72,7 @@ enum WorkspaceCommand {
 enum TaskCommand {
     /// Mark a task done.
     Done {
-        /// The task name.
+        /// What the task is called (telemetry stores only a keyed hash of it).
         name: String,
         /// The workspace the task belongs to.
         #[arg(long, short)]

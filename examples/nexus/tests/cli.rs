@@ -1,62 +1,11 @@
 //! End-to-end tests of the real `nexus` binary: the work it does and what it records.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod sandbox;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-struct Sandbox {
-    _temp: tempfile::TempDir,
-    home: PathBuf,
-    telemetry: PathBuf,
-    config: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let temp = tempfile::tempdir().unwrap();
-        Sandbox {
-            home: temp.path().join("nexus-home"),
-            telemetry: temp.path().join("telemetry"),
-            config: temp.path().join("telemetry.toml"),
-            _temp: temp,
-        }
-    }
-
-    fn nexus(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nexus"));
-        command
-            .args(args)
-            .env("NEXUS_HOME", &self.home)
-            .env("NEXUS_TELEMETRY_DIR", &self.telemetry)
-            .env("NEXUS_TELEMETRY_CONFIG", &self.config)
-            .env_remove("DO_NOT_TRACK")
-            .env_remove("NEXUS_TELEMETRY")
-            .env_remove("NEXUS_TELEMETRY_DEBUG");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.nexus(args).output().unwrap()
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.telemetry.join("telemetry.db")).unwrap()
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.db()
-            .prepare("SELECT name FROM events WHERE type != 'session' ORDER BY seq")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    }
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
-}
+use sandbox::{Sandbox, contains, files_under};
 
 #[test]
 fn commands_do_their_work_and_record_the_adr_004_events() {
@@ -130,8 +79,7 @@ fn a_canary_workspace_name_never_reaches_the_store_bytes() {
             sandbox.nexus(args).env("NEXUS_TELEMETRY", level).output().unwrap();
         }
         let mut files = 0;
-        for entry in std::fs::read_dir(&sandbox.telemetry).unwrap() {
-            let path = entry.unwrap().path();
+        for path in files_under(&sandbox.telemetry) {
             files += 1;
             assert!(
                 !contains(&std::fs::read(&path).unwrap(), CANARY),

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -30,11 +30,12 @@ use serde_json::{Value, json};
 use super::{index, script, secured, style};
 use crate::config::ServerConfig;
 use crate::error::AppError;
-use crate::storage::sqlite::SqliteStore;
-use crate::storage::{ApiKey, EventQuery, Role, RollupRow, SessionSummary, StorageError, Store, TotalRow};
+use crate::storage::{ApiKey, EventQuery, Role, SessionSummary, Storage, StorageError, TotalRow};
 use crate::{AppState, ServeError};
 use jiff::Timestamp;
 use tally_core::Event;
+use tally_core::time::{HourKey, Period};
+use tally_store::rollup::{Rollup, RollupKey};
 
 /// The cookie holding the view's token.
 const COOKIE: &str = "tally_view";
@@ -166,7 +167,7 @@ async fn stats(
         revoked_at: None,
     };
     let payload = Value::Object(query.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
-    let (status, body) = crate::stats::get(&state, &key, payload).await?;
+    let (status, body) = crate::actions::stats::get(&state, &key, payload).await?;
     Ok(secured(
         (status, Json(body)).into_response(),
         "application/json",
@@ -180,9 +181,10 @@ pub async fn serve(path: &Path, app_name: &str, port: u16, ready: impl FnOnce(&s
     let mut random = [0u8; 24];
     getrandom::fill(&mut random).map_err(|err| ServeError::Io(std::io::Error::other(err.to_string())))?;
     let token = hex::encode(random);
-    let sqlite = SqliteStore::open(path).map_err(|err| ServeError::Io(std::io::Error::other(err.to_string())))?;
-    let store: Arc<dyn Store> = Arc::new(LocalStore {
-        sqlite,
+    let opened = tally_store::Store::open_file(path, &tally_store::OpenOptions::default())
+        .map_err(|err| ServeError::Io(std::io::Error::other(format!("{}: {err}", path.display()))))?;
+    let store: Arc<dyn Storage> = Arc::new(LocalStore {
+        store: Arc::new(Mutex::new(opened)),
         path: path.to_owned(),
     });
     let (state, _committer) = AppState::new(store, ServerConfig::default());
@@ -219,31 +221,55 @@ pub fn open_in_browser(url: &str) -> std::io::Result<()> {
         .map(drop)
 }
 
-/// The user's store seen through the collector's storage interface. Only the collector
-/// keeps an installs table, so active installs are counted from the store's sessions
-/// (its one install, or several after a restore); everything else is the collector's
-/// SQLite code on the same schema.
+/// The user's store seen through the collector's storage interface. It is a
+/// `tally-store` store without the collector's own tables (installs, totals, keys), and
+/// none are made in it: active installs are counted from its sessions (its one install,
+/// or several after a restore), lifetime totals from its rollups, and every write is
+/// refused.
 struct LocalStore {
-    sqlite: SqliteStore,
+    store: Arc<Mutex<tally_store::Store>>,
     path: PathBuf,
 }
 
+/// Every write `tally view` refuses.
+fn read_only() -> StorageError {
+    StorageError::Internal("tally view is read-only".to_owned())
+}
+
+impl LocalStore {
+    /// Runs `work` with the store on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&tally_store::Store) -> Result<T, tally_store::StoreError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let store = store.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(work(&store)?)
+        })
+        .await
+        .map_err(|err| StorageError::Internal(err.to_string()))?
+    }
+}
+
 #[async_trait::async_trait]
-impl Store for LocalStore {
+impl Storage for LocalStore {
     fn backend(&self) -> &'static str {
         "local"
     }
 
     async fn insert(&self, _events: Vec<Event>) -> Result<Vec<bool>, StorageError> {
-        Err(StorageError::Internal("tally view is read-only".to_owned()))
+        Err(read_only())
     }
 
-    async fn rollups(&self, app: &str, from_hour: &str, to_hour: &str) -> Result<Vec<RollupRow>, StorageError> {
-        self.sqlite.rollups(app, from_hour, to_hour).await
+    async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let (app, period) = (app.to_owned(), *period);
+        self.read(move |store| store.rollups(Some(&app), &period)).await
     }
 
-    async fn sessions(&self, app: &str, from: Timestamp, to: Timestamp) -> Result<SessionSummary, StorageError> {
-        self.sqlite.sessions(app, from, to).await
+    async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
+        let (app, period) = (app.to_owned(), *period);
+        self.read(move |store| store.session_summary(Some(&app), &period)).await
     }
 
     async fn active_installs(&self, since: &[Timestamp]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
@@ -253,7 +279,7 @@ impl Store for LocalStore {
             let failed = |err: rusqlite::Error| StorageError::Internal(err.to_string());
             let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .map_err(failed)?;
-            let mut apps: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+            let mut apps: BTreeMap<String, Vec<u64>> = BTreeMap::new();
             let mut statement = db
                 .prepare("SELECT app, count(DISTINCT install_id) FROM sessions WHERE ended_at >= ?1 GROUP BY app")
                 .map_err(failed)?;
@@ -274,28 +300,44 @@ impl Store for LocalStore {
         .map_err(|err| StorageError::Internal(err.to_string()))?
     }
 
-    async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
-        self.sqlite.named_counts(name, from_hours).await
+    async fn named_counts(&self, name: &str, from_hours: &[HourKey]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
+        let (name, from_hours) = (name.to_owned(), from_hours.to_vec());
+        self.read(move |store| store.named_counts(&name, &from_hours)).await
     }
 
     async fn totals(&self) -> Result<Vec<TotalRow>, StorageError> {
-        self.sqlite.totals().await
+        let rollups = self.read(|store| store.rollups(None, &Period::ALL)).await?;
+        let mut totals: BTreeMap<(String, String, String, i64), u64> = BTreeMap::new();
+        for (key, rollup) in rollups {
+            *totals.entry((key.app, key.kind, key.name, key.success)).or_default() += rollup.count;
+        }
+        Ok(totals
+            .into_iter()
+            .map(|((app, kind, name, success), count)| TotalRow {
+                app,
+                kind,
+                name,
+                success,
+                count,
+            })
+            .collect())
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StorageError> {
-        self.sqlite.events(query).await
+        let query = query.clone();
+        self.read(move |store| store.query_events(&query)).await
     }
 
     async fn erase_install(&self, _app: &str, _install_id: &str) -> Result<u64, StorageError> {
-        Err(StorageError::Internal("tally view is read-only".to_owned()))
+        Err(read_only())
     }
 
     async fn expire(&self, _before: Timestamp) -> Result<u64, StorageError> {
-        Err(StorageError::Internal("tally view is read-only".to_owned()))
+        Err(read_only())
     }
 
     async fn put_key(&self, _key: &ApiKey) -> Result<(), StorageError> {
-        Err(StorageError::Internal("tally view is read-only".to_owned()))
+        Err(read_only())
     }
 
     async fn key(&self, _id: &str) -> Result<Option<ApiKey>, StorageError> {
@@ -307,11 +349,11 @@ impl Store for LocalStore {
     }
 
     async fn revoke_key(&self, _id: &str, _at: Timestamp) -> Result<bool, StorageError> {
-        Err(StorageError::Internal("tally view is read-only".to_owned()))
+        Err(read_only())
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
-        self.sqlite.ping().await
+        self.read(|store| store.data_version().map(drop)).await
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::AppError;
-use crate::ingest::authorize;
+use crate::routes::access::authorize;
 use crate::storage::{ApiKey, Role};
 use session::{COOKIE, SESSION_TTL, Sessions};
 
@@ -256,7 +256,7 @@ async fn stats(
 ) -> Result<Response, AppError> {
     let key = key_for(&state, &sessions, &headers, query.get("app").map(String::as_str)).await?;
     let payload = Value::Object(query.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
-    let (status, body) = crate::stats::get(&state, &key, payload).await?;
+    let (status, body) = crate::actions::stats::get(&state, &key, payload).await?;
     Ok(secured(
         (status, Json(body)).into_response(),
         "application/json",
@@ -276,7 +276,7 @@ async fn stream(
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, AppError> {
     let key = key_for(&state, &sessions, &headers, query.app.as_deref()).await?;
-    Ok(crate::stream::subscribe(&state, key.app)?.into_response())
+    Ok(crate::routes::stream::subscribe(&state, key.app)?.into_response())
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! The one storage interface the collector needs, and its two backends.
 //!
-//! Handlers hold an `Arc<dyn Store>`; [`sqlite::SqliteStore`] (embedded, the default,
-//! built on `tally-store`) and [`postgres::PostgresStore`] (production, several
+//! Handlers hold an `Arc<dyn Storage>`; [`sqlite::SqliteStorage`] (embedded, the default,
+//! built on `tally-store`) and [`postgres::PostgresStorage`] (production, several
 //! collectors may share one database) implement it. Both promise the same behaviour,
 //! and one contract test suite runs against both.
 //!
-//! Every write of events happens in [`Store::insert`], one transaction per call, which
+//! Every write of events happens in [`Storage::insert`], one transaction per call, which
 //! also keeps the sessions, hourly rollups, installs and lifetime totals in step, so
 //! the read side never scans raw events for aggregates.
 
@@ -15,6 +15,12 @@ pub mod sqlite;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use tally_core::Event;
+use tally_core::time::{HourKey, Period};
+/// The collector reads the store's rollup rows, session summaries and event pages as
+/// the store defines them; both backends answer in these types.
+pub use tally_store::read::EventQuery;
+use tally_store::rollup::{Rollup, RollupKey};
+pub use tally_store::sessions::SessionSummary;
 
 /// Why storage could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,99 +70,38 @@ impl std::str::FromStr for Role {
 pub struct ApiKey {
     /// The public part of the key, used to find it.
     pub id: String,
-    /// The app it belongs to.
+    /// The only app whose data the key reads or writes.
     pub app: String,
-    /// What it may do.
+    /// What it may do with that app's data.
     pub role: Role,
     /// SHA-256 of the whole key.
     pub secret_hash: [u8; 32],
     /// A note for people (`ci`, `web frontend`).
     pub label: String,
-    /// When it was made.
+    /// When it was made; `keys list` orders by it.
     pub created_at: Timestamp,
-    /// When it was revoked, if it was.
+    /// When it was revoked; a revoked key authenticates nothing.
     pub revoked_at: Option<Timestamp>,
-}
-
-/// One hourly rollup row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollupRow {
-    /// `YYYY-MM-DDTHH`, UTC.
-    pub hour: String,
-    /// Event type.
-    pub kind: String,
-    /// Event name.
-    pub name: String,
-    /// Command, `""` when none.
-    pub command: String,
-    /// 1, 0, or -1 not reported.
-    pub success: i64,
-    /// Error category, `""` when none.
-    pub error_category: String,
-    /// Events.
-    pub count: u64,
-    /// Events that reported a duration.
-    pub duration_count: u64,
-    /// Sum of their durations.
-    pub duration_total_ms: u64,
-    /// Shortest reported duration.
-    pub duration_min_ms: Option<u64>,
-    /// Longest reported duration.
-    pub duration_max_ms: Option<u64>,
-    /// Reported durations per `tally_store::histogram` bucket, for percentiles.
-    pub histogram: tally_store::histogram::Histogram,
 }
 
 /// Events of one app, type, name and outcome since the store began.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotalRow {
-    /// The app.
+    /// The app that sent the events.
     pub app: String,
-    /// Event type.
+    /// The event type (`command`, `feature`, `error`, ...).
     pub kind: String,
-    /// Event name.
+    /// The event name within its type.
     pub name: String,
-    /// 1, 0, or -1 not reported.
+    /// 1 success, 0 failure, -1 not reported.
     pub success: i64,
-    /// Events.
+    /// Events ever stored under these four, never lowered by retention or erasure.
     pub count: u64,
-}
-
-/// Sessions that started in a period.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct SessionSummary {
-    /// How many.
-    pub count: u64,
-    /// Their average length.
-    pub avg_duration_ms: Option<f64>,
-}
-
-/// Which events `GET /v1/events` returns: oldest first, after the cursor.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EventQuery {
-    /// The app (always the key's).
-    pub app: String,
-    /// Only this type.
-    pub kind: Option<String>,
-    /// Only this name.
-    pub name: Option<String>,
-    /// Only this install.
-    pub install_id: Option<String>,
-    /// Only this session.
-    pub session_id: Option<String>,
-    /// At or after.
-    pub from: Option<Timestamp>,
-    /// Before.
-    pub to: Option<Timestamp>,
-    /// Strictly after this (ts, id): the cursor.
-    pub after: Option<(Timestamp, uuid::Uuid)>,
-    /// At most this many.
-    pub limit: usize,
 }
 
 /// The storage a collector runs on.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Storage: Send + Sync + 'static {
     /// Which backend, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 
@@ -166,20 +111,19 @@ pub trait Store: Send + Sync + 'static {
     /// event in order, whether it was newly stored. Returning `Ok` means committed.
     async fn insert(&self, events: Vec<Event>) -> Result<Vec<bool>, StorageError>;
 
-    /// Rollup rows of `app` with `from_hour <= hour < to_hour` (`YYYY-MM-DDTHH`).
-    async fn rollups(&self, app: &str, from_hour: &str, to_hour: &str) -> Result<Vec<RollupRow>, StorageError>;
+    /// Rollup rows of `app` for every hour `period` overlaps, in key order.
+    async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError>;
 
-    /// Sessions of `app` that started in `[from, to)`.
-    async fn sessions(&self, app: &str, from: Timestamp, to: Timestamp) -> Result<SessionSummary, StorageError>;
+    /// Sessions of `app` that started in `period`.
+    async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError>;
 
     /// For each app that has installs: how many were last seen at or after each of
     /// `since`, in the same order.
     async fn active_installs(&self, since: &[Timestamp]) -> Result<Vec<(String, Vec<u64>)>, StorageError>;
 
     /// For each app: how many events named `name` its rollups count from each of
-    /// `from_hours` (`YYYY-MM-DDTHH`) on, in the same order. One aggregate read, for
-    /// `/metrics`.
-    async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError>;
+    /// `from_hours` on, in the same order. One aggregate read, for `/metrics`.
+    async fn named_counts(&self, name: &str, from_hours: &[HourKey]) -> Result<Vec<(String, Vec<u64>)>, StorageError>;
 
     /// Lifetime totals of every app.
     async fn totals(&self) -> Result<Vec<TotalRow>, StorageError>;
@@ -213,11 +157,11 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store `target` names: a `postgres://` or `postgresql://` URL, or a SQLite
 /// file path.
-pub async fn open(target: &str) -> Result<std::sync::Arc<dyn Store>, StorageError> {
+pub async fn open(target: &str) -> Result<std::sync::Arc<dyn Storage>, StorageError> {
     if target.starts_with("postgres://") || target.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PostgresStore::connect(target).await?))
+        Ok(std::sync::Arc::new(postgres::PostgresStorage::connect(target).await?))
     } else {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
+        Ok(std::sync::Arc::new(sqlite::SqliteStorage::open(std::path::Path::new(
             target,
         ))?))
     }

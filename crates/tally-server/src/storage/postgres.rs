@@ -5,7 +5,7 @@
 //! changed by an upsert that adds to what is stored. So two collectors may receive the
 //! same retried batch at once and the event is still stored, and counted, once.
 //!
-//! A pool of connections ([`POOL_SIZE`]) serves all requests. [`PostgresStore::connect`]
+//! A pool of connections ([`POOL_SIZE`]) serves all requests. [`PostgresStorage::connect`]
 //! migrates the schema first (`migrations`). `events` is partitioned by month
 //! (`partitions`) so that retention drops whole months; a batch is written by
 //! `batch` in one transaction, retried a few times when PostgreSQL aborts it for a
@@ -26,13 +26,16 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use jiff::Timestamp;
 use tally_core::Event;
+use tally_core::time::{HourKey, Period};
+use tally_store::histogram::Histogram;
+use tally_store::rollup::{Rollup, RollupKey};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use self::batch::Batch;
 use self::partitions::Month;
-use super::{ApiKey, EventQuery, RollupRow, SessionSummary, StorageError, Store, TotalRow};
+use super::{ApiKey, EventQuery, SessionSummary, Storage, StorageError, TotalRow};
 
 /// Connections per collector.
 pub const POOL_SIZE: usize = 16;
@@ -47,7 +50,7 @@ const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 const INSERT_ATTEMPTS: u32 = 5;
 
 /// The collector's PostgreSQL store.
-pub struct PostgresStore {
+pub struct PostgresStorage {
     pool: Pool,
     /// Months known to have a partition, so that most batches skip the catalog. Another
     /// collector's retention may detach one meanwhile; the insert then fails, this set is
@@ -55,9 +58,9 @@ pub struct PostgresStore {
     partitions: Mutex<HashSet<Month>>,
 }
 
-impl std::fmt::Debug for PostgresStore {
+impl std::fmt::Debug for PostgresStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore")
+        f.debug_struct("PostgresStorage")
             .field("pool", &self.pool.status())
             .finish_non_exhaustive()
     }
@@ -182,11 +185,11 @@ impl From<PoolError> for StorageError {
     }
 }
 
-impl PostgresStore {
+impl PostgresStorage {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and
     /// brings its schema up to date. Fails with [`StorageError::Unavailable`] when the
     /// database cannot be reached.
-    pub async fn connect(url: &str) -> Result<PostgresStore, StorageError> {
+    pub async fn connect(url: &str) -> Result<PostgresStorage, StorageError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|err: tokio_postgres::Error| {
             StorageError::Internal(format!("database URL: {}", describe(&err)))
         })?;
@@ -210,7 +213,7 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|err| StorageError::Internal(format!("connection pool: {err}")))?;
-        let store = PostgresStore {
+        let store = PostgresStorage {
             pool,
             partitions: Mutex::default(),
         };
@@ -288,6 +291,44 @@ fn event_from_row(row: &Row) -> Result<Event, PostgresError> {
     })
 }
 
+/// Reads a rollup row selected as hour, app, type, name, command, success, error
+/// category, count, duration count, total, minimum, maximum, histogram.
+fn rollup_from_row(row: &Row) -> Result<(RollupKey, Rollup), PostgresError> {
+    let hour: &str = row.try_get(0)?;
+    let key = RollupKey {
+        hour: hour
+            .parse()
+            .map_err(|err: tally_core::time::InvalidHour| PostgresError::Data(err.to_string()))?,
+        app: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        name: row.try_get(3)?,
+        command: row.try_get(4)?,
+        success: row.try_get::<_, i16>(5)?.into(),
+        error_category: row.try_get(6)?,
+    };
+    let counts: Vec<i64> = row.try_get(12)?;
+    let mut histogram = Histogram::default();
+    if counts.len() != histogram.counts.len() {
+        return Err(PostgresError::Data(format!(
+            "metrics.histogram has {} buckets, not {}",
+            counts.len(),
+            histogram.counts.len()
+        )));
+    }
+    for (slot, count) in histogram.counts.iter_mut().zip(counts) {
+        *slot = count.max(0) as u64;
+    }
+    let rollup = Rollup {
+        count: row.try_get::<_, i64>(7)?.max(0) as u64,
+        duration_count: row.try_get::<_, i64>(8)?.max(0) as u64,
+        duration_total_ms: row.try_get::<_, i64>(9)?.max(0) as u64,
+        duration_min_ms: row.try_get::<_, Option<i64>>(10)?.map(|v| v.max(0) as u64),
+        duration_max_ms: row.try_get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+        histogram,
+    };
+    Ok((key, rollup))
+}
+
 const KEY_COLUMNS: &str = "id, app, role, secret_hash, label, created_at, revoked_at";
 
 fn key_from_row(row: &Row) -> Result<ApiKey, PostgresError> {
@@ -312,7 +353,7 @@ fn millis(ts: Timestamp) -> Timestamp {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl Storage for PostgresStorage {
     fn backend(&self) -> &'static str {
         "postgres"
     }
@@ -340,40 +381,23 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn rollups(&self, app: &str, from_hour: &str, to_hour: &str) -> Result<Vec<RollupRow>, StorageError> {
+    async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let (from, to) = period.hours();
+        let (from, to) = (from.to_string(), to.to_string());
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT hour, type, name, command, success, error_category, count, duration_count, duration_total_ms, \
-                 duration_min_ms, duration_max_ms, histogram \
+                "SELECT hour, app, type, name, command, success, error_category, count, duration_count, \
+                 duration_total_ms, duration_min_ms, duration_max_ms, histogram \
                  FROM metrics WHERE app = $1 AND hour >= $2 AND hour < $3 \
                  ORDER BY hour, type, name, command, success, error_category",
             )
             .await?;
-        let rows = client.query(&statement, &[&app, &from_hour, &to_hour]).await?;
-        let rollups = rows
-            .iter()
-            .map(|row| {
-                Ok(RollupRow {
-                    hour: row.try_get(0)?,
-                    kind: row.try_get(1)?,
-                    name: row.try_get(2)?,
-                    command: row.try_get(3)?,
-                    success: row.try_get::<_, i16>(4)?.into(),
-                    error_category: row.try_get(5)?,
-                    count: row.try_get::<_, i64>(6)? as u64,
-                    duration_count: row.try_get::<_, i64>(7)? as u64,
-                    duration_total_ms: row.try_get::<_, i64>(8)? as u64,
-                    duration_min_ms: row.try_get::<_, Option<i64>>(9)?.map(|ms| ms as u64),
-                    duration_max_ms: row.try_get::<_, Option<i64>>(10)?.map(|ms| ms as u64),
-                    histogram: histogram_of(&row.try_get::<_, Vec<i64>>(11)?),
-                })
-            })
-            .collect::<Result<_, tokio_postgres::Error>>()?;
-        Ok(rollups)
+        let rows = client.query(&statement, &[&app, &from, &to]).await?;
+        Ok(rows.iter().map(rollup_from_row).collect::<Result<_, _>>()?)
     }
 
-    async fn sessions(&self, app: &str, from: Timestamp, to: Timestamp) -> Result<SessionSummary, StorageError> {
+    async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -381,7 +405,7 @@ impl Store for PostgresStore {
                  WHERE app = $1 AND started_at >= $2 AND started_at < $3",
             )
             .await?;
-        let row = client.query_one(&statement, &[&app, &from, &to]).await?;
+        let row = client.query_one(&statement, &[&app, &period.from, &period.to]).await?;
         Ok(SessionSummary {
             count: row.try_get::<_, i64>(0)? as u64,
             avg_duration_ms: row.try_get(1)?,
@@ -411,10 +435,11 @@ impl Store for PostgresStore {
         Ok(active)
     }
 
-    async fn named_counts(&self, name: &str, from_hours: &[String]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
+    async fn named_counts(&self, name: &str, from_hours: &[HourKey]) -> Result<Vec<(String, Vec<u64>)>, StorageError> {
         if from_hours.is_empty() {
             return Ok(Vec::new());
         }
+        let from_hours: Vec<String> = from_hours.iter().map(HourKey::to_string).collect();
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -467,23 +492,16 @@ impl Store for PostgresStore {
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StorageError> {
         let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE app = $1");
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.app];
-        for (column, value) in [
-            ("type", &query.kind),
-            ("name", &query.name),
-            ("install_id", &query.install_id),
-            ("session_id", &query.session_id),
-        ] {
-            if let Some(value) = value {
-                params.push(value);
-                sql.push_str(&format!(" AND {column} = ${}", params.len()));
-            }
+        for (column, value) in query.equal_to() {
+            params.push(value);
+            sql.push_str(&format!(" AND {column} = ${}", params.len()));
         }
-        if let Some(from) = &query.from {
-            params.push(from);
+        if query.period.from != Period::ALL.from {
+            params.push(&query.period.from);
             sql.push_str(&format!(" AND ts >= ${}", params.len()));
         }
-        if let Some(to) = &query.to {
-            params.push(to);
+        if query.period.to != Period::ALL.to {
+            params.push(&query.period.to);
             sql.push_str(&format!(" AND ts < ${}", params.len()));
         }
         if let Some((ts, id)) = &query.after {
@@ -595,13 +613,4 @@ impl Store for PostgresStore {
         client.simple_query("SELECT 1").await?;
         Ok(())
     }
-}
-
-/// A stored `bigint[]` histogram; missing buckets count zero, extra ones are ignored.
-fn histogram_of(counts: &[i64]) -> tally_store::histogram::Histogram {
-    let mut histogram = tally_store::histogram::Histogram::default();
-    for (bucket, count) in histogram.counts.iter_mut().zip(counts) {
-        *bucket = (*count).max(0) as u64;
-    }
-    histogram
 }

@@ -4,13 +4,13 @@ pub(crate) mod postgres;
 
 use std::sync::Arc;
 
-use tally_server::storage::Store;
-use tally_server::storage::sqlite::SqliteStore;
+use tally_server::storage::Storage;
+use tally_server::storage::sqlite::SqliteStorage;
 
 /// A store under test and what keeps it alive (its directory or database).
 pub(crate) struct Backend {
     pub(crate) name: &'static str,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Storage>,
     _dir: Option<tempfile::TempDir>,
     _database: Option<postgres::TestDatabase>,
 }
@@ -18,7 +18,7 @@ pub(crate) struct Backend {
 /// A fresh embedded store.
 pub(crate) fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("collector.db")).unwrap();
+    let store = SqliteStorage::open(&dir.path().join("collector.db")).unwrap();
     Backend {
         name: "sqlite",
         store: Arc::new(store),

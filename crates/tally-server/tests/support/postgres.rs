@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use tally_server::storage::Store;
-use tally_server::storage::postgres::PostgresStore;
+use tally_server::storage::Storage;
+use tally_server::storage::postgres::PostgresStorage;
 use tokio_postgres::{Client, NoTls};
 
 /// Where the cluster is: `postgres://postgres@127.0.0.1:PORT/tally_test`.
@@ -48,9 +48,9 @@ impl TestDatabase {
     }
 
     /// A new collector's store on this database (its own connection pool).
-    pub(crate) async fn open(&self) -> Arc<dyn Store> {
+    pub(crate) async fn open(&self) -> Arc<dyn Storage> {
         Arc::new(
-            PostgresStore::connect(&self.url)
+            PostgresStorage::connect(&self.url)
                 .await
                 .expect("connect to the test database"),
         )

@@ -46,7 +46,9 @@ pub(crate) fn set_level(target: &Target, level: Option<Level>, out: &mut dyn Wri
 
 /// Deletes everything recorded, after asking on a terminal.
 pub(crate) fn purge(target: &Target, yes: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let spool = tally_store::Spool::new(&target.settings().dir);
     let Some(mut store) = target.open_existing()? else {
+        spool.remove_all()?;
         writeln!(out, "nothing to purge: {} has no telemetry store", target.app)?;
         return Ok(());
     };
@@ -71,6 +73,7 @@ pub(crate) fn purge(target: &Target, yes: bool, out: &mut dyn Write) -> Result<(
         }
     }
     store.purge()?;
+    spool.remove_all()?;
     writeln!(
         out,
         "purged {} events, {} sessions and all rollups of {}; the file holds no trace of them",
@@ -89,6 +92,13 @@ pub(crate) fn set_setting(target: &Target, setting: Setting, value: &str, out: &
     let said = match setting {
         Setting::Upload => {
             let mode: UploadMode = value.parse().map_err(CliError::Usage)?;
+            if mode != UploadMode::Local && !cfg!(feature = "upload") {
+                return Err(CliError::Usage(format!(
+                    "upload: this build of {} cannot upload (it was built without tally's `upload` feature), so \
+                     upload stays {}; nothing was changed",
+                    target.app, settings.upload
+                )));
+            }
             let was_on = matches!(config.upload, Some(UploadMode::Sync | UploadMode::Auto));
             config.upload = Some(mode);
             if mode == UploadMode::Local {
@@ -123,9 +133,32 @@ pub(crate) fn set_setting(target: &Target, setting: Setting, value: &str, out: &
             config.endpoint = Some(value.trim_end_matches('/').to_owned());
             format!("endpoint is now {}", value.trim_end_matches('/'))
         }
+        Setting::EndpointKind => {
+            let kind: crate::config::EndpointKind = value.parse().map_err(CliError::Usage)?;
+            config.endpoint_kind = Some(kind);
+            let endpoint = config.endpoint.as_deref().unwrap_or("<endpoint>");
+            match kind {
+                crate::config::EndpointKind::Tally => {
+                    format!("endpoint-kind is now tally: uploads go to {endpoint}/v1/events/batch")
+                }
+                crate::config::EndpointKind::Otlp => format!(
+                    "endpoint-kind is now otlp: uploads go to {endpoint}/v1/logs as OTLP/HTTP protobuf, \
+                     with the key as Authorization: Bearer"
+                ),
+            }
+        }
         Setting::Key => {
             let parts: Vec<&str> = value.split('_').collect();
-            if !(parts.len() == 4 && parts[0] == "tly" && parts[1] == "ingest") {
+            let otlp = config.endpoint_kind == Some(crate::config::EndpointKind::Otlp);
+            // An OTLP receiver other than Tally's has keys of its own: any bearer token.
+            let token = !value.is_empty() && value.len() <= 512 && value.bytes().all(|b| b.is_ascii_graphic());
+            let tally_key = parts.len() == 4 && parts[0] == "tly" && parts[1] == "ingest";
+            if otlp && !token {
+                return Err(CliError::Usage(
+                    "key: must be a bearer token of 1 to 512 printable characters without spaces".into(),
+                ));
+            }
+            if !otlp && !tally_key {
                 return Err(CliError::Usage(
                     "key: must be an ingest key made by `tally keys create --role ingest` (tly_ingest_...)".into(),
                 ));

@@ -3,15 +3,19 @@
 //! Events are streamed row by row from SQLite to the writer, so memory stays constant
 //! however large the store. CSV follows RFC 4180 (CRLF line ends, quotes doubled) and
 //! neutralises cells a spreadsheet would run as a formula. OpenMetrics output is built
-//! from the rollups and uses only gauges and histograms, which Prometheus's text parser
-//! (`promtool check metrics`) and OpenMetrics parsers both accept.
+//! from the rollups. `tally_events` is the collector's `/metrics` family
+//! ([`tally_store::openmetrics::EVENTS`]), a counter; its `# TYPE` line names the
+//! sample (`tally_events_total`), the form Prometheus's text parser (`promtool check
+//! metrics`) requires and its OpenMetrics parser (`promtool tsdb create-blocks-from
+//! openmetrics`) reads too. The other families are gauges and a histogram.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use tally_core::Event;
+use tally_core::time::Period;
 use tally_store::histogram::BUCKET_BOUNDS_MS;
-use tally_store::read::EventRange;
+use tally_store::openmetrics::{EVENTS, Format, escape_label as label};
 use tally_store::rollup::Rollup;
 
 use super::{CliError, ExportArgs, ExportFormat, Target, interactive, with_output};
@@ -51,13 +55,13 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
         )));
     }
     let store = target.open_required()?;
-    let range = EventRange {
-        since: args.since,
-        until: args.until,
+    let range = Period {
+        from: args.since.unwrap_or(Period::ALL.from),
+        to: args.until.unwrap_or(Period::ALL.to),
     };
     with_output(args.output.as_ref(), out, |writer| {
         if args.format == ExportFormat::Openmetrics {
-            return write_openmetrics(&store.rollups(&range)?, writer);
+            return write_openmetrics(&store.rollups(None, &range)?, writer);
         }
         let total = store.count_events(&range)?;
         let progress = (interactive() && args.output.is_some() && total > PROGRESS_THRESHOLD).then(|| {
@@ -69,8 +73,10 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
             bar
         });
         let mut first = true;
+        let mut otlp = super::export_otlp::OtlpJsonWriter::default();
         match args.format {
             ExportFormat::Json => writer.write_all(b"[")?,
+            ExportFormat::Otlp => otlp.begin(writer)?,
             ExportFormat::Csv => write_csv_row(writer, CSV_COLUMNS.iter().map(|column| (*column).to_owned()))?,
             _ => {}
         }
@@ -85,6 +91,7 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
                     writer.write_all(b"\n")?;
                 }
                 ExportFormat::Csv => write_csv_row(writer, csv_cells(&event))?,
+                ExportFormat::Otlp => otlp.write(writer, &event)?,
                 ExportFormat::Openmetrics => {}
             }
             first = false;
@@ -95,6 +102,9 @@ pub(crate) fn run(target: &Target, args: &ExportArgs, out: &mut dyn Write) -> Re
         })?;
         if args.format == ExportFormat::Json {
             writer.write_all(if first { b"]\n" } else { b"\n]\n" })?;
+        }
+        if args.format == ExportFormat::Otlp {
+            otlp.finish(writer)?;
         }
         if let Some(bar) = progress {
             bar.finish_and_clear();
@@ -159,27 +169,17 @@ pub(crate) fn csv_cell(cell: &str) -> String {
     }
 }
 
-/// Escapes a label value for the text exposition formats.
-fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
 fn write_openmetrics(
     rollups: &[(tally_store::rollup::RollupKey, Rollup)],
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     // Sum the hourly rollups per label set; BTreeMaps keep the output in a stable order.
-    let mut events: BTreeMap<(String, String, String, &'static str), u64> = BTreeMap::new();
+    let mut events: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     let mut durations: BTreeMap<(String, String), Rollup> = BTreeMap::new();
     let mut errors: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     for (key, rollup) in rollups {
-        let outcome = match key.success {
-            1 => "true",
-            0 => "false",
-            _ => "unknown",
-        };
         *events
-            .entry((key.app.clone(), key.kind.clone(), key.name.clone(), outcome))
+            .entry((key.app.clone(), key.kind.clone(), key.name.clone()))
             .or_default() += rollup.count;
         if key.name == "command_executed" {
             durations
@@ -198,19 +198,9 @@ fn write_openmetrics(
             }
         }
     }
-    writeln!(
-        out,
-        "# HELP tally_events Events stored, by app, type, name and outcome."
-    )?;
-    writeln!(out, "# TYPE tally_events gauge")?;
-    for ((app, kind, name, outcome), count) in &events {
-        writeln!(
-            out,
-            "tally_events{{app=\"{}\",type=\"{}\",name=\"{}\",success=\"{outcome}\"}} {count}",
-            label(app),
-            label(kind),
-            label(name)
-        )?;
+    out.write_all(EVENTS.header(Format::Prometheus).as_bytes())?;
+    for ((app, kind, name), count) in &events {
+        out.write_all(EVENTS.sample([app, kind, name], count).as_bytes())?;
     }
     writeln!(
         out,

@@ -10,8 +10,10 @@ mod consent;
 mod dashboard;
 mod demo;
 mod export;
+mod export_otlp;
 mod human;
 mod insights;
+mod record;
 mod report;
 mod stats;
 mod status;
@@ -26,8 +28,12 @@ use tally_core::Level;
 use tally_store::{OpenOptions, Store};
 
 pub use demo::{DemoArgs, run_demo};
+pub use record::RecordArgs;
 
 use crate::config::{ConfigError, Settings};
+
+/// How long a command waits for another process's lock to fold the spool in.
+const FOLD_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The commands a host mounts under its own name (`nexus telemetry <command>`).
 #[derive(Debug, Clone, Subcommand)]
@@ -40,7 +46,7 @@ pub enum TelemetryCommand {
     Off,
     /// Set the level: off, basic, enhanced or full (see docs/PRIVACY.md).
     Level {
-        /// The new level.
+        /// off, basic, enhanced or full.
         #[arg(value_parser = parse_level)]
         level: Level,
     },
@@ -65,6 +71,9 @@ pub enum TelemetryCommand {
     /// Show or change the upload settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Record an event as the app would (for scripts and other languages).
+    // Boxed: its many flags would otherwise make every command as large.
+    Record(Box<RecordArgs>),
 }
 
 /// `sync`: upload pending events.
@@ -88,10 +97,10 @@ pub enum ConfigCommand {
     /// Set one setting: upload (local, sync or auto), endpoint (the collector's URL) or key
     /// (an ingest key).
     Set {
-        /// Which setting.
+        /// upload, endpoint or key.
         #[arg(value_enum)]
         setting: Setting,
-        /// Its new value.
+        /// local, sync or auto for upload; a URL for endpoint; an ingest key for key.
         value: String,
     },
     /// Show the settings in force, and where each comes from.
@@ -107,6 +116,8 @@ pub enum Setting {
     Endpoint,
     /// The collector's ingest key for this app (tly_ingest_...).
     Key,
+    /// What speaks at the endpoint: tally (the batch API) or otlp (OTLP/HTTP logs).
+    EndpointKind,
 }
 
 /// Which period a summary covers.
@@ -140,7 +151,7 @@ impl PeriodArgs {
 /// `stats`: the usage box and top commands.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StatsArgs {
-    /// The period.
+    /// The period summarised (`--day`, `--week`, or by default `--month`).
     #[command(flatten)]
     pub period: PeriodArgs,
     /// Print JSON for scripts.
@@ -157,7 +168,7 @@ pub struct InsightsArgs {
     /// Failure rates and error categories per command.
     #[arg(long)]
     pub errors: bool,
-    /// The period.
+    /// The period looked at (`--day`, `--week`, or by default `--month`).
     #[command(flatten)]
     pub period: PeriodArgs,
 }
@@ -182,7 +193,7 @@ pub struct ReportArgs {
     /// The last 30 days.
     #[arg(long)]
     pub month: bool,
-    /// Output format.
+    /// html, md or text.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Write to this file instead of standard output.
@@ -201,12 +212,14 @@ pub enum ExportFormat {
     Csv,
     /// Counters and duration histograms in OpenMetrics text format.
     Openmetrics,
+    /// OTLP JSON (`resourceLogs`): one log record per event, for OpenTelemetry tools.
+    Otlp,
 }
 
 /// `export`: events or metrics, streamed.
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
-    /// Output format.
+    /// json, ndjson and csv write events; openmetrics writes counters and histograms.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// Only events at or after this time (RFC 3339 or YYYY-MM-DD).
@@ -234,17 +247,21 @@ pub enum CliError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// A sync stopped; what was sent is marked, nothing was lost.
+    #[cfg(feature = "upload")]
     #[error("{0}")]
     Sync(#[from] crate::sync::SyncError),
     /// The command was used wrongly; the message says how to use it.
     #[error("{0}")]
     Usage(String),
+    /// `record --strict`: the events were not written.
+    #[error("{0}")]
+    Write(String),
 }
 
 /// Which app's data a command works on.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The app name.
+    /// The app whose store and config file are used, as the SDK was opened with it (`nexus`).
     pub app: String,
     /// The store directory, when given explicitly (`--dir`).
     pub dir: Option<PathBuf>,
@@ -267,6 +284,7 @@ impl Target {
     }
 
     /// The command prefix to quote in hints: `nexus telemetry` or `tally --app nexus`.
+    #[cfg_attr(not(feature = "upload"), allow(dead_code))]
     fn command(&self) -> String {
         self.invoked_as
             .clone()
@@ -290,13 +308,26 @@ impl Target {
         self.settings().dir.join(tally_store::DB_FILE_NAME)
     }
 
-    /// Opens the store if it exists; reading commands never create one.
+    /// Opens the store if it exists, with the events other processes spooled folded
+    /// in; reading commands never create one. A fold kept from finishing (another
+    /// process holds the store) leaves the rest spooled, which `status` shows.
     fn open_existing(&self) -> Result<Option<Store>, CliError> {
         let settings = self.settings();
         if !settings.dir.join(tally_store::DB_FILE_NAME).exists() {
             return Ok(None);
         }
-        Ok(Some(Store::open(&settings.dir, &OpenOptions::default())?))
+        let options = OpenOptions::default();
+        let mut store = Store::open(&settings.dir, &options)?;
+        // A command does not wait out another process's long write for this: what
+        // stays spooled is shown by `status` and folded by the next writer.
+        store.set_busy_timeout(FOLD_BUSY_TIMEOUT)?;
+        if let Err(err) = store.fold_spools(&|| false) {
+            if settings.debug {
+                eprintln!("tally: {}: spooled events not folded in yet: {err}", self.app);
+            }
+        }
+        store.set_busy_timeout(options.busy_timeout)?;
+        Ok(Some(store))
     }
 
     /// Opens the store, or explains that nothing was recorded yet.
@@ -344,6 +375,7 @@ pub fn run(target: &Target, command: TelemetryCommand) -> Result<(), CliError> {
             consent::set_setting(target, setting, &value, &mut out)
         }
         TelemetryCommand::Config(ConfigCommand::Show) => status::show_config(target, &mut out),
+        TelemetryCommand::Record(args) => record::run(target, &args),
     };
     match result {
         // The reader went away (`| head`): what it wanted was written.

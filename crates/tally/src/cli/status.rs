@@ -24,6 +24,7 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
     )?;
     let upload_note = match settings.upload {
         UploadMode::Local => "nothing leaves this machine",
+        _ if !cfg!(feature = "upload") => "but this build cannot upload: tally's `upload` feature is off",
         UploadMode::Sync => "only an explicit sync uploads",
         UploadMode::Auto => "uploads in the background",
     };
@@ -36,7 +37,7 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
         )?;
     }
     if let Some(endpoint) = &settings.endpoint {
-        writeln!(out, "  endpoint:   {endpoint}")?;
+        writeln!(out, "  endpoint:   {endpoint}{}", kind_note(settings.endpoint_kind))?;
     }
     if let Some(key) = &settings.key {
         writeln!(out, "  key:        {}", super::consent::mask_key(key))?;
@@ -67,36 +68,57 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
     writeln!(out, "  sessions:   {}", human::count(status.sessions))?;
     writeln!(out, "  oldest:     {}", status.oldest.as_deref().unwrap_or("-"))?;
     writeln!(out, "  newest:     {}", status.newest.as_deref().unwrap_or("-"))?;
-    let dropped = status.drops.buffer_full + status.drops.invalid;
+    let spooled = tally_store::Spool::new(&settings.dir).size(true);
+    if spooled.files > 0 {
+        writeln!(
+            out,
+            "  spooled:    {} events in {} files ({}), not folded in yet: another process holds the store",
+            human::count(spooled.events),
+            human::count(spooled.files),
+            human::bytes(spooled.bytes)
+        )?;
+    }
+    let drops = &status.drops;
     writeln!(
         out,
-        "  dropped:    {} ({} buffer full, {} invalid)",
-        human::count(dropped),
-        human::count(status.drops.buffer_full),
-        human::count(status.drops.invalid)
+        "  dropped:    {} ({} buffer full, {} invalid, {} spool full, {} spool unwritable or torn)",
+        human::count(drops.total()),
+        human::count(drops.buffer_full),
+        human::count(drops.invalid),
+        human::count(drops.spool_full),
+        human::count(drops.spool_failed)
     )?;
     if settings.upload != UploadMode::Local {
-        let since = settings.upload_since.map_or_else(
-            || tally_core::time::format(tally_core::time::now_millis()),
-            tally_core::time::format,
-        );
-        let sync = store.sync_status(&since)?;
+        let since = settings.upload_since.unwrap_or_else(tally_core::time::now_millis);
+        let sync = store.sync_status(since)?;
         writeln!(
             out,
             "  sync:       {} pending, {} refused by the collector, last sync {}",
             human::count(sync.pending),
             human::count(sync.rejected),
-            sync.last_sync.as_deref().unwrap_or("never")
+            sync.last_sync
+                .map_or_else(|| "never".to_owned(), tally_core::time::format)
         )?;
         for refusal in &sync.recent_refusals {
             writeln!(
                 out,
                 "    refused {} ({}): {}: {}",
-                refusal.id, refusal.ts, refusal.code, refusal.message
+                refusal.id,
+                tally_core::time::format(refusal.ts),
+                refusal.code,
+                refusal.message
             )?;
         }
     }
     write_limits(out, &settings)
+}
+
+/// What follows the endpoint: nothing for a Tally collector (the default).
+fn kind_note(kind: crate::config::EndpointKind) -> &'static str {
+    match kind {
+        crate::config::EndpointKind::Otlp => " (endpoint-kind otlp: OTLP/HTTP logs at /v1/logs)",
+        crate::config::EndpointKind::Tally => "",
+    }
 }
 
 /// `config show`: the settings in force and where they come from.
@@ -117,7 +139,12 @@ pub(crate) fn show_config(target: &Target, out: &mut dyn Write) -> Result<(), Cl
             .upload_since
             .map_or_else(|| "-".to_owned(), tally_core::time::format)
     )?;
-    writeln!(out, "  endpoint:   {}", settings.endpoint.as_deref().unwrap_or("-"))?;
+    writeln!(
+        out,
+        "  endpoint:   {}{}",
+        settings.endpoint.as_deref().unwrap_or("-"),
+        kind_note(settings.endpoint_kind)
+    )?;
     writeln!(
         out,
         "  key:        {}",

@@ -1,18 +1,97 @@
 //! `sync`: upload pending events, only when the user turned upload on.
+//!
+//! Without tally's `upload` feature the command exists (hosts mount the same enum) but
+//! explains that this build cannot upload, and sends nothing.
 
-use std::io::Write;
+/// Says that this build cannot upload; nothing is sent and nothing changes.
+#[cfg(not(feature = "upload"))]
+pub(crate) fn run(
+    target: &super::Target,
+    _args: &super::SyncArgs,
+    _out: &mut dyn std::io::Write,
+) -> Result<(), super::CliError> {
+    Err(super::CliError::Usage(format!(
+        "this build of {} cannot upload: it was built without tally's `upload` feature, so sync sent nothing \
+         and every event stays in the local store",
+        target.app
+    )))
+}
 
-use tally_core::Level;
+#[cfg(feature = "upload")]
+pub(crate) use upload::run;
 
-use super::{CliError, SyncArgs, Target, human, interactive};
-use crate::UploadMode;
-use crate::config::ConfigFile;
-use crate::sync::{DirTransport, HttpTransport, SyncOptions, Transport};
+#[cfg(feature = "upload")]
+mod upload {
+    use std::io::Write;
 
-pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let settings = target.settings();
-    let command = target.command();
-    if settings.upload == UploadMode::Local {
+    use jiff::Timestamp;
+    use tally_core::Level;
+
+    use super::super::{CliError, SyncArgs, Target, human, interactive};
+    use crate::config::{ConfigFile, Settings};
+    use crate::sync::{DirTransport, SyncOptions, SyncReport, Transport, network_transport};
+    use crate::{UploadMode, sync};
+
+    pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Result<(), CliError> {
+        let settings = target.settings();
+        if settings.upload == UploadMode::Local {
+            return explain_local(target, out);
+        }
+        if settings.level == Level::Off {
+            return Err(CliError::Usage(format!(
+                "telemetry for {} is off, so nothing is uploaded; `{} on` turns it back on",
+                target.app,
+                target.command()
+            )));
+        }
+        let mut transport = transport(target, args, &settings)?;
+        let Some(mut store) = target.open_existing()? else {
+            writeln!(out, "nothing to upload: {} has recorded nothing yet", target.app)?;
+            return Ok(());
+        };
+        let since = upload_since(&settings)?;
+        let options = SyncOptions {
+            include_history: args.include_history,
+            dry_run: args.dry_run,
+            ..SyncOptions::default()
+        };
+        let bar = (!args.dry_run && interactive()).then(progress_bar);
+        let mut progress = |done: u64, total: u64| {
+            if let Some(bar) = &bar {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        };
+        let result = sync::sync(
+            &mut store,
+            settings.level,
+            since,
+            transport.as_mut(),
+            &options,
+            out,
+            &mut progress,
+        );
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let report = result?;
+        let destination = transport.destination();
+        if args.dry_run {
+            eprintln!(
+                "dry run: {} events would be sent to {destination}, in the request bodies above; nothing was sent",
+                human::count(report.sent)
+            );
+            Ok(())
+        } else if report.sent == 0 {
+            explain_nothing_sent(target, args, &mut store, since, &destination, out)
+        } else {
+            write_summary(&report, &destination, out)
+        }
+    }
+
+    /// Upload is local: say so, make no connection, and say how to turn upload on.
+    fn explain_local(target: &Target, out: &mut dyn Write) -> Result<(), CliError> {
+        let command = target.command();
         writeln!(
             out,
             "upload is local: nothing leaves this machine, and sync made no connection.\n\
@@ -20,100 +99,80 @@ pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Resu
              {command} config set upload sync",
             target.app
         )?;
-        return Ok(());
+        Ok(())
     }
-    if settings.level == Level::Off {
-        return Err(CliError::Usage(format!(
-            "telemetry for {} is off, so nothing is uploaded; `{command} on` turns it back on",
-            target.app
-        )));
-    }
-    let mut transport: Box<dyn Transport> = match (&args.to_dir, &settings.endpoint, &settings.key) {
-        (Some(dir), _, _) => Box::new(DirTransport::new(dir.clone()).map_err(|err| CliError::Usage(err.0))?),
-        (None, Some(endpoint), Some(key)) => Box::new(HttpTransport::new(endpoint, key)),
-        (None, None, _) => {
-            return Err(CliError::Usage(format!(
+
+    /// Where batches go: `--to-dir`, or the configured collector.
+    fn transport(target: &Target, args: &SyncArgs, settings: &Settings) -> Result<Box<dyn Transport>, CliError> {
+        let command = target.command();
+        match (&args.to_dir, &settings.endpoint, &settings.key) {
+            (Some(dir), _, _) => Ok(Box::new(
+                DirTransport::new(dir.clone()).map_err(|err| CliError::Usage(err.0))?,
+            )),
+            (None, Some(endpoint), Some(key)) => Ok(network_transport(settings.endpoint_kind, endpoint, key)),
+            (None, None, _) => Err(CliError::Usage(format!(
                 "no collector endpoint is set: `{command} config set endpoint URL`"
-            )));
-        }
-        (None, Some(_), None) => {
-            return Err(CliError::Usage(format!(
+            ))),
+            (None, Some(_), None) => Err(CliError::Usage(format!(
                 "no ingest key is set: `{command} config set key KEY`"
-            )));
+            ))),
         }
-    };
-    let Some(mut store) = target.open_existing()? else {
-        writeln!(out, "nothing to upload: {} has recorded nothing yet", target.app)?;
-        return Ok(());
-    };
-    // A config edited by hand may turn upload on without saying when: the first sync
-    // takes that moment as now, so no earlier event leaves without --include-history.
-    let since = match settings.upload_since {
-        Some(since) => since,
-        None => {
-            let now = tally_core::time::now_millis();
-            let mut config = ConfigFile::load(&settings.config_file)?;
-            config.upload_since = Some(tally_core::time::format(now));
-            config.save(&settings.config_file)?;
-            now
+    }
+
+    /// When upload was turned on. A config edited by hand may turn upload on without
+    /// saying when: the first sync takes that moment as now, so no earlier event leaves
+    /// without --include-history.
+    fn upload_since(settings: &Settings) -> Result<Timestamp, CliError> {
+        if let Some(since) = settings.upload_since {
+            return Ok(since);
         }
-    };
-    let options = SyncOptions {
-        include_history: args.include_history,
-        dry_run: args.dry_run,
-        ..SyncOptions::default()
-    };
-    let bar = (!args.dry_run && interactive()).then(|| {
+        let now = tally_core::time::now_millis();
+        let mut config = ConfigFile::load(&settings.config_file)?;
+        config.upload_since = Some(tally_core::time::format(now));
+        config.save(&settings.config_file)?;
+        Ok(now)
+    }
+
+    fn progress_bar() -> indicatif::ProgressBar {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events sent")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
-    });
-    let mut progress = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    };
-    let destination = transport.destination();
-    let result = crate::sync::sync(
-        &mut store,
-        settings.level,
-        since,
-        transport.as_mut(),
-        &options,
-        out,
-        &mut progress,
-    );
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
     }
-    let report = result?;
-    if args.dry_run {
-        eprintln!(
-            "dry run: {} events would be sent to {destination}, in the request bodies above; nothing was sent",
-            human::count(report.sent)
-        );
-    } else if report.sent == 0 {
+
+    /// Nothing was sent: either everything is already there, or what is pending was
+    /// recorded before upload was turned on and waits for --include-history.
+    fn explain_nothing_sent(
+        target: &Target,
+        args: &SyncArgs,
+        store: &mut tally_store::Store,
+        since: Timestamp,
+        destination: &str,
+        out: &mut dyn Write,
+    ) -> Result<(), CliError> {
         let history = if args.include_history {
             0
         } else {
-            store.pending_count(tally_store::sync::SyncStream::History, &tally_core::time::format(since))?
+            store.pending_count(tally_store::sync::SyncStream::History, since)?
         };
         if history > 0 {
             writeln!(
                 out,
                 "nothing to upload from after upload was turned on ({}); {} earlier events stay local unless you \
-                 run `{command} sync --include-history`",
+                 run `{} sync --include-history`",
                 tally_core::time::format(since),
-                human::count(history)
+                human::count(history),
+                target.command()
             )?;
         } else {
             writeln!(out, "nothing to upload: every event is already at {destination}")?;
         }
-    } else {
+        Ok(())
+    }
+
+    fn write_summary(report: &SyncReport, destination: &str, out: &mut dyn Write) -> Result<(), CliError> {
         writeln!(
             out,
             "uploaded {} events to {destination} in {} requests: {} stored, {} already there, {} refused{}",
@@ -128,6 +187,48 @@ pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Resu
                 ""
             }
         )?;
+        Ok(())
     }
-    Ok(())
+}
+
+/// A build without `upload` refuses to turn upload on and explains `sync`, changing
+/// nothing; these run under `cargo test -p tally --no-default-features --features cli`.
+#[cfg(all(test, not(feature = "upload")))]
+mod tests {
+    use super::super::{CliError, Setting, SyncArgs, Target};
+
+    /// An app name no real config file belongs to, so nothing on the machine is read.
+    fn target() -> (tempfile::TempDir, Target) {
+        let temp = tempfile::tempdir().unwrap();
+        let mut target = Target::new(format!("tally-no-upload-test-{}", std::process::id()));
+        target.dir = Some(temp.path().join("store"));
+        (temp, target)
+    }
+
+    #[test]
+    fn config_set_upload_sync_or_auto_is_refused_and_writes_nothing() {
+        let (_temp, target) = target();
+        let config_file = target.settings().config_file;
+        for mode in ["sync", "auto"] {
+            let mut out = Vec::new();
+            let err = super::super::consent::set_setting(&target, Setting::Upload, mode, &mut out).unwrap_err();
+            let CliError::Usage(message) = err else {
+                panic!("expected a usage error, got {err:?}");
+            };
+            assert!(message.contains("cannot upload"), "{message}");
+            assert!(message.contains("`upload` feature"), "{message}");
+            assert!(out.is_empty());
+            assert!(!config_file.exists(), "{} was written", config_file.display());
+        }
+    }
+
+    #[test]
+    fn sync_explains_that_this_build_cannot_upload() {
+        let (_temp, target) = target();
+        let mut out = Vec::new();
+        let err = super::run(&target, &SyncArgs::default(), &mut out).unwrap_err();
+        assert!(err.to_string().contains("cannot upload"), "{err}");
+        assert!(out.is_empty());
+        assert!(!target.settings().dir.exists(), "sync created a store");
+    }
 }

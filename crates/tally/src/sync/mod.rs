@@ -13,6 +13,8 @@
 //! aside with the reason and never retried. Any other answer stops the sync with its
 //! message, and nothing of that batch is marked sent.
 
+pub(crate) mod auto;
+mod otlp;
 mod transport;
 
 use std::io::Write;
@@ -24,6 +26,7 @@ use tally_core::{Event, Level, apply_level};
 use tally_store::Store;
 use tally_store::sync::{Refusal, SyncStream};
 
+pub use otlp::{OtlpTransport, network_transport};
 pub use transport::{DirTransport, HttpTransport, Response, Transport, TransportError};
 
 /// Events in one request, at most; the collector's batch limit.
@@ -59,7 +62,7 @@ pub struct SyncOptions {
     pub include_history: bool,
     /// Write each request body to this writer instead of sending anything.
     pub dry_run: bool,
-    /// Retries.
+    /// How often and how long to retry a request that got no usable answer.
     pub retry: RetryPolicy,
     /// Give up (leaving the rest for next time) once this passes.
     pub deadline: Option<Instant>,
@@ -94,19 +97,20 @@ pub enum SyncError {
         "the collector at {destination} is unreachable after {attempts} attempts ({last}); nothing was lost, run sync again later"
     )]
     Unreachable {
-        /// Where.
+        /// The URL or directory batches were going to.
         destination: String,
-        /// How many attempts.
+        /// Attempts made, the first included.
         attempts: u32,
-        /// The last failure.
+        /// What the last attempt met (a network error, or the retryable status and its
+        /// message).
         last: String,
     },
     /// The collector refused the request as a whole.
     #[error("the collector answered {status}: {message}")]
     Refused {
-        /// The HTTP status.
+        /// The HTTP status, one that retrying cannot change (401, 400, ...).
         status: u16,
-        /// Its message.
+        /// The collector's `error.message`, or the start of its body.
         message: String,
     },
     /// The time budget ran out; what was sent is marked, the rest waits.
@@ -144,7 +148,6 @@ pub fn sync(
     dry_run_out: &mut dyn Write,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SyncReport, SyncError> {
-    let since_text = tally_core::time::format(since);
     let streams: &[SyncStream] = if options.include_history {
         &[SyncStream::History, SyncStream::Recent]
     } else {
@@ -152,7 +155,7 @@ pub fn sync(
     };
     let total: u64 = streams
         .iter()
-        .map(|stream| store.pending_count(*stream, &since_text))
+        .map(|stream| store.pending_count(*stream, since))
         .sum::<Result<u64, _>>()?;
     let mut report = SyncReport::default();
     let mut run = Run {
@@ -163,14 +166,14 @@ pub fn sync(
     for stream in streams {
         let mut after = store.sync_cursor(*stream)?;
         loop {
-            let pending = store.pending_events(*stream, after, &since_text, MAX_EVENTS_PER_REQUEST)?;
+            let pending = store.pending_events(*stream, after, since, MAX_EVENTS_PER_REQUEST)?;
             let Some((last_seq, _)) = pending.last() else {
                 break;
             };
             after = *last_seq;
             for batch in split_by_size(pending, level) {
                 if options.dry_run {
-                    dry_run_out.write_all(&batch_body(&batch))?;
+                    dry_run_out.write_all(&run.transport.readable_body(&batch_body(&batch)))?;
                     dry_run_out.write_all(b"\n")?;
                     run.report.sent += batch.len() as u64;
                     continue;
@@ -181,7 +184,7 @@ pub fn sync(
         }
     }
     if !options.dry_run {
-        store.finish_sync(&tally_core::time::format(tally_core::time::now_millis()))?;
+        store.finish_sync(tally_core::time::now_millis())?;
     }
     Ok(report)
 }
@@ -237,7 +240,7 @@ impl Run<'_> {
     /// Sends `batch`, splitting it on 413, and records the answer in the store.
     fn send(&mut self, store: &mut Store, stream: SyncStream, batch: &[Outgoing]) -> Result<(), SyncError> {
         let response = self.send_with_retries(&gzip(&batch_body(batch)), batch.len())?;
-        let now = tally_core::time::format(tally_core::time::now_millis());
+        let now = tally_core::time::now_millis();
         match response.status {
             200..=299 => {
                 let answer: BatchAnswer = serde_json::from_slice(&response.body).map_err(|err| SyncError::Refused {
@@ -251,14 +254,14 @@ impl Run<'_> {
                         let (_, event) = batch.get(entry.index)?;
                         Some(Refusal {
                             id: event.id.to_string(),
-                            ts: tally_core::time::format(event.ts),
+                            ts: event.ts,
                             code: entry.code.clone(),
                             message: entry.message.clone(),
                         })
                     })
                     .collect();
                 let last = batch.last().map_or(0, |(seq, _)| *seq);
-                store.acknowledge(stream, last, &refusals, &now)?;
+                store.acknowledge(stream, last, &refusals, now)?;
                 self.report.requests += 1;
                 self.report.sent += batch.len() as u64;
                 self.report.accepted += answer.accepted;
@@ -276,11 +279,11 @@ impl Run<'_> {
                 let (seq, event) = &batch[0];
                 let refusal = Refusal {
                     id: event.id.to_string(),
-                    ts: tally_core::time::format(event.ts),
+                    ts: event.ts,
                     code: "too_large".into(),
                     message: error_message(&response.body),
                 };
-                store.acknowledge(stream, *seq, &[refusal], &now)?;
+                store.acknowledge(stream, *seq, &[refusal], now)?;
                 self.report.requests += 1;
                 self.report.sent += 1;
                 self.report.rejected += 1;

@@ -8,11 +8,11 @@ use std::time::Duration;
 /// What the other side answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// The HTTP status.
+    /// The HTTP status (200 from a directory, which takes everything).
     pub status: u16,
     /// `Retry-After`, when given in seconds.
     pub retry_after: Option<Duration>,
-    /// The body.
+    /// The answer's body, at most 1 MiB: a batch result or an error in JSON.
     pub body: Vec<u8>,
 }
 
@@ -29,6 +29,12 @@ pub trait Transport {
 
     /// Where batches go, for messages (`https://collector/v1/events/batch`).
     fn destination(&self) -> String;
+
+    /// What a dry run shows for the batch body `batch_json`: what this transport would
+    /// send, readably. The batch API sends the body itself (gzip-compressed).
+    fn readable_body(&self, batch_json: &[u8]) -> Vec<u8> {
+        batch_json.to_vec()
+    }
 }
 
 /// `POST {endpoint}/v1/events/batch` over HTTPS (rustls) or HTTP.

@@ -17,6 +17,7 @@ use jiff::Timestamp;
 use tally_core::Event;
 use tally_store::histogram::BUCKETS;
 use tally_store::rollup::{Rollup, RollupKey};
+use tally_store::sessions::{SessionDelta, session_deltas};
 use uuid::Uuid;
 
 use super::PostgresError;
@@ -231,41 +232,9 @@ fn success_code(success: Option<bool>) -> i16 {
     success.map_or(-1, i16::from)
 }
 
-/// How one session's row changes with a batch (as in `tally_store`'s write path).
-struct SessionDelta<'a> {
-    app: &'a str,
-    install_id: &'a str,
-    started_at: Timestamp,
-    ended_at: Timestamp,
-    commands_executed: i64,
-    workspaces_created: i64,
-    tasks_completed: i64,
-    errors_encountered: i64,
-}
-
 async fn upsert_sessions(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
-    let mut sessions: BTreeMap<&str, SessionDelta<'_>> = BTreeMap::new();
-    for event in new {
-        let delta = sessions.entry(&event.session_id).or_insert_with(|| SessionDelta {
-            app: &event.app,
-            install_id: &event.install_id,
-            started_at: event.ts,
-            ended_at: event.ts,
-            commands_executed: 0,
-            workspaces_created: 0,
-            tasks_completed: 0,
-            errors_encountered: 0,
-        });
-        delta.started_at = delta.started_at.min(event.ts);
-        delta.ended_at = delta.ended_at.max(event.ts);
-        match event.name.as_str() {
-            "command_executed" => delta.commands_executed += 1,
-            "workspace_created" => delta.workspaces_created += 1,
-            "task_completed" => delta.tasks_completed += 1,
-            "error_occurred" => delta.errors_encountered += 1,
-            _ => {}
-        }
-    }
+    // The rule is the store's (`tally_store::sessions`); only the upsert is PostgreSQL's.
+    let sessions = session_deltas(new.iter().copied());
     let session_ids: Vec<&str> = sessions.keys().copied().collect();
     let deltas: Vec<&SessionDelta<'_>> = sessions.values().collect();
     let apps: Vec<&str> = deltas.iter().map(|delta| delta.app).collect();
@@ -298,15 +267,11 @@ async fn upsert_sessions(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]
 async fn upsert_rollups(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
     let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
     for event in new {
-        let ts = tally_core::time::format(event.ts);
-        rollups
-            .entry(RollupKey::of(event, &ts))
-            .or_default()
-            .add(event.duration_ms);
+        rollups.entry(RollupKey::of(event)).or_default().add(event.duration_ms);
     }
     let keys: Vec<&RollupKey> = rollups.keys().collect();
     let values: Vec<&Rollup> = rollups.values().collect();
-    let hours: Vec<&str> = keys.iter().map(|key| key.hour.as_str()).collect();
+    let hours: Vec<String> = keys.iter().map(|key| key.hour.to_string()).collect();
     let apps: Vec<&str> = keys.iter().map(|key| key.app.as_str()).collect();
     let kinds: Vec<&str> = keys.iter().map(|key| key.kind.as_str()).collect();
     let names: Vec<&str> = keys.iter().map(|key| key.name.as_str()).collect();

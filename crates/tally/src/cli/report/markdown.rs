@@ -17,6 +17,16 @@ pub(super) fn render(report: &Report) -> String {
     }
     let _ = writeln!(out, "\nChanges compare with {}.", escape(&report.previous_label()));
 
+    usage(report, &mut out);
+    highlights(report, &mut out);
+    daily(report, &mut out);
+    commands(report, &mut out);
+    failures(report, &mut out);
+    out
+}
+
+/// This period against the previous one.
+fn usage(report: &Report, out: &mut String) {
     out.push_str("\n## Usage\n\n| | This period | Previous | Change |\n|---|---:|---:|---:|\n");
     for row in report.usage_rows() {
         let _ = writeln!(
@@ -25,7 +35,10 @@ pub(super) fn render(report: &Report) -> String {
             row.label, row.current, row.previous, row.change
         );
     }
+}
 
+/// What stood out, with command names in bold.
+fn highlights(report: &Report, out: &mut String) {
     if !report.highlights.is_empty() {
         out.push_str("\n## Highlights\n\n");
         for highlight in &report.highlights {
@@ -40,7 +53,10 @@ pub(super) fn render(report: &Report) -> String {
             let _ = writeln!(out, "- {sentence}");
         }
     }
+}
 
+/// Commands and failures per local day.
+fn daily(report: &Report, out: &mut String) {
     out.push_str("\n## Daily activity\n\n| Day | Commands | Failed |\n|---|---:|---:|\n");
     for day in &report.daily {
         let _ = writeln!(
@@ -51,7 +67,10 @@ pub(super) fn render(report: &Report) -> String {
             human::count(day.activity.failures)
         );
     }
+}
 
+/// Each command's runs, failure rate and durations.
+fn commands(report: &Report, out: &mut String) {
     if !report.current.by_command.is_empty() {
         out.push_str(
             "\n## Commands\n\n| Command | Runs | Failure rate | p50 | p95 | p50 change |\n\
@@ -76,7 +95,10 @@ pub(super) fn render(report: &Report) -> String {
             );
         }
     }
+}
 
+/// Failures by command and category, then the latest ones.
+fn failures(report: &Report, out: &mut String) {
     if !report.current.errors_by_category.is_empty() {
         out.push_str("\n## Failures by category\n\n| Command | Category | Failures |\n|---|---|---:|\n");
         for (command, category, count) in &report.current.errors_by_category {
@@ -102,7 +124,6 @@ pub(super) fn render(report: &Report) -> String {
             );
         }
     }
-    out
 }
 
 /// `text` as literal Markdown: punctuation that could start emphasis, code, a link or a

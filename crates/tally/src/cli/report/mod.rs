@@ -7,6 +7,7 @@
 //! [`Report`], so a report is the same bytes for the same store, `now` and time zone:
 //! ties are broken by name, and the only time printed is the period itself.
 
+mod highlights;
 mod html;
 mod markdown;
 mod svg;
@@ -32,13 +33,6 @@ const LATEST_FAILURES: usize = 5;
 /// How far back `recent_errors` looks for failures inside the period. It returns the
 /// newest failures of all time, so a report for an older `now` may find fewer.
 const FAILURE_LOOKBACK: u64 = 200;
-
-/// Fewer timed runs than this make a percentile too noisy to call a command slow, or
-/// to say it got slower.
-const MIN_TIMED_RUNS: u64 = 3;
-
-/// A p50 change smaller than this is noise, not a trend worth a highlight.
-const NOTABLE_P50_CHANGE: f64 = 0.2;
 
 /// Writes the report `args` asks for.
 pub(crate) fn run(target: &Target, args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -314,174 +308,6 @@ impl Report {
             .collect();
         timed.sort_by(|a, b| b.p95_ms().cmp(&a.p95_ms()).then_with(|| a.command.cmp(&b.command)));
         timed
-    }
-
-    fn find_highlights(&self) -> Vec<Highlight> {
-        let now = &self.current;
-        let before = &self.previous;
-        let mut found = Vec::new();
-        if self.is_empty() {
-            return found;
-        }
-        let runs = now.commands.runs;
-        if runs == 0 {
-            found.push(Highlight::default().text(format!(
-                "No commands ran; {} other events were recorded.",
-                super::human::count(now.events)
-            )));
-            return found;
-        }
-
-        let amount = if before.commands.runs == 0 {
-            format!("; nothing ran in {}", self.previous_label())
-        } else {
-            match Change::between(runs as f64, before.commands.runs as f64) {
-                Change::Up(ratio) if ratio >= 1.0 => {
-                    let times = ((ratio + 1.0) * 10.0).round() / 10.0;
-                    format!(", {times} times as many as in {}", self.previous_label())
-                }
-                Change::Up(ratio) if ratio >= 0.05 => {
-                    format!(
-                        ", {} more than in {}",
-                        super::human::percent(ratio),
-                        self.previous_label()
-                    )
-                }
-                Change::Down(ratio) if ratio >= 0.05 => {
-                    format!(
-                        ", {} fewer than in {}",
-                        super::human::percent(ratio),
-                        self.previous_label()
-                    )
-                }
-                _ => format!(", about as many as in {}", self.previous_label()),
-            }
-        };
-        found.push(Highlight::default().text(format!(
-            "You ran {} {}{amount}.",
-            super::human::count(runs),
-            plural(runs, "command", "commands")
-        )));
-
-        let durations = &now.commands.durations;
-        if let Some(average) = durations.duration_total_ms.checked_div(durations.duration_count) {
-            found.push(Highlight::default().text(format!(
-                "Commands ran for {} in total, {} per run on average.",
-                super::human::duration_ms(durations.duration_total_ms),
-                super::human::duration_ms(average)
-            )));
-        }
-
-        // The earliest of equally busy days, so that the sentence does not depend on order.
-        let busiest = self
-            .daily
-            .iter()
-            .filter(|day| day.activity.commands > 0)
-            .max_by(|a, b| {
-                a.activity
-                    .commands
-                    .cmp(&b.activity.commands)
-                    .then_with(|| b.date.cmp(&a.date))
-            });
-        let active_days = self.daily.iter().filter(|day| day.activity.commands > 0).count();
-        if let Some(day) = busiest.filter(|_| active_days > 1) {
-            found.push(Highlight::default().text(format!(
-                "Your busiest day was {}, with {} commands; you were active on {active_days} days.",
-                day.date.strftime("%A %Y-%m-%d"),
-                super::human::count(day.activity.commands),
-            )));
-        }
-
-        let (peak_hour, peak_runs) = now
-            .commands_by_hour
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(&a.0)))
-            .map_or((0, 0), |(hour, runs)| (hour, *runs));
-        if runs >= 5 && peak_runs > 0 {
-            found.push(Highlight::default().text(format!(
-                "You were most active between {:02}:00 and {:02}:00 ({} of commands).",
-                peak_hour,
-                (peak_hour + 1) % 24,
-                super::human::percent(peak_runs as f64 / runs as f64)
-            )));
-        }
-
-        if let [top, _, ..] = now.by_command.as_slice() {
-            found.push(Highlight::default().command(&top.command).text(format!(
-                " was your most used command: {} of all runs.",
-                super::human::percent(top.runs as f64 / runs as f64)
-            )));
-        }
-
-        let slowest = self
-            .by_duration()
-            .into_iter()
-            .find(|summary| summary.durations.duration_count >= MIN_TIMED_RUNS);
-        if let Some(slowest) = slowest {
-            if let (Some(p50), Some(p95)) = (slowest.p50_ms(), slowest.p95_ms()) {
-                found.push(Highlight::default().command(&slowest.command).text(format!(
-                    " was the slowest command: {} typically (p50), {} for the slowest 1 in 20 runs (p95).",
-                    super::human::duration_ms(p50),
-                    super::human::duration_ms(p95)
-                )));
-            }
-        }
-
-        let trends: Vec<(&CommandSummary, u64, u64, f64)> = now
-            .by_command
-            .iter()
-            .filter(|summary| summary.durations.duration_count >= MIN_TIMED_RUNS)
-            .filter_map(|summary| {
-                let earlier = self.previous_command(&summary.command)?;
-                if earlier.durations.duration_count < MIN_TIMED_RUNS {
-                    return None;
-                }
-                let (a, b) = (summary.p50_ms()?, earlier.p50_ms()?);
-                (b > 0).then(|| (summary, a, b, a as f64 / b as f64 - 1.0))
-            })
-            .collect();
-        let by_name = |a: &&(&CommandSummary, u64, u64, f64), b: &&(&CommandSummary, u64, u64, f64)| {
-            b.0.command.cmp(&a.0.command)
-        };
-        let slower = trends
-            .iter()
-            .filter(|trend| trend.3 >= NOTABLE_P50_CHANGE)
-            .max_by(|a, b| a.3.total_cmp(&b.3).then_with(|| by_name(a, b)));
-        let faster = trends
-            .iter()
-            .filter(|trend| trend.3 <= -NOTABLE_P50_CHANGE)
-            .min_by(|a, b| a.3.total_cmp(&b.3).then_with(|| by_name(b, a)));
-        for (trend, word) in [(slower, "slower"), (faster, "faster")] {
-            if let Some((summary, now_ms, before_ms, ratio)) = trend {
-                found.push(Highlight::default().command(&summary.command).text(format!(
-                    " got {} {word}: p50 {}, was {}.",
-                    super::human::percent(ratio.abs()),
-                    super::human::duration_ms(*now_ms),
-                    super::human::duration_ms(*before_ms)
-                )));
-            }
-        }
-
-        match self.failures_by_command().first() {
-            Some((summary, categories)) => {
-                let mostly = categories
-                    .first()
-                    .map(|(category, _)| format!(", mostly {category}"))
-                    .unwrap_or_default();
-                found.push(Highlight::default().command(&summary.command).text(format!(
-                    " failed most often: {} {} ({} of its runs){mostly}.",
-                    super::human::count(summary.failures),
-                    plural(summary.failures, "time", "times"),
-                    super::human::percent(summary.failure_rate())
-                )));
-            }
-            None if now.commands.with_outcome > 0 => {
-                found.push(Highlight::default().text("No command failed in this period."));
-            }
-            None => {}
-        }
-        found
     }
 }
 

@@ -39,21 +39,25 @@ const P95: &str = "#93c5fd";
 const CATEGORY_COLOURS: [&str; 6] = ["#d55e00", "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9"];
 const OTHER: &str = "#9ca3af";
 
+/// The daily chart's height, in `viewBox` units.
+const DAILY_HEIGHT: f64 = 300.0;
+/// Where the daily chart's plot starts; the count axis goes left of it.
+const DAILY_LEFT: f64 = 56.0;
+/// The top of the daily chart's plot, below the title and legend.
+const DAILY_TOP: f64 = 64.0;
+/// The daily chart's baseline; day labels go below it.
+const DAILY_BOTTOM: f64 = 244.0;
+
 /// Commands and failures per local day, as stacked columns.
 pub(super) fn daily_activity(report: &Report) -> String {
-    const HEIGHT: f64 = 300.0;
-    const LEFT: f64 = 56.0;
-    const TOP: f64 = 64.0;
-    const BOTTOM: f64 = 244.0;
-    let title = "Daily activity";
     let days = &report.daily;
     let mut out = String::new();
     let total: u64 = days.iter().map(|day| day.activity.commands).sum();
     open(
         &mut out,
         "chart-daily",
-        HEIGHT,
-        title,
+        DAILY_HEIGHT,
+        "Daily activity",
         &format!(
             "Commands run per local day, {} in all, with the failed part of each day in red.",
             human::count(total)
@@ -64,106 +68,24 @@ pub(super) fn daily_activity(report: &Report) -> String {
         38.0,
         &[(COMMANDS, "Commands run"), (FAILED, "of which failed")],
     );
-
     let most = days.iter().map(|day| day.activity.commands).max().unwrap_or(0);
-    let (step, top) = count_axis(most);
-    let y = |value: u64| BOTTOM - value as f64 / top as f64 * (BOTTOM - TOP);
-    let mut tick = 0;
-    while tick <= top {
-        grid_line_y(&mut out, LEFT, WIDTH - RIGHT, y(tick), &human::count(tick));
-        tick += step;
-    }
-    let _ = write!(
-        out,
-        r#"<text class="axis" x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle" fill="{MUTED}">commands per day</text>"#,
-        (TOP + BOTTOM) / 2.0,
-        (TOP + BOTTOM) / 2.0
-    );
-
-    let slot = (WIDTH - RIGHT - LEFT) / days.len().max(1) as f64;
-    let bar = (slot * 0.7).min(44.0);
-    let few = days.len() <= 14;
+    let scale = daily_count_axis(&mut out, most);
+    let slot = (WIDTH - RIGHT - DAILY_LEFT) / days.len().max(1) as f64;
+    let columns = DayColumns {
+        slot,
+        bar: (slot * 0.7).min(44.0),
+        few: days.len() <= 14,
+    };
     for (index, day) in days.iter().enumerate() {
-        let activity = day.activity;
-        let slot_x = LEFT + index as f64 * slot;
-        let x = slot_x + (slot - bar) / 2.0;
-        let center = slot_x + slot / 2.0;
-        let weekend = matches!(
-            day.date.weekday(),
-            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
-        );
-        let _ = write!(
-            out,
-            r#"<g><title>{}: {} {}, {} failed</title><rect{} x="{slot_x:.1}" y="{TOP:.1}" width="{slot:.1}" height="{:.1}" fill="{}"/>"#,
-            day.date.strftime("%A %Y-%m-%d"),
-            human::count(activity.commands),
-            super::plural(activity.commands, "command", "commands"),
-            human::count(activity.failures),
-            if weekend { r#" class="shade""# } else { "" },
-            BOTTOM - TOP,
-            if weekend { WEEKEND } else { "transparent" }
-        );
-        let failed = activity.failures.min(activity.commands);
-        if activity.commands > failed {
-            let _ = write!(
-                out,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}" fill="{COMMANDS}"/>"#,
-                y(activity.commands),
-                y(failed) - y(activity.commands)
-            );
-        }
-        if failed > 0 {
-            let _ = write!(
-                out,
-                r#"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}" fill="{FAILED}"/>"#,
-                y(failed),
-                BOTTOM - y(failed)
-            );
-        }
-        if few && activity.commands > 0 {
-            let _ = write!(
-                out,
-                r#"<text class="ink" x="{center:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="{INK}">{}</text>"#,
-                y(activity.commands) - 4.0,
-                human::count(activity.commands)
-            );
-        }
-        out.push_str("</g>");
-        let (first, second) = if few {
-            (
-                day.date.strftime("%a").to_string(),
-                day.date.strftime("%b %-d").to_string(),
-            )
-        } else {
-            let month = index == 0 || day.date.day() == 1;
-            (
-                day.date.strftime("%-d").to_string(),
-                if month {
-                    day.date.strftime("%b").to_string()
-                } else {
-                    String::new()
-                },
-            )
-        };
-        let _ = write!(
-            out,
-            r#"<text class="axis" x="{center:.1}" y="{:.1}" text-anchor="middle" fill="{MUTED}">{first}</text>"#,
-            BOTTOM + 16.0
-        );
-        if !second.is_empty() {
-            let _ = write!(
-                out,
-                r#"<text class="axis" x="{center:.1}" y="{:.1}" text-anchor="middle" fill="{MUTED}">{second}</text>"#,
-                BOTTOM + 30.0
-            );
-        }
+        day_column(&mut out, &scale, &columns, index, day);
+        day_label(&mut out, &columns, index, day);
     }
-    baseline(&mut out, LEFT, WIDTH - RIGHT, BOTTOM);
+    baseline(&mut out, DAILY_LEFT, WIDTH - RIGHT, DAILY_BOTTOM);
     let _ = write!(
         out,
         r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="middle" fill="{MUTED}">local day{}</text>"#,
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        HEIGHT - 6.0,
+        (DAILY_LEFT + WIDTH - RIGHT) / 2.0,
+        DAILY_HEIGHT - 6.0,
         report
             .zone
             .as_deref()
@@ -172,6 +94,128 @@ pub(super) fn daily_activity(report: &Report) -> String {
     );
     out.push_str("</svg>");
     out
+}
+
+/// The daily chart's vertical scale: commands per day, up to `top`.
+struct DailyScale {
+    top: u64,
+}
+
+impl DailyScale {
+    fn y(&self, value: u64) -> f64 {
+        DAILY_BOTTOM - value as f64 / self.top as f64 * (DAILY_BOTTOM - DAILY_TOP)
+    }
+}
+
+/// Draws the grid lines and the axis title for counts up to `most`.
+fn daily_count_axis(out: &mut String, most: u64) -> DailyScale {
+    let (step, top) = count_axis(most);
+    let scale = DailyScale { top };
+    let mut tick = 0;
+    while tick <= top {
+        grid_line_y(out, DAILY_LEFT, WIDTH - RIGHT, scale.y(tick), &human::count(tick));
+        tick += step;
+    }
+    let _ = write!(
+        out,
+        r#"<text class="axis" x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle" fill="{MUTED}">commands per day</text>"#,
+        (DAILY_TOP + DAILY_BOTTOM) / 2.0,
+        (DAILY_TOP + DAILY_BOTTOM) / 2.0
+    );
+    scale
+}
+
+/// How the days share the width: each day's slot, its bar, and whether there are few
+/// enough days to label each bar with its count and each day by name.
+struct DayColumns {
+    slot: f64,
+    bar: f64,
+    few: bool,
+}
+
+/// One day: a tooltip, a shaded slot on weekends, the successful and failed parts of
+/// the bar, and (with few days) its count.
+fn day_column(out: &mut String, scale: &DailyScale, columns: &DayColumns, index: usize, day: &super::Day) {
+    let DayColumns { slot, bar, few } = *columns;
+    let activity = day.activity;
+    let slot_x = DAILY_LEFT + index as f64 * slot;
+    let x = slot_x + (slot - bar) / 2.0;
+    let center = slot_x + slot / 2.0;
+    let weekend = matches!(
+        day.date.weekday(),
+        jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+    );
+    let _ = write!(
+        out,
+        r#"<g><title>{}: {} {}, {} failed</title><rect{} x="{slot_x:.1}" y="{DAILY_TOP:.1}" width="{slot:.1}" height="{:.1}" fill="{}"/>"#,
+        day.date.strftime("%A %Y-%m-%d"),
+        human::count(activity.commands),
+        super::plural(activity.commands, "command", "commands"),
+        human::count(activity.failures),
+        if weekend { r#" class="shade""# } else { "" },
+        DAILY_BOTTOM - DAILY_TOP,
+        if weekend { WEEKEND } else { "transparent" }
+    );
+    let failed = activity.failures.min(activity.commands);
+    if activity.commands > failed {
+        let _ = write!(
+            out,
+            r#"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}" fill="{COMMANDS}"/>"#,
+            scale.y(activity.commands),
+            scale.y(failed) - scale.y(activity.commands)
+        );
+    }
+    if failed > 0 {
+        let _ = write!(
+            out,
+            r#"<rect x="{x:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}" fill="{FAILED}"/>"#,
+            scale.y(failed),
+            DAILY_BOTTOM - scale.y(failed)
+        );
+    }
+    if few && activity.commands > 0 {
+        let _ = write!(
+            out,
+            r#"<text class="ink" x="{center:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="{INK}">{}</text>"#,
+            scale.y(activity.commands) - 4.0,
+            human::count(activity.commands)
+        );
+    }
+    out.push_str("</g>");
+}
+
+/// The day's label under the baseline: weekday and date when there are few days,
+/// otherwise the day of the month, with the month's name where one starts.
+fn day_label(out: &mut String, columns: &DayColumns, index: usize, day: &super::Day) {
+    let center = DAILY_LEFT + index as f64 * columns.slot + columns.slot / 2.0;
+    let (first, second) = if columns.few {
+        (
+            day.date.strftime("%a").to_string(),
+            day.date.strftime("%b %-d").to_string(),
+        )
+    } else {
+        let month = index == 0 || day.date.day() == 1;
+        (
+            day.date.strftime("%-d").to_string(),
+            if month {
+                day.date.strftime("%b").to_string()
+            } else {
+                String::new()
+            },
+        )
+    };
+    let _ = write!(
+        out,
+        r#"<text class="axis" x="{center:.1}" y="{:.1}" text-anchor="middle" fill="{MUTED}">{first}</text>"#,
+        DAILY_BOTTOM + 16.0
+    );
+    if !second.is_empty() {
+        let _ = write!(
+            out,
+            r#"<text class="axis" x="{center:.1}" y="{:.1}" text-anchor="middle" fill="{MUTED}">{second}</text>"#,
+            DAILY_BOTTOM + 30.0
+        );
+    }
 }
 
 /// Runs per command, most used first.

@@ -16,8 +16,8 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::AppState;
 use crate::error::AppError;
-use crate::ingest::authorize;
 use crate::metrics::CollectorMetrics;
+use crate::routes::access::authorize;
 use crate::storage::Role;
 
 /// Holds a subscriber's slot while its stream lives.
@@ -32,7 +32,7 @@ impl Drop for Subscription {
     }
 }
 
-/// The handler.
+/// `GET /v1/stream` (role admin): the key's app's events as they commit.
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

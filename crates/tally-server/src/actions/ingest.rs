@@ -1,22 +1,17 @@
-//! Ingest: one event, a batch, and the HTTP routes in front of them.
+//! Ingest: one event, a batch, and the event check they share with `tally ingest`.
 
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use jiff::ToSpan;
 use serde_json::{Value, json};
 use tally_core::Event;
 
 use crate::AppState;
-use crate::actions::{self, ActionResult};
-use crate::body::{parse_json, read_json_body};
+use crate::actions::ActionResult;
 use crate::error::AppError;
-use crate::storage::{ApiKey, Role};
+use crate::storage::ApiKey;
 
 /// How far in the future an event's `ts` may be: clocks drift, but not by days.
-const MAX_CLOCK_SKEW_HOURS: i64 = 24;
+pub const MAX_CLOCK_SKEW_HOURS: i64 = 24;
 
 /// Why one event was refused.
 pub(crate) struct Refusal {
@@ -143,96 +138,4 @@ pub async fn track_batch(state: &AppState, key: &ApiKey, payload: Value) -> Acti
         StatusCode::OK,
         json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejected}),
     ))
-}
-
-/// Authenticates for `role`, applies the key's rate limit, and runs `action`.
-pub async fn run_action(
-    state: &AppState,
-    headers: &HeaderMap,
-    action: &'static actions::Action,
-    payload: Value,
-) -> Result<Response, AppError> {
-    let key = authorize(state, headers, action.role).await?;
-    let (status, body) = (action.run)(state, &key, payload).await?;
-    Ok((status, Json(body)).into_response())
-}
-
-/// Checks the key and its rate limit.
-pub async fn authorize(state: &AppState, headers: &HeaderMap, role: Role) -> Result<ApiKey, AppError> {
-    let key = state.keys.authenticate(state.store.as_ref(), headers, role).await?;
-    state.limiter.check(&key.id)?;
-    Ok(key)
-}
-
-/// `POST /v1/events`.
-pub async fn post_event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
-    let action = actions::find("events.track").ok_or_else(|| AppError::internal("events.track is not registered"))?;
-    // The key is checked before the body is read, so an unauthenticated client cannot
-    // make the collector decompress anything.
-    let key = authorize(&state, &headers, action.role).await?;
-    let payload = parse_json(&read_json_body(&headers, body, &state.config).await?)?;
-    let (status, body) = (action.run)(&state, &key, payload).await?;
-    Ok((status, Json(body)).into_response())
-}
-
-/// `POST /v1/events/batch`.
-pub async fn post_batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
-    let action = actions::find("events.track_batch")
-        .ok_or_else(|| AppError::internal("events.track_batch is not registered"))?;
-    let key = authorize(&state, &headers, action.role).await?;
-    let payload = parse_json(&read_json_body(&headers, body, &state.config).await?)?;
-    let (status, body) = (action.run)(&state, &key, payload).await?;
-    Ok((status, Json(body)).into_response())
-}
-
-/// `POST /v1/actions`: `{"action": "...", "payload": {...}}`.
-pub async fn post_action(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
-    // The key must be valid before the body is read, as on every route; its role is
-    // checked once the envelope names the action.
-    let key = state.keys.identify(state.store.as_ref(), &headers).await?;
-    state.limiter.check(&key.id)?;
-    let envelope = parse_json(&read_json_body(&headers, body, &state.config).await?)?;
-    let Value::Object(mut envelope) = envelope else {
-        return Err(AppError::bad_request(
-            "malformed_action",
-            "body must be {\"action\": \"...\", \"payload\": {...}}",
-        ));
-    };
-    let name = match envelope.remove("action") {
-        Some(Value::String(name)) => name,
-        _ => {
-            return Err(AppError::bad_request(
-                "malformed_action",
-                "action: must be a string naming an action",
-            ));
-        }
-    };
-    let action = actions::find(&name).ok_or_else(|| {
-        let known: Vec<&str> = actions::ACTIONS.iter().map(|action| action.name).collect();
-        AppError::bad_request(
-            "unknown_action",
-            format!("action: {name:?} is not one of {}", known.join(", ")),
-        )
-    })?;
-    let payload = envelope.remove("payload").unwrap_or_else(|| json!({}));
-    crate::auth::check_role(&key, action.role)?;
-    let (status, body) = (action.run)(&state, &key, payload).await?;
-    Ok((status, Json(body)).into_response())
-}
-
-/// `GET /v1/actions`: every action with its role and payload schema.
-pub async fn list_actions() -> Json<Value> {
-    let actions: Vec<Value> = actions::ACTIONS
-        .iter()
-        .map(|action| {
-            json!({
-                "name": action.name,
-                "role": action.role.as_str(),
-                "summary": action.summary,
-                "route": action.route,
-                "schema": (action.schema)(),
-            })
-        })
-        .collect();
-    Json(json!({"actions": actions}))
 }

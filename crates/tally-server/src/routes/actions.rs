@@ -1,0 +1,311 @@
+//! The action registry: every operation of the API, with its role and the JSON schema
+//! of its payload. `POST /v1/actions {"action", "payload"}` dispatches here, and the
+//! REST routes call the same [`Action`]s, so the two can never drift apart.
+//!
+//! An action is an enum variant, so a REST route names its action at compile time; only
+//! `POST /v1/actions` turns a name from a request body into one, and an unknown name is
+//! the client's 400.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::actions::{ActionResult, events, ingest, installs, stats};
+use crate::auth::check_role;
+use crate::body::{parse_json, read_json_body};
+use crate::error::AppError;
+use crate::routes::access::{authorize, identify};
+use crate::storage::{ApiKey, Role};
+
+/// One operation of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `events.track`: store one event.
+    Track,
+    /// `events.track_batch`: store many, each accepted or refused on its own.
+    TrackBatch,
+    /// `stats.get`: aggregates of the key's app for a period.
+    Stats,
+    /// `events.list`: one page of raw events.
+    ListEvents,
+    /// `installs.erase`: everything stored about one install.
+    EraseInstall,
+}
+
+impl Action {
+    /// Every action, in the order `GET /v1/actions` lists them.
+    pub const ALL: [Action; 5] = [
+        Action::Track,
+        Action::TrackBatch,
+        Action::Stats,
+        Action::ListEvents,
+        Action::EraseInstall,
+    ];
+
+    /// Its name in `POST /v1/actions`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Track => "events.track",
+            Action::TrackBatch => "events.track_batch",
+            Action::Stats => "stats.get",
+            Action::ListEvents => "events.list",
+            Action::EraseInstall => "installs.erase",
+        }
+    }
+
+    /// The action called `name`, or the client's error listing the known names.
+    pub fn named(name: &str) -> Result<Action, AppError> {
+        Action::ALL
+            .into_iter()
+            .find(|action| action.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Action::ALL.iter().map(|action| action.name()).collect();
+                AppError::bad_request(
+                    "unknown_action",
+                    format!("action: {name:?} is not one of {}", known.join(", ")),
+                )
+            })
+    }
+
+    /// The key role it needs.
+    pub fn role(self) -> Role {
+        match self {
+            Action::Track | Action::TrackBatch => Role::Ingest,
+            Action::Stats | Action::ListEvents | Action::EraseInstall => Role::Admin,
+        }
+    }
+
+    /// What it does, for `GET /v1/actions`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Action::Track => {
+                "Store one event; answers 202 {id, created_at}. Sending the same event again is a success and stores it once."
+            }
+            Action::TrackBatch => {
+                "Store many events; answers 200 {accepted, duplicates, rejected[]}: one bad event never fails the others."
+            }
+            Action::Stats => "Chart-ready aggregates of the key's app for a period.",
+            Action::ListEvents => "Raw events of the key's app, oldest first, filtered, with cursor pagination.",
+            Action::EraseInstall => {
+                "Erase every raw event, session and install record of one install of the key's app."
+            }
+        }
+    }
+
+    /// The REST route that runs it too.
+    pub fn route(self) -> &'static str {
+        match self {
+            Action::Track => "POST /v1/events",
+            Action::TrackBatch => "POST /v1/events/batch",
+            Action::Stats => "GET /v1/stats",
+            Action::ListEvents => "GET /v1/events",
+            Action::EraseInstall => "DELETE /v1/installs/{id}",
+        }
+    }
+
+    /// The JSON schema of its payload.
+    pub fn schema(self) -> Value {
+        match self {
+            Action::Track => event_schema(),
+            Action::TrackBatch => batch_schema(),
+            Action::Stats => stats_schema(),
+            Action::ListEvents => list_schema(),
+            Action::EraseInstall => erase_schema(),
+        }
+    }
+
+    /// Runs it for a key already checked to have [`Action::role`].
+    async fn run(self, state: &AppState, key: &ApiKey, payload: Value) -> ActionResult {
+        match self {
+            Action::Track => ingest::track(state, key, payload).await,
+            Action::TrackBatch => ingest::track_batch(state, key, payload).await,
+            Action::Stats => stats::get(state, key, payload).await,
+            Action::ListEvents => events::list(state, key, payload).await,
+            Action::EraseInstall => installs::erase(state, key, payload).await,
+        }
+    }
+
+    /// Checks the key presented in `headers` for this action, then runs it on `payload`.
+    pub(crate) async fn call(
+        self,
+        state: &AppState,
+        headers: &HeaderMap,
+        payload: Value,
+    ) -> Result<Response, AppError> {
+        let key = authorize(state, headers, self.role()).await?;
+        self.answer(state, &key, payload).await
+    }
+
+    /// Checks the key, then reads the JSON body and runs this action on it.
+    pub(crate) async fn call_with_body(
+        self,
+        state: &AppState,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response, AppError> {
+        let key = authorize(state, headers, self.role()).await?;
+        let payload = parse_json(&read_json_body(headers, body, &state.config).await?)?;
+        self.answer(state, &key, payload).await
+    }
+
+    async fn answer(self, state: &AppState, key: &ApiKey, payload: Value) -> Result<Response, AppError> {
+        let (status, body) = self.run(state, key, payload).await?;
+        Ok((status, Json(body)).into_response())
+    }
+}
+
+/// `POST /v1/actions`: `{"action": "...", "payload": {...}}`.
+pub async fn post_action(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, AppError> {
+    // The key must be valid before the body is read, as on every route; its role is
+    // checked once the envelope names the action.
+    let key = identify(&state, &headers).await?;
+    let envelope = parse_json(&read_json_body(&headers, body, &state.config).await?)?;
+    let Value::Object(mut envelope) = envelope else {
+        return Err(AppError::bad_request(
+            "malformed_action",
+            "body must be {\"action\": \"...\", \"payload\": {...}}",
+        ));
+    };
+    let name = match envelope.remove("action") {
+        Some(Value::String(name)) => name,
+        _ => {
+            return Err(AppError::bad_request(
+                "malformed_action",
+                "action: must be a string naming an action",
+            ));
+        }
+    };
+    let action = Action::named(&name)?;
+    let payload = envelope.remove("payload").unwrap_or_else(|| json!({}));
+    check_role(&key, action.role())?;
+    action.answer(&state, &key, payload).await
+}
+
+/// `GET /v1/actions`: every action with its role and payload schema.
+pub async fn list_actions() -> Json<Value> {
+    let actions: Vec<Value> = Action::ALL
+        .iter()
+        .map(|action| {
+            json!({
+                "name": action.name(),
+                "role": action.role().as_str(),
+                "summary": action.summary(),
+                "route": action.route(),
+                "schema": action.schema(),
+            })
+        })
+        .collect();
+    Json(json!({"actions": actions}))
+}
+
+/// The JSON schema of one event, with the limits of `docs/API.md`.
+pub(crate) fn event_schema() -> Value {
+    use tally_core::limits::*;
+    let name = json!({"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": MAX_NAME_LEN});
+    let hashed = json!({"type": "string", "pattern": "^h1:[0-9a-f]{24}$"});
+    let token = json!({"type": "string", "pattern": "^[A-Za-z0-9._+:-]+$", "maxLength": MAX_ID_LEN});
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["id", "ts", "app", "app_version", "source", "type", "name", "session_id", "install_id"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid", "description": "UUIDv7; the dedupe key"},
+            "ts": {"type": "string", "format": "date-time"},
+            "app": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "maxLength": MAX_APP_LEN},
+            "app_version": {"type": "string", "pattern": "^[A-Za-z0-9._+:-]+$", "maxLength": MAX_APP_VERSION_LEN},
+            "source": {"enum": ["cli", "web", "mobile", "backend", "extension"]},
+            "type": name,
+            "name": name,
+            "command": {"type": "string", "pattern": "^[a-z][a-z0-9 _.:-]*$", "maxLength": MAX_COMMAND_LEN},
+            "session_id": token,
+            "install_id": token,
+            "workspace": hashed,
+            "target_type": name,
+            "target_id": hashed,
+            "duration_ms": {"type": "integer", "minimum": 0, "maximum": MAX_DURATION_MS},
+            "success": {"type": "boolean"},
+            "error_category": name,
+            "error_message": {"type": "string", "maxLength": MAX_ERROR_MESSAGE_LEN},
+            "props": {
+                "type": "object",
+                "maxProperties": MAX_PROPS,
+                "propertyNames": {"pattern": "^[a-z][a-z0-9_]*$", "maxLength": MAX_NAME_LEN},
+                "additionalProperties": {"type": ["string", "number", "boolean"], "maxLength": MAX_PROP_STRING_LEN}
+            }
+        }
+    })
+}
+
+fn batch_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["events"],
+        "properties": {"events": {"type": "array", "maxItems": tally_core::limits::MAX_BATCH_EVENTS, "items": event_schema()}}
+    })
+}
+
+fn stats_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "app": {"type": "string", "description": "must be the key's app; defaults to it"},
+            "from": {"type": "string", "format": "date-time", "description": "default: 7 days before `to`"},
+            "to": {"type": "string", "format": "date-time", "description": "default: now"},
+            "bucket": {"enum": ["hour", "day", "week"], "description": "default: day"}
+        }
+    })
+}
+
+fn list_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "app": {"type": "string"},
+            "type": {"type": "string"},
+            "name": {"type": "string"},
+            "install_id": {"type": "string"},
+            "session_id": {"type": "string"},
+            "from": {"type": "string", "format": "date-time"},
+            "to": {"type": "string", "format": "date-time"},
+            "limit": {"type": ["integer", "string"], "minimum": 1, "maximum": events::MAX_PAGE},
+            "cursor": {"type": "string", "description": "next_cursor of the previous page"}
+        }
+    })
+}
+
+fn erase_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["install_id"],
+        "properties": {"install_id": {"type": "string"}}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_is_found_by_its_own_name_only() {
+        for action in Action::ALL {
+            assert_eq!(Action::named(action.name()).ok(), Some(action));
+        }
+        let error = Action::named("events.nope").unwrap_err();
+        assert_eq!(error.code, "unknown_action");
+        assert!(
+            error
+                .message
+                .contains("events.track, events.track_batch, stats.get, events.list, installs.erase"),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! `GET /openapi.json`: every route, its auth, parameters, bodies and error answers.
+//!
+//! Written out here rather than derived, so that it reads as the contract it is; a test
+//! checks that every route the router serves is described.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+use crate::routes::actions::{Action, event_schema};
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The errors any authenticated route may answer.
+fn common_errors(extra: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    let mut responses = serde_json::Map::new();
+    for (status, description) in [
+        ("400", "malformed request; the message names the parameter or limit"),
+        ("401", "no key, a malformed key, or an invalid or revoked key"),
+        ("403", "the key has the wrong role or belongs to another app"),
+        ("429", "the key passed its rate limit; see Retry-After"),
+        ("503", "storage is unavailable; nothing was stored"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        responses.insert((*status).to_owned(), error_response(description));
+    }
+    responses
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn with(mut responses: serde_json::Map<String, Value>, status: &str, response: Value) -> Value {
+    responses.insert(status.to_owned(), response);
+    Value::Object(responses)
+}
+
+fn query(names: &[(&str, &str)]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|(name, description)| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description}))
+        .collect()
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for group in [ingest_paths(), admin_paths(), service_paths()] {
+        if let Value::Object(group) = group {
+            paths.extend(group);
+        }
+    }
+    paths.insert("/v1/logs".to_owned(), otlp_logs());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tally collector",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Receives opted-in telemetry, stores it (SQLite or PostgreSQL) and serves aggregates. A 2xx answer to an ingest request means its events are committed; a retry of a committed event is a no-op. Every error body is {\"error\": {\"code\", \"message\"}}."
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "tly_ingest_... or tly_admin_... keys made with `tally keys create`"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Event": event_schema(),
+            }
+        },
+        "paths": paths,
+    })
+}
+
+/// `POST /v1/logs`: OTLP/HTTP, so bodies and answers are protobuf or JSON, and errors are
+/// `google.rpc.Status` rather than the collector's error shape.
+fn otlp_logs() -> Value {
+    let both = |schema: Value| json!({"application/x-protobuf": {"schema": schema.clone()}, "application/json": {"schema": schema}});
+    let status = json!({"type": "object", "description": "google.rpc.Status, in the request's encoding; message starts with the collector's error code", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}});
+    let error = |description: &str| json!({"description": description, "content": both(status.clone())});
+    json!({"post": {
+        "summary": "OpenTelemetry logs over OTLP/HTTP (role ingest): records that name an event become events (see docs/API.md, OTLP logs); others are counted in partialSuccess. gzip bodies accepted; the answer is in the request's encoding.",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": true, "content": both(json!({"type": "object", "description": "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest", "properties": {"resourceLogs": {"type": "array"}}}))},
+        "responses": {
+            "200": {"description": "every mapped record committed (or already stored)", "content": both(json!({"type": "object", "description": "ExportLogsServiceResponse", "properties": {"partialSuccess": {"type": "object", "properties": {"rejectedLogRecords": {"type": "integer"}, "errorMessage": {"type": "string", "description": "where and why, for the first records refused"}}}}}))},
+            "400": error("the body is not an ExportLogsServiceRequest in its encoding (do not retry)"),
+            "401": error("no key, a malformed key, or an invalid or revoked key"),
+            "403": error("not an ingest key"),
+            "413": error("body larger than max_body_bytes after decompression"),
+            "415": error("Content-Type is neither application/x-protobuf nor application/json, or Content-Encoding is not gzip"),
+            "429": error("the key passed its rate limit; retry after Retry-After seconds"),
+            "503": error("storage is unavailable, nothing was stored; retry after Retry-After seconds"),
+        }
+    }})
+}
+
+/// The routes that take events, and `/v1/actions`.
+fn ingest_paths() -> Value {
+    let ingest_errors = [
+        (
+            "413",
+            "body, batch or event larger than its limit (max_body_bytes after decompression, max_batch_events, max_event_bytes)",
+        ),
+        (
+            "415",
+            "Content-Type is not application/json, or Content-Encoding is not gzip",
+        ),
+    ];
+    json!({
+        "/v1/events": {
+            "post": {
+                "summary": "Store one event (role ingest). gzip bodies accepted.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(json!({"$ref": "#/components/schemas/Event"})),
+                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "the event breaks a rule; the message names the field")]), "202",
+                    ok("committed (or already stored)", json!({"type": "object", "properties": {"id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time", "description": "the event's ts"}}}))),
+            },
+            "get": {
+                "summary": "Raw events of the key's app, oldest first (role admin).",
+                "security": [{"bearer": []}],
+                "parameters": query(&[("type", "only this type"), ("name", "only this name"), ("install_id", "only this install"), ("session_id", "only this session"), ("from", "RFC 3339, inclusive"), ("to", "RFC 3339, exclusive"), ("limit", "1 to 1000, default 100"), ("cursor", "next_cursor of the previous page")]),
+                "responses": with(common_errors(&[]), "200", ok("a page", json!({"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": ["string", "null"]}}}))),
+            }
+        },
+        "/v1/events/batch": {
+            "post": {
+                "summary": "Store many events (role ingest); each is accepted, a duplicate, or rejected on its own.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
+                "responses": with(common_errors(&ingest_errors), "200", ok("committed", json!({"type": "object", "properties": {
+                    "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+                    "rejected": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}))),
+            }
+        },
+        "/v1/actions": {
+            "get": {
+                "summary": "Every action with its role and JSON schema (no key needed).",
+                "responses": {"200": ok("the actions", json!({"type": "object"}))}
+            },
+            "post": {
+                "summary": "Run an action: {\"action\": name, \"payload\": {...}}; the answer is the same as the action's REST route.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(json!({"type": "object", "required": ["action"], "properties": {"action": {"enum": Action::ALL.iter().map(|action| action.name()).collect::<Vec<_>>()}, "payload": {"type": "object"}}})),
+                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "invalid event")]), "200", ok("the action's answer (202 for events.track)", json!({}))),
+            }
+        }
+    })
+}
+
+/// The admin's routes: aggregates, the live stream, erasure.
+fn admin_paths() -> Value {
+    json!({
+        "/v1/stats": {
+            "get": {
+                "summary": "Chart-ready aggregates of the key's app (role admin); see docs/API.md for the engagement score.",
+                "security": [{"bearer": []}],
+                "parameters": query(&[("app", "must be the key's app"), ("from", "RFC 3339, default to minus 7 days"), ("to", "RFC 3339, default now"), ("bucket", "hour, day (default) or week")]),
+                "responses": with(common_errors(&[]), "200", ok("aggregates", json!({"type": "object"}))),
+            }
+        },
+        "/v1/stream": {
+            "get": {
+                "summary": "Committed events of the key's app as server-sent events (role admin); `lagged` events say how many a slow client missed.",
+                "security": [{"bearer": []}],
+                "responses": with(common_errors(&[]), "200", json!({"description": "text/event-stream"})),
+            }
+        },
+        "/v1/installs/{id}": {
+            "delete": {
+                "summary": "Erase one install's raw events, sessions and install record (role admin).",
+                "security": [{"bearer": []}],
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": with(common_errors(&[]), "200", ok("erased", json!({"type": "object", "properties": {"install_id": {"type": "string"}, "deleted_events": {"type": "integer"}}}))),
+            }
+        }
+    })
+}
+
+/// The routes for operators: metrics, health, this document.
+fn service_paths() -> Value {
+    json!({
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text format; OpenMetrics with Accept: application/openmetrics-text. Bearer metrics_token when configured.",
+                "responses": {"200": {"description": "metrics"}, "401": error_response("metrics_token is configured and was not presented")}
+            }
+        },
+        "/healthz": {"get": {"summary": "The process is up.", "responses": {"200": ok("up", json!({"type": "object"}))}}},
+        "/readyz": {"get": {"summary": "Storage answers.", "responses": {"200": ok("ready", json!({"type": "object"})), "503": error_response("storage unavailable")}}},
+        "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": ok("OpenAPI 3.1", json!({"type": "object"}))}}}
+    })
+}
+
+/// `GET /openapi.json`.
+pub async fn handler() -> Json<Value> {
+    Json(document())
+}

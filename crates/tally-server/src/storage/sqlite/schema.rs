@@ -1,0 +1,99 @@
+//! The embedded backend's own tables and their versioned migrations.
+//!
+//! The file is a `tally-store` store (events, sessions, rollups: one write path for
+//! apps and collector), plus the tables only a collector needs: `installs`, `totals`
+//! and `api_keys`. `tally-store` owns `PRAGMA user_version`; this schema's version lives
+//! in its own one-row table, `collector_schema`. Each migration runs in one
+//! `BEGIN IMMEDIATE` transaction that re-reads the version first, like the store's.
+//! Migrations only ever append to [`MIGRATIONS`]; a shipped one never changes.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::storage::StorageError;
+
+/// The collector schema version this build writes.
+pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Migration `i` takes the collector's tables from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: installs, lifetime totals and API keys. Until this schema existed the store's
+    // own migration 3 made these tables in every file; a collector database written
+    // then has them already, filled, and keeps them as they are (IF NOT EXISTS).
+    r#"
+    CREATE TABLE IF NOT EXISTS installs (
+        app         TEXT NOT NULL,
+        install_id  TEXT NOT NULL,
+        first_seen  TEXT NOT NULL,           -- RFC 3339 UTC, fixed width
+        last_seen   TEXT NOT NULL,
+        PRIMARY KEY (app, install_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS installs_last_seen ON installs (app, last_seen);
+    CREATE TABLE IF NOT EXISTS totals (
+        app     TEXT NOT NULL,
+        type    TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        success INTEGER NOT NULL,            -- 1, 0, or -1 not reported
+        count   INTEGER NOT NULL,
+        PRIMARY KEY (app, type, name, success)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS api_keys (
+        id          TEXT PRIMARY KEY,        -- public part of the key
+        app         TEXT NOT NULL,
+        role        TEXT NOT NULL,           -- ingest | admin
+        secret_hash TEXT NOT NULL,           -- hex SHA-256 of the whole key
+        label       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+    "#,
+];
+
+/// Brings the collector's tables in `conn` to [`LATEST_VERSION`]; the store's own
+/// migrations must have run first (they may drop empty tables of an older file, which
+/// this then makes again).
+pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    migrate_to(conn, LATEST_VERSION)
+}
+
+/// Brings the collector's tables to `target`; tests use it to build earlier versions.
+pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StorageError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS collector_schema (version INTEGER NOT NULL)")?;
+    let current = version_in(&tx)?;
+    if current > LATEST_VERSION {
+        return Err(StorageError::Internal(format!(
+            "the collector tables are at schema version {current}; this build knows up to {LATEST_VERSION}: \
+             upgrade the collector"
+        )));
+    }
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
+        tx.execute_batch(sql)?;
+        tx.execute("DELETE FROM collector_schema", [])?;
+        tx.execute("INSERT INTO collector_schema (version) VALUES (?1)", [index as i64 + 1])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The collector schema version recorded in the file (0 before the first migration).
+pub fn version(conn: &Connection) -> Result<i64, StorageError> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'collector_schema'",
+        [],
+        |row| row.get(0),
+    )?;
+    if exists { version_in(conn) } else { Ok(0) }
+}
+
+fn version_in(conn: &Connection) -> Result<i64, StorageError> {
+    let version: Option<i64> = conn
+        .query_row("SELECT max(version) FROM collector_schema", [], |row| row.get(0))
+        .optional()?
+        .flatten();
+    Ok(version.unwrap_or(0))
+}

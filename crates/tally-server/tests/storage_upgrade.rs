@@ -1,0 +1,119 @@
+//! A collector database written before the embedded backend had its own schema (the
+//! store's version 4, whose migration 3 made `installs`, `totals` and `api_keys`)
+//! keeps its keys, installs and totals when this build opens it.
+
+use jiff::Timestamp;
+use rusqlite::Connection;
+use tally_core::Event;
+use tally_server::storage::sqlite::{SqliteStorage, schema};
+use tally_server::storage::{Role, Storage, TotalRow};
+
+const SECRET_HASH: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// Writes `path` as the previous release's collector left it: the store's schema 4,
+/// with a key, an install and totals in the tables that schema gave the collector.
+fn write_previous_release_db(path: &std::path::Path) {
+    let mut conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).unwrap();
+    tally_store::schema::migrate_to(&mut conn, 4).unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO api_keys (id, app, role, secret_hash, label, created_at, revoked_at) VALUES \
+           ('k1', 'nexus', 'admin', '{SECRET_HASH}', 'ops', '2026-08-01T10:00:00.000Z', NULL); \
+         INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES \
+           ('nexus', 'install-1', '2026-08-01T10:00:00.000Z', '2026-08-01T10:05:00.000Z'); \
+         INSERT INTO totals (app, type, name, success, count) VALUES \
+           ('nexus', 'command', 'command_executed', 1, 41);"
+    ))
+    .unwrap();
+}
+
+fn command_event(ts: &str) -> Event {
+    serde_json::from_value(serde_json::json!({
+        "id": uuid::Uuid::now_v7(), "ts": ts, "app": "nexus", "app_version": "1.0.0",
+        "source": "cli", "type": "command", "name": "command_executed", "success": true,
+        "session_id": "session-1", "install_id": "install-1",
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_collector_database_of_the_previous_release_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("collector.db");
+    write_previous_release_db(&path);
+
+    let storage = SqliteStorage::open(&path).unwrap();
+    let key = storage.key("k1").await.unwrap().expect("the old key");
+    assert_eq!(
+        (key.app.as_str(), key.role, key.label.as_str()),
+        ("nexus", Role::Admin, "ops")
+    );
+    assert_eq!(hex::encode(key.secret_hash), SECRET_HASH);
+    assert_eq!(storage.keys().await.unwrap(), vec![key]);
+    let since_august: Timestamp = "2026-08-01T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        storage.active_installs(&[since_august]).await.unwrap(),
+        vec![("nexus".to_owned(), vec![1])]
+    );
+    let total = |count| TotalRow {
+        app: "nexus".into(),
+        kind: "command".into(),
+        name: "command_executed".into(),
+        success: 1,
+        count,
+    };
+    assert_eq!(storage.totals().await.unwrap(), vec![total(41)]);
+
+    // New batches add to what the old tables hold.
+    storage
+        .insert(vec![command_event("2026-08-02T09:00:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(storage.totals().await.unwrap(), vec![total(42)]);
+    let since_today: Timestamp = "2026-08-02T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        storage.active_installs(&[since_today]).await.unwrap(),
+        vec![("nexus".to_owned(), vec![1])],
+        "last_seen moved on"
+    );
+    drop(storage);
+
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), schema::LATEST_VERSION);
+    assert_eq!(
+        tally_store::schema::version(&conn).unwrap(),
+        tally_store::schema::LATEST_VERSION
+    );
+}
+
+#[tokio::test]
+async fn a_new_collector_database_gets_the_collector_tables_and_an_app_store_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("collector.db");
+    let storage = SqliteStorage::open(&path).unwrap();
+    storage
+        .insert(vec![command_event("2026-08-02T09:00:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(storage.totals().await.unwrap().len(), 1);
+    drop(storage);
+
+    let app_dir = tempfile::tempdir().unwrap();
+    let app_store = tally_store::Store::open(app_dir.path(), &tally_store::OpenOptions::default()).unwrap();
+    drop(app_store);
+    let conn = Connection::open(app_dir.path().join(tally_store::DB_FILE_NAME)).unwrap();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for table in ["installs", "totals", "api_keys", "collector_schema"] {
+        assert!(
+            !tables.iter().any(|name| name == table),
+            "an app's store has {table}: {tables:?}"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! What counts as a session, and what a batch of events changes in one.
+//!
+//! A session is every event sharing a `session_id`; it starts at its earliest event and
+//! ends at its latest, and its duration is the time between the two. Four event names
+//! are counted per session (the columns of Nexus ADR-003). The rule lives here once:
+//! this store's write path and the collector's PostgreSQL backend both fold a batch
+//! with [`session_deltas`] and upsert the result, each in its own SQL dialect (an
+//! upsert keeps the earlier start, the later end, adds the counters and recomputes the
+//! duration from the two ends). [`SessionSummary`] is what the stats views read back.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use tally_core::Event;
+use tally_core::time::Period;
+
+use crate::{Store, StoreError};
+
+/// How one session's row changes with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDelta<'a> {
+    /// The app of the session's first event in the batch (a session belongs to one app).
+    pub app: &'a str,
+    /// The install of the session's first event in the batch.
+    pub install_id: &'a str,
+    /// The earliest event of the batch in this session.
+    pub started_at: Timestamp,
+    /// The latest event of the batch in this session.
+    pub ended_at: Timestamp,
+    /// `command_executed` events of the batch.
+    pub commands_executed: i64,
+    /// `workspace_created` events of the batch.
+    pub workspaces_created: i64,
+    /// `task_completed` events of the batch.
+    pub tasks_completed: i64,
+    /// `error_occurred` events of the batch.
+    pub errors_encountered: i64,
+}
+
+impl<'a> SessionDelta<'a> {
+    fn starting_with(event: &'a Event) -> SessionDelta<'a> {
+        SessionDelta {
+            app: &event.app,
+            install_id: &event.install_id,
+            started_at: event.ts,
+            ended_at: event.ts,
+            commands_executed: 0,
+            workspaces_created: 0,
+            tasks_completed: 0,
+            errors_encountered: 0,
+        }
+    }
+
+    fn add(&mut self, event: &Event) {
+        self.started_at = self.started_at.min(event.ts);
+        self.ended_at = self.ended_at.max(event.ts);
+        match event.name.as_str() {
+            "command_executed" => self.commands_executed += 1,
+            "workspace_created" => self.workspaces_created += 1,
+            "task_completed" => self.tasks_completed += 1,
+            "error_occurred" => self.errors_encountered += 1,
+            _ => {}
+        }
+    }
+}
+
+/// The change each session of `events` (newly stored ones) makes, by session id.
+pub fn session_deltas<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<&'a str, SessionDelta<'a>> {
+    let mut sessions: BTreeMap<&str, SessionDelta<'_>> = BTreeMap::new();
+    for event in events {
+        sessions
+            .entry(event.session_id.as_str())
+            .or_insert_with(|| SessionDelta::starting_with(event))
+            .add(event);
+    }
+    sessions
+}
+
+/// Sessions that started in a period.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SessionSummary {
+    /// Sessions whose first event lies in the period (a session is counted once, in
+    /// the period it started in, however long it ran).
+    pub count: u64,
+    /// Their mean duration; `None` when there were none.
+    pub avg_duration_ms: Option<f64>,
+}
+
+impl Store {
+    /// The sessions of `app` (of every app when `None`) that started in `period`.
+    pub fn session_summary(&self, app: Option<&str>, period: &Period) -> Result<SessionSummary, StoreError> {
+        // Unbounded ends format as years -9999 and 9999, which sort outside every stored
+        // time, so the plain range keeps the `sessions_started_at` index.
+        let (from, to) = (
+            tally_core::time::format(period.from),
+            tally_core::time::format(period.to),
+        );
+        let (count, average): (i64, Option<f64>) = self.conn.query_row(
+            "SELECT count(*), avg(duration_ms) FROM sessions \
+             WHERE started_at >= ?1 AND started_at < ?2 AND (?3 IS NULL OR app = ?3)",
+            (from, to, app),
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok(SessionSummary {
+            count: count as u64,
+            avg_duration_ms: average,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_folds_into_one_delta_per_session() {
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        let event = |session: &str, name: &str, ts: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "id": uuid::Uuid::now_v7(), "ts": ts, "app": "nexus", "app_version": "1.0",
+                "source": "cli", "type": "command", "name": name,
+                "session_id": session, "install_id": "i-1",
+            }))
+            .unwrap()
+        };
+        let events = [
+            event("a", "command_executed", "2026-11-22T10:00:05Z"),
+            event("a", "error_occurred", "2026-11-22T10:00:01Z"),
+            event("a", "command_executed", "2026-11-22T10:00:09Z"),
+            event("b", "session_started", "2026-11-22T11:00:00Z"),
+        ];
+        let deltas = session_deltas(&events);
+        assert_eq!(deltas.len(), 2);
+        let a = &deltas["a"];
+        assert_eq!(
+            (a.started_at, a.ended_at),
+            (at("2026-11-22T10:00:01Z"), at("2026-11-22T10:00:09Z"))
+        );
+        assert_eq!(
+            (a.commands_executed, a.errors_encountered, a.tasks_completed),
+            (2, 1, 0)
+        );
+        assert_eq!(deltas["b"].commands_executed, 0);
+    }
+}
