@@ -253,6 +253,7 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
         }
         println!("copied {} {name} rows", rows.len());
     }
-    client.batch_execute("ANALYZE").await.expect("analyze");
+    // VACUUM as autovacuum would after a bulk load: index-only scans need the visibility map.
+    client.batch_execute("VACUUM ANALYZE").await.expect("vacuum and analyze");
     Arc::new(store)
 }

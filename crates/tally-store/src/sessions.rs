@@ -95,12 +95,25 @@ impl Store {
             tally_core::time::format(period.from),
             tally_core::time::format(period.to),
         );
-        let (count, average): (i64, Option<f64>) = self.conn.query_row(
-            "SELECT count(*), avg(duration_ms) FROM sessions \
-             WHERE started_at >= ?1 AND started_at < ?2 AND (?3 IS NULL OR app = ?3)",
-            (from, to, app),
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
+        // One app is filtered with a plain `app = ?3` rather than `(?3 IS NULL OR ...)`,
+        // which no index can serve: a collector's index on (app, started_at, duration_ms)
+        // then answers the whole query.
+        let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
+        let (count, average): (i64, Option<f64>) = match app {
+            Some(app) => self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*), avg(duration_ms) FROM sessions \
+                     WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
+                )?
+                .query_row((from, to, app), read)?,
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*), avg(duration_ms) FROM sessions WHERE started_at >= ?1 AND started_at < ?2",
+                )?
+                .query_row((from, to), read)?,
+        };
         Ok(SessionSummary {
             count: count as u64,
             avg_duration_ms: average,
