@@ -254,6 +254,9 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
         println!("copied {} {name} rows", rows.len());
     }
     // VACUUM as autovacuum would after a bulk load: index-only scans need the visibility map.
-    client.batch_execute("VACUUM ANALYZE").await.expect("vacuum and analyze");
+    client
+        .batch_execute("VACUUM ANALYZE")
+        .await
+        .expect("vacuum and analyze");
     Arc::new(store)
 }

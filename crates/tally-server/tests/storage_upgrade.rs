@@ -140,10 +140,7 @@ async fn an_older_collector_database_gets_the_session_index_and_one_apps_session
         to: "2026-08-03T00:00:00Z".parse().unwrap(),
     };
     let summary = storage.sessions("nexus", &day).await.unwrap();
-    assert_eq!(
-        (summary.count, summary.avg_duration_ms),
-        (1, Some(30.0 * 60_000.0))
-    );
+    assert_eq!((summary.count, summary.avg_duration_ms), (1, Some(30.0 * 60_000.0)));
     drop(storage);
 
     let conn = Connection::open(&path).unwrap();
@@ -156,9 +153,10 @@ async fn an_older_collector_database_gets_the_session_index_and_one_apps_session
              WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
         )
         .unwrap()
-        .query_map(("2026-08-02T00:00:00.000Z", "2026-08-03T00:00:00.000Z", "nexus"), |row| {
-            row.get(3)
-        })
+        .query_map(
+            ("2026-08-02T00:00:00.000Z", "2026-08-03T00:00:00.000Z", "nexus"),
+            |row| row.get(3),
+        )
         .unwrap()
         .map(Result::unwrap)
         .collect();

@@ -98,7 +98,7 @@ impl Rollup {
         let histogram = if duration_count == 0 {
             Histogram::default()
         } else {
-            Histogram::from_json(&row.get_ref(first + 5)?.as_str().map_err(rusqlite::Error::from)?)?
+            Histogram::from_json(row.get_ref(first + 5)?.as_str().map_err(rusqlite::Error::from)?)?
         };
         Ok(Rollup {
             count: row.get::<_, i64>(first)? as u64,
