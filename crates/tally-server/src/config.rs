@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// Web origins (`https://app.example`, or `*`) whose pages may post events to the
     /// ingest routes; none by default. See [`crate::cors`].
     pub cors_allowed_origins: Vec<String>,
+    /// Mark the dashboard's session cookie `Secure` even without `X-Forwarded-Proto: https`.
+    pub dashboard_secure_cookie: bool,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +60,7 @@ impl Default for ServerConfig {
             metrics_top_names: 20,
             group_commit_max_events: 10_000,
             cors_allowed_origins: Vec::new(),
+            dashboard_secure_cookie: false,
         }
     }
 }

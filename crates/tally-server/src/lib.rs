@@ -32,6 +32,7 @@ pub mod body;
 pub mod committer;
 pub mod config;
 pub mod cors;
+pub mod dashboard;
 pub mod error;
 pub mod files;
 pub mod metrics;

@@ -718,9 +718,22 @@ async fn rollup_histograms_and_duration_bounds_merge_across_batches(backend: &Ba
             name: "command_executed".into(),
             min_ms: Some(1),
             max_ms: Some(400_000),
-            histogram,
+            histogram: histogram.clone(),
         }]
     );
+    // `Storage::rollups` reads the same bounds and histogram back.
+    let rows = store
+        .rollups("nexus", &hours("2026-11-22T01", "2026-11-22T02"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let rollup = &rows[0].1;
+    assert_eq!(
+        (rollup.duration_min_ms, rollup.duration_max_ms),
+        (Some(1), Some(400_000))
+    );
+    let read: Vec<i64> = rollup.histogram.counts.iter().map(|count| *count as i64).collect();
+    assert_eq!(read, histogram);
 }
 
 async fn installs_keep_first_and_last_seen(backend: &Backend) {

@@ -9,6 +9,9 @@
 //! - breadth: distinct commands and features used in the period, over 5, at most 1.
 //!
 //! It is 0 for a period without events. `docs/API.md` repeats the formula.
+//!
+//! Command percentiles (`p50_ms`, `p95_ms`) come from the rollups' duration histograms
+//! merged over the period, so they are estimates within one bucket (about 25 %).
 
 use std::collections::BTreeMap;
 
@@ -105,6 +108,10 @@ struct Fold {
     features: BTreeMap<String, u64>,
     /// Per command: runs, failures, timed runs, total milliseconds of the timed runs.
     commands: BTreeMap<String, (u64, u64, u64, u64)>,
+    /// Per command: its rollups merged over the period, for the duration percentiles.
+    durations: BTreeMap<String, Rollup>,
+    /// Error events per error category (`""` when none was given).
+    error_categories: BTreeMap<String, u64>,
     events: u64,
     /// Events that say whether they succeeded; the error rate's denominator.
     with_outcome: u64,
@@ -209,6 +216,8 @@ impl Fold {
             top_events: BTreeMap::new(),
             features: BTreeMap::new(),
             commands: BTreeMap::new(),
+            durations: BTreeMap::new(),
+            error_categories: BTreeMap::new(),
             events: 0,
             with_outcome: 0,
             failures: 0,
@@ -235,6 +244,7 @@ impl Fold {
         if row.kind == "error" {
             self.errors += rollup.count;
             point.errors += rollup.count;
+            *self.error_categories.entry(row.error_category.clone()).or_default() += rollup.count;
         }
         if row.name == "session_started" {
             point.sessions += rollup.count;
@@ -249,6 +259,9 @@ impl Fold {
             }
             entry.2 += rollup.duration_count;
             entry.3 += rollup.duration_total_ms;
+            if rollup.duration_count > 0 {
+                self.durations.entry(row.command.clone()).or_default().merge(rollup);
+            }
         }
         if row.kind == "feature" {
             *self.features.entry(row.name.clone()).or_default() += rollup.count;
@@ -312,6 +325,14 @@ fn shape(
     let ranked_events = ranked(fold.top_events, |count| *count);
     let ranked_features = ranked(fold.features, |count| *count);
     let ranked_commands = ranked(fold.commands, |counts| counts.0);
+    let ranked_categories = ranked(fold.error_categories, |count| *count);
+    let durations = fold.durations;
+    let quantile = |command: &str, q: f64| {
+        let rollup = durations.get(command)?;
+        rollup
+            .histogram
+            .quantile(q, rollup.duration_min_ms?, rollup.duration_max_ms?)
+    };
     json!({
         "app": app,
         "from": tally_core::time::format(query.from),
@@ -345,6 +366,11 @@ fn shape(
             "runs": runs,
             "failures": failed,
             "avg_duration_ms": (*timed > 0).then(|| (*total as f64 / *timed as f64).round() as u64),
+            "p50_ms": quantile(command, 0.5),
+            "p95_ms": quantile(command, 0.95),
+        })).collect::<Vec<_>>(),
+        "error_categories": ranked_categories.iter().take(TOP).map(|(category, count)| json!({
+            "category": category, "count": count,
         })).collect::<Vec<_>>(),
         "error_rate": engagement.error_rate,
         "engagement": {

@@ -6,6 +6,8 @@
 //! - [`access`]: the key, role and rate-limit check in front of every API route.
 //! - [`actions`]: the action registry and `GET`/`POST /v1/actions`.
 //! - [`stream`]: `GET /v1/stream`. [`openapi`]: `GET /openapi.json`.
+//!
+//! The dashboard's page, login and data routes ([`crate::dashboard`]) are merged in.
 
 pub mod access;
 pub mod actions;
@@ -41,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::handler))
+        .merge(crate::dashboard::routes())
         .fallback(no_route)
         .layer(middleware::from_fn(crate::beacon::layer))
         .layer(middleware::from_fn_with_state(state.clone(), crate::cors::layer))

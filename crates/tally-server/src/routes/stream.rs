@@ -38,6 +38,14 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, AppError> {
     let key = authorize(&state, &headers, Role::Admin).await?;
+    subscribe(&state, key.app)
+}
+
+/// The live stream of `app`'s committed events; the dashboard's stream shares it.
+pub(crate) fn subscribe(
+    state: &AppState,
+    app: String,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>>, AppError> {
     let permit = Arc::clone(&state.stream_slots)
         .try_acquire_owned()
         .map_err(|_| AppError {
@@ -55,7 +63,6 @@ pub async fn stream(
         _permit: permit,
         metrics: Arc::clone(&state.metrics),
     };
-    let app = key.app;
     let events = BroadcastStream::new(state.stream.subscribe()).filter_map(move |item| {
         // The closure owns the subscription, so the slot is freed when the client goes.
         let _alive = &subscription;

@@ -292,7 +292,8 @@ fn event_from_row(row: &Row) -> Result<Event, PostgresError> {
 }
 
 /// Reads a rollup row selected as hour, app, type, name, command, success, error
-/// category, count, duration count, total, minimum, maximum, histogram.
+/// category, count, duration count, total, minimum, maximum, histogram (or NULL when
+/// the row has no durations).
 fn rollup_from_row(row: &Row) -> Result<(RollupKey, Rollup), PostgresError> {
     let hour: &str = row.try_get(0)?;
     let key = RollupKey {
@@ -306,7 +307,11 @@ fn rollup_from_row(row: &Row) -> Result<(RollupKey, Rollup), PostgresError> {
         success: row.try_get::<_, i16>(5)?.into(),
         error_category: row.try_get(6)?,
     };
-    let counts: Vec<i64> = row.try_get(12)?;
+    // NULL for a row without durations, whose histogram is empty by construction: not
+    // sending its buckets keeps a month of rollups small on the wire.
+    let counts: Vec<i64> = row
+        .try_get::<_, Option<Vec<i64>>>(12)?
+        .unwrap_or_else(|| vec![0; tally_store::histogram::BUCKETS]);
     let mut histogram = Histogram::default();
     if counts.len() != histogram.counts.len() {
         return Err(PostgresError::Data(format!(
@@ -388,7 +393,8 @@ impl Storage for PostgresStorage {
         let statement = client
             .prepare_cached(
                 "SELECT hour, app, type, name, command, success, error_category, count, duration_count, \
-                 duration_total_ms, duration_min_ms, duration_max_ms, histogram \
+                 duration_total_ms, duration_min_ms, duration_max_ms, \
+                 CASE WHEN duration_count > 0 THEN histogram END \
                  FROM metrics WHERE app = $1 AND hour >= $2 AND hour < $3 \
                  ORDER BY hour, type, name, command, success, error_category",
             )
