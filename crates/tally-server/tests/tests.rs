@@ -2,6 +2,7 @@
 
 mod http;
 mod otlp;
+mod limits;
 mod storage_contract;
 mod storage_upgrade;
 mod support;

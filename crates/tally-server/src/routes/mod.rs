@@ -24,6 +24,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::config::MetricsAccess;
 use crate::error::{AppError, InternalDetail};
 use crate::routes::actions::Action;
 
@@ -143,25 +144,27 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> 
     Ok(Json(json!({"status": "ready", "backend": state.store.backend()})))
 }
 
-/// `GET /metrics`: behind `metrics_token` when one is set; OpenMetrics when the
-/// scraper accepts it, the Prometheus text format otherwise.
+/// `GET /metrics`: behind `metrics_token` when one is set; without one, open only when
+/// the collector listens on loopback ([`crate::config::ServerConfig::metrics_access`]).
+/// OpenMetrics when the scraper accepts it, the Prometheus text format otherwise.
 async fn get_metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    if let Some(token) = &state.config.metrics_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        let matches = presented.is_some_and(|presented| {
-            presented.len() == token.len()
-                && presented
-                    .bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
-        if !matches {
-            return Err(AppError::unauthorized(
-                "/metrics needs Authorization: Bearer <metrics_token>",
+    match state.config.metrics_access() {
+        MetricsAccess::Token(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(crate::auth::bearer_token);
+            if !presented.is_some_and(|presented| crate::auth::same_secret(presented, token)) {
+                return Err(AppError::unauthorized(
+                    "/metrics needs Authorization: Bearer <metrics_token>",
+                ));
+            }
+        }
+        MetricsAccess::Loopback => {}
+        MetricsAccess::Closed => {
+            return Err(AppError::forbidden(
+                "/metrics is closed: the collector listens beyond loopback and no metrics_token is set; \
+                 set metrics_token (see docs/SECURITY.md)",
             ));
         }
     }
