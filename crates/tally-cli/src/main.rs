@@ -44,7 +44,8 @@ enum Command {
     /// Make, list and revoke the collector's API keys.
     #[command(subcommand)]
     Keys(collector::KeysCommand),
-    /// Load batch files written by `sync --to-dir` into a collector's database.
+    /// Load batch files written by `sync --to-dir` into a collector's database, for the
+    /// app named by --app, with the checks of HTTP ingest.
     Ingest(collector::IngestArgs),
 }
 
@@ -77,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(ref args) => tally::cli::run_demo(&target()?, args, &mut std::io::stdout().lock())?,
         Command::Serve(args) => collector::serve(args)?,
         Command::Keys(command) => collector::keys(command)?,
-        Command::Ingest(args) => collector::ingest(args)?,
+        Command::Ingest(args) => collector::ingest(&target()?.app, args)?,
     }
     Ok(())
 }
