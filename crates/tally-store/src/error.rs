@@ -53,6 +53,17 @@ impl StoreError {
             ))
     }
 
+    /// Whether the disk (or the file system's quota) is full: nothing was written, and
+    /// the same work can succeed once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            // SQLite reports a write that met ENOSPC as SQLITE_FULL.
+            StoreError::Sqlite(err) => matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull)),
+            _ => false,
+        }
+    }
+
     /// Whether the file is damaged or not a database, so it should be moved aside.
     pub fn is_corrupt(&self) -> bool {
         match self {
