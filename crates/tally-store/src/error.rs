@@ -34,6 +34,15 @@ pub enum StoreError {
     /// The file or its directory cannot be written.
     #[error("store is read-only: {0}")]
     ReadOnly(String),
+    /// The file is a database of another program (or not a Tally store); it is left
+    /// exactly as it was, neither changed nor moved aside.
+    #[error("{path} is not a Tally store ({why}); it was left untouched")]
+    NotOurs {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away (another application id, tables Tally never makes).
+        why: String,
+    },
     /// Another process kept the operation from finishing; retry later.
     #[error("store busy: {0}")]
     Busy(String),
