@@ -6,3 +6,4 @@ mod limits;
 mod storage_contract;
 mod storage_upgrade;
 mod support;
+mod tenancy;
