@@ -29,6 +29,21 @@ fn invalid(message: String) -> Refusal {
     }
 }
 
+/// `duration_ms` written as a number with no fraction (`1500.0`) as the whole number it
+/// is: JSON Schema (and so /openapi.json) counts it as an integer, and so does the
+/// collector.
+fn whole_numbers(mut value: Value) -> Value {
+    if let Some(duration) = value.get_mut("duration_ms")
+        && let Some(float) = duration.as_f64()
+        && duration.is_f64()
+        && float.fract() == 0.0
+        && (0.0..=u64::MAX as f64).contains(&float)
+    {
+        *duration = Value::from(float as u64);
+    }
+    value
+}
+
 /// Turns one JSON value into a valid event: within `max_event_bytes`, the event shape,
 /// and every rule of `Event::validate`. HTTP ingest and `tally ingest` share it.
 pub(crate) fn parse_event(value: Value, max_event_bytes: usize) -> Result<Event, Refusal> {
@@ -42,7 +57,7 @@ pub(crate) fn parse_event(value: Value, max_event_bytes: usize) -> Result<Event,
             message: format!("event is {size} bytes of JSON; limit max_event_bytes = {max_event_bytes}"),
         });
     }
-    let event: Event = serde_json::from_value(value).map_err(|err| invalid(err.to_string()))?;
+    let event: Event = serde_json::from_value(whole_numbers(value)).map_err(|err| invalid(err.to_string()))?;
     event.validate().map_err(|err| invalid(err.to_string()))?;
     Ok(event)
 }

@@ -89,12 +89,22 @@ async fn post_batch(
     Action::TrackBatch.call_with_body(&state, &headers, body).await
 }
 
-/// A query string as an action's payload: every parameter a string.
-fn query_payload(query: BTreeMap<String, String>) -> Value {
+/// A query string as `action`'s payload: a parameter its schema types as an integer
+/// becomes a number when it is one; every other value stays a string, so the action's
+/// own check names the parameter and the rule.
+fn query_payload(action: Action, query: BTreeMap<String, String>) -> Value {
+    let schema = action.schema();
     Value::Object(
         query
             .into_iter()
-            .map(|(key, value)| (key, Value::String(value)))
+            .map(|(key, value)| {
+                let integer = schema["properties"][&key]["type"] == "integer";
+                let typed = match value.parse::<u64>() {
+                    Ok(number) if integer => Value::from(number),
+                    _ => Value::String(value),
+                };
+                (key, typed)
+            })
             .collect(),
     )
 }
@@ -105,7 +115,8 @@ async fn get_events(
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AppError> {
-    Action::ListEvents.call(&state, &headers, query_payload(query)).await
+    Action::ListEvents
+        .call(&state, &headers, query_payload(Action::ListEvents, query)).await
 }
 
 /// `GET /v1/stats`.
@@ -114,7 +125,8 @@ async fn get_stats(
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AppError> {
-    Action::Stats.call(&state, &headers, query_payload(query)).await
+    Action::Stats
+        .call(&state, &headers, query_payload(Action::Stats, query)).await
 }
 
 /// `DELETE /v1/installs/{id}`.
