@@ -1,5 +1,6 @@
 //! The collector's integration tests: one binary, one module per concern.
 
+mod cardinality;
 mod http;
 mod otlp;
 mod limits;
