@@ -4,6 +4,7 @@ mod cardinality;
 mod http;
 mod otlp;
 mod limits;
+mod parser_props;
 mod storage_contract;
 mod storage_upgrade;
 mod support;
