@@ -8,6 +8,7 @@
 
 mod cli;
 mod collector;
+mod deploy;
 mod disk;
 mod ingest;
 mod report_html;
