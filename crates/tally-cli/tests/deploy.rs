@@ -8,7 +8,10 @@ use std::process::Command;
 fn the_prometheus_example_passes_promtool_and_sends_the_metrics_token() {
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/prometheus.yml"))
         .expect("deploy/prometheus.yml");
-    assert!(example.contains("authorization:") && example.contains("type: Bearer"), "{example}");
+    assert!(
+        example.contains("authorization:") && example.contains("type: Bearer"),
+        "{example}"
+    );
     // promtool insists that the token file exists: point it at one.
     let temp = tempfile::tempdir().unwrap();
     let token = temp.path().join("tally-metrics-token");

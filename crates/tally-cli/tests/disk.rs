@@ -159,7 +159,10 @@ fn sync_onto_a_read_only_directory_says_so_once() {
 fn nexus(home: &Path, store: &Path, config: &Path, args: &[&str]) -> Output {
     let binary = Path::new(env!("CARGO_BIN_EXE_tally")).with_file_name("nexus");
     if !binary.exists() {
-        let status = Command::new(env!("CARGO")).args(["build", "-p", "nexus"]).status().unwrap();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "nexus"])
+            .status()
+            .unwrap();
         assert!(status.success(), "cargo build -p nexus failed");
     }
     Command::new(binary)
@@ -181,7 +184,9 @@ fn events_and_rollups(store: &Path) -> (i64, i64) {
     let db = rusqlite::Connection::open(store.join("telemetry.db")).unwrap();
     let check: String = db.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(check, "ok");
-    let events: i64 = db.query_row("SELECT count(*) FROM events", [], |row| row.get(0)).unwrap();
+    let events: i64 = db
+        .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+        .unwrap();
     let counted: i64 = db
         .query_row("SELECT coalesce(sum(count), 0) FROM metrics", [], |row| row.get(0))
         .unwrap();
@@ -221,7 +226,10 @@ fn the_app_keeps_working_when_its_store_has_no_space_and_records_again_after() {
     run(&["task", "done", "after", "--workspace", "alpha"]);
     let (after, counted) = events_and_rollups(&store);
     assert_eq!(after, counted);
-    assert!(after > during, "recording resumed once space was freed ({during} -> {after})");
+    assert!(
+        after > during,
+        "recording resumed once space was freed ({during} -> {after})"
+    );
 }
 
 #[test]

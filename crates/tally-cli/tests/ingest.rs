@@ -82,8 +82,14 @@ fn ingest_keeps_to_the_named_app_and_the_http_rules() {
     let said = text(&output.stdout);
     assert!(output.status.success(), "{said}{}", text(&output.stderr));
     assert!(said.contains("2 stored, 0 already there, 2 refused"), "{said}");
-    assert!(said.contains("event 1: this key writes app \"nexus\", not \"other\""), "{said}");
-    assert!(said.contains("event 2: ts: must not be more than 24 hours in the future"), "{said}");
+    assert!(
+        said.contains("event 1: this key writes app \"nexus\", not \"other\""),
+        "{said}"
+    );
+    assert!(
+        said.contains("event 2: ts: must not be more than 24 hours in the future"),
+        "{said}"
+    );
 
     // More than max_batch_events: the whole file is refused, as HTTP refuses the batch.
     let large = temp.path().join("batch-large.json");
@@ -91,7 +97,10 @@ fn ingest_keeps_to_the_named_app_and_the_http_rules() {
     let output = ingest(&db, std::slice::from_ref(&large));
     assert!(!output.status.success());
     let complaint = text(&output.stderr);
-    assert!(complaint.contains("batch has 1001 events; limit max_batch_events = 1000"), "{complaint}");
+    assert!(
+        complaint.contains("batch has 1001 events; limit max_batch_events = 1000"),
+        "{complaint}"
+    );
     let again = ingest(&db, std::slice::from_ref(&mixed));
     assert!(
         text(&again.stdout).contains("0 stored, 2 already there, 2 refused"),
@@ -116,7 +125,10 @@ fn a_fifo_is_refused_at_once_and_names_are_escaped() {
     assert!(complaint.contains("batch-fifo.json: not a regular file"), "{complaint}");
     assert!(said.contains("1 stored"), "the other file still loads: {said}");
     for stream in [&said, &complaint] {
-        assert!(!stream.contains('\u{1b}') && !stream.contains('\u{7}'), "raw escape in {stream:?}");
+        assert!(
+            !stream.contains('\u{1b}') && !stream.contains('\u{7}'),
+            "raw escape in {stream:?}"
+        );
     }
     assert!(said.contains("batch-\\u{1b}]0;owned\\u{7}\\u{1b}[31m.json"), "{said}");
 }

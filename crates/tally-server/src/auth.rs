@@ -52,7 +52,10 @@ pub fn generate(app: &str, role: Role, label: &str, now: jiff::Timestamp) -> Res
 /// case-insensitive (RFC 9110, section 11.1): `bearer KEY` is `Bearer KEY`.
 pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// The id inside a presented key, if it has the right shape.

@@ -144,7 +144,11 @@ impl ServerConfig {
                 return Err(format!("{name}: must be at least 1"));
             }
         }
-        if self.metrics_token.as_deref().is_some_and(|token| token.trim().len() < 16) {
+        if self
+            .metrics_token
+            .as_deref()
+            .is_some_and(|token| token.trim().len() < 16)
+        {
             return Err("metrics_token: must be at least 16 characters".into());
         }
         if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second > 0.0) {

@@ -90,7 +90,11 @@ async fn metrics_and_stats_stay_bounded_after_100_000_distinct_names() {
             "{name}: {events_series} tally_events_total series for {top} top names"
         );
         assert!(samples.len() <= 300, "{name}: {} series in /metrics", samples.len());
-        assert!(exposition.len() <= 64 * 1024, "{name}: /metrics is {} bytes", exposition.len());
+        assert!(
+            exposition.len() <= 64 * 1024,
+            "{name}: /metrics is {} bytes",
+            exposition.len()
+        );
         // Every event is still counted, in the top names or in `other`.
         let counted: u64 = samples
             .iter()

@@ -86,7 +86,10 @@ fn drip(address: SocketAddr, bytes: &[u8], gap: Duration) -> Option<Duration> {
 
 /// A read that only ran out of patience.
 fn is_wait(err: &std::io::Error) -> bool {
-    matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 fn tight() -> ServerConfig {
@@ -192,9 +195,14 @@ async fn a_badly_framed_body_is_a_400_that_says_what_was_wrong() {
     let address = listener.local_addr().unwrap();
     let store = Arc::clone(&backend.store);
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tally_server::serve_on(listener, store, ServerConfig::default(), async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(tally_server::serve_on(
+        listener,
+        store,
+        ServerConfig::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let head = |framing: &str| {
         format!(
             "POST /v1/events/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n{framing}\r\n",
@@ -206,12 +214,16 @@ async fn a_badly_framed_body_is_a_400_that_says_what_was_wrong() {
             format!("{}zz\r\n{{}}\r\n0\r\n\r\n", head("Transfer-Encoding: chunked\r\n")),
             "chunk",
         ),
-        (format!("{}{{\"events\":", head("Content-Length: 100\r\n")), "end of file"),
+        (
+            format!("{}{{\"events\":", head("Content-Length: 100\r\n")),
+            "end of file",
+        ),
     ];
     for (request, says) in cases {
-        let answer = tokio::task::spawn_blocking(move || exchange(address, request.as_bytes(), Duration::from_secs(10)))
-            .await
-            .unwrap();
+        let answer =
+            tokio::task::spawn_blocking(move || exchange(address, request.as_bytes(), Duration::from_secs(10)))
+                .await
+                .unwrap();
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains("malformed_body"), "{answer}");
         assert!(answer.to_lowercase().contains(says), "no {says:?} in {answer}");

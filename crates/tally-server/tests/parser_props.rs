@@ -65,9 +65,25 @@ fn valid_event(seed: u8) -> Value {
 }
 
 const FIELDS: &[&str] = &[
-    "id", "ts", "app", "app_version", "source", "type", "name", "command", "session_id", "install_id",
-    "workspace", "target_type", "target_id", "duration_ms", "success", "error_category", "error_message",
-    "props", "unknown_field",
+    "id",
+    "ts",
+    "app",
+    "app_version",
+    "source",
+    "type",
+    "name",
+    "command",
+    "session_id",
+    "install_id",
+    "workspace",
+    "target_type",
+    "target_id",
+    "duration_ms",
+    "success",
+    "error_category",
+    "error_message",
+    "props",
+    "unknown_field",
 ];
 
 /// Checks a batch body and the promises about what it gives back.

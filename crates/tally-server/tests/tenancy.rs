@@ -75,7 +75,13 @@ async fn keys(store: &Arc<dyn Store>) -> Keys {
     }
 }
 
-async fn call(state: &AppState, method: Method, path: &str, key: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+async fn call(
+    state: &AppState,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(path);
     if let Some(key) = key {
         request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
@@ -169,7 +175,12 @@ async fn every_route_against_every_kind_of_key() {
             let (status, answer) = call(&state, method.clone(), path, Some(own), body.as_ref()).await;
             assert!(status.is_success(), "{}: {status} {answer}", case("A's own key"));
             let (status, answer) = call(&state, method.clone(), path, Some(wrong_role), body.as_ref()).await;
-            assert_eq!(status, StatusCode::FORBIDDEN, "{}: {answer}", case("A's key of the other role"));
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{}: {answer}",
+                case("A's key of the other role")
+            );
 
             // B's keys: refused, or (where a route always answers for the key's own app)
             // answered about B only, leaving A's data as it was.
@@ -189,7 +200,12 @@ async fn every_route_against_every_kind_of_key() {
                 };
                 assert!(harmless, "{}: {status} {answer}", case(who));
             }
-            assert_eq!(everything_of(store.as_ref(), "alpha").await, before, "{}", case("B's keys"));
+            assert_eq!(
+                everything_of(store.as_ref(), "alpha").await,
+                before,
+                "{}",
+                case("B's keys")
+            );
         }
     }
 }
@@ -222,8 +238,14 @@ async fn another_apps_key_cannot_reach_sessions_installs_rollups_or_totals() {
         // event claiming to be A's; and one reusing the id of A's first event.
         let mut hostile: Vec<Value> = (0..50)
             .map(|i| {
-                serde_json::to_value(event("beta", "command_executed", A_SESSION, A_INSTALL, 23 * 3_600_000 + i))
-                    .unwrap()
+                serde_json::to_value(event(
+                    "beta",
+                    "command_executed",
+                    A_SESSION,
+                    A_INSTALL,
+                    23 * 3_600_000 + i,
+                ))
+                .unwrap()
             })
             .collect();
         hostile.push(serde_json::to_value(event("alpha", "command_executed", A_SESSION, A_INSTALL, 5)).unwrap());
@@ -296,7 +318,13 @@ async fn postgres_sessions_are_rekeyed_from_every_earlier_schema() {
         assert_eq!(before.count, u64::from(version >= 2), "from version {version}");
         // B's event in A's session and install makes B's own row.
         store
-            .insert(vec![event("beta", "command_executed", A_SESSION, A_INSTALL, 23 * 3_600_000)])
+            .insert(vec![event(
+                "beta",
+                "command_executed",
+                A_SESSION,
+                A_INSTALL,
+                23 * 3_600_000,
+            )])
             .await
             .unwrap();
         assert_eq!(

@@ -127,12 +127,16 @@ impl Store {
                     },
                 ))
             }
-            Err(err) if err.is_read_only() || matches!(err, StoreError::NewerSchema { .. } | StoreError::NotOurs { .. }) => Ok((
-                Store::open_in_memory()?,
-                Recovery::InMemory {
-                    reason: err.to_string(),
-                },
-            )),
+            Err(err)
+                if err.is_read_only() || matches!(err, StoreError::NewerSchema { .. } | StoreError::NotOurs { .. }) =>
+            {
+                Ok((
+                    Store::open_in_memory()?,
+                    Recovery::InMemory {
+                        reason: err.to_string(),
+                    },
+                ))
+            }
             Err(err) => Err(err),
         }
     }

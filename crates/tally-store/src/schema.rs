@@ -43,11 +43,9 @@ pub fn foreign_reason(conn: &Connection) -> Result<Option<String>, StoreError> {
             "its application_id is {id:#010x}, not Tally's {APPLICATION_ID:#010x}"
         )));
     }
-    let mut statement = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
-    let tables: Vec<String> = statement
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut statement =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
+    let tables: Vec<String> = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
     if let Some(foreign) = tables.iter().find(|table| !OUR_TABLES.contains(&table.as_str())) {
         return Ok(Some(format!("it has a table {foreign:?} that Tally never makes")));
     }

@@ -88,7 +88,11 @@ fn another_programs_database_is_refused_and_left_untouched() {
             drop(store);
 
             assert_eq!(std::fs::read(&path).unwrap(), bytes, "{case}: the file changed");
-            assert_eq!(files_in(temp.path()), before, "{case}: something was moved aside or added");
+            assert_eq!(
+                files_in(temp.path()),
+                before,
+                "{case}: something was moved aside or added"
+            );
             if through_symlink {
                 assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
             }

@@ -326,7 +326,11 @@ pub(crate) fn envelope_schema() -> Value {
         .map(|action| {
             let payload = action.schema();
             let needs_payload = payload.get("required").is_some();
-            let required: Vec<&str> = if needs_payload { vec!["action", "payload"] } else { vec!["action"] };
+            let required: Vec<&str> = if needs_payload {
+                vec!["action", "payload"]
+            } else {
+                vec!["action"]
+            };
             json!({
                 "type": "object",
                 "additionalProperties": false,

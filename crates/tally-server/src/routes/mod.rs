@@ -116,7 +116,8 @@ async fn get_events(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AppError> {
     Action::ListEvents
-        .call(&state, &headers, query_payload(Action::ListEvents, query)).await
+        .call(&state, &headers, query_payload(Action::ListEvents, query))
+        .await
 }
 
 /// `GET /v1/stats`.
@@ -126,7 +127,8 @@ async fn get_stats(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AppError> {
     Action::Stats
-        .call(&state, &headers, query_payload(Action::Stats, query)).await
+        .call(&state, &headers, query_payload(Action::Stats, query))
+        .await
 }
 
 /// `DELETE /v1/installs/{id}`.

@@ -241,7 +241,8 @@ mod tests {
         assert_eq!(event["additionalProperties"], false);
         let pattern = event["properties"]["id"]["pattern"].as_str().unwrap();
         assert!(pattern.contains("-7[0-9a-fA-F]{3}-"), "{pattern}");
-        let envelope = &document["paths"]["/v1/actions"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let envelope =
+            &document["paths"]["/v1/actions"]["post"]["requestBody"]["content"]["application/json"]["schema"];
         let variants = envelope["oneOf"].as_array().unwrap();
         assert_eq!(variants.len(), Action::ALL.len());
         for (variant, action) in variants.iter().zip(Action::ALL) {
@@ -249,7 +250,8 @@ mod tests {
             assert_eq!(variant["properties"]["payload"], action.schema());
             assert_eq!(variant["additionalProperties"], false);
         }
-        let batch = &document["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let batch =
+            &document["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"];
         assert_eq!(batch["additionalProperties"], false);
     }
 }

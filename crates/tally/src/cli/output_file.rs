@@ -23,10 +23,7 @@ pub(super) fn write_atomically(
         let _ = std::fs::remove_file(&temporary);
     }
     result.map_err(|err| match err {
-        CliError::Io(err) => CliError::Usage(format!(
-            "cannot write {}: {err}; it was left as it was",
-            path.display()
-        )),
+        CliError::Io(err) => CliError::Usage(format!("cannot write {}: {err}; it was left as it was", path.display())),
         other => other,
     })
 }

@@ -110,7 +110,8 @@ impl DirTransport {
     /// is refused here, once, rather than retried batch by batch like a collector
     /// that does not answer.
     pub fn new(dir: PathBuf) -> Result<DirTransport, TransportError> {
-        std::fs::create_dir_all(&dir).map_err(|err| TransportError(format!("cannot create {}: {err}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|err| TransportError(format!("cannot create {}: {err}", dir.display())))?;
         let probe = dir.join(format!(".tally-write-check-{}", std::process::id()));
         std::fs::OpenOptions::new()
             .write(true)
