@@ -103,9 +103,15 @@ async fn metrics_and_stats_stay_bounded_after_100_000_distinct_names() {
             .sum();
         assert_eq!(counted, DISTINCT as u64, "{name}");
 
+        eprintln!(
+            "{name}: /metrics after {DISTINCT} distinct names: {} series, {} bytes, {events_series} tally_events_total series",
+            samples.len(),
+            exposition.len()
+        );
         let (status, stats) = get(&state, "/v1/stats?bucket=hour", &admin.secret).await;
         assert_eq!(status, StatusCode::OK, "{name}: {stats}");
         assert!(stats.len() <= 64 * 1024, "{name}: stats are {} bytes", stats.len());
+        eprintln!("{name}: /v1/stats?bucket=hour: {} bytes", stats.len());
         let stats: Value = serde_json::from_str(&stats).unwrap();
         assert_eq!(stats["totals"]["events"], DISTINCT, "{name}");
         assert!(stats["top_events"].as_array().unwrap().len() <= 10, "{name}");
