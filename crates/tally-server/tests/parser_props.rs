@@ -121,7 +121,10 @@ fn a_float_prop_is_stored_exactly_as_sent() {
     let stored = &checked.events[0];
     let again: Event = serde_json::from_str(&stored.to_json()).unwrap();
     assert_eq!(&again, stored);
-    assert_eq!(serde_json::to_value(stored).unwrap()["props"]["ratio"], json!(-3.426288801208988e-124));
+    assert_eq!(
+        serde_json::to_value(stored).unwrap()["props"]["ratio"],
+        json!(-3.426288801208988e-124)
+    );
 }
 
 proptest! {

@@ -2,8 +2,8 @@
 
 mod cardinality;
 mod http;
-mod otlp;
 mod limits;
+mod otlp;
 mod parser_props;
 mod storage_contract;
 mod storage_upgrade;
