@@ -271,3 +271,27 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
     assert!(exposure <= 2.0, "exposure {exposure} (0 is best, 10 worst):\n{report}");
 }
+
+/// A collector whose /metrics anyone who can connect may read says so when it starts.
+#[test]
+fn serve_warns_at_startup_when_metrics_are_open() {
+    let temp = tempfile::tempdir().unwrap();
+    let db = temp.path().join("collector.db");
+    let open = crate::collector::Collector::start(db.to_str().unwrap(), None);
+    // The listening line comes first; the warning right after it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !open.stderr().contains("/metrics") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let said = open.stderr();
+    assert!(
+        said.contains("warning: /metrics is open to anyone who can connect to 127.0.0.1:"),
+        "{said}"
+    );
+
+    let config = temp.path().join("serve.toml");
+    std::fs::write(&config, "metrics_token = \"a-metrics-token-of-some-length\"\n").unwrap();
+    let closed = crate::collector::Collector::start(db.to_str().unwrap(), Some(&config));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!closed.stderr().contains("/metrics is open"), "{}", closed.stderr());
+}

@@ -5,14 +5,17 @@
 //! Chromium, `collector` `tally serve` on SQLite and PostgreSQL, `sync` uploads from an
 //! app to a collector, `otlp` OpenTelemetry in and out, `dashboard` the collector's page
 //! and `view` the local one in headless Chromium, `deploy` the Prometheus, Grafana and
-//! systemd kit, `shell` completions and man pages (`support` starts collectors and the
-//! browser for them). Golden snapshots are named after the module path
+//! systemd kit, `shell` completions and man pages `ingest` loading batch files, `disk` full and
+//! read-only file systems (`support` starts collectors and the browser for them). Golden
+//! snapshots are named after the module path
 //! (`snapshots/tests__cli__*.snap`).
 
 mod cli;
 mod collector;
 mod dashboard;
 mod deploy;
+mod disk;
+mod ingest;
 mod otlp;
 mod report_html;
 mod shell;

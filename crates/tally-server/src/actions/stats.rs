@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::actions::{ActionResult, parse_time};
+use crate::actions::{ActionResult, parse_time, reject_nulls};
 use crate::auth::check_reads;
 use crate::error::AppError;
 use crate::storage::{ApiKey, SessionSummary};
@@ -162,6 +162,7 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
 /// Checks the payload: the key's app, a period `from < to` (default: the 7 days before
 /// now) and a bucket size that keeps the series within [`MAX_BUCKETS`].
 fn parse(key: &ApiKey, payload: Value, now: Timestamp) -> Result<Query, AppError> {
+    reject_nulls(&payload)?;
     let request: StatsRequest =
         serde_json::from_value(payload).map_err(|err| AppError::bad_request("invalid_parameter", err.to_string()))?;
     check_reads(key, request.app.as_deref())?;

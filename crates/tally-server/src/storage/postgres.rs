@@ -222,6 +222,22 @@ impl PostgresStorage {
         Ok(store)
     }
 
+    /// Brings the database at `url` to schema `version` and no further, so that tests
+    /// can build a database as each earlier collector left it and upgrade it.
+    #[doc(hidden)]
+    pub async fn migrate_to(url: &str, version: i32) -> Result<(), StorageError> {
+        let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|err| StorageError::from(PostgresError::from(err)))?;
+        tokio::spawn(connection);
+        migrations::migrate_to(&mut client, version).await?;
+        Ok(())
+    }
+
+    /// The schema version this build writes.
+    #[doc(hidden)]
+    pub const SCHEMA_VERSION: i32 = migrations::LATEST_VERSION;
+
     async fn client(&self) -> Result<Object, PostgresError> {
         Ok(self.pool.get().await?)
     }

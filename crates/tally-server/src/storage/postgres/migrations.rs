@@ -120,7 +120,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         revoked_at  timestamptz
     );
     "#,
-    // 6 (dashboard speed): a covering index for one app's session count and mean duration
+    // 6: sessions keyed within their app and install. A session id comes from the
+    // client, so keyed alone, one app's events could change another app's session.
+    r#"
+    ALTER TABLE sessions DROP CONSTRAINT sessions_pkey;
+    ALTER TABLE sessions ADD PRIMARY KEY (app, install_id, session_id);
+    DROP INDEX sessions_app_install_id;
+    "#,
+    // 7 (dashboard speed): a covering index for one app's session count and mean duration
     // over a period (`Storage::sessions`, twice per dashboard load), so the range is
     // answered by an index-only scan instead of a heap read per session. Additive: the
     // older `sessions_app_started_at` stays for whatever else relies on it.
@@ -134,6 +141,11 @@ pub(super) const LATEST_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Brings the schema to [`LATEST_VERSION`].
 pub(super) async fn migrate(client: &mut Client) -> Result<(), PostgresError> {
+    migrate_to(client, LATEST_VERSION).await
+}
+
+/// Brings the schema to `target`; tests use it to build every earlier version.
+pub(super) async fn migrate_to(client: &mut Client, target: i32) -> Result<(), PostgresError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -153,7 +165,12 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), PostgresError> {
              upgrade the collector"
         )));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
         tx.batch_execute(sql).await?;
         tx.execute(
             "INSERT INTO tally_schema_migrations (version, applied_at) VALUES ($1, now())",
