@@ -30,14 +30,6 @@ fn common_errors(extra: &[(&str, &str)]) -> serde_json::Map<String, Value> {
     responses
 }
 
-/// An ingest body: JSON, or the same JSON as `text/plain` in the beacon form.
-fn ingest_body(schema: Value) -> Value {
-    json!({"required": true, "content": {
-        "application/json": {"schema": schema},
-        "text/plain": {"schema": schema, "description": "the beacon form only (key in the query): the same JSON, as navigator.sendBeacon sends a string"}
-    }})
-}
-
 fn json_body(schema: Value) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema}}})
 }
@@ -90,7 +82,7 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "tly_ingest_... or tly_admin_... keys made with `tally keys create`"},
-                "ingestKeyQuery": {"type": "apiKey", "in": "query", "name": "key", "description": "The beacon form, on the ingest routes only and for ingest keys only: navigator.sendBeacon cannot set headers, so the key travels as ?key=tly_ingest_... and the body may be text/plain JSON. An admin key here is refused (403)."}
+                "ingestKeyQuery": {"type": "apiKey", "in": "query", "name": "key", "description": "The beacon form, on the ingest routes only and for ingest keys only: navigator.sendBeacon cannot set headers, so the key travels as ?key=tly_ingest_... and the body, the same JSON, may be sent as Content-Type: text/plain (taken only in this form: with the key in Authorization, text/plain is a 415). An admin key here is refused (403)."}
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
@@ -142,7 +134,7 @@ fn ingest_paths() -> Value {
             "post": {
                 "summary": "Store one event (role ingest). gzip bodies accepted.",
                 "security": [{"bearer": []}, {"ingestKeyQuery": []}],
-                "requestBody": ingest_body(json!({"$ref": "#/components/schemas/Event"})),
+                "requestBody": json_body(json!({"$ref": "#/components/schemas/Event"})),
                 "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ingest_errors[2], ("422", "the event breaks a rule; the message names the field")]), "202",
                     ok("committed (or already stored)", json!({"type": "object", "properties": {"id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time", "description": "the event's ts"}}}))),
             },
@@ -157,7 +149,7 @@ fn ingest_paths() -> Value {
             "post": {
                 "summary": "Store many events (role ingest); each is accepted, a duplicate, or rejected on its own.",
                 "security": [{"bearer": []}, {"ingestKeyQuery": []}],
-                "requestBody": ingest_body(batch_schema()),
+                "requestBody": json_body(batch_schema()),
                 "responses": with(common_errors(&ingest_errors), "200", ok("committed", json!({"type": "object", "properties": {
                     "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
                     "rejected": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}))),
