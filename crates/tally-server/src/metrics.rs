@@ -22,6 +22,7 @@ use tally_store::openmetrics::{self, EVENTS, Family, Format, Kind};
 use crate::AppState;
 use crate::error::AppError;
 use crate::storage::TotalRow;
+use crate::suppression::{OTHER, Suppression};
 
 /// Upper bounds, in seconds, of the request latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -196,7 +197,8 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
     );
 
     let totals = state.store.totals().await?;
-    let usage = Usage::fold(&totals);
+    let suppression = Suppression::load(state, None).await?;
+    let usage = Usage::fold(&totals, &suppression);
     let top = state.config.metrics_top_names;
     events(&mut out, &usage.by_name, top);
     feature_usage(&mut out, &usage.features, top);
@@ -236,25 +238,26 @@ struct Usage<'a> {
 }
 
 impl<'a> Usage<'a> {
-    fn fold(totals: &'a [TotalRow]) -> Usage<'a> {
+    /// Groups `suppression` may not name are summed under `other`.
+    fn fold(totals: &'a [TotalRow], suppression: &Suppression) -> Usage<'a> {
         let mut usage = Usage::default();
         for row in totals {
+            let (kind, name) = if suppression.names_event(&row.app, &row.kind, &row.name) {
+                (row.kind.as_str(), row.name.as_str())
+            } else {
+                (OTHER, OTHER)
+            };
             *usage
                 .by_name
                 .entry(&row.app)
                 .or_default()
-                .entry((&row.kind, &row.name))
+                .entry((kind, name))
                 .or_default() += row.count;
             if row.kind == "error" {
                 *usage.errors.entry(&row.app).or_default() += row.count;
             }
             if row.kind == "feature" {
-                *usage
-                    .features
-                    .entry(&row.app)
-                    .or_default()
-                    .entry(&row.name)
-                    .or_default() += row.count;
+                *usage.features.entry(&row.app).or_default().entry(name).or_default() += row.count;
             }
             if row.name == "command_executed" {
                 let entry = usage.commands.entry(&row.app).or_default();
@@ -269,24 +272,29 @@ impl<'a> Usage<'a> {
 }
 
 /// `counts` most frequent first (ties by key), split into the first `top` and the sum
-/// of the rest, so that label values stay bounded.
-fn top_and_other<K: Ord + Copy>(counts: &BTreeMap<K, u64>, top: usize) -> (Vec<(K, u64)>, u64) {
-    let mut ranked: Vec<(K, u64)> = counts.iter().map(|(key, count)| (*key, *count)).collect();
+/// of the rest, so that label values stay bounded. The `other` key (groups suppression
+/// folded) is never ranked: it is part of the rest.
+fn top_and_other<K: Ord + Copy>(counts: &BTreeMap<K, u64>, top: usize, other: K) -> (Vec<(K, u64)>, u64) {
+    let mut ranked: Vec<(K, u64)> = counts
+        .iter()
+        .filter(|(key, _)| **key != other)
+        .map(|(key, count)| (*key, *count))
+        .collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let other = ranked.iter().skip(top).map(|(_, count)| count).sum();
+    let rest = ranked.iter().skip(top).map(|(_, count)| count).sum::<u64>() + counts.get(&other).copied().unwrap_or(0);
     ranked.truncate(top);
-    (ranked, other)
+    (ranked, rest)
 }
 
 fn events(out: &mut Exposition, by_name: &BTreeMap<&str, BTreeMap<(&str, &str), u64>>, top: usize) {
     out.family(&EVENTS);
     for (app, names) in by_name {
-        let (ranked, other) = top_and_other(names, top);
+        let (ranked, other) = top_and_other(names, top, (OTHER, OTHER));
         for ((kind, name), count) in ranked {
             out.sample(&EVENTS, [app, kind, name], count);
         }
         if other > 0 {
-            out.sample(&EVENTS, [app, "other", "other"], other);
+            out.sample(&EVENTS, [app, OTHER, OTHER], other);
         }
     }
 }
@@ -294,12 +302,12 @@ fn events(out: &mut Exposition, by_name: &BTreeMap<&str, BTreeMap<(&str, &str), 
 fn feature_usage(out: &mut Exposition, features: &BTreeMap<&str, BTreeMap<&str, u64>>, top: usize) {
     out.family(&FEATURE_USAGE);
     for (app, used) in features {
-        let (ranked, other) = top_and_other(used, top);
+        let (ranked, other) = top_and_other(used, top, OTHER);
         for (feature, count) in ranked {
             out.sample(&FEATURE_USAGE, [app, feature], count);
         }
         if other > 0 {
-            out.sample(&FEATURE_USAGE, [app, "other"], other);
+            out.sample(&FEATURE_USAGE, [app, OTHER], other);
         }
     }
 }

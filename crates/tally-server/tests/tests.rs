@@ -3,6 +3,7 @@
 mod browser;
 mod http;
 mod otlp;
+mod privacy;
 mod storage_contract;
 mod storage_upgrade;
 mod support;
