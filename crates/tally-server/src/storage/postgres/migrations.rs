@@ -126,6 +126,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // older `sessions_app_started_at` stays for whatever else relies on it.
     r#"
     CREATE INDEX sessions_app_started_at_duration_ms ON sessions (app, started_at) INCLUDE (duration_ms);
+    "#,
     // 7: which installs each group (an event name, or a command of one) was seen from,
     // at most 100 per group (`GROUP_INSTALLS_CAP`), for small-count suppression. Filled
     // from the raw events still kept; from here on each batch keeps it in step.
