@@ -67,23 +67,30 @@ pub(crate) struct IngestArgs {
     files: Vec<PathBuf>,
 }
 
-pub(crate) fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+/// `tally --app APP ingest --db DB FILE...`: each file is checked as an HTTP batch from
+/// an ingest key of `app` would be, so events of another app are refused.
+pub(crate) fn ingest(app: &str, args: IngestArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let store = open(&args.db).await?;
         let config = ServerConfig::default();
         let mut failed = 0;
         for path in &args.files {
-            match tally_server::files::ingest_file(store.as_ref(), path, &config).await {
+            let now = tally_core::time::now_millis();
+            match tally_server::files::ingest_file(store.as_ref(), path, app, now, &config).await {
                 Ok(report) => {
                     println!(
                         "{}: {} stored, {} already there, {} refused",
-                        path.display(),
+                        tally_server::files::shown(path),
                         report.accepted,
                         report.duplicates,
                         report.rejected.len()
                     );
-                    for (index, reason) in report.rejected {
-                        println!("  event {index}: {reason}");
+                    for refused in report.rejected {
+                        println!(
+                            "  event {}: {}",
+                            refused.index,
+                            tally_server::files::escape_controls(&refused.message)
+                        );
                     }
                 }
                 Err(err) => {

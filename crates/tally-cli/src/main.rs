@@ -7,6 +7,8 @@
 //! database instead.
 
 mod collector;
+mod shell;
+mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,8 +46,15 @@ enum Command {
     /// Make, list and revoke the collector's API keys.
     #[command(subcommand)]
     Keys(collector::KeysCommand),
-    /// Load batch files written by `sync --to-dir` into a collector's database.
+    /// Load batch files written by `sync --to-dir` into a collector's database, for the
+    /// app named by --app, with the checks of HTTP ingest.
     Ingest(collector::IngestArgs),
+    /// Show this app's own data as the collector's dashboard, read-only, on 127.0.0.1.
+    View(view::ViewArgs),
+    /// Print a completion script: `tally completions bash > /etc/bash_completion.d/tally`.
+    Completions(shell::CompletionsArgs),
+    /// Print the man page (`tally man | man -l -`), or write every page with --out-dir.
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,7 +86,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(ref args) => tally::cli::run_demo(&target()?, args, &mut std::io::stdout().lock())?,
         Command::Serve(args) => collector::serve(args)?,
         Command::Keys(command) => collector::keys(command)?,
-        Command::Ingest(args) => collector::ingest(args)?,
+        Command::Ingest(args) => collector::ingest(&target()?.app, args)?,
+        Command::View(ref args) => view::view(&target()?, args)?,
+        Command::Completions(ref args) => shell::completions::<Cli>(args)?,
+        Command::Man(ref args) => shell::man::<Cli>(args)?,
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ const PROMTOOL: &str = "/usr/bin/promtool";
 // The collector process
 
 /// A running `tally serve`, killed when dropped.
-struct Collector {
+pub(crate) struct Collector {
     child: Child,
     /// `http://127.0.0.1:PORT`, read from the line `tally serve` prints on stderr.
     base: String,
@@ -37,7 +37,7 @@ struct Collector {
 
 impl Collector {
     /// Starts `tally serve` on a free port of 127.0.0.1 and waits until it listens.
-    fn start(db: &str, config: Option<&Path>) -> Collector {
+    pub(crate) fn start(db: &str, config: Option<&Path>) -> Collector {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
         command.args(["serve", "--listen", "127.0.0.1:0", "--db", db]);
         if let Some(config) = config {
@@ -85,7 +85,7 @@ impl Collector {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -93,7 +93,7 @@ impl Collector {
         self.child.id()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.log.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -152,7 +152,7 @@ impl Drop for Collector {
 }
 
 /// `tally keys create`: the key is the last line of its output.
-fn create_key(db: &str, app: &str, role: &str) -> String {
+pub(crate) fn create_key(db: &str, app: &str, role: &str) -> String {
     let output = tally(&[
         "keys", "create", "--db", db, "--app", app, "--role", role, "--label", "test",
     ]);
@@ -187,10 +187,10 @@ fn redact(text: &str) -> String {
 // HTTP
 
 /// What a client saw.
-struct Reply {
-    status: u16,
-    headers: ureq::http::HeaderMap,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: ureq::http::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Reply {
@@ -198,7 +198,7 @@ impl Reply {
         (200..300).contains(&self.status)
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
     }
 
@@ -211,7 +211,7 @@ impl Reply {
     }
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -240,7 +240,7 @@ fn post_raw(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)], body: &[u8
 }
 
 /// A JSON POST with a key.
-fn post_json(agent: &ureq::Agent, url: &str, key: &str, body: &Value) -> Result<Reply, ureq::Error> {
+pub(crate) fn post_json(agent: &ureq::Agent, url: &str, key: &str, body: &Value) -> Result<Reply, ureq::Error> {
     let bearer = format!("Bearer {key}");
     post_raw(
         agent,
@@ -251,7 +251,7 @@ fn post_json(agent: &ureq::Agent, url: &str, key: &str, body: &Value) -> Result<
 }
 
 /// A GET with an optional key and extra headers.
-fn get(agent: &ureq::Agent, url: &str, key: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+pub(crate) fn get(agent: &ureq::Agent, url: &str, key: Option<&str>, headers: &[(&str, &str)]) -> Reply {
     let mut request = agent.get(url);
     if let Some(key) = key {
         request = request.header("Authorization", format!("Bearer {key}"));
@@ -264,7 +264,7 @@ fn get(agent: &ureq::Agent, url: &str, key: Option<&str>, headers: &[(&str, &str
 }
 
 /// Every event of the admin key's app, through `GET /v1/events` page by page.
-fn list_events(agent: &ureq::Agent, collector: &Collector, admin: &str) -> Vec<Value> {
+pub(crate) fn list_events(agent: &ureq::Agent, collector: &Collector, admin: &str) -> Vec<Value> {
     let mut events = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -302,7 +302,7 @@ fn events_total(exposition: &str) -> u64 {
 
 /// `count` valid events of `app`, each with its own UUIDv7, over the last few minutes,
 /// from a few installs and sessions, under `names` in turn.
-fn make_events(app: &str, count: usize, names: &[(&'static str, &'static str)]) -> Vec<Value> {
+pub(crate) fn make_events(app: &str, count: usize, names: &[(&'static str, &'static str)]) -> Vec<Value> {
     let hasher = KeyedHasher::new(&[7; 32]);
     let now = tally_core::time::now_millis();
     (0..count)
@@ -333,11 +333,11 @@ fn make_events(app: &str, count: usize, names: &[(&'static str, &'static str)]) 
         .collect()
 }
 
-fn commands(app: &str, count: usize) -> Vec<Value> {
+pub(crate) fn commands(app: &str, count: usize) -> Vec<Value> {
     make_events(app, count, &[("command", "command_executed")])
 }
 
-fn id_of(event: &Value) -> String {
+pub(crate) fn id_of(event: &Value) -> String {
     event["id"].as_str().expect("an id").to_owned()
 }
 
@@ -426,7 +426,7 @@ impl Drop for PgDatabase {
     }
 }
 
-fn ci() -> bool {
+pub(crate) fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|value| !value.is_empty())
 }
 

@@ -493,11 +493,10 @@ fn batches_written_to_a_directory_load_into_a_collector_exactly_once() {
     assert_eq!(collector_ids(&db).len(), stored.len(), "and stores nothing");
 }
 
-/// `tally ingest --db DB FILES...`: events stored and already there, over every file.
+/// `tally --app nexus ingest --db DB FILES...`: events stored and already there, over every file.
 fn ingest(db: &Path, files: &[PathBuf]) -> (usize, usize) {
     let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .arg("ingest")
-        .arg("--db")
+        .args(["--app", "nexus", "ingest", "--db"])
         .arg(db)
         .args(files)
         .env_remove("TALLY_DB")

@@ -133,7 +133,7 @@ fn main() {
     );
 }
 
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+pub(crate) fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|value| value.parse().ok())
@@ -242,7 +242,7 @@ fn text(ts: Timestamp) -> String {
 
 /// Builds the store at `path` for `APPS` with every event count divided by `scale`;
 /// returns a summary of the rows written.
-fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u64) -> String {
+pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u64) -> String {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
@@ -546,11 +546,11 @@ fn storage_calls<'a>(runtime: &'a Runtime, state: &'a AppState) -> Vec<Call<'a>>
     calls
 }
 
-fn percentile(values: &mut [Duration], fraction: f64) -> Duration {
+pub(crate) fn percentile(values: &mut [Duration], fraction: f64) -> Duration {
     values.sort_unstable();
     values[((values.len() - 1) as f64 * fraction).round() as usize]
 }
 
-fn show(duration: Duration) -> String {
+pub(crate) fn show(duration: Duration) -> String {
     format!("{:.3} ms", duration.as_secs_f64() * 1e3)
 }

@@ -48,6 +48,16 @@ pub fn generate(app: &str, role: Role, label: &str, now: jiff::Timestamp) -> Res
     Ok(NewKey { secret, stored })
 }
 
+/// The credentials of an `Authorization` value in the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 9110, section 11.1): `bearer KEY` is `Bearer KEY`.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// The id inside a presented key, if it has the right shape.
 fn key_id(presented: &str) -> Option<&str> {
     let mut parts = presented.split('_');
@@ -58,6 +68,17 @@ fn key_id(presented: &str) -> Option<&str> {
     };
     let hex = |text: &str| text.bytes().all(|b| b.is_ascii_hexdigit());
     (id.len() == 12 && hex(id) && secret.len() == 32 && hex(secret)).then_some(id)
+}
+
+/// Whether a presented secret equals the configured one, in time independent of where
+/// they differ (their lengths are not secret).
+pub fn same_secret(presented: &str, expected: &str) -> bool {
+    presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Equal in time independent of where the inputs differ.
@@ -88,8 +109,7 @@ impl KeyCache {
         let presented = value
             .to_str()
             .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or_else(|| AppError::unauthorized("Authorization must be `Bearer <key>`"))?;
         let id = key_id(presented).ok_or_else(|| AppError::unauthorized("malformed key"))?;
         let key = self.lookup(store, id).await?;
@@ -198,6 +218,16 @@ mod tests {
         assert!(!key.secret.contains("nexus"));
         assert_eq!(key_id("tly_ingest_abc_def"), None);
         assert_eq!(key_id("Bearer"), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer k", "bearer k", "BEARER k", "bEaReR   k "] {
+            assert_eq!(bearer_token(value), Some("k"), "{value:?}");
+        }
+        for value in ["Basic k", "Bearer", "Bearer ", "Bearerk", "k"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! `max_body_bytes` of memory and never a deep recursion.
 
 use std::io::Read;
+use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, header};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::config::ServerConfig;
 use crate::error::AppError;
@@ -44,9 +46,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -
         }
     };
     let limit = config.max_body_bytes;
-    let raw = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| AppError::too_large(format!("request body is larger than max_body_bytes = {limit} bytes")))?;
+    let raw = read_bounded(body, limit, Duration::from_secs(config.body_timeout_secs)).await?;
     let bytes = if gzip {
         let raw = raw.to_vec();
         // Decompressing is CPU work; keep it off the async workers.
@@ -57,6 +57,50 @@ pub async fn read_body(headers: &HeaderMap, body: Body, config: &ServerConfig) -
         raw.to_vec()
     };
     Ok(bytes)
+}
+
+/// The body's raw bytes, at most `limit` of them, within `timeout`. Each way a read can
+/// fail has its own answer: too large is 413, too slow is 408, and a body the client
+/// framed wrongly (a bad chunk size, fewer bytes than its Content-Length) is 400.
+async fn read_bounded(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, AppError> {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| AppError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "body_timeout",
+            message: format!(
+                "the request body did not arrive within body_timeout_secs = {} s",
+                timeout.as_secs()
+            ),
+            retry_after: None,
+            detail: None,
+        })?;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<LengthLimitError>() => Err(AppError::too_large(format!(
+            "request body is larger than max_body_bytes = {limit} bytes"
+        ))),
+        Err(err) => Err(AppError::bad_request(
+            "malformed_body",
+            format!("the request body could not be read: {}", describe(err.as_ref())),
+        )),
+    }
+}
+
+/// An error and its causes, innermost last, as one line: hyper says "error reading a
+/// body from connection" at the top and what was wrong ("invalid chunk size line",
+/// "end of file before message length reached") below.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Decompresses at most `limit` bytes; one byte more means the body is too large.

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::AppError;
-use crate::metrics::CollectorMetrics;
+use crate::metrics::{CollectorMetrics, UsageSample};
 use crate::storage::{Storage, StorageError};
 
 /// Requests waiting for the committer; beyond this, handlers wait to enqueue.
@@ -90,10 +90,21 @@ async fn run(
             replies.push(job.reply);
         }
         let published = (stream.receiver_count() > 0).then(|| events.clone());
+        let usage: Vec<(usize, UsageSample)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(index, event)| Some((index, UsageSample::of(event)?)))
+            .collect();
         let result = store.insert(events).await;
         metrics.record_commit(queued);
         match result {
             Ok(stored) => {
+                metrics.record_usage(
+                    usage
+                        .into_iter()
+                        .filter(|(index, _)| stored.get(*index).copied().unwrap_or(false))
+                        .map(|(_, sample)| sample),
+                );
                 if let Some(events) = published {
                     for (event, new) in events.into_iter().zip(&stored) {
                         if *new {

@@ -98,6 +98,7 @@ impl AppError {
     pub fn unavailable(detail: impl Into<String>) -> AppError {
         AppError {
             detail: Some(detail.into()),
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER_SECS),
             ..AppError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -114,6 +115,10 @@ impl AppError {
         }
     }
 }
+
+/// When a client should try again after a 503: storage that is busy, restarting or out
+/// of space usually recovers within seconds, and the SDK's backoff spreads clients out.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 impl From<StorageError> for AppError {
     fn from(err: StorageError) -> Self {

@@ -24,6 +24,8 @@
 //! - [`otlp`]: `POST /v1/logs`, OpenTelemetry logs mapped to events.
 //! - [`cors`]: CORS on the ingest routes; [`beacon`]: their `sendBeacon` form.
 //! - [`suppression`]: which groups aggregates may name (`min_installs`).
+//! - [`listener`]: accepting connections, with a connection cap and header and idle
+//!   timeouts.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
 
 pub mod actions;
@@ -33,8 +35,10 @@ pub mod body;
 pub mod committer;
 pub mod config;
 pub mod cors;
+pub mod dashboard;
 pub mod error;
 pub mod files;
+pub mod listener;
 pub mod metrics;
 pub mod otlp;
 pub mod routes;
@@ -47,7 +51,7 @@ use std::time::Duration;
 use axum::Router;
 use jiff::{Timestamp, ToSpan};
 use tally_core::Event;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::broadcast;
 
 use crate::auth::{KeyCache, RateLimiter};
 use crate::committer::Committer;
@@ -76,8 +80,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Newly committed events, for `/v1/stream`.
     pub stream: broadcast::Sender<Arc<Event>>,
-    /// Free stream subscriber slots.
-    pub stream_slots: Arc<Semaphore>,
+    /// Free stream subscriber places, in all and per app.
+    pub stream_slots: Arc<routes::stream::StreamSlots>,
     /// The collector's own counters.
     pub metrics: Arc<CollectorMetrics>,
     /// The time; tests replace it.
@@ -102,7 +106,10 @@ impl AppState {
             keys: Arc::new(KeyCache::default()),
             limiter: Arc::new(RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)),
             stream,
-            stream_slots: Arc::new(Semaphore::new(config.max_stream_subscribers)),
+            stream_slots: Arc::new(routes::stream::StreamSlots::new(
+                config.max_stream_subscribers,
+                config.max_stream_subscribers_per_app,
+            )),
             metrics,
             clock: Arc::new(tally_core::time::now_millis),
             config: Arc::new(config),
@@ -140,15 +147,32 @@ pub async fn serve(store: Arc<dyn Storage>, config: ServerConfig) -> Result<(), 
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| ServeError::Bind { address, source })?;
+    serve_on(listener, store, config, shutdown_signal()).await
+}
+
+/// [`serve`] on a bound `listener`, until `shutdown` completes.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Storage>,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
     let local = listener.local_addr()?;
     let retention_days = config.retention_days;
+    let limits = listener::Limits {
+        max_connections: config.max_connections,
+        header_timeout: Duration::from_secs(config.header_timeout_secs),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+    };
+    let metrics_warning = config.metrics_warning();
     let (state, committer) = AppState::new(Arc::clone(&store), config);
     let retention = tokio::spawn(run_retention(Arc::clone(&store), retention_days));
     // Tests and scripts read this line to find the port when listening on port 0.
     eprintln!("tally serve: listening on http://{local} ({} storage)", store.backend());
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    if let Some(warning) = metrics_warning {
+        eprintln!("tally serve: {warning}");
+    }
+    listener::run(listener, app(state), limits, shutdown).await;
     retention.abort();
     // The router and its state are gone; the committer finishes what was queued.
     let _ = committer.await;

@@ -8,6 +8,15 @@
 //! follow. Prometheus text format by default; OpenMetrics when the scraper asks for it
 //! (`routes` negotiates). `tally_events` is the family `tally export` writes too
 //! ([`tally_store::openmetrics::EVENTS`]).
+//!
+//! Two families count what this process committed rather than what is stored: time spent
+//! in sessions (`tally_session_seconds_total`, from `session_ended` durations) and command
+//! durations (`tally_command_duration_seconds`, a histogram per app and command). Like
+//! `tally_ingest_events_total` they start from zero when the process starts, which
+//! Prometheus's `rate` and `increase` expect of counters; collectors sharing a database
+//! each count their own share, so dashboards `sum` them. Command labels are bounded: the
+//! first [`MAX_COMMAND_LABELS`] commands an app reports get their own, later ones count as
+//! `other`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +46,49 @@ struct Latency {
     sum: f64,
 }
 
+/// Upper bounds, in seconds, of the command duration histogram.
+const COMMAND_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Commands per app with a label of their own in the command duration histogram.
+pub const MAX_COMMAND_LABELS: usize = 50;
+
+/// Durations of one command: counts per bucket, total count, sum of seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CommandDurations {
+    buckets: [u64; COMMAND_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// What the committer tells the metrics about one event before it is stored: only the
+/// parts the per-process usage families need.
+#[derive(Debug, Clone)]
+pub struct UsageSample {
+    app: String,
+    /// `Some(command)` for `command_executed`, `None` for `session_ended`.
+    command: Option<String>,
+    duration_ms: u64,
+}
+
+impl UsageSample {
+    /// The sample an event contributes, if it is a timed session end or command.
+    pub fn of(event: &tally_core::Event) -> Option<UsageSample> {
+        let duration_ms = event.duration_ms?;
+        let command = match event.name.as_str() {
+            "session_ended" => None,
+            "command_executed" => Some(event.command.clone().unwrap_or_default()),
+            _ => return None,
+        };
+        Some(UsageSample {
+            app: event.app.clone(),
+            command,
+            duration_ms,
+        })
+    }
+}
+
 /// The collector's own counters.
 #[derive(Default)]
 pub struct CollectorMetrics {
@@ -48,6 +100,8 @@ pub struct CollectorMetrics {
     commits: AtomicU64,
     committed_events: AtomicU64,
     stream_subscribers: AtomicU64,
+    session_seconds: Mutex<BTreeMap<String, f64>>,
+    command_durations: Mutex<BTreeMap<(String, String), CommandDurations>>,
 }
 
 impl CollectorMetrics {
@@ -80,6 +134,36 @@ impl CollectorMetrics {
     pub fn record_commit(&self, events: usize) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.committed_events.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Counts the session time and command durations of newly stored events.
+    pub fn record_usage(&self, samples: impl IntoIterator<Item = UsageSample>) {
+        let mut sessions = self.session_seconds.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut commands = self.command_durations.lock().unwrap_or_else(PoisonError::into_inner);
+        for sample in samples {
+            let seconds = sample.duration_ms as f64 / 1000.0;
+            let Some(command) = sample.command else {
+                *sessions.entry(sample.app).or_default() += seconds;
+                continue;
+            };
+            let labelled = commands
+                .range((sample.app.clone(), String::new())..)
+                .take_while(|((app, _), _)| *app == sample.app)
+                .filter(|((_, name), _)| name != "other")
+                .count();
+            let known = commands.contains_key(&(sample.app.clone(), command.clone()));
+            let label = if known || labelled < MAX_COMMAND_LABELS {
+                command
+            } else {
+                "other".to_owned()
+            };
+            let entry = commands.entry((sample.app, label)).or_default();
+            if let Some(index) = COMMAND_BUCKETS.iter().position(|bound| seconds <= *bound) {
+                entry.buckets[index] += 1;
+            }
+            entry.count += 1;
+            entry.sum += seconds;
+        }
     }
 
     /// A stream subscriber joined (`+1`) or left (`-1`).
@@ -164,6 +248,12 @@ const STREAM_SUBSCRIBERS: Family<0> = Family {
     help: "Clients on /v1/stream.",
     labels: [],
 };
+const SESSION_SECONDS: Family<1> = Family {
+    name: "tally_session_seconds",
+    kind: Kind::Counter,
+    help: "Time in sessions that ended, from session_ended durations this collector stored, per app.",
+    labels: ["app"],
+};
 const HTTP_REQUESTS: Family<2> = Family {
     name: "tally_http_requests",
     kind: Kind::Counter,
@@ -205,6 +295,8 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
     errors(&mut out, &usage.errors);
     commands(&mut out, &usage.commands);
 
+    session_seconds(&mut out, &state.metrics);
+    command_durations(&mut out, &state.metrics);
     collector_counters(&mut out, &state.metrics);
     http_requests(&mut out, &state.metrics);
     request_latency(&mut out, &state.metrics);
@@ -357,28 +449,129 @@ fn http_requests(out: &mut Exposition, metrics: &CollectorMetrics) {
     }
 }
 
-/// The request latency histogram, written by hand: its `_bucket`, `_sum` and `_count`
-/// samples do not fit [`Family`].
+/// Time in ended sessions this process stored, per app.
+fn session_seconds(out: &mut Exposition, metrics: &CollectorMetrics) {
+    let sessions = metrics
+        .session_seconds
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    out.family(&SESSION_SECONDS);
+    for (app, seconds) in &sessions {
+        out.sample(&SESSION_SECONDS, [app], seconds);
+    }
+}
+
+/// Durations of the commands this process stored, per app and command.
+fn command_durations(out: &mut Exposition, metrics: &CollectorMetrics) {
+    const NAME: &str = "tally_command_duration_seconds";
+    let commands = metrics
+        .command_durations
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    histogram_header(
+        out,
+        NAME,
+        "Durations of command_executed events this collector stored, per app and command.",
+    );
+    for ((app, command), durations) in &commands {
+        let labels = format!(
+            "app=\"{}\",command=\"{}\"",
+            openmetrics::escape_label(app),
+            openmetrics::escape_label(command)
+        );
+        histogram_samples(
+            out,
+            NAME,
+            &labels,
+            &COMMAND_BUCKETS,
+            &durations.buckets,
+            (durations.count, durations.sum),
+        );
+    }
+}
+
+/// The request latency histogram.
 fn request_latency(out: &mut Exposition, metrics: &CollectorMetrics) {
     const NAME: &str = "tally_http_request_duration_seconds";
     let latency = metrics.latency.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let _ = writeln!(out.text, "# HELP {NAME} Time to answer a request, by route.");
-    let _ = writeln!(out.text, "# TYPE {NAME} histogram");
-    if out.format == Format::OpenMetrics {
-        let _ = writeln!(out.text, "# UNIT {NAME} seconds");
-    }
+    histogram_header(out, NAME, "Time to answer a request, by route.");
     for (route, Latency { buckets, count, sum }) in &latency {
-        let route = openmetrics::escape_label(route);
-        let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(buckets) {
-            cumulative += bucket;
-            let _ = writeln!(
-                out.text,
-                "{NAME}_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
-            );
+        let labels = format!("route=\"{}\"", openmetrics::escape_label(route));
+        histogram_samples(out, NAME, &labels, &LATENCY_BUCKETS, buckets, (*count, *sum));
+    }
+}
+
+/// A histogram family's `# HELP`, `# TYPE` and (OpenMetrics) `# UNIT` lines; histograms
+/// are written by hand because their `_bucket`, `_sum` and `_count` samples do not fit
+/// [`Family`].
+fn histogram_header(out: &mut Exposition, name: &str, help: &str) {
+    let _ = writeln!(out.text, "# HELP {name} {help}");
+    let _ = writeln!(out.text, "# TYPE {name} histogram");
+    if out.format == Format::OpenMetrics {
+        let _ = writeln!(out.text, "# UNIT {name} seconds");
+    }
+}
+
+/// One labelled histogram (`labels` already escaped, comma-separated): cumulative
+/// buckets, `+Inf`, sum and count.
+fn histogram_samples(
+    out: &mut Exposition,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    buckets: &[u64],
+    (count, sum): (u64, f64),
+) {
+    let mut cumulative = 0;
+    for (bound, bucket) in bounds.iter().zip(buckets) {
+        cumulative += bucket;
+        let _ = writeln!(out.text, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out.text, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out.text, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out.text, "{name}_count{{{labels}}} {count}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(app: &str, name: &str, duration_ms: u64) -> UsageSample {
+        UsageSample {
+            app: app.to_owned(),
+            command: Some(name.to_owned()),
+            duration_ms,
         }
-        let _ = writeln!(out.text, "{NAME}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(out.text, "{NAME}_sum{{route=\"{route}\"}} {sum}");
-        let _ = writeln!(out.text, "{NAME}_count{{route=\"{route}\"}} {count}");
+    }
+
+    #[test]
+    fn command_labels_are_bounded_per_app() {
+        let metrics = CollectorMetrics::default();
+        metrics.record_usage((0..MAX_COMMAND_LABELS + 10).map(|index| command("a", &format!("c{index}"), 20)));
+        // A command seen before the bound filled keeps its label; another app has its own.
+        metrics.record_usage([command("a", "c0", 20_000), command("b", "c99", 5)]);
+        let commands = metrics.command_durations.lock().unwrap();
+        let of_a = commands.keys().filter(|(app, _)| app == "a").count();
+        assert_eq!(of_a, MAX_COMMAND_LABELS + 1, "50 commands and other");
+        assert_eq!(commands[&("a".to_owned(), "other".to_owned())].count, 10);
+        let c0 = commands[&("a".to_owned(), "c0".to_owned())];
+        assert_eq!((c0.count, c0.sum), (2, 20.02));
+        assert!(commands.contains_key(&("b".to_owned(), "c99".to_owned())));
+    }
+
+    #[test]
+    fn session_time_adds_up_per_app() {
+        let metrics = CollectorMetrics::default();
+        let session = |app: &str, ms| UsageSample {
+            app: app.to_owned(),
+            command: None,
+            duration_ms: ms,
+        };
+        metrics.record_usage([session("a", 90_000), session("a", 30_000), session("b", 1_500)]);
+        let sessions = metrics.session_seconds.lock().unwrap();
+        assert_eq!(sessions["a"], 120.0);
+        assert_eq!(sessions["b"], 1.5);
     }
 }

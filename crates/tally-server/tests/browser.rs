@@ -306,8 +306,13 @@ fn openapi_describes_the_beacon_form_and_cors() {
                 .contains(&json!({"ingestKeyQuery": []})),
             "{path}"
         );
-        assert!(post["requestBody"]["content"]["text/plain"].is_object(), "{path}");
     }
+    // text/plain is taken only with the key in the query, which a content type listed
+    // beside the bearer form would misstate, so the query scheme says it.
+    let beacon = document["components"]["securitySchemes"]["ingestKeyQuery"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(beacon.contains("text/plain"), "{beacon}");
     let admin = &document["paths"]["/v1/stats"]["get"]["security"];
     assert!(!admin.as_array().unwrap().contains(&json!({"ingestKeyQuery": []})));
     let description = document["info"]["description"].as_str().unwrap();

@@ -117,3 +117,52 @@ async fn a_new_collector_database_gets_the_collector_tables_and_an_app_store_doe
         );
     }
 }
+
+#[tokio::test]
+async fn an_older_collector_database_gets_the_session_index_and_one_apps_sessions_are_read_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("collector.db");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        tally_store::schema::migrate(&mut conn).unwrap();
+        schema::migrate_to(&mut conn, 1).unwrap();
+    }
+    let storage = SqliteStorage::open(&path).unwrap();
+    storage
+        .insert(vec![
+            command_event("2026-08-02T09:00:00Z"),
+            command_event("2026-08-02T09:30:00Z"),
+        ])
+        .await
+        .unwrap();
+    let day = tally_core::time::Period {
+        from: "2026-08-02T00:00:00Z".parse().unwrap(),
+        to: "2026-08-03T00:00:00Z".parse().unwrap(),
+    };
+    let summary = storage.sessions("nexus", &day).await.unwrap();
+    assert_eq!((summary.count, summary.avg_duration_ms), (1, Some(30.0 * 60_000.0)));
+    drop(storage);
+
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), schema::LATEST_VERSION);
+    // The statement `tally_store`'s session summary runs for one app: the dashboard asks
+    // it twice per load, so it must be answered from the index without reading rows.
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT count(*), avg(duration_ms) FROM sessions \
+             WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
+        )
+        .unwrap()
+        .query_map(
+            ("2026-08-02T00:00:00.000Z", "2026-08-03T00:00:00.000Z", "nexus"),
+            |row| row.get(3),
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("COVERING INDEX sessions_app_started_at_duration_ms")),
+        "{plan:?}"
+    );
+}

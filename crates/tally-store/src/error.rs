@@ -34,6 +34,15 @@ pub enum StoreError {
     /// The file or its directory cannot be written.
     #[error("store is read-only: {0}")]
     ReadOnly(String),
+    /// The file is a database of another program (or not a Tally store); it is left
+    /// exactly as it was, neither changed nor moved aside.
+    #[error("{path} is not a Tally store ({why}); it was left untouched")]
+    NotOurs {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away (another application id, tables Tally never makes).
+        why: String,
+    },
     /// Another process kept the operation from finishing; retry later.
     #[error("store busy: {0}")]
     Busy(String),
@@ -51,6 +60,17 @@ impl StoreError {
                 err.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ))
+    }
+
+    /// Whether the disk (or the file system's quota) is full: nothing was written, and
+    /// the same work can succeed once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            // SQLite reports a write that met ENOSPC as SQLITE_FULL.
+            StoreError::Sqlite(err) => matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull)),
+            _ => false,
+        }
     }
 
     /// Whether the file is damaged or not a database, so it should be moved aside.

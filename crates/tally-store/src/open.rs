@@ -110,7 +110,8 @@ impl Store {
     /// Opens `dir/telemetry.db`, and when that fails makes do: a corrupt file or one
     /// that is not a database is moved aside with its `-wal` and `-shm` and replaced by a
     /// fresh store; a location that cannot be written (or holds a store from a newer
-    /// version, which must not be touched) gives a store in memory for this run.
+    /// version, or another program's database, neither of which may be touched) gives a
+    /// store in memory for this run.
     pub fn open_or_recover(dir: &Path, options: &OpenOptions) -> Result<(Store, Recovery), StoreError> {
         match Store::open(dir, options) {
             Ok(store) => Ok((store, Recovery::None)),
@@ -126,12 +127,16 @@ impl Store {
                     },
                 ))
             }
-            Err(err) if err.is_read_only() || matches!(err, StoreError::NewerSchema { .. }) => Ok((
-                Store::open_in_memory()?,
-                Recovery::InMemory {
-                    reason: err.to_string(),
-                },
-            )),
+            Err(err)
+                if err.is_read_only() || matches!(err, StoreError::NewerSchema { .. } | StoreError::NotOurs { .. }) =>
+            {
+                Ok((
+                    Store::open_in_memory()?,
+                    Recovery::InMemory {
+                        reason: err.to_string(),
+                    },
+                ))
+            }
             Err(err) => Err(err),
         }
     }
@@ -169,8 +174,16 @@ impl Store {
 
     fn prepare(mut conn: Connection, location: Location, options: &OpenOptions) -> Result<Store, StoreError> {
         conn.busy_timeout(options.busy_timeout)?;
-        // Before any pragma below writes to the file: a store from a newer version must
-        // be left untouched.
+        // Before any pragma below writes to the file: another program's database, and a
+        // store from a newer version, must be left untouched.
+        if let Location::File(path) = &location
+            && let Some(why) = schema::foreign_reason(&conn)?
+        {
+            return Err(StoreError::NotOurs {
+                path: path.clone(),
+                why,
+            });
+        }
         let found = schema::version(&conn)?;
         if found > schema::LATEST_VERSION {
             return Err(StoreError::NewerSchema {

@@ -12,6 +12,58 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::StoreError;
 use crate::rollup::{Rollup, RollupKey, add_rollups};
 
+/// `PRAGMA application_id` of every Tally store: "TALY". A file with another id, or
+/// without one that holds tables Tally never made, is another program's.
+pub const APPLICATION_ID: i32 = 0x5441_4C59;
+
+/// Every table any version of the store, or the collector's embedded backend in the
+/// same file, has made.
+const OUR_TABLES: &[&str] = &[
+    "meta",
+    "events",
+    "sessions",
+    "metrics",
+    "installs",
+    "totals",
+    "api_keys",
+    "sync_rejected",
+    "collector_schema",
+];
+
+/// `None` when `conn` is a Tally store, a new empty file, or a store from before
+/// stores were marked (no id, and only tables Tally makes); otherwise why it is not.
+/// A file SQLite cannot read is an error (corrupt), not an answer.
+pub fn foreign_reason(conn: &Connection) -> Result<Option<String>, StoreError> {
+    let id = application_id(conn)?;
+    if id == APPLICATION_ID {
+        return Ok(None);
+    }
+    if id != 0 {
+        return Ok(Some(format!(
+            "its application_id is {id:#010x}, not Tally's {APPLICATION_ID:#010x}"
+        )));
+    }
+    let mut statement =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
+    let tables: Vec<String> = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    if let Some(foreign) = tables.iter().find(|table| !OUR_TABLES.contains(&table.as_str())) {
+        return Ok(Some(format!("it has a table {foreign:?} that Tally never makes")));
+    }
+    let version = version(conn)?;
+    if tables.is_empty() != (version == 0) {
+        return Ok(Some(format!(
+            "its schema version {version} does not match its {} tables",
+            tables.len()
+        )));
+    }
+    Ok(None)
+}
+
+/// The `PRAGMA application_id` of the file (0 when unset).
+pub fn application_id(conn: &Connection) -> Result<i32, StoreError> {
+    Ok(conn.query_row("PRAGMA application_id", [], |row| row.get(0))?)
+}
+
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -125,12 +177,34 @@ pub const MIGRATIONS: &[&str] = &[
     // 5: the collector's tables leave the local store; the statements are in
     // `drop_empty_collector_tables`, because each table goes only if it is empty.
     "",
+    // 6: sessions keyed within their app and install. A session id comes from the
+    // client, so keyed alone, one app's events could change another app's session.
+    r#"
+    CREATE TABLE sessions_keyed (
+        session_id         TEXT NOT NULL,
+        app                TEXT NOT NULL,
+        install_id         TEXT NOT NULL,
+        started_at         TEXT NOT NULL,
+        ended_at           TEXT NOT NULL,
+        duration_ms        INTEGER NOT NULL,
+        commands_executed  INTEGER NOT NULL DEFAULT 0,
+        workspaces_created INTEGER NOT NULL DEFAULT 0,
+        tasks_completed    INTEGER NOT NULL DEFAULT 0,
+        errors_encountered INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (app, install_id, session_id)
+    ) WITHOUT ROWID;
+    INSERT INTO sessions_keyed SELECT session_id, app, install_id, started_at, ended_at, duration_ms,
+        commands_executed, workspaces_created, tasks_completed, errors_encountered FROM sessions;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_keyed RENAME TO sessions;
+    CREATE INDEX sessions_started_at ON sessions (started_at);
+    "#,
 ];
 
 /// Brings the schema of `conn` to [`LATEST_VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let current = version(conn)?;
-    if current == LATEST_VERSION {
+    if current == LATEST_VERSION && application_id(conn)? == APPLICATION_ID {
         return Ok(());
     }
     if current > LATEST_VERSION {
@@ -168,6 +242,9 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> 
         }
         tx.pragma_update(None, "user_version", version)?;
     }
+    // Marked in the same transaction as its tables: a file is never Tally's tables
+    // without Tally's id.
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.commit()?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! What counts as a session, and what a batch of events changes in one.
 //!
-//! A session is every event sharing a `session_id`; it starts at its earliest event and
+//! A session is every event sharing a `session_id` within one app and install (a session
+//! id comes from the client, so another app or install reusing it makes a session of its
+//! own, never a change to this one); it starts at its earliest event and
 //! ends at its latest, and its duration is the time between the two. Four event names
 //! are counted per session (the columns of Nexus ADR-003). The rule lives here once:
 //! this store's write path and the collector's PostgreSQL backend both fold a batch
@@ -19,9 +21,9 @@ use crate::{Store, StoreError};
 /// How one session's row changes with a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDelta<'a> {
-    /// The app of the session's first event in the batch (a session belongs to one app).
+    /// The session's app.
     pub app: &'a str,
-    /// The install of the session's first event in the batch.
+    /// The session's install.
     pub install_id: &'a str,
     /// The earliest event of the batch in this session.
     pub started_at: Timestamp,
@@ -64,12 +66,15 @@ impl<'a> SessionDelta<'a> {
     }
 }
 
-/// The change each session of `events` (newly stored ones) makes, by session id.
-pub fn session_deltas<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<&'a str, SessionDelta<'a>> {
-    let mut sessions: BTreeMap<&str, SessionDelta<'_>> = BTreeMap::new();
+/// What identifies a session: (app, install id, session id), the key of `sessions`.
+pub type SessionKey<'a> = (&'a str, &'a str, &'a str);
+
+/// The change each session of `events` (newly stored ones) makes, by [`SessionKey`].
+pub fn session_deltas<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<SessionKey<'a>, SessionDelta<'a>> {
+    let mut sessions: BTreeMap<SessionKey<'_>, SessionDelta<'_>> = BTreeMap::new();
     for event in events {
         sessions
-            .entry(event.session_id.as_str())
+            .entry((event.app.as_str(), event.install_id.as_str(), event.session_id.as_str()))
             .or_insert_with(|| SessionDelta::starting_with(event))
             .add(event);
     }
@@ -144,7 +149,7 @@ mod tests {
         ];
         let deltas = session_deltas(&events);
         assert_eq!(deltas.len(), 2);
-        let a = &deltas["a"];
+        let a = &deltas[&("nexus", "i-1", "a")];
         assert_eq!(
             (a.started_at, a.ended_at),
             (at("2026-11-22T10:00:01Z"), at("2026-11-22T10:00:09Z"))
@@ -153,6 +158,6 @@ mod tests {
             (a.commands_executed, a.errors_encountered, a.tasks_completed),
             (2, 1, 0)
         );
-        assert_eq!(deltas["b"].commands_executed, 0);
+        assert_eq!(deltas[&("nexus", "i-1", "b")].commands_executed, 0);
     }
 }

@@ -78,7 +78,7 @@ const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, ts, app, app_versi
 const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, app, install_id, started_at, ended_at, duration_ms, \
      commands_executed, workspaces_created, tasks_completed, errors_encountered) \
      VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9) \
-     ON CONFLICT (session_id) DO UPDATE SET \
+     ON CONFLICT (app, install_id, session_id) DO UPDATE SET \
        started_at = min(started_at, excluded.started_at), \
        ended_at = max(ended_at, excluded.ended_at), \
        commands_executed = commands_executed + excluded.commands_executed, \
@@ -88,7 +88,7 @@ const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, app, install_id,
 
 const SET_SESSION_DURATION: &str = "UPDATE sessions SET duration_ms = \
      CAST(round((unixepoch(ended_at, 'subsec') - unixepoch(started_at, 'subsec')) * 1000) AS INTEGER) \
-     WHERE session_id = ?1";
+     WHERE app = ?1 AND install_id = ?2 AND session_id = ?3";
 
 /// [`RollupKey`] borrowed from an event.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -210,7 +210,7 @@ fn upsert_sessions(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), St
     }
     let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
     let mut duration = tx.prepare_cached(SET_SESSION_DURATION)?;
-    for (session_id, delta) in &sessions {
+    for ((app, install_id, session_id), delta) in &sessions {
         upsert.execute(rusqlite::params![
             session_id,
             delta.app,
@@ -222,7 +222,7 @@ fn upsert_sessions(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), St
             delta.tasks_completed,
             delta.errors_encountered,
         ])?;
-        duration.execute([session_id])?;
+        duration.execute([app, install_id, session_id])?;
     }
     Ok(())
 }

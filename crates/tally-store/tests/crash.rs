@@ -23,7 +23,10 @@ const CHILD_DIR: &str = "TALLY_STORE_TEST_CRASH_DIR";
 const CHILD_FIRST_BATCH: &str = "TALLY_STORE_TEST_CRASH_FIRST_BATCH";
 const CHILD_TEST: &str = "crash::child_writes_batches_until_killed";
 
-const ITERATIONS: u64 = 200;
+/// Kills per run: 200, or `TALLY_SIGKILL_ITERATIONS` for the long run
+/// (`TALLY_SIGKILL_ITERATIONS=1000`, result in docs/BENCHMARKS.md).
+const ITERATIONS_VARIABLE: &str = "TALLY_SIGKILL_ITERATIONS";
+const DEFAULT_ITERATIONS: u64 = 200;
 const BATCH_EVENTS: u64 = 50;
 /// Kill delays are drawn from `0..MAX_KILL_DELAY_US`.
 const MAX_KILL_DELAY_US: u64 = 40_000;
@@ -122,7 +125,11 @@ fn sigkill_never_leaves_half_a_batch() {
     let mut next_batch = 0;
     let mut last_seq = 0;
     let mut batches_stored = 0;
-    for iteration in 0..ITERATIONS {
+    let iterations = std::env::var(ITERATIONS_VARIABLE).map_or(DEFAULT_ITERATIONS, |text| {
+        text.parse()
+            .unwrap_or_else(|_| panic!("{ITERATIONS_VARIABLE}={text:?}: must be a whole number"))
+    });
+    for iteration in 0..iterations {
         let mut random = XorShift::seeded(iteration);
         let delay = Duration::from_micros(random.below(MAX_KILL_DELAY_US));
         // Most kills land while batches are written; some land while the child opens
@@ -169,8 +176,9 @@ fn sigkill_never_leaves_half_a_batch() {
             .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |row| row.get(0))
             .unwrap();
     }
+    eprintln!("sigkill_never_leaves_half_a_batch: {iterations} kills, {batches_stored} batches stored whole");
     assert!(
-        batches_stored > ITERATIONS,
+        batches_stored > iterations,
         "only {batches_stored} batches were written: the kills came too early to test anything"
     );
 }

@@ -201,6 +201,11 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
         let mut store = Store::open(temp.path(), &OpenOptions::default()).unwrap();
         let from = format!("upgrading from version {version}");
         assert_eq!(schema::version(store.connection()).unwrap(), LATEST_VERSION, "{from}");
+        assert_eq!(
+            schema::application_id(store.connection()).unwrap(),
+            schema::APPLICATION_ID,
+            "{from}"
+        );
         assert_eq!(schema_sql(store.connection()), schema_sql(fresh.connection()), "{from}");
 
         let (raw, all) = seeded_totals(&seeded);

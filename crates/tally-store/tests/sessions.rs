@@ -70,3 +70,42 @@ fn a_session_row_sums_every_batch_of_its_session() {
     );
     assert_eq!(store.session("no-such-session").unwrap(), None);
 }
+
+#[test]
+fn a_session_id_is_a_session_only_within_its_app_and_install() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(temp.path(), &Default::default()).unwrap();
+    let run = AppRun::new(SESSION);
+    let own = vec![
+        run.record(task_done(at("2026-11-22T10:00:00.000Z"))),
+        run.record(task_done(at("2026-11-22T10:00:00.001Z"))),
+    ];
+    store.insert_batch(&own, DropCounts::default()).unwrap();
+    // Another app, and another install of the same app, reuse the session id with a time
+    // 23 hours later (as a hostile or buggy client may).
+    let mut foreign_app = run.record(task_done(at("2026-11-23T09:00:00.000Z")));
+    foreign_app.app = "other".into();
+    let mut foreign_install = run.record(task_done(at("2026-11-23T09:00:00.000Z")));
+    foreign_install.install_id = "0193a0b1-0000-4000-8000-0000000000bb".into();
+    store
+        .insert_batch(&[foreign_app, foreign_install], DropCounts::default())
+        .unwrap();
+
+    let rows: Vec<(String, String, i64, i64)> = store
+        .connection()
+        .prepare("SELECT app, install_id, duration_ms, commands_executed FROM sessions ORDER BY app, install_id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("nexus".into(), crate::app_events::INSTALL_ID.into(), 1, 2),
+            ("nexus".into(), "0193a0b1-0000-4000-8000-0000000000bb".into(), 0, 1),
+            ("other".into(), crate::app_events::INSTALL_ID.into(), 0, 1),
+        ],
+        "the first session still lasts 1 ms and holds its own two commands"
+    );
+}

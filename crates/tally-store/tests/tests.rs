@@ -2,14 +2,16 @@
 //!
 //! Each module checks one promise the store makes to the apps recording into it: an
 //! upgrade keeps old data, a killed writer never leaves half a batch, a batch is stored
-//! whole or not at all, folding keeps totals, spooled events arrive once, the size cap holds, and a damaged or
-//! unwritable location still gives a working store.
+//! whole or not at all, folding keeps totals, spooled events arrive once, the size cap
+//! holds, a damaged or unwritable location still gives a working store, and another
+//! program's database is never taken for one.
 
 mod app_events;
 mod atomicity;
 mod concurrency;
 mod crash;
 mod migrations;
+mod ownership;
 mod prng;
 mod recovery;
 mod retention;

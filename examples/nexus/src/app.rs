@@ -22,7 +22,7 @@ pub(crate) struct Cli {
 enum Command {
     /// See and control what nexus records about your usage.
     #[command(subcommand)]
-    Telemetry(tally::cli::TelemetryCommand),
+    Telemetry(TelemetryCli),
     /// Your usage summary (short for `telemetry stats`).
     Stats(tally::cli::StatsArgs),
     /// Slow commands, failures and suggestions (short for `telemetry insights`).
@@ -35,6 +35,19 @@ enum Command {
     /// Work with tasks.
     #[command(subcommand)]
     Task(TaskCommand),
+}
+
+/// `nexus telemetry ...`: the commands every Tally host mounts, plus `view`.
+#[derive(Debug, Subcommand)]
+enum TelemetryCli {
+    #[command(flatten)]
+    Shared(tally::cli::TelemetryCommand),
+    /// Your usage as a web page on this machine only (read-only, 127.0.0.1, a random token).
+    View {
+        /// Open the page in the default browser too.
+        #[arg(long)]
+        open: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +169,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         ..tally::cli::Target::new("nexus")
     };
     let work = match cli.command {
-        Command::Telemetry(command) => return Ok(tally::cli::run(&target, command)?),
+        Command::Telemetry(TelemetryCli::Shared(command)) => return Ok(tally::cli::run(&target, command)?),
+        Command::Telemetry(TelemetryCli::View { open }) => return view(&target, open),
         Command::Stats(args) => return Ok(tally::cli::run(&target, tally::cli::TelemetryCommand::Stats(args))?),
         Command::Insights(args) => {
             return Ok(tally::cli::run(&target, tally::cli::TelemetryCommand::Insights(args))?);
@@ -166,6 +180,27 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Task(command) => Work::Task(command),
     };
     run_work(cli.home, work)
+}
+
+/// `nexus telemetry view`: the same page as `tally view --app nexus`.
+fn view(target: &tally::cli::Target, open: bool) -> anyhow::Result<()> {
+    let path = target.settings().dir.join("telemetry.db");
+    if !path.exists() {
+        anyhow::bail!(
+            "no telemetry recorded yet (no store at {}); use nexus first",
+            path.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(tally_server::dashboard::local::serve(&path, "nexus", 0, |url| {
+        println!("nexus telemetry, read-only, on this machine only:");
+        println!("{url}");
+        println!("(Ctrl-C stops it)");
+        if open && let Err(err) = tally_server::dashboard::local::open_in_browser(url) {
+            eprintln!("nexus: cannot start a browser ({err}); open the address above yourself");
+        }
+    }))?;
+    Ok(())
 }
 
 fn run_work(home: Option<PathBuf>, work: Work) -> anyhow::Result<()> {

@@ -157,3 +157,77 @@ fn bad_names_are_refused_and_nothing_is_created() {
     assert!(!sandbox.home.join("escape").exists());
     assert!(!Path::new(&sandbox.home).join("workspaces/../escape").exists());
 }
+
+/// One raw HTTP/1.1 GET with exactly these headers: (status, head and body).
+fn raw_get(address: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, answer)
+}
+
+#[test]
+fn telemetry_view_serves_the_users_own_data_on_loopback_behind_a_token() {
+    use std::io::BufRead;
+    let sandbox = Sandbox::new();
+    assert!(sandbox.run(&["workspace", "create", "alpha"]).status.success());
+    let mut child = sandbox
+        .nexus(&["telemetry", "view"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("http://127.0.0.1:"))
+        .expect("nexus telemetry view prints its address");
+    let address = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let path = url
+        .trim_start_matches("http://")
+        .trim_start_matches(address.as_str())
+        .to_owned();
+
+    let (status, _) = raw_get(&address, &path, &[("Host", "evil.test")]);
+    assert_eq!(status, 403, "a foreign Host");
+    let (status, _) = raw_get(&address, "/", &[("Host", &address)]);
+    assert_eq!(status, 401, "no token");
+    let (status, answer) = raw_get(&address, &path, &[("Host", &address)]);
+    assert_eq!(status, 303, "{answer}");
+    let cookie = answer
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("set-cookie: ")
+                .or_else(|| line.strip_prefix("Set-Cookie: "))
+        })
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, answer) = raw_get(
+        &address,
+        "/dashboard/api/session",
+        &[("Host", &address), ("Cookie", &cookie)],
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(r#"{"apps":["nexus"],"read_only":true}"#), "{answer}");
+    let (status, answer) = raw_get(
+        &address,
+        "/dashboard/api/stats?app=nexus",
+        &[("Host", &address), ("Cookie", &cookie)],
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains(r#""command":"workspace create""#), "{answer}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

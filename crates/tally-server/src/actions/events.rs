@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tally_core::time::Period;
 
 use crate::AppState;
-use crate::actions::{ActionResult, parse_time};
+use crate::actions::{ActionResult, parse_time, reject_nulls};
 use crate::auth::check_reads;
 use crate::error::AppError;
 use crate::storage::{ApiKey, EventQuery};
@@ -49,6 +49,7 @@ fn parse_cursor(text: &str) -> Result<(jiff::Timestamp, uuid::Uuid), AppError> {
 
 /// `events.list`.
 pub async fn list(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult {
+    reject_nulls(&payload)?;
     let request: ListRequest =
         serde_json::from_value(payload).map_err(|err| AppError::bad_request("invalid_parameter", err.to_string()))?;
     check_reads(key, request.app.as_deref())?;
@@ -56,7 +57,6 @@ pub async fn list(state: &AppState, key: &ApiKey, payload: Value) -> ActionResul
         None => DEFAULT_PAGE,
         Some(value) => value
             .as_u64()
-            .or_else(|| value.as_str().and_then(|text| text.parse().ok()))
             .filter(|limit| (1..=MAX_PAGE as u64).contains(limit))
             .map(|limit| limit as usize)
             .ok_or_else(|| {

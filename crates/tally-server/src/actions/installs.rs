@@ -17,12 +17,28 @@ use crate::storage::{ApiKey, Erasure, KeyRegistration};
 
 /// `installs.erase`: everything stored about one install, with the admin key.
 pub async fn erase(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult {
-    let install_id = payload
-        .get("install_id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty() && id.len() <= tally_core::limits::MAX_ID_LEN)
-        .ok_or_else(|| AppError::bad_request("invalid_parameter", "install_id: must be a non-empty string"))?
-        .to_owned();
+    let Value::Object(mut payload) = payload else {
+        return Err(AppError::bad_request(
+            "invalid_parameter",
+            "payload must be an object {\"install_id\": \"...\"}",
+        ));
+    };
+    let max = tally_core::limits::MAX_ID_LEN;
+    let install_id = match payload.remove("install_id") {
+        Some(Value::String(id)) if (1..=max).contains(&id.chars().count()) => id,
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_parameter",
+                format!("install_id: must be a string of 1 to {max} characters"),
+            ));
+        }
+    };
+    if let Some(extra) = payload.keys().next() {
+        return Err(AppError::bad_request(
+            "invalid_parameter",
+            format!("unknown field {extra:?}; only install_id is allowed"),
+        ));
+    }
     let erased = state.store.erase_install(&key.app, &install_id).await?;
     Ok((StatusCode::OK, erasure_json(&install_id, erased)))
 }

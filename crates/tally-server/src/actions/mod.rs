@@ -33,3 +33,18 @@ pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, AppError>
         )
     })
 }
+
+/// Refuses a payload field set to `null`: the schemas give every field a type, and an
+/// absent field, not a null one, means "the default".
+pub(crate) fn reject_nulls(payload: &Value) -> Result<(), AppError> {
+    if let Some((field, _)) = payload
+        .as_object()
+        .and_then(|fields| fields.iter().find(|(_, value)| value.is_null()))
+    {
+        return Err(AppError::bad_request(
+            "invalid_parameter",
+            format!("{field}: must not be null; leave it out for the default"),
+        ));
+    }
+    Ok(())
+}

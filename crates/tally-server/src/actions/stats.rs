@@ -9,6 +9,9 @@
 //! - breadth: distinct commands and features used in the period, over 5, at most 1.
 //!
 //! It is 0 for a period without events. `docs/API.md` repeats the formula.
+//!
+//! Command percentiles (`p50_ms`, `p95_ms`) come from the rollups' duration histograms
+//! merged over the period, so they are estimates within one bucket (about 25 %).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::actions::{ActionResult, parse_time};
+use crate::actions::{ActionResult, parse_time, reject_nulls};
 use crate::auth::check_reads;
 use crate::error::AppError;
 use crate::storage::{ApiKey, SessionSummary};
@@ -106,6 +109,10 @@ struct Fold {
     features: BTreeMap<String, u64>,
     /// Per command: runs, failures, timed runs, total milliseconds of the timed runs.
     commands: BTreeMap<String, (u64, u64, u64, u64)>,
+    /// Per command: its rollups merged over the period, for the duration percentiles.
+    durations: BTreeMap<String, Rollup>,
+    /// Error events per error category (`""` when none was given).
+    error_categories: BTreeMap<String, u64>,
     events: u64,
     /// Events that say whether they succeeded; the error rate's denominator.
     with_outcome: u64,
@@ -163,6 +170,7 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
 /// Checks the payload: the key's app, a period `from < to` (default: the 7 days before
 /// now) and a bucket size that keeps the series within [`MAX_BUCKETS`].
 fn parse(key: &ApiKey, payload: Value, now: Timestamp) -> Result<Query, AppError> {
+    reject_nulls(&payload)?;
     let request: StatsRequest =
         serde_json::from_value(payload).map_err(|err| AppError::bad_request("invalid_parameter", err.to_string()))?;
     check_reads(key, request.app.as_deref())?;
@@ -255,6 +263,8 @@ impl Fold {
             top_events: BTreeMap::new(),
             features: BTreeMap::new(),
             commands: BTreeMap::new(),
+            durations: BTreeMap::new(),
+            error_categories: BTreeMap::new(),
             events: 0,
             with_outcome: 0,
             failures: 0,
@@ -282,6 +292,7 @@ impl Fold {
         if row.kind == "error" {
             self.errors += rollup.count;
             point.errors += rollup.count;
+            *self.error_categories.entry(row.error_category.clone()).or_default() += rollup.count;
         }
         if row.name == "session_started" {
             point.sessions += rollup.count;
@@ -296,6 +307,9 @@ impl Fold {
             }
             entry.2 += rollup.duration_count;
             entry.3 += rollup.duration_total_ms;
+            if rollup.duration_count > 0 {
+                self.durations.entry(row.command.clone()).or_default().merge(rollup);
+            }
         }
         if row.kind == "feature" {
             *self.features.entry(names.name.clone()).or_default() += rollup.count;
@@ -359,6 +373,14 @@ fn shape(
     let ranked_events = ranked(fold.top_events, |count| *count);
     let ranked_features = ranked(fold.features, |count| *count);
     let ranked_commands = ranked(fold.commands, |counts| counts.0);
+    let ranked_categories = ranked(fold.error_categories, |count| *count);
+    let durations = fold.durations;
+    let quantile = |command: &str, q: f64| {
+        let rollup = durations.get(command)?;
+        rollup
+            .histogram
+            .quantile(q, rollup.duration_min_ms?, rollup.duration_max_ms?)
+    };
     json!({
         "app": app,
         "from": tally_core::time::format(query.from),
@@ -392,6 +414,11 @@ fn shape(
             "runs": runs,
             "failures": failed,
             "avg_duration_ms": (*timed > 0).then(|| (*total as f64 / *timed as f64).round() as u64),
+            "p50_ms": quantile(command, 0.5),
+            "p95_ms": quantile(command, 0.95),
+        })).collect::<Vec<_>>(),
+        "error_categories": ranked_categories.iter().take(TOP).map(|(category, count)| json!({
+            "category": category, "count": count,
         })).collect::<Vec<_>>(),
         "error_rate": engagement.error_rate,
         "engagement": {

@@ -225,6 +225,12 @@ pub async fn post_action(State(state): State<AppState>, headers: HeaderMap, body
     };
     let action = Action::named(&name)?;
     let payload = envelope.remove("payload").unwrap_or_else(|| json!({}));
+    if let Some(extra) = envelope.keys().next() {
+        return Err(AppError::bad_request(
+            "malformed_action",
+            format!("unknown field {extra:?}; only action and payload are allowed"),
+        ));
+    }
     check_role(&key, action.role())?;
     action.answer(&state, &key, payload).await
 }
@@ -246,6 +252,17 @@ pub async fn list_actions() -> Json<Value> {
     Json(json!({"actions": actions}))
 }
 
+/// A hyphenated UUID whose version digit is 7, as `Event::validate` requires.
+pub(crate) const UUID_V7_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// An app name, as `check_app` requires.
+pub(crate) const APP_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
+
+/// A page cursor as this collector gives them out: `<ms since epoch>.<uuid>`.
+pub(crate) const CURSOR_PATTERN: &str =
+    "^[0-9]{1,14}\\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
 /// The JSON schema of one event, with the limits of `docs/API.md`.
 pub(crate) fn event_schema() -> Value {
     use tally_core::limits::*;
@@ -256,10 +273,11 @@ pub(crate) fn event_schema() -> Value {
         "type": "object",
         "additionalProperties": false,
         "required": ["id", "ts", "app", "app_version", "source", "type", "name", "session_id", "install_id"],
+        "dependentRequired": {"target_type": ["target_id"], "target_id": ["target_type"]},
         "properties": {
-            "id": {"type": "string", "format": "uuid", "description": "UUIDv7; the dedupe key"},
-            "ts": {"type": "string", "format": "date-time"},
-            "app": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "maxLength": MAX_APP_LEN},
+            "id": {"type": "string", "pattern": UUID_V7_PATTERN, "description": "UUIDv7 (version digit 7), hyphenated; the dedupe key"},
+            "ts": {"type": "string", "format": "date-time", "description": "RFC 3339; at most 24 hours after the collector's clock"},
+            "app": {"type": "string", "pattern": APP_PATTERN, "maxLength": MAX_APP_LEN},
             "app_version": {"type": "string", "pattern": "^[A-Za-z0-9._+:-]+$", "maxLength": MAX_APP_VERSION_LEN},
             "source": {"enum": ["cli", "web", "mobile", "backend", "extension"]},
             "type": name,
@@ -284,12 +302,20 @@ pub(crate) fn event_schema() -> Value {
     })
 }
 
-fn batch_schema() -> Value {
+/// A batch: any JSON values as its events, because each is checked on its own (as an
+/// [`event_schema`] event of the key's app) and a bad one is listed in `rejected` while
+/// the others are stored; a batch with a bad event is still a valid batch.
+pub(crate) fn batch_schema() -> Value {
     json!({
         "type": "object",
         "additionalProperties": false,
         "required": ["events"],
-        "properties": {"events": {"type": "array", "maxItems": tally_core::limits::MAX_BATCH_EVENTS, "items": event_schema()}}
+        "properties": {"events": {
+            "type": "array",
+            "maxItems": tally_core::limits::MAX_BATCH_EVENTS,
+            "description": "each item is checked as an Event on its own; those that are not valid events of the key's app are listed in `rejected`, the rest are stored",
+            "items": {}
+        }}
     })
 }
 
@@ -342,28 +368,31 @@ fn stats_schema() -> Value {
         "type": "object",
         "additionalProperties": false,
         "properties": {
-            "app": {"type": "string", "description": "must be the key's app; defaults to it"},
-            "from": {"type": "string", "format": "date-time", "description": "default: 7 days before `to`"},
+            "app": {"type": "string", "pattern": APP_PATTERN, "maxLength": tally_core::limits::MAX_APP_LEN, "description": "must be the key's app; defaults to it"},
+            "from": {"type": "string", "format": "date-time", "description": "default: 7 days before `to`; must be before `to`"},
             "to": {"type": "string", "format": "date-time", "description": "default: now"},
-            "bucket": {"enum": ["hour", "day", "week"], "description": "default: day"}
+            "bucket": {"enum": ["hour", "day", "week"], "description": "default: day; from..to may span at most 5,000 buckets"}
         }
     })
 }
 
 fn list_schema() -> Value {
+    // Filters: any string; one that no event has matches nothing.
+    let name = json!({"type": "string"});
+    let token = json!({"type": "string"});
     json!({
         "type": "object",
         "additionalProperties": false,
         "properties": {
-            "app": {"type": "string"},
-            "type": {"type": "string"},
-            "name": {"type": "string"},
-            "install_id": {"type": "string"},
-            "session_id": {"type": "string"},
-            "from": {"type": "string", "format": "date-time"},
-            "to": {"type": "string", "format": "date-time"},
-            "limit": {"type": ["integer", "string"], "minimum": 1, "maximum": events::MAX_PAGE},
-            "cursor": {"type": "string", "description": "next_cursor of the previous page"}
+            "app": {"type": "string", "pattern": APP_PATTERN, "maxLength": tally_core::limits::MAX_APP_LEN, "description": "must be the key's app; defaults to it"},
+            "type": name,
+            "name": name,
+            "install_id": token,
+            "session_id": token,
+            "from": {"type": "string", "format": "date-time", "description": "inclusive"},
+            "to": {"type": "string", "format": "date-time", "description": "exclusive"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": events::MAX_PAGE, "description": "default 100"},
+            "cursor": {"type": "string", "pattern": CURSOR_PATTERN, "description": "next_cursor of the previous page"}
         }
     })
 }
@@ -373,7 +402,7 @@ fn erase_schema() -> Value {
         "type": "object",
         "additionalProperties": false,
         "required": ["install_id"],
-        "properties": {"install_id": {"type": "string"}}
+        "properties": {"install_id": {"type": "string", "minLength": 1, "maxLength": tally_core::limits::MAX_ID_LEN}}
     })
 }
 
@@ -411,6 +440,30 @@ pub(crate) fn proven_schema() -> Value {
             }
         }
     })
+}
+
+/// The body of `POST /v1/actions`: one of the actions by name, with its payload's own
+/// schema, and nothing else.
+pub(crate) fn envelope_schema() -> Value {
+    let variants: Vec<Value> = Action::ALL
+        .iter()
+        .map(|action| {
+            let payload = action.schema();
+            let needs_payload = payload.get("required").is_some();
+            let required: Vec<&str> = if needs_payload {
+                vec!["action", "payload"]
+            } else {
+                vec!["action"]
+            };
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": required,
+                "properties": {"action": {"const": action.name()}, "payload": payload}
+            })
+        })
+        .collect();
+    json!({"oneOf": variants})
 }
 
 #[cfg(test)]

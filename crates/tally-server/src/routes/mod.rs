@@ -6,6 +6,8 @@
 //! - [`access`]: the key, role and rate-limit check in front of every API route.
 //! - [`actions`]: the action registry and `GET`/`POST /v1/actions`.
 //! - [`stream`]: `GET /v1/stream`. [`openapi`]: `GET /openapi.json`.
+//!
+//! The dashboard's page, login and data routes ([`crate::dashboard`]) are merged in.
 
 pub mod access;
 pub mod actions;
@@ -24,6 +26,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::config::MetricsAccess;
 use crate::error::{AppError, InternalDetail};
 use crate::routes::actions::Action;
 
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::handler))
+        .merge(crate::dashboard::routes())
         .fallback(no_route)
         .layer(middleware::from_fn(crate::beacon::layer))
         .layer(middleware::from_fn_with_state(state.clone(), crate::cors::layer))
@@ -103,12 +107,22 @@ async fn post_counts(
     Action::UploadCounts.call_with_body(&state, &headers, body).await
 }
 
-/// A query string as an action's payload: every parameter a string.
-fn query_payload(query: BTreeMap<String, String>) -> Value {
+/// A query string as `action`'s payload: a parameter its schema types as an integer
+/// becomes a number when it is one; every other value stays a string, so the action's
+/// own check names the parameter and the rule.
+fn query_payload(action: Action, query: BTreeMap<String, String>) -> Value {
+    let schema = action.schema();
     Value::Object(
         query
             .into_iter()
-            .map(|(key, value)| (key, Value::String(value)))
+            .map(|(key, value)| {
+                let integer = schema["properties"][&key]["type"] == "integer";
+                let typed = match value.parse::<u64>() {
+                    Ok(number) if integer => Value::from(number),
+                    _ => Value::String(value),
+                };
+                (key, typed)
+            })
             .collect(),
     )
 }
@@ -119,7 +133,9 @@ async fn get_events(
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AppError> {
-    Action::ListEvents.call(&state, &headers, query_payload(query)).await
+    Action::ListEvents
+        .call(&state, &headers, query_payload(Action::ListEvents, query))
+        .await
 }
 
 /// `GET /v1/stats`.
@@ -128,7 +144,9 @@ async fn get_stats(
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AppError> {
-    Action::Stats.call(&state, &headers, query_payload(query)).await
+    Action::Stats
+        .call(&state, &headers, query_payload(Action::Stats, query))
+        .await
 }
 
 /// `DELETE /v1/installs/{id}`.
@@ -185,25 +203,27 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> 
     Ok(Json(json!({"status": "ready", "backend": state.store.backend()})))
 }
 
-/// `GET /metrics`: behind `metrics_token` when one is set; OpenMetrics when the
-/// scraper accepts it, the Prometheus text format otherwise.
+/// `GET /metrics`: behind `metrics_token` when one is set; without one, open only when
+/// the collector listens on loopback ([`crate::config::ServerConfig::metrics_access`]).
+/// OpenMetrics when the scraper accepts it, the Prometheus text format otherwise.
 async fn get_metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    if let Some(token) = &state.config.metrics_token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        let matches = presented.is_some_and(|presented| {
-            presented.len() == token.len()
-                && presented
-                    .bytes()
-                    .zip(token.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        });
-        if !matches {
-            return Err(AppError::unauthorized(
-                "/metrics needs Authorization: Bearer <metrics_token>",
+    match state.config.metrics_access() {
+        MetricsAccess::Token(token) => {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(crate::auth::bearer_token);
+            if !presented.is_some_and(|presented| crate::auth::same_secret(presented, token)) {
+                return Err(AppError::unauthorized(
+                    "/metrics needs Authorization: Bearer <metrics_token>",
+                ));
+            }
+        }
+        MetricsAccess::Loopback => {}
+        MetricsAccess::Closed => {
+            return Err(AppError::forbidden(
+                "/metrics is closed: the collector listens beyond loopback and no metrics_token is set; \
+                 set metrics_token (see docs/SECURITY.md)",
             ));
         }
     }

@@ -6,7 +6,7 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-use crate::routes::actions::{Action, counts_schema, event_schema, proven_schema};
+use crate::routes::actions::{Action, batch_schema, counts_schema, envelope_schema, event_schema, proven_schema};
 
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
@@ -30,14 +30,6 @@ fn common_errors(extra: &[(&str, &str)]) -> serde_json::Map<String, Value> {
     responses
 }
 
-/// An ingest body: JSON, or the same JSON as `text/plain` in the beacon form.
-fn ingest_body(schema: Value) -> Value {
-    json!({"required": true, "content": {
-        "application/json": {"schema": schema},
-        "text/plain": {"schema": schema, "description": "the beacon form only (key in the query): the same JSON, as navigator.sendBeacon sends a string"}
-    }})
-}
-
 fn json_body(schema: Value) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema}}})
 }
@@ -51,10 +43,23 @@ fn with(mut responses: serde_json::Map<String, Value>, status: &str, response: V
     Value::Object(responses)
 }
 
-fn query(names: &[(&str, &str)]) -> Vec<Value> {
-    names
+/// The query parameters of a GET route: the properties of its action's payload schema,
+/// each with that property's own schema, so the two state the same rules.
+fn query(action: Action) -> Vec<Value> {
+    let schema = action.schema();
+    let Some(properties) = schema["properties"].as_object() else {
+        return Vec::new();
+    };
+    properties
         .iter()
-        .map(|(name, description)| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": description}))
+        .map(|(name, property)| {
+            let mut property = property.clone();
+            let description = property
+                .as_object_mut()
+                .and_then(|property| property.remove("description"))
+                .unwrap_or(Value::Null);
+            json!({"name": name, "in": "query", "required": false, "schema": property, "description": description})
+        })
         .collect()
 }
 
@@ -77,7 +82,7 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "tly_ingest_... or tly_admin_... keys made with `tally keys create`"},
-                "ingestKeyQuery": {"type": "apiKey", "in": "query", "name": "key", "description": "The beacon form, on the ingest routes only and for ingest keys only: navigator.sendBeacon cannot set headers, so the key travels as ?key=tly_ingest_... and the body may be text/plain JSON. An admin key here is refused (403)."}
+                "ingestKeyQuery": {"type": "apiKey", "in": "query", "name": "key", "description": "The beacon form, on the ingest routes only and for ingest keys only: navigator.sendBeacon cannot set headers, so the key travels as ?key=tly_ingest_... and the body, the same JSON, may be sent as Content-Type: text/plain (taken only in this form: with the key in Authorization, text/plain is a 415). An admin key here is refused (403)."}
             },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
@@ -123,20 +128,21 @@ fn ingest_paths() -> Value {
             "415",
             "Content-Type is not application/json, or Content-Encoding is not gzip",
         ),
+        ("408", "the body did not arrive within body_timeout_secs"),
     ];
     json!({
         "/v1/events": {
             "post": {
                 "summary": "Store one event (role ingest). gzip bodies accepted.",
                 "security": [{"bearer": []}, {"ingestKeyQuery": []}],
-                "requestBody": ingest_body(json!({"$ref": "#/components/schemas/Event"})),
-                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "the event breaks a rule; the message names the field")]), "202",
+                "requestBody": json_body(json!({"$ref": "#/components/schemas/Event"})),
+                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ingest_errors[2], ("422", "the event breaks a rule; the message names the field")]), "202",
                     ok("committed (or already stored)", json!({"type": "object", "properties": {"id": {"type": "string"}, "created_at": {"type": "string", "format": "date-time", "description": "the event's ts"}}}))),
             },
             "get": {
                 "summary": "Raw events of the key's app, oldest first (role admin).",
                 "security": [{"bearer": []}],
-                "parameters": query(&[("type", "only this type"), ("name", "only this name"), ("install_id", "only this install"), ("session_id", "only this session"), ("from", "RFC 3339, inclusive"), ("to", "RFC 3339, exclusive"), ("limit", "1 to 1000, default 100"), ("cursor", "next_cursor of the previous page")]),
+                "parameters": query(Action::ListEvents),
                 "responses": with(common_errors(&[]), "200", ok("a page", json!({"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": ["string", "null"]}}}))),
             }
         },
@@ -144,7 +150,7 @@ fn ingest_paths() -> Value {
             "post": {
                 "summary": "Store many events (role ingest); each is accepted, a duplicate, or rejected on its own.",
                 "security": [{"bearer": []}, {"ingestKeyQuery": []}],
-                "requestBody": ingest_body(json!({"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}})),
+                "requestBody": json_body(batch_schema()),
                 "responses": with(common_errors(&ingest_errors), "200", ok("committed", json!({"type": "object", "properties": {
                     "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
                     "rejected": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}))),
@@ -167,8 +173,8 @@ fn ingest_paths() -> Value {
             "post": {
                 "summary": "Run an action: {\"action\": name, \"payload\": {...}}; the answer is the same as the action's REST route.",
                 "security": [{"bearer": []}],
-                "requestBody": json_body(json!({"type": "object", "required": ["action"], "properties": {"action": {"enum": Action::ALL.iter().map(|action| action.name()).collect::<Vec<_>>()}, "payload": {"type": "object"}}})),
-                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "invalid event")]), "200", ok("the action's answer (202 for events.track)", json!({}))),
+                "requestBody": json_body(envelope_schema()),
+                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ingest_errors[2], ("422", "invalid event")]), "200", ok("the action's answer (202 for events.track)", json!({}))),
             }
         }
     })
@@ -181,7 +187,7 @@ fn admin_paths() -> Value {
             "get": {
                 "summary": "Chart-ready aggregates of the key's app (role admin); see docs/API.md for the engagement score.",
                 "security": [{"bearer": []}],
-                "parameters": query(&[("app", "must be the key's app"), ("from", "RFC 3339, default to minus 7 days"), ("to", "RFC 3339, default now"), ("bucket", "hour, day (default) or week")]),
+                "parameters": query(Action::Stats),
                 "responses": with(common_errors(&[]), "200", ok("aggregates", json!({"type": "object"}))),
             }
         },
@@ -246,7 +252,7 @@ fn service_paths() -> Value {
         "/metrics": {
             "get": {
                 "summary": "Prometheus text format; OpenMetrics with Accept: application/openmetrics-text. Bearer metrics_token when configured.",
-                "responses": {"200": {"description": "metrics"}, "401": error_response("metrics_token is configured and was not presented")}
+                "responses": {"200": {"description": "metrics"}, "401": error_response("metrics_token is configured and was not presented"), "403": error_response("/metrics is closed: the collector listens beyond loopback and has no metrics_token")}
             }
         },
         "/healthz": {"get": {"summary": "The process is up.", "responses": {"200": ok("up", json!({"type": "object"}))}}},
@@ -258,4 +264,44 @@ fn service_paths() -> Value {
 /// `GET /openapi.json`.
 pub async fn handler() -> Json<Value> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules the server enforces, stated where a client generator reads them.
+    #[test]
+    fn the_document_states_the_real_rules() {
+        let document = document();
+        let parameter = |path: &str, name: &str| -> Value {
+            document["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|parameter| parameter["name"] == name)
+                .unwrap_or_else(|| panic!("{path} has no parameter {name}"))["schema"]
+                .clone()
+        };
+        assert_eq!(parameter("/v1/events", "limit")["type"], "integer");
+        assert_eq!(parameter("/v1/events", "limit")["maximum"], 1_000);
+        assert_eq!(parameter("/v1/events", "from")["format"], "date-time");
+        assert_eq!(parameter("/v1/stats", "bucket")["enum"], json!(["hour", "day", "week"]));
+        let event = &document["components"]["schemas"]["Event"];
+        assert_eq!(event["additionalProperties"], false);
+        let pattern = event["properties"]["id"]["pattern"].as_str().unwrap();
+        assert!(pattern.contains("-7[0-9a-fA-F]{3}-"), "{pattern}");
+        let envelope =
+            &document["paths"]["/v1/actions"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        let variants = envelope["oneOf"].as_array().unwrap();
+        assert_eq!(variants.len(), Action::ALL.len());
+        for (variant, action) in variants.iter().zip(Action::ALL) {
+            assert_eq!(variant["properties"]["action"]["const"], action.name());
+            assert_eq!(variant["properties"]["payload"], action.schema());
+            assert_eq!(variant["additionalProperties"], false);
+        }
+        let batch =
+            &document["paths"]["/v1/events/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(batch["additionalProperties"], false);
+    }
 }

@@ -227,6 +227,22 @@ impl PostgresStorage {
         Ok(store)
     }
 
+    /// Brings the database at `url` to schema `version` and no further, so that tests
+    /// can build a database as each earlier collector left it and upgrade it.
+    #[doc(hidden)]
+    pub async fn migrate_to(url: &str, version: i32) -> Result<(), StorageError> {
+        let (mut client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|err| StorageError::from(PostgresError::from(err)))?;
+        tokio::spawn(connection);
+        migrations::migrate_to(&mut client, version).await?;
+        Ok(())
+    }
+
+    /// The schema version this build writes.
+    #[doc(hidden)]
+    pub const SCHEMA_VERSION: i32 = migrations::LATEST_VERSION;
+
     async fn client(&self) -> Result<Object, PostgresError> {
         Ok(self.pool.get().await?)
     }
@@ -507,7 +523,8 @@ fn event_from_row(row: &Row) -> Result<Event, PostgresError> {
 }
 
 /// Reads a rollup row selected as hour, app, type, name, command, success, error
-/// category, count, duration count, total, minimum, maximum, histogram.
+/// category, count, duration count, total, minimum, maximum, histogram (or NULL when
+/// the row has no durations).
 fn rollup_from_row(row: &Row) -> Result<(RollupKey, Rollup), PostgresError> {
     let hour: &str = row.try_get(0)?;
     let key = RollupKey {
@@ -521,7 +538,11 @@ fn rollup_from_row(row: &Row) -> Result<(RollupKey, Rollup), PostgresError> {
         success: row.try_get::<_, i16>(5)?.into(),
         error_category: row.try_get(6)?,
     };
-    let counts: Vec<i64> = row.try_get(12)?;
+    // NULL for a row without durations, whose histogram is empty by construction: not
+    // sending its buckets keeps a month of rollups small on the wire.
+    let counts: Vec<i64> = row
+        .try_get::<_, Option<Vec<i64>>>(12)?
+        .unwrap_or_else(|| vec![0; tally_store::histogram::BUCKETS]);
     let mut histogram = Histogram::default();
     if counts.len() != histogram.counts.len() {
         return Err(PostgresError::Data(format!(
@@ -603,7 +624,8 @@ impl Storage for PostgresStorage {
         let statement = client
             .prepare_cached(
                 "SELECT hour, app, type, name, command, success, error_category, count, duration_count, \
-                 duration_total_ms, duration_min_ms, duration_max_ms, histogram \
+                 duration_total_ms, duration_min_ms, duration_max_ms, \
+                 CASE WHEN duration_count > 0 THEN histogram END \
                  FROM metrics WHERE app = $1 AND hour >= $2 AND hour < $3 \
                  ORDER BY hour, type, name, command, success, error_category",
             )

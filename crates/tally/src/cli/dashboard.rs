@@ -56,9 +56,10 @@ pub(crate) fn run(target: &Target) -> Result<(), CliError> {
     let mut version = store.data_version()?;
     let mut loaded_at = Instant::now();
 
+    let colour = colour_wanted(std::env::var_os("NO_COLOR").as_deref());
     let mut screen = Screen::enter()?;
     loop {
-        screen.terminal.draw(|frame| draw(frame, &data))?;
+        screen.terminal.draw(|frame| draw_styled(frame, &data, colour))?;
         if event::poll(POLL_INTERVAL)? {
             let event = event::read()?;
             if should_quit(&event) {
@@ -229,6 +230,24 @@ fn local_time(ts: &str, local_now: &jiff::Zoned, tz: &TimeZone) -> String {
 }
 
 /// Draws the whole screen from `data`.
+/// Whether to use colour, given the value of `NO_COLOR`: any non-empty value turns it
+/// off (no-color.org). Bold and dim stay, since they are not colour.
+fn colour_wanted(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|value| value.is_empty())
+}
+
+/// Draws the frame, then clears every colour from it when colour is unwanted, so no
+/// drawing function needs to know.
+fn draw_styled(frame: &mut Frame, data: &DashboardData, colour: bool) {
+    draw(frame, data);
+    if !colour {
+        for cell in &mut frame.buffer_mut().content {
+            cell.set_fg(Color::Reset);
+            cell.set_bg(Color::Reset);
+        }
+    }
+}
+
 fn draw(frame: &mut Frame, data: &DashboardData) {
     let area = frame.area();
     if area.is_empty() {
@@ -794,6 +813,33 @@ mod tests {
 
     fn key(code: KeyCode, modifiers: KeyModifiers) -> Event {
         Event::Key(KeyEvent::new(code, modifiers))
+    }
+
+    /// The foreground colours used on a screen drawn with or without colour.
+    fn colours_used(data: &DashboardData, colour: bool) -> std::collections::BTreeSet<String> {
+        let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+        terminal.draw(|frame| draw_styled(frame, data, colour)).unwrap();
+        let buffer = terminal.backend().buffer();
+        buffer
+            .content
+            .iter()
+            .flat_map(|cell| [cell.fg, cell.bg])
+            .map(|c| format!("{c:?}"))
+            .collect()
+    }
+
+    #[test]
+    fn no_color_removes_every_colour_but_keeps_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sample_store(dir.path());
+        let data = load(&store, "nexus", now(), &TimeZone::UTC).unwrap();
+        let coloured = colours_used(&data, true);
+        assert!(coloured.contains("Red") && coloured.contains("Cyan"), "{coloured:?}");
+        assert_eq!(colours_used(&data, false), ["Reset".to_owned()].into());
+
+        assert!(colour_wanted(None));
+        assert!(colour_wanted(Some(std::ffi::OsStr::new(""))));
+        assert!(!colour_wanted(Some(std::ffi::OsStr::new("1"))));
     }
 
     #[test]

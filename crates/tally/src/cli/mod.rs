@@ -14,6 +14,7 @@ mod export;
 mod export_otlp;
 mod human;
 mod insights;
+mod output_file;
 mod record;
 mod remote;
 mod report;
@@ -253,18 +254,20 @@ pub struct ExportArgs {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CliError {
+    // Transparent: each wraps an error that says everything, and a `source` repeating
+    // it would be printed twice by `{:#}`.
     /// The store could not be read or written.
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] tally_store::StoreError),
     /// The config file could not be read or written.
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// Output could not be written.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A sync stopped; what was sent is marked, nothing was lost.
     #[cfg(feature = "upload")]
-    #[error("{0}")]
+    #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
     /// The command was used wrongly; the message says how to use it.
     #[error("{0}")]
@@ -426,14 +429,7 @@ fn with_output(
     write: impl FnOnce(&mut dyn Write) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     match path {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .map_err(|err| CliError::Usage(format!("cannot write {}: {err}", path.display())))?;
-            let mut writer = std::io::BufWriter::new(file);
-            write(&mut writer)?;
-            writer.flush()?;
-            Ok(())
-        }
+        Some(path) => output_file::write_atomically(path, write),
         None => write(out),
     }
 }

@@ -115,9 +115,19 @@ pub struct DirTransport {
 }
 
 impl DirTransport {
-    /// A transport into `dir`, created if needed.
+    /// A transport into `dir`, created if needed. A directory that cannot be written
+    /// is refused here, once, rather than retried batch by batch like a collector
+    /// that does not answer.
     pub fn new(dir: PathBuf) -> Result<DirTransport, TransportError> {
-        std::fs::create_dir_all(&dir).map_err(|err| TransportError(format!("create {}: {err}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|err| TransportError(format!("cannot create {}: {err}", dir.display())))?;
+        let probe = dir.join(format!(".tally-write-check-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|err| TransportError(format!("the directory {} is not writable: {err}", dir.display())))?;
         Ok(DirTransport { dir, written: 0 })
     }
 }

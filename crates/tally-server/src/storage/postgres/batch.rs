@@ -40,7 +40,7 @@ const UPSERT_SESSIONS: &str = "INSERT INTO sessions AS s (session_id, app, insta
      FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int8[], \
        $7::int8[], $8::int8[], $9::int8[]) \
        AS d(session_id, app, install_id, started_at, ended_at, commands, workspaces, tasks, errors) \
-     ON CONFLICT (session_id) DO UPDATE SET \
+     ON CONFLICT (app, install_id, session_id) DO UPDATE SET \
        started_at = least(s.started_at, excluded.started_at), \
        ended_at = greatest(s.ended_at, excluded.ended_at), \
        duration_ms = round((extract(epoch FROM greatest(s.ended_at, excluded.ended_at)) \
@@ -254,7 +254,7 @@ fn success_code(success: Option<bool>) -> i16 {
 async fn upsert_sessions(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
     // The rule is the store's (`tally_store::sessions`); only the upsert is PostgreSQL's.
     let sessions = session_deltas(new.iter().copied());
-    let session_ids: Vec<&str> = sessions.keys().copied().collect();
+    let session_ids: Vec<&str> = sessions.keys().map(|(_, _, session)| *session).collect();
     let deltas: Vec<&SessionDelta<'_>> = sessions.values().collect();
     let apps: Vec<&str> = deltas.iter().map(|delta| delta.app).collect();
     let install_ids: Vec<&str> = deltas.iter().map(|delta| delta.install_id).collect();

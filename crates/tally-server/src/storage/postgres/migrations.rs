@@ -120,14 +120,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
         revoked_at  timestamptz
     );
     "#,
-    // 6 (dashboard speed): a covering index for one app's session count and mean duration
+    // 6: sessions keyed within their app and install. A session id comes from the
+    // client, so keyed alone, one app's events could change another app's session.
+    r#"
+    ALTER TABLE sessions DROP CONSTRAINT sessions_pkey;
+    ALTER TABLE sessions ADD PRIMARY KEY (app, install_id, session_id);
+    DROP INDEX sessions_app_install_id;
+    "#,
+    // 7 (dashboard speed): a covering index for one app's session count and mean duration
     // over a period (`Storage::sessions`, twice per dashboard load), so the range is
     // answered by an index-only scan instead of a heap read per session. Additive: the
     // older `sessions_app_started_at` stays for whatever else relies on it.
     r#"
     CREATE INDEX sessions_app_started_at_duration_ms ON sessions (app, started_at) INCLUDE (duration_ms);
     "#,
-    // 7: which installs each group (an event name, or a command of one) was seen from,
+    // 8: which installs each group (an event name, or a command of one) was seen from,
     // at most 100 per group (`GROUP_INSTALLS_CAP`), for small-count suppression. Filled
     // from the raw events still kept; from here on each batch keeps it in step.
     r#"
@@ -151,7 +158,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) AS ranked
     WHERE n <= 100;
     "#,
-    // 8: counts-only uploads, one row per install and day: the key that makes a resend
+    // 9: counts-only uploads, one row per install and day: the key that makes a resend
     // change nothing, and what the upload held, so erasing the install can take it back
     // out of the rollups and totals.
     r#"
@@ -166,7 +173,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX count_uploads_app_day ON count_uploads (app, day);
     "#,
-    // 9: each install's registered key (the SHA-256 of its Ed25519 public key, registered
+    // 10: each install's registered key (the SHA-256 of its Ed25519 public key, registered
     // with its first upload) and the nonces of its proofs until they expire, so that the
     // install alone can read or erase its data and a proof cannot be replayed.
     r#"
@@ -193,6 +200,11 @@ pub(super) const LATEST_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Brings the schema to [`LATEST_VERSION`].
 pub(super) async fn migrate(client: &mut Client) -> Result<(), PostgresError> {
+    migrate_to(client, LATEST_VERSION).await
+}
+
+/// Brings the schema to `target`; tests use it to build every earlier version.
+pub(super) async fn migrate_to(client: &mut Client, target: i32) -> Result<(), PostgresError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -212,7 +224,12 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), PostgresError> {
              upgrade the collector"
         )));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
         tx.batch_execute(sql).await?;
         tx.execute(
             "INSERT INTO tally_schema_migrations (version, applied_at) VALUES ($1, now())",

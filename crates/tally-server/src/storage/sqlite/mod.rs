@@ -42,7 +42,9 @@ pub struct SqliteStorage {
 
 impl From<tally_store::StoreError> for StorageError {
     fn from(err: tally_store::StoreError) -> Self {
-        if err.is_busy() {
+        // A full disk is as passing as a busy one: the batch was rolled back whole, and
+        // the client is told to come back (503 with Retry-After), never given a 2xx.
+        if err.is_busy() || err.is_disk_full() {
             StorageError::Unavailable(err.to_string())
         } else {
             StorageError::Internal(err.to_string())
