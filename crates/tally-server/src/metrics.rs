@@ -296,7 +296,7 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
     commands(&mut out, &usage.commands);
 
     session_seconds(&mut out, &state.metrics);
-    command_durations(&mut out, &state.metrics);
+    command_durations(&mut out, &state.metrics, &suppression);
     collector_counters(&mut out, &state.metrics);
     http_requests(&mut out, &state.metrics);
     request_latency(&mut out, &state.metrics);
@@ -462,14 +462,26 @@ fn session_seconds(out: &mut Exposition, metrics: &CollectorMetrics) {
     }
 }
 
-/// Durations of the commands this process stored, per app and command.
-fn command_durations(out: &mut Exposition, metrics: &CollectorMetrics) {
+/// Durations of the commands this process stored, per app and command; commands
+/// `suppression` may not name are merged under `other`.
+fn command_durations(out: &mut Exposition, metrics: &CollectorMetrics, suppression: &Suppression) {
     const NAME: &str = "tally_command_duration_seconds";
-    let commands = metrics
+    let recorded = metrics
         .command_durations
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let mut commands: BTreeMap<(String, String), CommandDurations> = BTreeMap::new();
+    for ((app, command), durations) in recorded {
+        let named = command == OTHER || suppression.names_command(&app, "command", "command_executed", &command);
+        let label = if named { command } else { OTHER.to_owned() };
+        let merged = commands.entry((app, label)).or_default();
+        for (total, count) in merged.buckets.iter_mut().zip(durations.buckets) {
+            *total += count;
+        }
+        merged.count += durations.count;
+        merged.sum += durations.sum;
+    }
     histogram_header(
         out,
         NAME,
