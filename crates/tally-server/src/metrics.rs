@@ -16,7 +16,7 @@
 //! Prometheus's `rate` and `increase` expect of counters; collectors sharing a database
 //! each count their own share, so dashboards `sum` them. Command labels are bounded: the
 //! first [`MAX_COMMAND_LABELS`] commands an app reports get their own, later ones count as
-//! `other`.
+//! `other`; so do commands seen from fewer than `min_installs` installs, when rendered.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
