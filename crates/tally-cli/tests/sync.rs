@@ -187,8 +187,14 @@ struct Collector {
 
 impl Collector {
     fn start(db: &Path) -> Collector {
+        // The users here are one or two installs: small-count suppression (tested in
+        // tally-server) would fold every name into `other`.
+        let config = db.with_extension("toml");
+        std::fs::write(&config, "min_installs = 0\n").unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--db")
             .arg(db)
             .env("TALLY_LOG", "warn")
             .env_remove("TALLY_DB")
@@ -388,9 +394,9 @@ fn a_collector_killed_mid_sync_loses_nothing_and_stores_each_event_once() {
     let (ingest, admin) = (create_key(&db, "ingest"), create_key(&db, "admin"));
     let mut collector = Collector::start(&db);
     let pid = collector.child.id().to_string();
-    // The third request is committed, then the collector is SIGKILLed before the
-    // client hears back.
-    let proxy = CuttingProxy::start(collector.address(), 3, move || {
+    // The third batch (the fourth request: the install's key registration comes first)
+    // is committed, then the collector is SIGKILLed before the client hears back.
+    let proxy = CuttingProxy::start(collector.address(), 4, move || {
         let killed = Command::new("kill").args(["-KILL", &pid]).status().unwrap();
         assert!(killed.success());
     });
@@ -756,4 +762,355 @@ fn in_auto_mode_what_short_nexus_runs_record_reaches_the_collector() {
         !collector.requests().is_empty(),
         "five runs in auto mode, and nothing reached the collector"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Counts-only upload (`upload counts`)
+
+/// What a counts upload may hold, per day and per group: nothing else.
+const DAY_FIELDS: [&str; 4] = ["app", "counts", "day", "install_id"];
+const GROUP_FIELDS: [&str; 9] = [
+    "command",
+    "count",
+    "duration_count",
+    "duration_total_ms",
+    "error_category",
+    "histogram",
+    "name",
+    "success",
+    "type",
+];
+
+fn utc_day(offset_days: i64) -> jiff::civil::Date {
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    today.checked_add(jiff::Span::new().days(offset_days)).unwrap()
+}
+
+/// Noon UTC of `day`, or a time on it given as `HH:MM`.
+fn at(day: jiff::civil::Date, time: &str) -> jiff::Timestamp {
+    format!("{day}T{time}:00Z").parse().unwrap()
+}
+
+#[test]
+fn counts_upload_bytes_hold_only_counts_and_equal_the_dry_run() {
+    const CANARY: &str = "canary-x8k-workspace";
+    let collector = ScriptedCollector::start(|_, _| Answer::json(200, serde_json::json!({"stored": true})));
+    let user = User::new();
+    user.configure_upload(&collector.endpoint(), SCRIPTED_KEY, "counts");
+    user.ok(&["telemetry", "level", "full"]);
+    user.ok(&["workspace", "create", CANARY, "--template", "node"]);
+    assert!(user.fails(&["workspace", "create", CANARY]).contains(CANARY));
+    user.ok(&["task", "done", &format!("{CANARY}-task"), "--workspace", CANARY]);
+    user.ok(&["workspace", "destroy", CANARY]);
+    let stored = user.stored_events();
+    let mut secrets: Vec<String> = vec![CANARY.to_owned(), "h1:".to_owned()];
+    for event in &stored {
+        for field in ["id", "session_id", "ts", "workspace", "target_id", "error_message"] {
+            if let Some(value) = event.get(field).and_then(Value::as_str) {
+                secrets.push(value.to_owned());
+            }
+        }
+    }
+    assert!(
+        stored.iter().any(|event| event.get("workspace").is_some()),
+        "the canary was recorded"
+    );
+
+    // Today is not complete: nothing goes.
+    let printed = succeeded("tally sync --dry-run", user.tally(&["sync", "--dry-run"]));
+    assert!(printed.is_empty(), "{printed}");
+    // As of tomorrow it is.
+    let tomorrow = format!("{}T00:00:01Z", utc_day(1));
+    let output = user.tally(&["--now", &tomorrow, "sync", "--dry-run"]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let printed = succeeded("tally sync --dry-run", output);
+    assert!(
+        stderr.contains("1 days of counts") && stderr.contains("nothing was sent"),
+        "{stderr}"
+    );
+    assert_eq!(collector.connections(), 0, "a dry run sends nothing");
+    let bodies: Vec<Vec<u8>> = printed.lines().map(|line| line.as_bytes().to_vec()).collect();
+    assert_eq!(bodies.len(), 1);
+
+    let said = succeeded("tally sync", user.tally(&["--now", &tomorrow, "sync"]));
+    assert!(said.contains("uploaded counts of 1 days"), "{said}");
+    let requests = collector.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].head.starts_with("POST /v1/counts "), "{}", requests[0].head);
+    assert_eq!(requests[0].json_bytes(), bodies[0], "the dry run shows the exact bytes");
+
+    let body = &bodies[0];
+    for secret in &secrets {
+        assert!(
+            !body.windows(secret.len()).any(|window| window == secret.as_bytes()),
+            "{secret:?} is in the upload: {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let upload: Value = serde_json::from_slice(body).unwrap();
+    let mut keys: Vec<&str> = upload.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, DAY_FIELDS);
+    assert_eq!(upload["day"], utc_day(0).to_string());
+    let mut counted = 0;
+    for group in upload["counts"].as_array().unwrap() {
+        for key in group.as_object().unwrap().keys() {
+            assert!(GROUP_FIELDS.contains(&key.as_str()), "{key} is sent: {group}");
+        }
+        counted += group["count"].as_u64().unwrap();
+    }
+    assert_eq!(counted as usize, stored.len(), "every event counted once");
+    // Sent once: a second sync has nothing to send.
+    let said = succeeded("tally sync", user.tally(&["--now", &tomorrow, "sync"]));
+    assert!(said.contains("nothing to upload"), "{said}");
+    assert_eq!(collector.requests().len(), 1);
+}
+
+/// Stores `count` command events at `ts` in the user's store, as nexus would have.
+fn record_at(user: &User, ts: jiff::Timestamp, count: usize, command: &str) {
+    let hasher = tally_core::KeyedHasher::new(&[9; 32]);
+    let context = tally_core::EventContext {
+        app: "nexus",
+        app_version: "1.0.0",
+        source: tally_core::Source::Cli,
+        session_id: "s-counts",
+        install_id: "install-counts",
+        hasher: &hasher,
+        level: tally_core::Level::Basic,
+    };
+    let events: Vec<tally_core::Event> = (0..count)
+        .map(|n| {
+            let mut event = tally_core::Event::builder("command", "command_executed".to_owned())
+                .command(command.to_owned())
+                .duration_ms(10 * (n as u64 + 1))
+                .success(n % 3 != 0)
+                .finish(&context)
+                .unwrap()
+                .unwrap();
+            event.ts = ts;
+            event
+        })
+        .collect();
+    std::fs::create_dir_all(&user.dir).unwrap();
+    let mut store =
+        tally_store::Store::open_file(&user.dir.join("telemetry.db"), &tally_store::OpenOptions::default()).unwrap();
+    store.insert_batch(&events, tally_store::DropCounts::default()).unwrap();
+}
+
+/// Events the user's own rollups count on `day`.
+fn local_events_on(user: &User, day: jiff::civil::Date) -> u64 {
+    let db = rusqlite::Connection::open(user.dir.join("telemetry.db")).unwrap();
+    db.query_row(
+        "SELECT coalesce(sum(count), 0) FROM metrics WHERE hour LIKE ?1",
+        [format!("{day}T%")],
+        |row| row.get::<_, i64>(0),
+    )
+    .unwrap() as u64
+}
+
+#[test]
+fn switching_between_sync_and_counts_never_sends_a_day_twice_or_skips_one() {
+    let temp = tempfile::tempdir().unwrap();
+    let db = temp.path().join("collector.db");
+    let ingest = create_key(&db, "ingest");
+    let admin = create_key(&db, "admin");
+    let collector = Collector::start(&db);
+    let user = User::new();
+    let days = [utc_day(-3), utc_day(-2), utc_day(-1), utc_day(0)];
+    let tally = |args: &[&str]| succeeded(&format!("tally {args:?}"), user.tally(args));
+    tally(&["config", "set", "endpoint", &collector.base]);
+    tally(&["config", "set", "key", &ingest]);
+    tally(&["config", "set", "upload", "sync"]);
+    // Upload counts from before the first day here, so no event waits for --include-history.
+    let config = std::fs::read_to_string(&user.config).unwrap();
+    let config: String = config
+        .lines()
+        .map(|line| {
+            if line.starts_with("upload_since") {
+                format!("upload_since = \"{}T00:00:00.000Z\"\n", utc_day(-4))
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&user.config, config).unwrap();
+
+    // Day 1 and the morning of day 2 go as events.
+    record_at(&user, at(days[0], "12:00"), 4, "workspace create");
+    record_at(&user, at(days[1], "08:00"), 3, "task done");
+    assert!(tally(&["sync"]).contains("uploaded 7 events"));
+
+    // The rest of day 2, day 3 and today, then counts: day 2's rest and day 3 go as
+    // counts, today waits.
+    record_at(&user, at(days[1], "20:00"), 5, "task done");
+    record_at(&user, at(days[2], "12:00"), 6, "workspace destroy");
+    record_at(&user, at(days[3], "00:00"), 2, "task done");
+    tally(&["config", "set", "upload", "counts"]);
+    let said = tally(&["sync"]);
+    assert!(said.contains("uploaded counts of 2 days (11 events"), "{said}");
+    assert!(said.contains("2 events of today wait"), "{said}");
+    assert!(tally(&["sync"]).contains("nothing to upload"));
+    let status = tally(&["status"]);
+    assert!(
+        status.contains(&format!("counts:     every day through {} uploaded", days[2])),
+        "{status}"
+    );
+
+    // Back to sync: only today's events go, as events.
+    tally(&["config", "set", "upload", "sync"]);
+    assert!(tally(&["sync"]).contains("uploaded 2 events"));
+    // And counts again tomorrow: today went as events already.
+    tally(&["config", "set", "upload", "counts"]);
+    let tomorrow = format!("{}T00:00:01Z", utc_day(1));
+    assert!(tally(&["--now", &tomorrow, "sync"]).contains("nothing to upload"));
+
+    assert_eq!(
+        collector_ids(&db).len(),
+        4 + 3 + 2,
+        "raw events: only what went as events"
+    );
+    let mut total = 0;
+    for day in days {
+        let next = day.tomorrow().unwrap();
+        let stats = collector.stats(&admin, &format!("{day}T00:00:00Z"), &format!("{next}T00:00:00Z"));
+        let local = local_events_on(&user, day);
+        assert_eq!(stats["totals"]["events"].as_u64(), Some(local), "{day}: {stats}");
+        total += local;
+    }
+    assert_eq!(total, 20);
+    let from = format!("{}T00:00:00Z", days[0]);
+    let to = format!("{}T00:00:00Z", utc_day(1));
+    let stats = collector.stats(&admin, &from, &to);
+    assert_eq!(stats["totals"]["events"], 20, "{stats}");
+    assert_eq!(
+        stats["counts_only"],
+        serde_json::json!({"present": true, "uploads": 2, "installs": 1, "events": 11})
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// What the collector holds about this install: `remote` and `forget`
+
+/// Rows naming `install_id` in every table of the collector's database that has one.
+fn collector_rows_of(db: &Path, install_id: &str) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT m.name FROM sqlite_schema AS m, pragma_table_info(m.name) AS c \
+             WHERE m.type = 'table' AND c.name = 'install_id' ORDER BY m.name",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables
+        .into_iter()
+        .map(|table| {
+            let count = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE install_id = ?1"),
+                    [install_id],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            (table, count)
+        })
+        .collect()
+}
+
+fn install_id_of(user: &User) -> String {
+    user.stored_events()[0]["install_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn remote_shows_and_forget_erases_only_this_installs_data_at_the_collector() {
+    let temp = tempfile::tempdir().unwrap();
+    let db = temp.path().join("collector.db");
+    let ingest = create_key(&db, "ingest");
+    let admin = create_key(&db, "admin");
+    let collector = Collector::start(&db);
+    let (alice, bob) = (User::new(), User::new());
+    for user in [&alice, &bob] {
+        user.configure_upload(&collector.base, &ingest, "sync");
+        user.work();
+        user.ok(&["telemetry", "sync"]);
+    }
+    let (alice_id, alice_events) = (install_id_of(&alice), alice.stored_ids().len());
+    let bob_events = bob.stored_ids().len();
+
+    let shown = alice.ok(&["telemetry", "remote"]);
+    assert!(shown.contains(&alice_id), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "events:     {} ({} as events",
+            human(alice_events),
+            human(alice_events)
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("command command_executed"), "{shown}");
+    assert!(
+        shown.contains("first seen: 20") && shown.contains("last seen:  20"),
+        "{shown}"
+    );
+
+    // The collector unreachable: it says so, and nothing is erased anywhere.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    alice.ok(&["telemetry", "config", "set", "endpoint", &format!("http://{closed}")]);
+    let said = alice.fails(&["telemetry", "forget", "--local", "--yes"]);
+    assert!(
+        said.contains("could not be reached") && said.contains("nothing was erased there, and nothing here either"),
+        "{said}"
+    );
+    assert_eq!(alice.stored_ids().len(), alice_events);
+    alice.ok(&["telemetry", "config", "set", "endpoint", &collector.base]);
+    let from = format!("{}T00:00:00Z", utc_day(-1));
+    let to = format!("{}T00:00:00Z", utc_day(1));
+    let before = collector.stats(&admin, &from, &to);
+    assert_eq!(
+        before["totals"]["events"].as_u64(),
+        Some((alice_events + bob_events) as u64)
+    );
+
+    // Forget: the collector holds no row of alice's install, and its totals drop.
+    let said = alice.ok(&["telemetry", "forget", "--yes"]);
+    assert!(
+        said.contains(&format!("erased this install: {} events", human(alice_events))),
+        "{said}"
+    );
+    for (table, rows) in collector_rows_of(&db, &alice_id) {
+        assert_eq!(rows, 0, "{table} still holds alice's install");
+    }
+    assert!(
+        collector_rows_of(&db, &alice_id).len() >= 7,
+        "every table with an install_id was checked"
+    );
+    let after = collector.stats(&admin, &from, &to);
+    assert_eq!(after["totals"]["events"].as_u64(), Some(bob_events as u64), "{after}");
+    assert_eq!(collector_ids(&db).len(), bob_events, "bob's events stay");
+    // Local data stays without --local.
+    assert_eq!(alice.stored_ids().len(), alice_events);
+    // Erased: nothing to show, and the message says why.
+    let said = alice.fails(&["telemetry", "remote"]);
+    assert!(said.contains("did not accept this install's proof"), "{said}");
+
+    // Later uploads start fresh; forget --local then erases both sides.
+    alice.ok(&["workspace", "create", "gamma"]);
+    alice.ok(&["telemetry", "sync"]);
+    let fresh = alice.stored_ids().len() - alice_events;
+    let shown = alice.ok(&["telemetry", "remote"]);
+    assert!(
+        shown.contains(&format!("events:     {fresh} ({fresh} as events")),
+        "{shown}"
+    );
+    let said = alice.ok(&["telemetry", "forget", "--local", "--yes"]);
+    assert!(
+        said.contains(&format!("erased this install: {fresh} events")) && said.contains("on this machine: purged"),
+        "{said}"
+    );
+    assert!(collector_rows_of(&db, &alice_id).iter().all(|(_, rows)| *rows == 0));
+    let status = alice.ok(&["telemetry", "status"]);
+    assert!(!status.contains(&alice_id), "{status}");
+    assert_eq!(alice.stored_ids().len(), 0);
 }

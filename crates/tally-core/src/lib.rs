@@ -16,16 +16,20 @@
 //! - [`builder`]: [`EventBuilder`] and the [`EventContext`] it is finished against.
 //! - [`validate`]: [`Event::validate`] and [`ValidationError`].
 //! - [`limits`]: one constant per documented limit.
+//! - [`proof`]: [`proof::InstallProof`], how an install proves itself to a collector.
+//! - [`counts`]: [`counts::DayCounts`], the counts-only upload of one install and day.
 //! - [`level`]: [`Level`] and [`apply_level`].
 //! - [`hashing`]: [`KeyedHasher`], HMAC-SHA256 identifiers prefixed `h1:`.
 //! - [`redact`]: removes paths, e-mail addresses, secrets, IPs and URLs from free text.
 //! - [`time`]: RFC 3339 timestamps in UTC with milliseconds.
 
 pub mod builder;
+pub mod counts;
 pub mod event;
 pub mod hashing;
 pub mod level;
 pub mod limits;
+pub mod proof;
 pub mod redact;
 pub mod time;
 pub mod validate;

@@ -57,7 +57,7 @@ pub fn check_app(app: &str) -> Result<(), ValidationError> {
 }
 
 /// `[a-z][a-z0-9_]*`, the shape of `type`, `name`, categories and props keys.
-fn check_identifier(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn check_identifier(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     let bytes = value.as_bytes();
     let ok = !bytes.is_empty()
         && bytes.len() <= max
@@ -79,7 +79,7 @@ fn check_identifier(field: &str, value: &str, max: usize) -> Result<(), Validati
 }
 
 /// A short, printable, whitespace-free token such as an id or a version.
-fn check_token(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn check_token(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
     let ok = !value.is_empty()
         && value.len() <= max
         && value
@@ -93,6 +93,27 @@ fn check_token(field: &str, value: &str, max: usize) -> Result<(), ValidationErr
             format!(
                 "must be 1 to {max} characters of A-Z, a-z, 0-9 and . _ - + : (got {})",
                 shown(value)
+            ),
+        ))
+    }
+}
+
+/// A subcommand path: `[a-z][a-z0-9 _.:-]*`, never its arguments.
+pub(crate) fn check_command(command: &str) -> Result<(), ValidationError> {
+    let ok = !command.is_empty()
+        && command.len() <= MAX_COMMAND_LEN
+        && command.as_bytes()[0].is_ascii_lowercase()
+        && command
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b" _-.:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "command",
+            format!(
+                "must be 1 to {MAX_COMMAND_LEN} characters of a-z, 0-9, space and _ - . :, starting with a letter: a subcommand path, never its arguments (got {})",
+                shown(command)
             ),
         ))
     }
@@ -131,21 +152,7 @@ impl Event {
         check_identifier("type", &self.kind, MAX_NAME_LEN)?;
         check_identifier("name", &self.name, MAX_NAME_LEN)?;
         if let Some(command) = &self.command {
-            let ok = !command.is_empty()
-                && command.len() <= MAX_COMMAND_LEN
-                && command.as_bytes()[0].is_ascii_lowercase()
-                && command
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b" _-.:".contains(&b));
-            if !ok {
-                return Err(ValidationError::new(
-                    "command",
-                    format!(
-                        "must be 1 to {MAX_COMMAND_LEN} characters of a-z, 0-9, space and _ - . :, starting with a letter: a subcommand path, never its arguments (got {})",
-                        shown(command)
-                    ),
-                ));
-            }
+            check_command(command)?;
         }
         check_token("session_id", &self.session_id, MAX_ID_LEN)?;
         check_token("install_id", &self.install_id, MAX_ID_LEN)?;

@@ -6,6 +6,8 @@ use std::path::Path;
 use serde::Deserialize;
 use tally_core::limits;
 
+use crate::storage::GROUP_INSTALLS_CAP;
+
 /// Every setting of `tally serve`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +44,10 @@ pub struct ServerConfig {
     /// Web origins (`https://app.example`, or `*`) whose pages may post events to the
     /// ingest routes; none by default. See [`crate::cors`].
     pub cors_allowed_origins: Vec<String>,
+    /// Aggregates name a command, feature or event only once it has been seen from at
+    /// least this many distinct installs; smaller groups are counted as `other`. 0 turns
+    /// suppression off.
+    pub min_installs: u64,
     /// Mark the dashboard's session cookie `Secure` even without `X-Forwarded-Proto: https`.
     pub dashboard_secure_cookie: bool,
     /// Most connections open at once; more wait until one closes.
@@ -73,6 +79,7 @@ impl Default for ServerConfig {
             metrics_top_names: 20,
             group_commit_max_events: 10_000,
             cors_allowed_origins: Vec::new(),
+            min_installs: 5,
             dashboard_secure_cookie: false,
             max_connections: 1_024,
             header_timeout_secs: 10,
@@ -150,6 +157,12 @@ impl ServerConfig {
             if value == 0 {
                 return Err(format!("{name}: must be at least 1"));
             }
+        }
+        if self.min_installs > GROUP_INSTALLS_CAP {
+            return Err(format!(
+                "min_installs: must be at most {GROUP_INSTALLS_CAP} (got {})",
+                self.min_installs
+            ));
         }
         if self
             .metrics_token

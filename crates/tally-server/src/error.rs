@@ -76,6 +76,16 @@ impl AppError {
         AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", message)
     }
 
+    /// 409: the request contradicts what is stored.
+    pub fn conflict(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 422: well-formed JSON that is not a valid counts upload.
+    pub fn invalid_counts(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_counts", message)
+    }
+
     /// 429 with `Retry-After`.
     pub fn rate_limited(retry_after: u64, message: impl Into<String>) -> AppError {
         AppError {

@@ -23,6 +23,7 @@
 //! - [`committer`]: group commit. [`storage`]: the `Storage` trait, SQLite and PostgreSQL.
 //! - [`otlp`]: `POST /v1/logs`, OpenTelemetry logs mapped to events.
 //! - [`cors`]: CORS on the ingest routes; [`beacon`]: their `sendBeacon` form.
+//! - [`suppression`]: which groups aggregates may name (`min_installs`).
 //! - [`listener`]: accepting connections, with a connection cap and header and idle
 //!   timeouts.
 //! - [`files`]: loading batch files written by `sync --to-dir` (`tally ingest`).
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod routes;
 pub mod storage;
+pub mod suppression;
 
 use std::sync::Arc;
 use std::time::Duration;

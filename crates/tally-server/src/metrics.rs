@@ -16,7 +16,7 @@
 //! Prometheus's `rate` and `increase` expect of counters; collectors sharing a database
 //! each count their own share, so dashboards `sum` them. Command labels are bounded: the
 //! first [`MAX_COMMAND_LABELS`] commands an app reports get their own, later ones count as
-//! `other`.
+//! `other`; so do commands seen from fewer than `min_installs` installs, when rendered.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,6 +31,7 @@ use tally_store::openmetrics::{self, EVENTS, Family, Format, Kind};
 use crate::AppState;
 use crate::error::AppError;
 use crate::storage::TotalRow;
+use crate::suppression::{OTHER, Suppression};
 
 /// Upper bounds, in seconds, of the request latency histogram.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -286,7 +287,8 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
     );
 
     let totals = state.store.totals().await?;
-    let usage = Usage::fold(&totals);
+    let suppression = Suppression::load(state, None).await?;
+    let usage = Usage::fold(&totals, &suppression);
     let top = state.config.metrics_top_names;
     events(&mut out, &usage.by_name, top);
     feature_usage(&mut out, &usage.features, top);
@@ -294,7 +296,7 @@ pub async fn render(state: &AppState, now: Timestamp, openmetrics: bool) -> Resu
     commands(&mut out, &usage.commands);
 
     session_seconds(&mut out, &state.metrics);
-    command_durations(&mut out, &state.metrics);
+    command_durations(&mut out, &state.metrics, &suppression);
     collector_counters(&mut out, &state.metrics);
     http_requests(&mut out, &state.metrics);
     request_latency(&mut out, &state.metrics);
@@ -328,25 +330,26 @@ struct Usage<'a> {
 }
 
 impl<'a> Usage<'a> {
-    fn fold(totals: &'a [TotalRow]) -> Usage<'a> {
+    /// Groups `suppression` may not name are summed under `other`.
+    fn fold(totals: &'a [TotalRow], suppression: &Suppression) -> Usage<'a> {
         let mut usage = Usage::default();
         for row in totals {
+            let (kind, name) = if suppression.names_event(&row.app, &row.kind, &row.name) {
+                (row.kind.as_str(), row.name.as_str())
+            } else {
+                (OTHER, OTHER)
+            };
             *usage
                 .by_name
                 .entry(&row.app)
                 .or_default()
-                .entry((&row.kind, &row.name))
+                .entry((kind, name))
                 .or_default() += row.count;
             if row.kind == "error" {
                 *usage.errors.entry(&row.app).or_default() += row.count;
             }
             if row.kind == "feature" {
-                *usage
-                    .features
-                    .entry(&row.app)
-                    .or_default()
-                    .entry(&row.name)
-                    .or_default() += row.count;
+                *usage.features.entry(&row.app).or_default().entry(name).or_default() += row.count;
             }
             if row.name == "command_executed" {
                 let entry = usage.commands.entry(&row.app).or_default();
@@ -361,24 +364,29 @@ impl<'a> Usage<'a> {
 }
 
 /// `counts` most frequent first (ties by key), split into the first `top` and the sum
-/// of the rest, so that label values stay bounded.
-fn top_and_other<K: Ord + Copy>(counts: &BTreeMap<K, u64>, top: usize) -> (Vec<(K, u64)>, u64) {
-    let mut ranked: Vec<(K, u64)> = counts.iter().map(|(key, count)| (*key, *count)).collect();
+/// of the rest, so that label values stay bounded. The `other` key (groups suppression
+/// folded) is never ranked: it is part of the rest.
+fn top_and_other<K: Ord + Copy>(counts: &BTreeMap<K, u64>, top: usize, other: K) -> (Vec<(K, u64)>, u64) {
+    let mut ranked: Vec<(K, u64)> = counts
+        .iter()
+        .filter(|(key, _)| **key != other)
+        .map(|(key, count)| (*key, *count))
+        .collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let other = ranked.iter().skip(top).map(|(_, count)| count).sum();
+    let rest = ranked.iter().skip(top).map(|(_, count)| count).sum::<u64>() + counts.get(&other).copied().unwrap_or(0);
     ranked.truncate(top);
-    (ranked, other)
+    (ranked, rest)
 }
 
 fn events(out: &mut Exposition, by_name: &BTreeMap<&str, BTreeMap<(&str, &str), u64>>, top: usize) {
     out.family(&EVENTS);
     for (app, names) in by_name {
-        let (ranked, other) = top_and_other(names, top);
+        let (ranked, other) = top_and_other(names, top, (OTHER, OTHER));
         for ((kind, name), count) in ranked {
             out.sample(&EVENTS, [app, kind, name], count);
         }
         if other > 0 {
-            out.sample(&EVENTS, [app, "other", "other"], other);
+            out.sample(&EVENTS, [app, OTHER, OTHER], other);
         }
     }
 }
@@ -386,12 +394,12 @@ fn events(out: &mut Exposition, by_name: &BTreeMap<&str, BTreeMap<(&str, &str), 
 fn feature_usage(out: &mut Exposition, features: &BTreeMap<&str, BTreeMap<&str, u64>>, top: usize) {
     out.family(&FEATURE_USAGE);
     for (app, used) in features {
-        let (ranked, other) = top_and_other(used, top);
+        let (ranked, other) = top_and_other(used, top, OTHER);
         for (feature, count) in ranked {
             out.sample(&FEATURE_USAGE, [app, feature], count);
         }
         if other > 0 {
-            out.sample(&FEATURE_USAGE, [app, "other"], other);
+            out.sample(&FEATURE_USAGE, [app, OTHER], other);
         }
     }
 }
@@ -454,14 +462,26 @@ fn session_seconds(out: &mut Exposition, metrics: &CollectorMetrics) {
     }
 }
 
-/// Durations of the commands this process stored, per app and command.
-fn command_durations(out: &mut Exposition, metrics: &CollectorMetrics) {
+/// Durations of the commands this process stored, per app and command; commands
+/// `suppression` may not name are merged under `other`.
+fn command_durations(out: &mut Exposition, metrics: &CollectorMetrics, suppression: &Suppression) {
     const NAME: &str = "tally_command_duration_seconds";
-    let commands = metrics
+    let recorded = metrics
         .command_durations
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let mut commands: BTreeMap<(String, String), CommandDurations> = BTreeMap::new();
+    for ((app, command), durations) in recorded {
+        let named = command == OTHER || suppression.names_command(&app, "command", "command_executed", &command);
+        let label = if named { command } else { OTHER.to_owned() };
+        let merged = commands.entry((app, label)).or_default();
+        for (total, count) in merged.buckets.iter_mut().zip(durations.buckets) {
+            *total += count;
+        }
+        merged.count += durations.count;
+        merged.sum += durations.sum;
+    }
     histogram_header(
         out,
         NAME,

@@ -66,7 +66,7 @@ contract! {
         events_round_trip_and_page_in_order_across_identical_timestamps,
         event_filters_select_exactly_the_matching_events,
         rollups_and_totals_count_each_event_once,
-        erase_install_removes_one_install_and_keeps_aggregates,
+        erase_install_removes_one_install_and_what_it_added,
         events_spanning_three_months_are_stored_and_read_back,
         keys_round_trip_and_revocation_keeps_the_first_time,
         ping_answers,
@@ -926,7 +926,7 @@ async fn event_filters_select_exactly_the_matching_events(store: Arc<dyn Storage
     );
 }
 
-async fn erase_install_removes_one_install_and_keeps_aggregates(store: Arc<dyn Storage>) {
+async fn erase_install_removes_one_install_and_what_it_added(store: Arc<dyn Storage>) {
     let of = |install: &str, session: &str, name: &str, ts: &str| Event {
         install_id: install.into(),
         session_id: session.into(),
@@ -966,7 +966,7 @@ async fn erase_install_removes_one_install_and_keeps_aggregates(store: Arc<dyn S
     };
     assert_eq!(month(store.clone()).await, 3);
 
-    assert_eq!(store.erase_install("nexus", "install-a").await.unwrap(), 3);
+    assert_eq!(store.erase_install("nexus", "install-a").await.unwrap().events, 3);
     assert_eq!(all_events(&store, "nexus").await, kept[..1]);
     assert_eq!(all_events(&store, "other").await, kept[1..]);
     assert_eq!(month(store.clone()).await, 1);
@@ -974,17 +974,28 @@ async fn erase_install_removes_one_install_and_keeps_aggregates(store: Arc<dyn S
         store.active_installs(&[Timestamp::UNIX_EPOCH]).await.unwrap(),
         vec![("nexus".to_owned(), vec![1]), ("other".to_owned(), vec![1])]
     );
-    assert_eq!(store.totals().await.unwrap(), totals, "totals hold no install and stay");
+    // Totals and rollups drop by exactly what the install added.
+    let sum = |rows: Vec<u64>| rows.into_iter().sum::<u64>();
+    let total_events = |totals: &[TotalRow]| sum(totals.iter().map(|row| row.count).collect());
+    assert_eq!(total_events(&totals), 3 + kept.len() as u64);
+    assert_eq!(total_events(&store.totals().await.unwrap()), kept.len() as u64);
+    assert_eq!(sum(rollups.iter().map(|(_, rollup)| rollup.count).collect()), 4);
+    let left = store
+        .rollups("nexus", &hours("2026-11-01T00", "2027-01-01T00"))
+        .await
+        .unwrap();
     assert_eq!(
-        store
-            .rollups("nexus", &hours("2026-11-01T00", "2027-01-01T00"))
-            .await
-            .unwrap(),
-        rollups,
-        "rollups hold no install and stay"
+        sum(left.iter().map(|(_, rollup)| rollup.count).collect()),
+        1,
+        "{left:?}"
     );
-    assert_eq!(store.erase_install("nexus", "install-a").await.unwrap(), 0);
-    assert_eq!(store.erase_install("nexus", "never-seen").await.unwrap(), 0);
+    assert!(
+        left.iter().all(|(_, rollup)| rollup.count > 0),
+        "no empty rollup row is left"
+    );
+    let erased = store.erase_install("nexus", "install-a").await.unwrap();
+    assert_eq!((erased.events, erased.uncounted), (0, 0));
+    assert_eq!(store.erase_install("nexus", "never-seen").await.unwrap().events, 0);
 }
 
 async fn expire_drops_old_months_and_trims_the_boundary_month(backend: &Backend) {

@@ -6,6 +6,7 @@ mod http;
 mod limits;
 mod otlp;
 mod parser_props;
+mod privacy;
 mod storage_contract;
 mod storage_upgrade;
 mod support;

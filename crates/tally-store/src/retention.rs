@@ -173,9 +173,9 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Deletes every raw event and session of one install, and runs `also` in the same
-    /// transaction (the collector forgets the install's own row there). Rollups hold no
-    /// install and stay. Returns the events deleted.
+    /// Deletes every raw event and session of one install, and runs `also` first in the
+    /// same transaction, so it still sees them (the collector takes them back out of its
+    /// aggregates there and forgets the install's own rows). Returns the events deleted.
     pub fn erase_install_with(
         &mut self,
         app: &str,
@@ -185,6 +185,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        also(&tx)?;
         let deleted = tx.execute(
             "DELETE FROM events WHERE app = ?1 AND install_id = ?2",
             (app, install_id),
@@ -193,7 +194,6 @@ impl Store {
             "DELETE FROM sessions WHERE app = ?1 AND install_id = ?2",
             (app, install_id),
         )?;
-        also(&tx)?;
         tx.commit()?;
         Ok(deleted as u64)
     }

@@ -140,8 +140,9 @@ fn min_some(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option
     }
 }
 
-/// Adds `rollups` to the `metrics` table inside `tx`.
-pub(crate) fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -> Result<(), StoreError> {
+/// Adds `rollups` to the `metrics` table inside `tx` (the collector adds counts-only
+/// uploads through it too).
+pub fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -> Result<(), StoreError> {
     let mut select = tx.prepare_cached(
         "SELECT count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram \
          FROM metrics WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \

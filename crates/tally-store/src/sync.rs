@@ -8,6 +8,9 @@
 //! has answered for. A cursor only moves forward, in the same transaction that records
 //! the refusals of that answer, so an interrupted sync resumes exactly where it stopped
 //! and never sends an answered event again.
+//!
+//! In counts mode whole days go instead: [`Store::counts_through`] is the last day
+//! uploaded as counts, and events of it or earlier count as sent in both modes.
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior};
@@ -134,6 +137,23 @@ impl Store {
             )?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The last UTC day uploaded as counts (`upload counts`): every event of that day
+    /// and earlier counts as sent, in either mode, so no day is ever sent twice.
+    pub fn counts_through(&self) -> Result<Option<jiff::civil::Date>, StoreError> {
+        Ok(self.meta("counts_through")?.and_then(|value| value.parse().ok()))
+    }
+
+    /// Records that the counts of `day` were answered for; the day never moves back.
+    pub fn set_counts_through(&mut self, day: jiff::civil::Date) -> Result<(), StoreError> {
+        // `YYYY-MM-DD` text orders as the days do.
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('counts_through', ?1) ON CONFLICT (key) DO UPDATE SET \
+             value = max(value, excluded.value)",
+            [day.to_string()],
+        )?;
         Ok(())
     }
 

@@ -24,6 +24,9 @@ pub enum UploadMode {
     Sync,
     /// Uploads in the background to the configured endpoint.
     Auto,
+    /// Only an explicit `sync` uploads, and only per-day counts of complete days, never
+    /// events (`tally_core::counts`).
+    Counts,
 }
 
 impl UploadMode {
@@ -33,6 +36,7 @@ impl UploadMode {
             UploadMode::Local => "local",
             UploadMode::Sync => "sync",
             UploadMode::Auto => "auto",
+            UploadMode::Counts => "counts",
         }
     }
 }
@@ -51,7 +55,10 @@ impl std::str::FromStr for UploadMode {
             "local" => Ok(UploadMode::Local),
             "sync" => Ok(UploadMode::Sync),
             "auto" => Ok(UploadMode::Auto),
-            other => Err(format!("upload: must be one of local, sync, auto (got {other:?})")),
+            "counts" => Ok(UploadMode::Counts),
+            other => Err(format!(
+                "upload: must be one of local, sync, auto, counts (got {other:?})"
+            )),
         }
     }
 }
@@ -87,7 +94,8 @@ pub struct ConfigFile {
     /// `off`, `basic`, `enhanced` or `full`; the environment overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "level_text")]
     pub level: Option<Level>,
-    /// Whether events may leave the machine: `local` (never, the default), `sync` or `auto`.
+    /// Whether events may leave the machine: `local` (never, the default), `sync`, `auto`,
+    /// or `counts` (per-day counts only, on `sync`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadMode>,
     /// The collector's base URL (`https://telemetry.example.com`), without a trailing slash.

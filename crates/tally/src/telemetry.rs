@@ -348,6 +348,9 @@ pub fn first_run_notice(app: &str, settings: &Settings, off_command: &str) -> St
         (crate::UploadMode::Auto, Some(endpoint)) => {
             format!("is uploaded to {endpoint} in the background (upload: auto)")
         }
+        (crate::UploadMode::Counts, Some(endpoint)) => {
+            format!("is uploaded to {endpoint} only as per-day counts, when you run sync (upload: counts)")
+        }
     };
     format!(
         "{app} records usage telemetry on this machine (level: {level}): which commands run, how long they \

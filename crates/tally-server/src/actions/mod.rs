@@ -3,10 +3,12 @@
 //! registry: `routes` decides which key may call which of them and how.
 //!
 //! - [`ingest`]: one event or a batch, and the event check `tally ingest` shares.
+//! - [`counts`]: a counts-only upload of one install and day.
 //! - [`stats`]: chart-ready aggregates and the engagement score.
 //! - [`events`]: raw events with cursor pagination.
 //! - [`installs`]: erasing one install.
 
+pub mod counts;
 pub mod events;
 pub mod ingest;
 pub mod installs;

@@ -25,6 +25,7 @@ use crate::actions::{ActionResult, parse_time, reject_nulls};
 use crate::auth::check_reads;
 use crate::error::AppError;
 use crate::storage::{ApiKey, SessionSummary};
+use crate::suppression::{OTHER, Suppression};
 use tally_core::time::{HourKey, Period};
 use tally_store::rollup::{Rollup, RollupKey};
 
@@ -138,7 +139,8 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         to: query.to,
     };
     let rows = state.store.rollups(app, &period).await?;
-    let fold = Fold::of(&query, &rows);
+    let suppression = Suppression::load(state, Some(app)).await?;
+    let fold = Fold::of(&query, &rows, &|row: &RollupKey| Names::of(&suppression, app, row));
     let sessions = state.store.sessions(app, &period).await?;
     let since: Vec<Timestamp> = [1i64, 24, 24 * 7, 24 * 30]
         .iter()
@@ -153,10 +155,16 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         .map(|(_, counts)| counts)
         .unwrap_or_else(|| vec![0; 4]);
     let engagement = Engagement::score(&fold, &sessions, &active);
-    Ok((
-        axum::http::StatusCode::OK,
-        shape(app, &query, fold, &sessions, &active, &engagement),
-    ))
+    let (first_day, after_last_day) = days_of(&query);
+    let counts = state.store.counts_summary(app, first_day, after_last_day).await?;
+    let mut answer = shape(app, &query, fold, &sessions, &active, &engagement);
+    answer["counts_only"] = json!({
+        "present": counts.uploads > 0,
+        "uploads": counts.uploads,
+        "installs": counts.installs,
+        "events": counts.events,
+    });
+    Ok((axum::http::StatusCode::OK, answer))
 }
 
 /// Checks the payload: the key's app, a period `from < to` (default: the 7 days before
@@ -203,8 +211,46 @@ fn parse(key: &ApiKey, payload: Value, now: Timestamp) -> Result<Query, AppError
     Ok(Query { from, to, bucket, now })
 }
 
+/// The UTC days whose counts-only uploads the period's rollups hold, as
+/// `[first, after_last)`: an upload lands in its day's first hour, which the period
+/// includes when it starts in that hour or earlier.
+fn days_of(query: &Query) -> (Date, Date) {
+    let day = |ts: Timestamp| ts.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let from_day = day(query.from);
+    let first = if HourKey::of(query.from) == crate::storage::counts_hour(from_day) {
+        from_day
+    } else {
+        from_day.tomorrow().unwrap_or(from_day)
+    };
+    let last = query.to.checked_sub(1.millisecond()).unwrap_or(query.to);
+    (first, day(last).tomorrow().unwrap_or(day(last)))
+}
+
+/// The labels one rollup row is shown under once small groups are folded into `other`.
+struct Names {
+    kind: String,
+    name: String,
+    command: String,
+}
+
+impl Names {
+    fn of(suppression: &Suppression, app: &str, row: &RollupKey) -> Names {
+        let (kind, name) = if suppression.names_event(app, &row.kind, &row.name) {
+            (row.kind.clone(), row.name.clone())
+        } else {
+            (OTHER.to_owned(), OTHER.to_owned())
+        };
+        let command = if row.command.is_empty() || suppression.names_command(app, &row.kind, &row.name, &row.command) {
+            row.command.clone()
+        } else {
+            OTHER.to_owned()
+        };
+        Names { kind, name, command }
+    }
+}
+
 impl Fold {
-    fn of(query: &Query, rows: &[(RollupKey, Rollup)]) -> Fold {
+    fn of(query: &Query, rows: &[(RollupKey, Rollup)], names: &dyn Fn(&RollupKey) -> Names) -> Fold {
         // Every bucket of the period, also the empty ones: charts need the zeros.
         let mut series: BTreeMap<Timestamp, Point> = BTreeMap::new();
         let mut cursor = query.bucket.start_of(HourKey::of(query.from)).unwrap_or(query.from);
@@ -226,13 +272,14 @@ impl Fold {
         };
         for (row, rollup) in rows {
             if let Some(start) = query.bucket.start_of(row.hour) {
-                fold.add(start, row, rollup);
+                fold.add(start, row, rollup, names(row));
             }
         }
         fold
     }
 
-    fn add(&mut self, start: Timestamp, row: &RollupKey, rollup: &Rollup) {
+    /// Adds `row`; the top lists see it under `names`, the series and totals as it is.
+    fn add(&mut self, start: Timestamp, row: &RollupKey, rollup: &Rollup, names: Names) {
         let point = self.series.entry(start).or_default();
         point.events += rollup.count;
         self.events += rollup.count;
@@ -252,7 +299,7 @@ impl Fold {
         }
         if row.name == "command_executed" {
             point.commands += rollup.count;
-            let entry = self.commands.entry(row.command.clone()).or_default();
+            let entry = self.commands.entry(names.command).or_default();
             entry.0 += rollup.count;
             if row.success == 0 {
                 entry.1 += rollup.count;
@@ -265,9 +312,9 @@ impl Fold {
             }
         }
         if row.kind == "feature" {
-            *self.features.entry(row.name.clone()).or_default() += rollup.count;
+            *self.features.entry(names.name.clone()).or_default() += rollup.count;
         }
-        *self.top_events.entry((row.kind.clone(), row.name.clone())).or_default() += rollup.count;
+        *self.top_events.entry((names.kind, names.name)).or_default() += rollup.count;
     }
 }
 

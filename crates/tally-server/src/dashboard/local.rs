@@ -30,10 +30,15 @@ use serde_json::{Value, json};
 use super::{index, script, secured, style};
 use crate::config::ServerConfig;
 use crate::error::AppError;
-use crate::storage::{ApiKey, EventQuery, Role, SessionSummary, Storage, StorageError, TotalRow};
+use crate::storage::{
+    ApiKey, CountsSummary, Erasure, EventQuery, GroupInstalls, InstallSummary, KeyRegistration, Role, SessionSummary,
+    Storage, StorageError, TotalRow,
+};
 use crate::{AppState, ServeError};
 use jiff::Timestamp;
+use jiff::civil::Date;
 use tally_core::Event;
+use tally_core::counts::DayCounts;
 use tally_core::time::{HourKey, Period};
 use tally_store::rollup::{Rollup, RollupKey};
 
@@ -187,7 +192,13 @@ pub async fn serve(path: &Path, app_name: &str, port: u16, ready: impl FnOnce(&s
         store: Arc::new(Mutex::new(opened)),
         path: path.to_owned(),
     });
-    let (state, _committer) = AppState::new(store, ServerConfig::default());
+    // One user's own store holds one install: small-count suppression (which protects
+    // installs from each other on a collector) would only hide their own names.
+    let config = ServerConfig {
+        min_installs: 0,
+        ..ServerConfig::default()
+    };
+    let (state, _committer) = AppState::new(store, config);
     let router = app(state, app_name, &token);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address)
@@ -262,6 +273,15 @@ impl Storage for LocalStore {
         Err(read_only())
     }
 
+    async fn insert_counts(&self, _counts: &DayCounts) -> Result<bool, StorageError> {
+        Err(read_only())
+    }
+
+    async fn counts_summary(&self, _app: &str, _from: Date, _to: Date) -> Result<CountsSummary, StorageError> {
+        // A local store receives no counts-only uploads.
+        Ok(CountsSummary::default())
+    }
+
     async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
         let (app, period) = (app.to_owned(), *period);
         self.read(move |store| store.rollups(Some(&app), &period)).await
@@ -328,7 +348,40 @@ impl Storage for LocalStore {
         self.read(move |store| store.query_events(&query)).await
     }
 
-    async fn erase_install(&self, _app: &str, _install_id: &str) -> Result<u64, StorageError> {
+    async fn group_installs(&self, _app: Option<&str>) -> Result<Vec<GroupInstalls>, StorageError> {
+        // Suppression is off for the local view (see `serve`), so this is never needed.
+        Ok(Vec::new())
+    }
+
+    async fn erase_install(&self, _app: &str, _install_id: &str) -> Result<Erasure, StorageError> {
+        Err(read_only())
+    }
+
+    async fn register_install_key(
+        &self,
+        _app: &str,
+        _install_id: &str,
+        _key_hash: [u8; 32],
+    ) -> Result<KeyRegistration, StorageError> {
+        Err(read_only())
+    }
+
+    async fn install_key(&self, _app: &str, _install_id: &str) -> Result<Option<[u8; 32]>, StorageError> {
+        Ok(None)
+    }
+
+    async fn spend_nonce(
+        &self,
+        _app: &str,
+        _install_id: &str,
+        _nonce: &str,
+        _expires: Timestamp,
+        _now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        Err(read_only())
+    }
+
+    async fn install_summary(&self, _app: &str, _install_id: &str) -> Result<InstallSummary, StorageError> {
         Err(read_only())
     }
 

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::actions::{ActionResult, events, ingest, installs, stats};
+use crate::actions::{ActionResult, counts, events, ingest, installs, stats};
 use crate::auth::check_role;
 use crate::body::{parse_json, read_json_body};
 use crate::error::AppError;
@@ -28,22 +28,34 @@ pub enum Action {
     Track,
     /// `events.track_batch`: store many, each accepted or refused on its own.
     TrackBatch,
+    /// `counts.upload`: one install's counts of one day, stored once.
+    UploadCounts,
     /// `stats.get`: aggregates of the key's app for a period.
     Stats,
     /// `events.list`: one page of raw events.
     ListEvents,
     /// `installs.erase`: everything stored about one install.
     EraseInstall,
+    /// `installs.register_key`: an install registers its public key.
+    RegisterInstallKey,
+    /// `installs.remote`: what the collector holds about the install that proves itself.
+    RemoteInstall,
+    /// `installs.forget`: erases the install that proves itself.
+    ForgetInstall,
 }
 
 impl Action {
     /// Every action, in the order `GET /v1/actions` lists them.
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 9] = [
         Action::Track,
         Action::TrackBatch,
+        Action::UploadCounts,
         Action::Stats,
         Action::ListEvents,
         Action::EraseInstall,
+        Action::RegisterInstallKey,
+        Action::RemoteInstall,
+        Action::ForgetInstall,
     ];
 
     /// Its name in `POST /v1/actions`.
@@ -51,9 +63,13 @@ impl Action {
         match self {
             Action::Track => "events.track",
             Action::TrackBatch => "events.track_batch",
+            Action::UploadCounts => "counts.upload",
             Action::Stats => "stats.get",
             Action::ListEvents => "events.list",
             Action::EraseInstall => "installs.erase",
+            Action::RegisterInstallKey => "installs.register_key",
+            Action::RemoteInstall => "installs.remote",
+            Action::ForgetInstall => "installs.forget",
         }
     }
 
@@ -74,7 +90,12 @@ impl Action {
     /// The key role it needs.
     pub fn role(self) -> Role {
         match self {
-            Action::Track | Action::TrackBatch => Role::Ingest,
+            Action::Track
+            | Action::TrackBatch
+            | Action::UploadCounts
+            | Action::RegisterInstallKey
+            | Action::RemoteInstall
+            | Action::ForgetInstall => Role::Ingest,
             Action::Stats | Action::ListEvents | Action::EraseInstall => Role::Admin,
         }
     }
@@ -88,10 +109,22 @@ impl Action {
             Action::TrackBatch => {
                 "Store many events; answers 200 {accepted, duplicates, rejected[]}: one bad event never fails the others."
             }
+            Action::UploadCounts => {
+                "Store one install's counts of one complete day (counts-only upload mode); answers 200 {stored}: a day already stored changes nothing."
+            }
             Action::Stats => "Chart-ready aggregates of the key's app for a period.",
             Action::ListEvents => "Raw events of the key's app, oldest first, filtered, with cursor pagination.",
             Action::EraseInstall => {
-                "Erase every raw event, session and install record of one install of the key's app."
+                "Erase one install of the key's app: its raw events, sessions, counts-only days, key and install record, and what they added to the rollups and totals."
+            }
+            Action::RegisterInstallKey => {
+                "Register an install's Ed25519 public key (done with its first upload); the collector keeps its SHA-256, and the first key stays until the install is erased."
+            }
+            Action::RemoteInstall => {
+                "What the collector holds about the install that signs the request: event count, first and last seen, counts by name."
+            }
+            Action::ForgetInstall => {
+                "Erase the install that signs the request, as installs.erase does; its later uploads start fresh."
             }
         }
     }
@@ -101,9 +134,13 @@ impl Action {
         match self {
             Action::Track => "POST /v1/events",
             Action::TrackBatch => "POST /v1/events/batch",
+            Action::UploadCounts => "POST /v1/counts",
             Action::Stats => "GET /v1/stats",
             Action::ListEvents => "GET /v1/events",
             Action::EraseInstall => "DELETE /v1/installs/{id}",
+            Action::RegisterInstallKey => "POST /v1/installs/self/key",
+            Action::RemoteInstall => "POST /v1/installs/self/remote",
+            Action::ForgetInstall => "POST /v1/installs/self/forget",
         }
     }
 
@@ -112,9 +149,12 @@ impl Action {
         match self {
             Action::Track => event_schema(),
             Action::TrackBatch => batch_schema(),
+            Action::UploadCounts => counts_schema(),
             Action::Stats => stats_schema(),
             Action::ListEvents => list_schema(),
             Action::EraseInstall => erase_schema(),
+            Action::RegisterInstallKey => register_schema(),
+            Action::RemoteInstall | Action::ForgetInstall => proven_schema(),
         }
     }
 
@@ -123,9 +163,13 @@ impl Action {
         match self {
             Action::Track => ingest::track(state, key, payload).await,
             Action::TrackBatch => ingest::track_batch(state, key, payload).await,
+            Action::UploadCounts => counts::upload(state, key, payload).await,
             Action::Stats => stats::get(state, key, payload).await,
             Action::ListEvents => events::list(state, key, payload).await,
             Action::EraseInstall => installs::erase(state, key, payload).await,
+            Action::RegisterInstallKey => installs::register_key(state, key, payload).await,
+            Action::RemoteInstall => installs::remote(state, key, payload).await,
+            Action::ForgetInstall => installs::forget(state, key, payload).await,
         }
     }
 
@@ -275,6 +319,50 @@ pub(crate) fn batch_schema() -> Value {
     })
 }
 
+/// The JSON schema of a counts-only upload (`tally_core::counts::DayCounts`).
+pub(crate) fn counts_schema() -> Value {
+    use tally_core::limits::*;
+    let name = json!({"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": MAX_NAME_LEN});
+    let count = json!({"type": "integer", "minimum": 0});
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["app", "install_id", "day", "counts"],
+        "properties": {
+            "app": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$", "maxLength": MAX_APP_LEN},
+            "install_id": {"type": "string", "pattern": "^[A-Za-z0-9._+:-]+$", "maxLength": MAX_ID_LEN},
+            "day": {"type": "string", "format": "date", "description": "a complete UTC day, YYYY-MM-DD"},
+            "counts": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": tally_core::counts::MAX_GROUPS_PER_DAY,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["type", "name", "count", "duration_count", "duration_total_ms", "histogram"],
+                    "properties": {
+                        "type": name,
+                        "name": name,
+                        "command": {"type": "string", "pattern": "^[a-z][a-z0-9 _.:-]*$", "maxLength": MAX_COMMAND_LEN},
+                        "success": {"type": "boolean"},
+                        "error_category": name,
+                        "count": {"type": "integer", "minimum": 1},
+                        "duration_count": count,
+                        "duration_total_ms": count,
+                        "histogram": {
+                            "type": "array",
+                            "items": count,
+                            "minItems": tally_store::histogram::BUCKETS,
+                            "maxItems": tally_store::histogram::BUCKETS,
+                            "description": "durations per bucket of tally_store::histogram::BUCKET_BOUNDS_MS; adds up to duration_count"
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
 fn stats_schema() -> Value {
     json!({
         "type": "object",
@@ -318,6 +406,42 @@ fn erase_schema() -> Value {
     })
 }
 
+fn register_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["install_id", "key"],
+        "properties": {
+            "install_id": {"type": "string"},
+            "key": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "the install's Ed25519 public key"}
+        }
+    })
+}
+
+/// A request signed by the install it is about (`tally_core::proof`).
+pub(crate) fn proven_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["install_id", "proof"],
+        "properties": {
+            "install_id": {"type": "string"},
+            "proof": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["key", "ts", "nonce", "signature"],
+                "description": "Ed25519 signature of \"tally-install-proof-v1\\n{action}\\n{app}\\n{install_id}\\n{ts}\\n{nonce}\" by the install's registered key",
+                "properties": {
+                    "key": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    "ts": {"type": "integer", "description": "Unix seconds, within 300 s of the collector's clock"},
+                    "nonce": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "never used twice"},
+                    "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"}
+                }
+            }
+        }
+    })
+}
+
 /// The body of `POST /v1/actions`: one of the actions by name, with its payload's own
 /// schema, and nothing else.
 pub(crate) fn envelope_schema() -> Value {
@@ -356,7 +480,7 @@ mod tests {
         assert!(
             error
                 .message
-                .contains("events.track, events.track_batch, stats.get, events.list, installs.erase"),
+                .contains("events.track, events.track_batch, counts.upload, stats.get, events.list, installs.erase, installs.register_key, installs.remote, installs.forget"),
             "{}",
             error.message
         );

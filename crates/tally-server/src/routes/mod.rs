@@ -35,11 +35,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(post_event).get(get_events))
         .route("/v1/events/batch", post(post_batch))
+        .route("/v1/counts", post(post_counts))
         .route("/v1/actions", post(actions::post_action).get(actions::list_actions))
         .route("/v1/logs", post(crate::otlp::post_logs))
         .route("/v1/stats", get(get_stats))
         .route("/v1/stream", get(stream::stream))
         .route("/v1/installs/{id}", delete(delete_install))
+        .route("/v1/installs/self/key", post(post_install_key))
+        .route("/v1/installs/self/remote", post(post_install_remote))
+        .route("/v1/installs/self/forget", post(post_install_forget))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -94,6 +98,15 @@ async fn post_batch(
     Action::TrackBatch.call_with_body(&state, &headers, body).await
 }
 
+/// `POST /v1/counts`.
+async fn post_counts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    Action::UploadCounts.call_with_body(&state, &headers, body).await
+}
+
 /// A query string as `action`'s payload: a parameter its schema types as an integer
 /// becomes a number when it is one; every other value stays a string, so the action's
 /// own check names the parameter and the rule.
@@ -145,6 +158,33 @@ async fn delete_install(
     Action::EraseInstall
         .call(&state, &headers, json!({"install_id": install_id}))
         .await
+}
+
+/// `POST /v1/installs/self/key`.
+async fn post_install_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    Action::RegisterInstallKey.call_with_body(&state, &headers, body).await
+}
+
+/// `POST /v1/installs/self/remote`.
+async fn post_install_remote(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    Action::RemoteInstall.call_with_body(&state, &headers, body).await
+}
+
+/// `POST /v1/installs/self/forget`.
+async fn post_install_forget(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    Action::ForgetInstall.call_with_body(&state, &headers, body).await
 }
 
 /// A JSON 404 for unknown routes, in the same error shape as everything else.

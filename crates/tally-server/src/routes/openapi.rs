@@ -6,7 +6,7 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-use crate::routes::actions::{Action, batch_schema, envelope_schema, event_schema};
+use crate::routes::actions::{Action, batch_schema, counts_schema, envelope_schema, event_schema, proven_schema};
 
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
@@ -87,6 +87,7 @@ pub fn document() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
                 "Event": event_schema(),
+                "DayCounts": counts_schema(),
             }
         },
         "paths": paths,
@@ -155,6 +156,15 @@ fn ingest_paths() -> Value {
                     "rejected": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": "integer"}, "id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}}))),
             }
         },
+        "/v1/counts": {
+            "post": {
+                "summary": "Store one install's counts of one complete UTC day (role ingest), from an SDK in counts-only upload mode. Stored once per install and day: a resend answers stored: false and changes nothing.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(json!({"$ref": "#/components/schemas/DayCounts"})),
+                "responses": with(common_errors(&[ingest_errors[0], ingest_errors[1], ("422", "invalid_counts: the upload breaks a rule (the message names the field), or its day is in the future or older than retention_days")]), "200",
+                    ok("committed, or already stored", json!({"type": "object", "properties": {"app": {"type": "string"}, "install_id": {"type": "string"}, "day": {"type": "string", "format": "date"}, "stored": {"type": "boolean", "description": "false when this install's day was already stored; nothing changed"}, "events": {"type": "integer", "description": "events counted, 0 when not stored"}}}))),
+            }
+        },
         "/v1/actions": {
             "get": {
                 "summary": "Every action with its role and JSON schema (no key needed).",
@@ -188,15 +198,52 @@ fn admin_paths() -> Value {
                 "responses": with(common_errors(&[]), "200", json!({"description": "text/event-stream"})),
             }
         },
+        "/v1/installs/self/key": {
+            "post": {
+                "summary": "Register the install's Ed25519 public key (role ingest), with its first upload; the collector keeps its SHA-256.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(Action::RegisterInstallKey.schema()),
+                "responses": with(common_errors(&[("409", "another key is registered for this install")]), "200", ok("registered", json!({"type": "object", "properties": {"registered": {"enum": ["new", "unchanged"]}}}))),
+            }
+        },
+        "/v1/installs/self/remote": {
+            "post": {
+                "summary": "What the collector holds about the install that signs the request (role ingest plus install proof).",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(proven_schema()),
+                "responses": with(common_errors(&[]), "200", ok("the install's data", json!({"type": "object", "properties": {
+                    "install_id": {"type": "string"}, "events": {"type": "integer"}, "raw_events": {"type": "integer"},
+                    "counted_days": {"type": "integer"}, "counted_events": {"type": "integer"},
+                    "first_seen": {"type": ["string", "null"]}, "last_seen": {"type": ["string", "null"]},
+                    "by_name": {"type": "array", "items": {"type": "object", "properties": {"type": {"type": "string"}, "name": {"type": "string"}, "count": {"type": "integer"}}}}}}))),
+            }
+        },
+        "/v1/installs/self/forget": {
+            "post": {
+                "summary": "Erase the install that signs the request (role ingest plus install proof), as DELETE /v1/installs/{id} does.",
+                "security": [{"bearer": []}],
+                "requestBody": json_body(proven_schema()),
+                "responses": with(common_errors(&[]), "200", ok("erased", erasure_schema())),
+            }
+        },
         "/v1/installs/{id}": {
             "delete": {
-                "summary": "Erase one install's raw events, sessions and install record (role admin).",
+                "summary": "Erase one install (role admin): its raw events, sessions, counts-only days, key and install record, and what they added to rollups and totals.",
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": with(common_errors(&[]), "200", ok("erased", json!({"type": "object", "properties": {"install_id": {"type": "string"}, "deleted_events": {"type": "integer"}}}))),
+                "responses": with(common_errors(&[]), "200", ok("erased", erasure_schema())),
             }
         }
     })
+}
+
+fn erasure_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "install_id": {"type": "string"},
+        "deleted_events": {"type": "integer", "description": "raw events deleted"},
+        "deleted_counted_days": {"type": "integer", "description": "counts-only days deleted"},
+        "uncounted_events": {"type": "integer", "description": "events taken back out of rollups and totals"}
+    }})
 }
 
 /// The routes for operators: metrics, health, this document.

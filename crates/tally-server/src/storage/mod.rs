@@ -12,10 +12,15 @@
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use async_trait::async_trait;
 use jiff::Timestamp;
+use jiff::civil::Date;
 use tally_core::Event;
+use tally_core::counts::DayCounts;
 use tally_core::time::{HourKey, Period};
+use tally_store::histogram::Histogram;
 /// The collector reads the store's rollup rows, session summaries and event pages as
 /// the store defines them; both backends answer in these types.
 pub use tally_store::read::EventQuery;
@@ -99,6 +104,251 @@ pub struct TotalRow {
     pub count: u64,
 }
 
+/// One aggregate group (an event name, or a command of one) and how many distinct
+/// installs it has been seen from, counted up to [`GROUP_INSTALLS_CAP`].
+///
+/// Every stored event belongs to its name's group (`command` is `""`) and, when it
+/// names a command, to that command's group too. Small-count suppression reads these
+/// instead of scanning raw events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInstalls {
+    /// The app.
+    pub app: String,
+    /// Event type.
+    pub kind: String,
+    /// Event name.
+    pub name: String,
+    /// The command, `""` for the name's own group.
+    pub command: String,
+    /// Distinct installs seen in the group, at most [`GROUP_INSTALLS_CAP`].
+    pub installs: u64,
+}
+
+/// Installs remembered per group. The membership table holds at most this many rows
+/// per group, so it grows with the number of groups, never with events or installs;
+/// `min_installs` may not exceed it.
+pub const GROUP_INSTALLS_CAP: u64 = 100;
+
+/// The groups `event` belongs to, as (app, type, name, command, install id): its name's
+/// group, and its command's when it names one. Both backends keep membership by this.
+pub fn groups_of(event: &Event) -> impl Iterator<Item = (&str, &str, &str, &str, &str)> {
+    let name = (
+        event.app.as_str(),
+        event.kind.as_str(),
+        event.name.as_str(),
+        "",
+        event.install_id.as_str(),
+    );
+    let command = event
+        .command
+        .as_deref()
+        .filter(|command| !command.is_empty())
+        .map(|command| (name.0, name.1, name.2, command, name.4));
+    std::iter::once(name).chain(command)
+}
+
+/// The counts-only uploads of one app in a period: days and installs they came from and
+/// the events they counted. `/v1/stats` reports it so owners know raw events are absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CountsSummary {
+    /// Uploads (one per install and day).
+    pub uploads: u64,
+    /// Distinct installs among them.
+    pub installs: u64,
+    /// Events they counted.
+    pub events: u64,
+}
+
+/// Where one day's counts go in the hourly rollups: the day's first hour.
+pub fn counts_hour(day: Date) -> HourKey {
+    HourKey::of(day_start(day))
+}
+
+/// The rollup rows one day's counts add, in key order.
+pub fn counts_rollups(counts: &DayCounts) -> BTreeMap<RollupKey, Rollup> {
+    let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+    for group in &counts.counts {
+        let key = RollupKey {
+            hour: counts_hour(counts.day),
+            app: counts.app.clone(),
+            kind: group.kind.clone(),
+            name: group.name.clone(),
+            command: group.command.clone().unwrap_or_default(),
+            success: group.success.map_or(-1, i64::from),
+            error_category: group.error_category.clone().unwrap_or_default(),
+        };
+        let mut histogram = Histogram::default();
+        for (bucket, count) in histogram.counts.iter_mut().zip(&group.histogram) {
+            *bucket = *count;
+        }
+        rollups.entry(key).or_default().merge(&Rollup {
+            count: group.count,
+            duration_count: group.duration_count,
+            duration_total_ms: group.duration_total_ms,
+            duration_min_ms: None,
+            duration_max_ms: None,
+            histogram,
+        });
+    }
+    rollups
+}
+
+/// The groups one day's counts put their install in, as [`groups_of`] gives them.
+pub fn counts_groups(counts: &DayCounts) -> BTreeSet<(&str, &str, &str, &str, &str)> {
+    let mut groups = BTreeSet::new();
+    for group in &counts.counts {
+        let name = (
+            counts.app.as_str(),
+            group.kind.as_str(),
+            group.name.as_str(),
+            "",
+            counts.install_id.as_str(),
+        );
+        groups.insert(name);
+        if let Some(command) = group.command.as_deref().filter(|command| !command.is_empty()) {
+            groups.insert((name.0, name.1, name.2, command, name.4));
+        }
+    }
+    groups
+}
+
+/// The events one day's counts add to the lifetime totals, per (type, name, outcome).
+pub fn counts_totals(counts: &DayCounts) -> BTreeMap<(&str, &str, i64), u64> {
+    let mut totals = BTreeMap::new();
+    for group in &counts.counts {
+        *totals
+            .entry((
+                group.kind.as_str(),
+                group.name.as_str(),
+                group.success.map_or(-1, i64::from),
+            ))
+            .or_default() += group.count;
+    }
+    totals
+}
+
+/// Midnight UTC at the start of `day`: an install seen through counts is seen that day.
+pub fn day_start(day: Date) -> Timestamp {
+    day.at(0, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|zoned| zoned.timestamp())
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// What registering an install's key found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRegistration {
+    /// The install had no key; this one is now its key.
+    Registered,
+    /// The install already had this key.
+    Unchanged,
+    /// The install has another key, which stays.
+    Conflict,
+}
+
+/// What the collector holds about one install, for the install itself to see.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstallSummary {
+    /// Raw events stored.
+    pub raw_events: u64,
+    /// Days received as counts only, and the events they counted.
+    pub counted_days: u64,
+    /// Events in those days.
+    pub counted_events: u64,
+    /// First and last time seen (events, or the start of a counted day).
+    pub first_seen: Option<Timestamp>,
+    /// The last time seen.
+    pub last_seen: Option<Timestamp>,
+    /// Per (type, name), raw and counted events together, in key order.
+    pub by_name: Vec<(String, String, u64)>,
+}
+
+/// What erasing one install took out of every table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Erasure {
+    /// Raw events deleted.
+    pub events: u64,
+    /// Counts-only days deleted.
+    pub counted_days: u64,
+    /// Events taken back out of the rollups and totals (raw and counted).
+    pub uncounted: u64,
+}
+
+/// What one install's stored events and counts-only days added to the aggregates, so
+/// erasing the install can take it back out.
+#[derive(Debug, Default)]
+pub struct Contribution {
+    /// Per rollup row.
+    pub rollups: BTreeMap<RollupKey, Rollup>,
+    /// Per (type, name, outcome) of the lifetime totals.
+    pub totals: BTreeMap<(String, String, i64), u64>,
+    /// Events in all.
+    pub events: u64,
+}
+
+/// The [`Contribution`] of `events` and `uploads` of one install.
+pub fn contributions(events: &[Event], uploads: &[DayCounts]) -> Contribution {
+    let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+    let mut totals: BTreeMap<(String, String, i64), u64> = BTreeMap::new();
+    let mut count = 0;
+    for event in events {
+        rollups.entry(RollupKey::of(event)).or_default().add(event.duration_ms);
+        *totals
+            .entry((
+                event.kind.clone(),
+                event.name.clone(),
+                event.success.map_or(-1, i64::from),
+            ))
+            .or_default() += 1;
+        count += 1;
+    }
+    for upload in uploads {
+        for (key, rollup) in counts_rollups(upload) {
+            rollups.entry(key).or_default().merge(&rollup);
+        }
+        for ((kind, name, success), events) in counts_totals(upload) {
+            *totals.entry((kind.to_owned(), name.to_owned(), success)).or_default() += events;
+            count += events;
+        }
+    }
+    Contribution {
+        rollups,
+        totals,
+        events: count,
+    }
+}
+
+/// The summary of one install from its raw events and counts-only days.
+pub fn summarize(
+    events: &[Event],
+    uploads: &[DayCounts],
+    first_seen: Option<Timestamp>,
+    last_seen: Option<Timestamp>,
+) -> InstallSummary {
+    let mut by_name: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for event in events {
+        *by_name.entry((event.kind.clone(), event.name.clone())).or_default() += 1;
+    }
+    let mut counted_events = 0;
+    for upload in uploads {
+        for group in &upload.counts {
+            *by_name.entry((group.kind.clone(), group.name.clone())).or_default() += group.count;
+            counted_events += group.count;
+        }
+    }
+    InstallSummary {
+        raw_events: events.len() as u64,
+        counted_days: uploads.len() as u64,
+        counted_events,
+        first_seen,
+        last_seen,
+        by_name: by_name
+            .into_iter()
+            .map(|((kind, name), count)| (kind, name, count))
+            .collect(),
+    }
+}
+
 /// The storage a collector runs on.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -110,6 +360,15 @@ pub trait Storage: Send + Sync + 'static {
     /// change. An event whose id and `ts` are already stored is skipped. Returns, per
     /// event in order, whether it was newly stored. Returning `Ok` means committed.
     async fn insert(&self, events: Vec<Event>) -> Result<Vec<bool>, StorageError>;
+
+    /// Commits one install's counts of one day in one transaction, folded into the
+    /// hourly rollups (the day's first hour), lifetime totals, installs and group
+    /// membership as events are. Returns false, changing nothing, when that install's
+    /// day is already stored: a resend adds nothing and replaces nothing.
+    async fn insert_counts(&self, counts: &DayCounts) -> Result<bool, StorageError>;
+
+    /// The counts-only uploads of `app` for the days `from <= day < to`.
+    async fn counts_summary(&self, app: &str, from: Date, to: Date) -> Result<CountsSummary, StorageError>;
 
     /// Rollup rows of `app` for every hour `period` overlaps, in key order.
     async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError>;
@@ -125,18 +384,51 @@ pub trait Storage: Send + Sync + 'static {
     /// `from_hours` on, in the same order. One aggregate read, for `/metrics`.
     async fn named_counts(&self, name: &str, from_hours: &[HourKey]) -> Result<Vec<(String, Vec<u64>)>, StorageError>;
 
+    /// Every group of `app` (of every app when `None`) with its distinct installs, in
+    /// key order. Reads the bounded membership table [`Storage::insert`] keeps, never raw
+    /// events.
+    async fn group_installs(&self, app: Option<&str>) -> Result<Vec<GroupInstalls>, StorageError>;
+
     /// Lifetime totals of every app.
     async fn totals(&self) -> Result<Vec<TotalRow>, StorageError>;
 
     /// Events matching `query`, ordered by (`ts`, `id`).
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StorageError>;
 
-    /// Deletes every raw event, session and install row of one install; returns the
-    /// events deleted. Rollups and totals hold no install and stay.
-    async fn erase_install(&self, app: &str, install_id: &str) -> Result<u64, StorageError>;
+    /// Erases one install in one transaction: takes what its stored raw events and
+    /// counts-only days added back out of the rollups and lifetime totals, then deletes
+    /// its raw events, sessions, counts-only days, group memberships, key, spent nonces
+    /// and install row. Events already expired were counted without an install and stay.
+    async fn erase_install(&self, app: &str, install_id: &str) -> Result<Erasure, StorageError>;
 
-    /// Deletes raw events, sessions and install rows older than `before`; rollups and
-    /// totals stay. Returns the events deleted.
+    /// Registers `key_hash` (SHA-256 of the install's public key) for an install that
+    /// has none; an install's key never changes until it is erased.
+    async fn register_install_key(
+        &self,
+        app: &str,
+        install_id: &str,
+        key_hash: [u8; 32],
+    ) -> Result<KeyRegistration, StorageError>;
+
+    /// The registered key hash of an install.
+    async fn install_key(&self, app: &str, install_id: &str) -> Result<Option<[u8; 32]>, StorageError>;
+
+    /// Records a proof's nonce as spent until `expires`; false when it already was (a
+    /// replay). Nonces past their expiry at `now` are forgotten.
+    async fn spend_nonce(
+        &self,
+        app: &str,
+        install_id: &str,
+        nonce: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StorageError>;
+
+    /// What the collector holds about one install.
+    async fn install_summary(&self, app: &str, install_id: &str) -> Result<InstallSummary, StorageError>;
+
+    /// Deletes raw events, sessions, counts uploads and install rows older than
+    /// `before`; rollups and totals stay. Returns the events deleted.
     async fn expire(&self, before: Timestamp) -> Result<u64, StorageError>;
 
     /// Stores a new key.

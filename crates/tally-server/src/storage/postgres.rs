@@ -18,14 +18,16 @@ mod batch;
 mod migrations;
 mod partitions;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use jiff::Timestamp;
+use jiff::civil::Date;
 use tally_core::Event;
+use tally_core::counts::DayCounts;
 use tally_core::time::{HourKey, Period};
 use tally_store::histogram::Histogram;
 use tally_store::rollup::{Rollup, RollupKey};
@@ -35,7 +37,10 @@ use tokio_postgres::{NoTls, Row};
 
 use self::batch::Batch;
 use self::partitions::Month;
-use super::{ApiKey, EventQuery, SessionSummary, Storage, StorageError, TotalRow};
+use super::{
+    ApiKey, CountsSummary, Erasure, EventQuery, GROUP_INSTALLS_CAP, GroupInstalls, InstallSummary, KeyRegistration,
+    SessionSummary, Storage, StorageError, TotalRow,
+};
 
 /// Connections per collector.
 pub const POOL_SIZE: usize = 16;
@@ -265,6 +270,216 @@ impl PostgresStorage {
     }
 }
 
+/// One install's raw events.
+async fn install_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    app: &str,
+    install_id: &str,
+) -> Result<Vec<Event>, PostgresError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE app = $1 AND install_id = $2");
+    let rows = tx.query(&sql, &[&app, &install_id]).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// One install's counts-only days, as they were uploaded.
+async fn install_uploads(
+    tx: &deadpool_postgres::Transaction<'_>,
+    app: &str,
+    install_id: &str,
+) -> Result<Vec<DayCounts>, PostgresError> {
+    let rows = tx
+        .query(
+            "SELECT day, counts FROM count_uploads WHERE app = $1 AND install_id = $2 ORDER BY day",
+            &[&app, &install_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let counts: serde_json::Value = row.try_get(1)?;
+            Ok(DayCounts {
+                app: app.to_owned(),
+                install_id: install_id.to_owned(),
+                day: row.try_get(0)?,
+                counts: serde_json::from_value(counts)
+                    .map_err(|err| PostgresError::Data(format!("count_uploads.counts: {err}")))?,
+            })
+        })
+        .collect()
+}
+
+/// Takes `rollups` back out of the hourly rollups, in key order; a row left with no
+/// event goes. Shortest and longest durations cannot be taken back and are cleared
+/// when no timed event is left.
+async fn subtract_rollups(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rollups: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), PostgresError> {
+    let update = tx
+        .prepare_cached(
+            "UPDATE metrics AS m SET count = m.count - $8, duration_count = m.duration_count - $9, \
+             duration_total_ms = m.duration_total_ms - $10, \
+             duration_min_ms = CASE WHEN m.duration_count - $9 <= 0 THEN NULL ELSE m.duration_min_ms END, \
+             duration_max_ms = CASE WHEN m.duration_count - $9 <= 0 THEN NULL ELSE m.duration_max_ms END, \
+             histogram = ARRAY(SELECT greatest(coalesce(h.mine, 0) - coalesce(h.theirs, 0), 0) \
+               FROM unnest(m.histogram, $11::int8[]) WITH ORDINALITY AS h(mine, theirs, bucket) ORDER BY h.bucket) \
+             WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 AND success = $6 \
+               AND error_category = $7",
+        )
+        .await?;
+    let delete = tx
+        .prepare_cached(
+            "DELETE FROM metrics WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 \
+             AND success = $6 AND error_category = $7 AND count <= 0",
+        )
+        .await?;
+    for (key, rollup) in rollups {
+        let success = key.success as i16;
+        let hour = key.hour.to_string();
+        let histogram: Vec<i64> = rollup
+            .histogram
+            .counts
+            .iter()
+            .map(|count| batch::saturating_i64(*count))
+            .collect();
+        tx.execute(
+            &update,
+            &[
+                &hour,
+                &key.app,
+                &key.kind,
+                &key.name,
+                &key.command,
+                &success,
+                &key.error_category,
+                &batch::saturating_i64(rollup.count),
+                &batch::saturating_i64(rollup.duration_count),
+                &batch::saturating_i64(rollup.duration_total_ms),
+                &histogram,
+            ],
+        )
+        .await?;
+        tx.execute(
+            &delete,
+            &[
+                &hour,
+                &key.app,
+                &key.kind,
+                &key.name,
+                &key.command,
+                &success,
+                &key.error_category,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+impl PostgresStorage {
+    /// [`Storage::erase_install`] in one transaction.
+    async fn try_erase(&self, app: &str, install_id: &str) -> Result<Erasure, PostgresError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Holding the install row keeps a concurrent batch of this install from adding
+        // to what is being taken out.
+        tx.execute(
+            "SELECT 1 FROM installs WHERE app = $1 AND install_id = $2 FOR UPDATE",
+            &[&app, &install_id],
+        )
+        .await?;
+        let events = install_events(&tx, app, install_id).await?;
+        let uploads = install_uploads(&tx, app, install_id).await?;
+        let super::Contribution {
+            rollups,
+            totals,
+            events: uncounted,
+        } = super::contributions(&events, &uploads);
+        subtract_rollups(&tx, &rollups).await?;
+        for ((kind, name, success), count) in &totals {
+            let success = *success as i16;
+            tx.execute(
+                "UPDATE totals SET count = count - $5 WHERE app = $1 AND type = $2 AND name = $3 AND success = $4",
+                &[&app, kind, name, &success, &batch::saturating_i64(*count)],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM totals WHERE app = $1 AND type = $2 AND name = $3 AND success = $4 AND count <= 0",
+                &[&app, kind, name, &success],
+            )
+            .await?;
+        }
+        let deleted = tx
+            .execute(
+                "DELETE FROM events WHERE app = $1 AND install_id = $2",
+                &[&app, &install_id],
+            )
+            .await?;
+        for table in [
+            "sessions",
+            "installs",
+            "group_installs",
+            "count_uploads",
+            "install_keys",
+            "install_nonces",
+        ] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE app = $1 AND install_id = $2"),
+                &[&app, &install_id],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Erasure {
+            events: deleted,
+            counted_days: uploads.len() as u64,
+            uncounted,
+        })
+    }
+
+    /// One install's day of counts in one transaction; see [`Storage::insert_counts`].
+    async fn try_insert_counts(&self, counts: &DayCounts) -> Result<bool, PostgresError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let groups =
+            serde_json::to_value(&counts.counts).map_err(|err| PostgresError::Data(format!("counts: {err}")))?;
+        let events: u64 = counts.counts.iter().map(|group| group.count).sum();
+        let claimed = tx
+            .execute(
+                "INSERT INTO count_uploads (app, install_id, day, events, counts, received_at) \
+                 VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING",
+                &[
+                    &counts.app,
+                    &counts.install_id,
+                    &counts.day,
+                    &batch::saturating_i64(events),
+                    &groups,
+                ],
+            )
+            .await?;
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        batch::add_rollups(&tx, &super::counts_rollups(counts)).await?;
+        let totals = super::counts_totals(counts)
+            .into_iter()
+            .map(|((kind, name, success), count)| {
+                (
+                    (counts.app.as_str(), kind, name, success as i16),
+                    batch::saturating_i64(count),
+                )
+            })
+            .collect();
+        batch::add_totals(&tx, totals).await?;
+        let seen = super::day_start(counts.day);
+        let installs = BTreeMap::from([((counts.app.as_str(), counts.install_id.as_str()), (seen, seen))]);
+        batch::see_installs(&tx, &installs).await?;
+        batch::add_group_installs(&tx, &super::counts_groups(counts)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
 /// How long to wait before attempt `attempt + 1`: growing, with jitter so that two
 /// collectors that collided do not collide again.
 fn backoff(attempt: u32) -> Duration {
@@ -490,6 +705,62 @@ impl Storage for PostgresStorage {
         Ok(counts)
     }
 
+    async fn insert_counts(&self, counts: &DayCounts) -> Result<bool, StorageError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_insert_counts(counts).await {
+                Ok(stored) => return Ok(stored),
+                Err(err) if err.is_transient() && attempt + 1 < INSERT_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn counts_summary(&self, app: &str, from: Date, to: Date) -> Result<CountsSummary, StorageError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT count(*), count(DISTINCT install_id), coalesce(sum(events), 0)::bigint FROM count_uploads \
+                 WHERE app = $1 AND day >= $2 AND day < $3",
+            )
+            .await?;
+        let row = client.query_one(&statement, &[&app, &from, &to]).await?;
+        Ok(CountsSummary {
+            uploads: row.try_get::<_, i64>(0)? as u64,
+            installs: row.try_get::<_, i64>(1)? as u64,
+            events: row.try_get::<_, i64>(2)? as u64,
+        })
+    }
+
+    async fn group_installs(&self, app: Option<&str>) -> Result<Vec<GroupInstalls>, StorageError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT app, type, name, command, least(count(*), $2) FROM group_installs \
+                 WHERE $1::text IS NULL OR app = $1 \
+                 GROUP BY app, type, name, command ORDER BY app, type, name, command",
+            )
+            .await?;
+        let cap = GROUP_INSTALLS_CAP as i64;
+        let rows = client.query(&statement, &[&app, &cap]).await?;
+        let groups = rows
+            .iter()
+            .map(|row| {
+                Ok(GroupInstalls {
+                    app: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    name: row.try_get(2)?,
+                    command: row.try_get(3)?,
+                    installs: row.try_get::<_, i64>(4)? as u64,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        Ok(groups)
+    }
+
     async fn totals(&self) -> Result<Vec<TotalRow>, StorageError> {
         let client = self.client().await?;
         let statement = client
@@ -540,27 +811,104 @@ impl Storage for PostgresStorage {
         Ok(rows.iter().map(event_from_row).collect::<Result<_, _>>()?)
     }
 
-    async fn erase_install(&self, app: &str, install_id: &str) -> Result<u64, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let deleted = tx
+    async fn erase_install(&self, app: &str, install_id: &str) -> Result<Erasure, StorageError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_erase(app, install_id).await {
+                Ok(erasure) => return Ok(erasure),
+                Err(err) if err.is_transient() && attempt + 1 < INSERT_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn register_install_key(
+        &self,
+        app: &str,
+        install_id: &str,
+        key_hash: [u8; 32],
+    ) -> Result<KeyRegistration, StorageError> {
+        let client = self.client().await?;
+        let inserted = client
             .execute(
-                "DELETE FROM events WHERE app = $1 AND install_id = $2",
+                "INSERT INTO install_keys (app, install_id, key_hash, registered_at) VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT DO NOTHING",
+                &[&app, &install_id, &key_hash.as_slice()],
+            )
+            .await?;
+        if inserted > 0 {
+            return Ok(KeyRegistration::Registered);
+        }
+        Ok(match self.install_key(app, install_id).await? {
+            Some(stored) if stored == key_hash => KeyRegistration::Unchanged,
+            _ => KeyRegistration::Conflict,
+        })
+    }
+
+    async fn install_key(&self, app: &str, install_id: &str) -> Result<Option<[u8; 32]>, StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT key_hash FROM install_keys WHERE app = $1 AND install_id = $2",
                 &[&app, &install_id],
             )
             .await?;
-        tx.execute(
-            "DELETE FROM sessions WHERE app = $1 AND install_id = $2",
-            &[&app, &install_id],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM installs WHERE app = $1 AND install_id = $2",
-            &[&app, &install_id],
-        )
-        .await?;
+        row.map(|row| {
+            let bytes: Vec<u8> = row.try_get(0)?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| StorageError::Internal("install_keys.key_hash is not 32 bytes".into()))
+        })
+        .transpose()
+    }
+
+    async fn spend_nonce(
+        &self,
+        app: &str,
+        install_id: &str,
+        nonce: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM install_nonces WHERE expires_at < $1", &[&now])
+            .await?;
+        let inserted = client
+            .execute(
+                "INSERT INTO install_nonces (app, install_id, nonce, expires_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+                &[&app, &install_id, &nonce, &expires],
+            )
+            .await?;
+        Ok(inserted > 0)
+    }
+
+    async fn install_summary(&self, app: &str, install_id: &str) -> Result<InstallSummary, StorageError> {
+        let mut client = self.client().await?;
+        // One snapshot for the three reads.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let events = install_events(&tx, app, install_id).await?;
+        let uploads = install_uploads(&tx, app, install_id).await?;
+        let seen = tx
+            .query_opt(
+                "SELECT first_seen, last_seen FROM installs WHERE app = $1 AND install_id = $2",
+                &[&app, &install_id],
+            )
+            .await?;
         tx.commit().await?;
-        Ok(deleted)
+        let (first_seen, last_seen) = match seen {
+            Some(row) => (Some(row.try_get(0)?), Some(row.try_get(1)?)),
+            None => (None, None),
+        };
+        Ok(super::summarize(&events, &uploads, first_seen, last_seen))
     }
 
     async fn expire(&self, before: Timestamp) -> Result<u64, StorageError> {
@@ -573,8 +921,20 @@ impl Storage for PostgresStorage {
         deleted += tx.execute("DELETE FROM events WHERE ts < $1", &[&before]).await?;
         tx.execute("DELETE FROM sessions WHERE ended_at < $1", &[&before])
             .await?;
+        // An install's group memberships go with its install row.
+        tx.execute(
+            "DELETE FROM group_installs AS g USING installs AS i \
+             WHERE i.app = g.app AND i.install_id = g.install_id AND i.last_seen < $1",
+            &[&before],
+        )
+        .await?;
         tx.execute("DELETE FROM installs WHERE last_seen < $1", &[&before])
             .await?;
+        tx.execute(
+            "DELETE FROM count_uploads WHERE day < ($1 AT TIME ZONE 'UTC')::date",
+            &[&before],
+        )
+        .await?;
         tx.commit().await?;
         Ok(deleted)
     }

@@ -99,7 +99,10 @@ pub(crate) fn set_setting(target: &Target, setting: Setting, value: &str, out: &
                     target.app, settings.upload
                 )));
             }
-            let was_on = matches!(config.upload, Some(UploadMode::Sync | UploadMode::Auto));
+            let was_on = matches!(
+                config.upload,
+                Some(UploadMode::Sync | UploadMode::Auto | UploadMode::Counts)
+            );
             config.upload = Some(mode);
             if mode == UploadMode::Local {
                 config.upload_since = None;
@@ -110,16 +113,25 @@ pub(crate) fn set_setting(target: &Target, setting: Setting, value: &str, out: &
                 if !was_on || config.upload_since.is_none() {
                     config.upload_since = Some(tally_core::time::format(tally_core::time::now_millis()));
                 }
-                let when = if mode == UploadMode::Auto {
-                    "in the background, at most once an interval"
-                } else {
-                    "when you run sync"
-                };
-                format!(
-                    "upload is now {mode}: events recorded from {} on are uploaded {when}; earlier ones only with \
-                     `sync --include-history`",
-                    config.upload_since.as_deref().unwrap_or("now")
-                )
+                let since = config.upload_since.as_deref().unwrap_or("now");
+                match mode {
+                    UploadMode::Counts => format!(
+                        "upload is now counts: when you run sync, only per-day counts of events recorded from \
+                         {since} on are uploaded, one upload per complete day; never an event, id, time of day, \
+                         props, workspace or message"
+                    ),
+                    _ => {
+                        let when = if mode == UploadMode::Auto {
+                            "in the background, at most once an interval"
+                        } else {
+                            "when you run sync"
+                        };
+                        format!(
+                            "upload is now {mode}: events recorded from {since} on are uploaded {when}; earlier ones \
+                             only with `sync --include-history`"
+                        )
+                    }
+                }
             }
         }
         Setting::Endpoint => {

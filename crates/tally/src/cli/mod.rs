@@ -1,5 +1,6 @@
 //! The user's own view of their telemetry: status, consent, stats, insights, a live
-//! dashboard, reports and export (feature `cli`).
+//! dashboard, reports, export, upload, and what the collector holds about this install
+//! (`remote`, `forget`) (feature `cli`).
 //!
 //! A host mounts [`TelemetryCommand`] as a clap subcommand (`nexus telemetry ...`), and
 //! may mount [`StatsArgs`] and [`InsightsArgs`] as short forms (`nexus stats --week`);
@@ -15,6 +16,7 @@ mod human;
 mod insights;
 mod output_file;
 mod record;
+mod remote;
 mod report;
 mod stats;
 mod status;
@@ -69,6 +71,20 @@ pub enum TelemetryCommand {
     Export(ExportArgs),
     /// Upload pending events to the app's collector (only when upload is sync or auto).
     Sync(SyncArgs),
+    /// Show what the app's collector holds about this install (event count, first and
+    /// last seen, counts by name), proving to it who this install is.
+    Remote,
+    /// Erase what the app's collector holds about this install; with --local, this
+    /// machine's telemetry too.
+    Forget {
+        /// Also delete every event, session and rollup here, once the collector has
+        /// erased its copy.
+        #[arg(long)]
+        local: bool,
+        /// Do not ask (required when not on a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Show or change the upload settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -95,13 +111,13 @@ pub struct SyncArgs {
 /// `config`: the upload settings.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ConfigCommand {
-    /// Set one setting: upload (local, sync or auto), endpoint (the collector's URL) or key
+    /// Set one setting: upload (local, sync, auto or counts), endpoint (the collector's URL) or key
     /// (an ingest key).
     Set {
         /// upload, endpoint or key.
         #[arg(value_enum)]
         setting: Setting,
-        /// local, sync or auto for upload; a URL for endpoint; an ingest key for key.
+        /// local, sync, auto or counts for upload; a URL for endpoint; an ingest key for key.
         value: String,
     },
     /// Show the settings in force, and where each comes from.
@@ -374,6 +390,8 @@ pub fn run(target: &Target, command: TelemetryCommand) -> Result<(), CliError> {
         TelemetryCommand::Report(args) => report::run(target, &args, &mut out),
         TelemetryCommand::Export(args) => export::run(target, &args, &mut out),
         TelemetryCommand::Sync(args) => sync::run(target, &args, &mut out),
+        TelemetryCommand::Remote => remote::show(target, &mut out),
+        TelemetryCommand::Forget { local, yes } => remote::forget(target, local, yes, &mut out),
         TelemetryCommand::Config(ConfigCommand::Set { setting, value }) => {
             consent::set_setting(target, setting, &value, &mut out)
         }

@@ -27,6 +27,7 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
         _ if !cfg!(feature = "upload") => "but this build cannot upload: tally's `upload` feature is off",
         UploadMode::Sync => "only an explicit sync uploads",
         UploadMode::Auto => "uploads in the background",
+        UploadMode::Counts => "only an explicit sync uploads, and only per-day counts",
     };
     writeln!(out, "  upload:     {} ({upload_note})", settings.upload)?;
     if let Some(since) = settings.upload_since.filter(|_| settings.upload != UploadMode::Local) {
@@ -99,6 +100,12 @@ pub(crate) fn run(target: &Target, out: &mut dyn Write) -> Result<(), CliError> 
             sync.last_sync
                 .map_or_else(|| "never".to_owned(), tally_core::time::format)
         )?;
+        if let Some(day) = store.counts_through()? {
+            writeln!(
+                out,
+                "  counts:     every day through {day} uploaded (as events or counts); its events are not sent again"
+            )?;
+        }
         for refusal in &sync.recent_refusals {
             writeln!(
                 out,

@@ -28,8 +28,9 @@ mod upload {
     use tally_core::Level;
 
     use super::super::{CliError, SyncArgs, Target, human, interactive};
+    use crate::config::EndpointKind;
     use crate::config::{ConfigFile, Settings};
-    use crate::sync::{DirTransport, SyncOptions, SyncReport, Transport, network_transport};
+    use crate::sync::{DirTransport, HttpTransport, SyncOptions, SyncReport, Transport, network_transport};
     use crate::{UploadMode, sync};
 
     pub(crate) fn run(target: &Target, args: &SyncArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -44,12 +45,18 @@ mod upload {
                 target.command()
             )));
         }
+        if settings.upload == UploadMode::Counts {
+            return run_counts(target, args, &settings, out);
+        }
         let mut transport = transport(target, args, &settings)?;
         let Some(mut store) = target.open_existing()? else {
             writeln!(out, "nothing to upload: {} has recorded nothing yet", target.app)?;
             return Ok(());
         };
         let since = upload_since(&settings)?;
+        if !args.dry_run && args.to_dir.is_none() {
+            register(target, &mut store, &settings);
+        }
         let options = SyncOptions {
             include_history: args.include_history,
             dry_run: args.dry_run,
@@ -86,6 +93,114 @@ mod upload {
             explain_nothing_sent(target, args, &mut store, since, &destination, out)
         } else {
             write_summary(&report, &destination, out)
+        }
+    }
+
+    /// `upload counts`: per-day counts of complete days to `POST /v1/counts`.
+    fn run_counts(target: &Target, args: &SyncArgs, settings: &Settings, out: &mut dyn Write) -> Result<(), CliError> {
+        let command = target.command();
+        if args.include_history {
+            return Err(CliError::Usage(format!(
+                "--include-history: upload is counts, which uploads only days recorded since upload was turned on; \
+                 to send earlier events, `{command} config set upload sync` first. Nothing was sent"
+            )));
+        }
+        if args.to_dir.is_some() {
+            return Err(CliError::Usage(format!(
+                "--to-dir: upload is counts, and batch files carry events (`tally ingest` loads events only); \
+                 sync counts straight to the collector, or `{command} config set upload sync`. Nothing was written"
+            )));
+        }
+        if settings.endpoint_kind == EndpointKind::Otlp {
+            return Err(CliError::Usage(format!(
+                "upload is counts, which only a Tally collector takes (POST /v1/counts), and the endpoint is an OTLP \
+                 receiver; `{command} config set upload sync` sends events to it instead. Nothing was sent"
+            )));
+        }
+        let (endpoint, key) = match (&settings.endpoint, &settings.key) {
+            (Some(endpoint), Some(key)) => (endpoint, key),
+            (None, _) => {
+                return Err(CliError::Usage(format!(
+                    "no collector endpoint is set: `{command} config set endpoint URL`"
+                )));
+            }
+            (Some(_), None) => {
+                return Err(CliError::Usage(format!(
+                    "no ingest key is set: `{command} config set key KEY`"
+                )));
+            }
+        };
+        let mut transport = HttpTransport::counts(endpoint, key);
+        let Some(mut store) = target.open_existing()? else {
+            writeln!(out, "nothing to upload: {} has recorded nothing yet", target.app)?;
+            return Ok(());
+        };
+        let since = upload_since(settings)?;
+        if !args.dry_run {
+            register(target, &mut store, settings);
+        }
+        let options = SyncOptions {
+            dry_run: args.dry_run,
+            ..SyncOptions::default()
+        };
+        // `--now` decides which days are complete, as it sets the time for the views.
+        let now = target.now();
+        let report = sync::sync_counts(&mut store, settings.level, since, now, &mut transport, &options, out)?;
+        let destination = transport.destination();
+        let waiting = if report.waiting_for_today > 0 {
+            format!(
+                "; {} events of today wait until the day is complete",
+                human::count(report.waiting_for_today)
+            )
+        } else {
+            String::new()
+        };
+        if args.dry_run {
+            eprintln!(
+                "dry run: {} days of counts ({} events) would be sent to {destination}, in the request bodies above; \
+                 nothing was sent{waiting}",
+                human::count(report.days),
+                human::count(report.events)
+            );
+        } else if report.days == 0 {
+            writeln!(
+                out,
+                "nothing to upload: no complete day has events not yet sent{waiting}"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "uploaded counts of {} days ({} events; no event itself) to {destination}{}{waiting}",
+                human::count(report.days),
+                human::count(report.events),
+                if report.already_stored > 0 {
+                    format!("; {} days were already there", human::count(report.already_stored))
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Registers this install's key with the collector before its first upload, so that
+    /// `remote` and `forget` can prove the install later. Uploading goes on without it;
+    /// a collector that refuses is named once.
+    fn register(target: &Target, store: &mut tally_store::Store, settings: &Settings) {
+        let (Some(endpoint), Some(key)) = (&settings.endpoint, &settings.key) else {
+            return;
+        };
+        if settings.endpoint_kind == EndpointKind::Otlp {
+            // An OTLP receiver keeps no installs to read or erase.
+            return;
+        }
+        match crate::sync::install::register(store, endpoint, key) {
+            Ok(()) | Err(crate::sync::install::InstallError::Unreachable { .. }) => {}
+            Err(err) => eprintln!(
+                "{}: the collector did not register this install's key ({err}); `remote` and `forget` will not \
+                 work with it",
+                target.app
+            ),
         }
     }
 

@@ -102,6 +102,11 @@ fn upload(
         deadline: Some(Instant::now() + AUTO_UPLOAD_BUDGET),
         ..super::SyncOptions::default()
     };
+    // The install's key goes with its first upload to a Tally collector; a failure
+    // waits for the next one.
+    if kind == crate::config::EndpointKind::Tally {
+        let _ = super::install::register(&mut store, endpoint, key);
+    }
     let mut transport = super::network_transport(kind, endpoint, key);
     let report = super::sync(
         &mut store,

@@ -14,6 +14,8 @@
 //! message, and nothing of that batch is marked sent.
 
 pub(crate) mod auto;
+mod counts;
+pub mod install;
 mod otlp;
 mod transport;
 
@@ -26,6 +28,7 @@ use tally_core::{Event, Level, apply_level};
 use tally_store::Store;
 use tally_store::sync::{Refusal, SyncStream};
 
+pub use counts::{CountsReport, sync_counts};
 pub use otlp::{OtlpTransport, network_transport};
 pub use transport::{DirTransport, HttpTransport, Response, Transport, TransportError};
 
@@ -157,6 +160,8 @@ pub fn sync(
         .iter()
         .map(|stream| store.pending_count(*stream, since))
         .sum::<Result<u64, _>>()?;
+    // Days already uploaded as counts (`upload counts`) are never sent again as events.
+    let counted = store.counts_through()?;
     let mut report = SyncReport::default();
     let mut run = Run {
         transport,
@@ -171,6 +176,10 @@ pub fn sync(
                 break;
             };
             after = *last_seq;
+            let pending: Vec<_> = pending
+                .into_iter()
+                .filter(|(_, event)| !counts::covers(counted, event.ts))
+                .collect();
             for batch in split_by_size(pending, level) {
                 if options.dry_run {
                     dry_run_out.write_all(&run.transport.readable_body(&batch_body(&batch)))?;
@@ -180,6 +189,11 @@ pub fn sync(
                 }
                 run.send(store, *stream, &batch)?;
                 progress(run.report.sent, total);
+            }
+            if !options.dry_run {
+                // Every event of the page was answered for or needs no answer (level
+                // off, or counted already).
+                store.acknowledge(*stream, after, &[], tally_core::time::now_millis())?;
             }
         }
     }
@@ -223,14 +237,14 @@ fn batch_body(batch: &[Outgoing]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "events": events })).unwrap_or_default()
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()
 }
 
-struct Run<'a> {
+pub(crate) struct Run<'a> {
     transport: &'a mut dyn Transport,
     options: &'a SyncOptions,
     report: &'a mut SyncReport,
@@ -296,7 +310,7 @@ impl Run<'_> {
         }
     }
 
-    fn send_with_retries(&mut self, body: &[u8], events: usize) -> Result<Response, SyncError> {
+    pub(crate) fn send_with_retries(&mut self, body: &[u8], events: usize) -> Result<Response, SyncError> {
         let policy = self.options.retry;
         let mut attempt = 0;
         loop {
@@ -345,7 +359,7 @@ fn full_jitter(policy: RetryPolicy, attempt: u32) -> Duration {
 }
 
 /// The `message` of a collector error body, or the body itself.
-fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|value| value["error"]["message"].as_str().map(str::to_owned))

@@ -37,7 +37,7 @@ pub trait Transport {
     }
 }
 
-/// `POST {endpoint}/v1/events/batch` over HTTPS (rustls) or HTTP.
+/// `POST {endpoint}/v1/events/batch` (or `/v1/counts`) over HTTPS (rustls) or HTTP.
 pub struct HttpTransport {
     agent: ureq::Agent,
     url: String,
@@ -48,6 +48,15 @@ impl HttpTransport {
     /// A transport to `endpoint` with ingest `key`. The client is built here, only when
     /// a sync runs: recording never builds one.
     pub fn new(endpoint: &str, key: &str) -> HttpTransport {
+        HttpTransport::to_route(endpoint, "/v1/events/batch", key)
+    }
+
+    /// A transport of counts-only uploads: `POST {endpoint}/v1/counts`.
+    pub fn counts(endpoint: &str, key: &str) -> HttpTransport {
+        HttpTransport::to_route(endpoint, "/v1/counts", key)
+    }
+
+    fn to_route(endpoint: &str, route: &str, key: &str) -> HttpTransport {
         let config = ureq::Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(60)))
@@ -56,7 +65,7 @@ impl HttpTransport {
             .build();
         HttpTransport {
             agent: config.into(),
-            url: format!("{}/v1/events/batch", endpoint.trim_end_matches('/')),
+            url: format!("{}{route}", endpoint.trim_end_matches('/')),
             authorization: format!("Bearer {key}"),
         }
     }

@@ -85,6 +85,24 @@ const UPSERT_TOTALS: &str = "INSERT INTO totals AS t (app, type, name, success, 
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[]) \
      ON CONFLICT (app, type, name, success) DO UPDATE SET count = t.count + excluded.count";
 
+/// Adds each (group, install) pair not yet stored while its group holds fewer than
+/// `GROUP_INSTALLS_CAP` installs. Concurrent batches may overshoot the cap by their own
+/// size; readers clamp.
+fn insert_group_installs_sql() -> String {
+    format!(
+        "INSERT INTO group_installs (app, type, name, command, install_id) \
+         SELECT d.app, d.type, d.name, d.command, d.install_id \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+           AS d(app, type, name, command, install_id) \
+         WHERE NOT EXISTS (SELECT 1 FROM group_installs AS g WHERE g.app = d.app AND g.type = d.type \
+             AND g.name = d.name AND g.command = d.command AND g.install_id = d.install_id) \
+           AND (SELECT count(*) FROM group_installs AS g WHERE g.app = d.app AND g.type = d.type \
+             AND g.name = d.name AND g.command = d.command) < {} \
+         ON CONFLICT DO NOTHING",
+        crate::storage::GROUP_INSTALLS_CAP
+    )
+}
+
 /// What makes two events the same stored event.
 type EventKey = (Uuid, Timestamp);
 
@@ -141,6 +159,7 @@ impl Batch {
             upsert_rollups(tx, &new).await?;
             upsert_installs(tx, &new).await?;
             upsert_totals(tx, &new).await?;
+            insert_group_installs(tx, &new).await?;
         }
         Ok(flags)
     }
@@ -269,6 +288,14 @@ async fn upsert_rollups(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event])
     for event in new {
         rollups.entry(RollupKey::of(event)).or_default().add(event.duration_ms);
     }
+    add_rollups(tx, &rollups).await
+}
+
+/// Adds `rollups` to the hourly rollups, in key order.
+pub(super) async fn add_rollups(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rollups: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), PostgresError> {
     let keys: Vec<&RollupKey> = rollups.keys().collect();
     let values: Vec<&Rollup> = rollups.values().collect();
     let hours: Vec<String> = keys.iter().map(|key| key.hour.to_string()).collect();
@@ -319,6 +346,14 @@ async fn upsert_installs(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]
         seen.0 = seen.0.min(event.ts);
         seen.1 = seen.1.max(event.ts);
     }
+    see_installs(tx, &installs).await
+}
+
+/// Widens each install's first and last seen to include the given times.
+pub(super) async fn see_installs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    installs: &BTreeMap<(&str, &str), (Timestamp, Timestamp)>,
+) -> Result<(), PostgresError> {
     let apps: Vec<&str> = installs.keys().map(|(app, _)| *app).collect();
     let install_ids: Vec<&str> = installs.keys().map(|(_, install_id)| *install_id).collect();
     let first_seen: Vec<Timestamp> = installs.values().map(|(first, _)| *first).collect();
@@ -336,6 +371,14 @@ async fn upsert_totals(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) 
             .entry((&event.app, &event.kind, &event.name, success_code(event.success)))
             .or_default() += 1;
     }
+    add_totals(tx, totals).await
+}
+
+/// Adds to the lifetime totals per (app, type, name, outcome).
+pub(super) async fn add_totals(
+    tx: &deadpool_postgres::Transaction<'_>,
+    totals: HashMap<(&str, &str, &str, i16), i64>,
+) -> Result<(), PostgresError> {
     let mut totals: Vec<_> = totals.into_iter().collect();
     totals.sort_unstable();
     let apps: Vec<&str> = totals.iter().map(|((app, ..), _)| *app).collect();
@@ -345,6 +388,29 @@ async fn upsert_totals(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) 
     let counts: Vec<i64> = totals.iter().map(|(_, count)| *count).collect();
     let statement = tx.prepare_cached(UPSERT_TOTALS).await?;
     tx.execute(&statement, &[&apps, &kinds, &names, &successes, &counts])
+        .await?;
+    Ok(())
+}
+
+async fn insert_group_installs(tx: &deadpool_postgres::Transaction<'_>, new: &[&Event]) -> Result<(), PostgresError> {
+    let pairs: BTreeSet<(&str, &str, &str, &str, &str)> =
+        new.iter().flat_map(|event| crate::storage::groups_of(event)).collect();
+    add_group_installs(tx, &pairs).await
+}
+
+/// Remembers that each install was seen in each group, as (app, type, name, command,
+/// install id), up to the cap per group.
+pub(super) async fn add_group_installs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    pairs: &BTreeSet<(&str, &str, &str, &str, &str)>,
+) -> Result<(), PostgresError> {
+    let apps: Vec<&str> = pairs.iter().map(|pair| pair.0).collect();
+    let kinds: Vec<&str> = pairs.iter().map(|pair| pair.1).collect();
+    let names: Vec<&str> = pairs.iter().map(|pair| pair.2).collect();
+    let commands: Vec<&str> = pairs.iter().map(|pair| pair.3).collect();
+    let install_ids: Vec<&str> = pairs.iter().map(|pair| pair.4).collect();
+    let statement = tx.prepare_cached(&insert_group_installs_sql()).await?;
+    tx.execute(&statement, &[&apps, &kinds, &names, &commands, &install_ids])
         .await?;
     Ok(())
 }

@@ -134,6 +134,65 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX sessions_app_started_at_duration_ms ON sessions (app, started_at) INCLUDE (duration_ms);
     "#,
+    // 8: which installs each group (an event name, or a command of one) was seen from,
+    // at most 100 per group (`GROUP_INSTALLS_CAP`), for small-count suppression. Filled
+    // from the raw events still kept; from here on each batch keeps it in step.
+    r#"
+    CREATE TABLE group_installs (
+        app        text COLLATE "C" NOT NULL,
+        type       text COLLATE "C" NOT NULL,
+        name       text COLLATE "C" NOT NULL,
+        command    text COLLATE "C" NOT NULL,  -- '' for the name's own group
+        install_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (app, type, name, command, install_id)
+    );
+    CREATE INDEX group_installs_app_install_id ON group_installs (app, install_id);
+    INSERT INTO group_installs (app, type, name, command, install_id)
+    SELECT app, type, name, command, install_id FROM (
+        SELECT g.*, row_number() OVER (PARTITION BY app, type, name, command ORDER BY install_id) AS n
+        FROM (
+            SELECT DISTINCT app, type, name, '' AS command, install_id FROM events
+            UNION
+            SELECT DISTINCT app, type, name, command, install_id FROM events WHERE coalesce(command, '') <> ''
+        ) AS g
+    ) AS ranked
+    WHERE n <= 100;
+    "#,
+    // 9: counts-only uploads, one row per install and day: the key that makes a resend
+    // change nothing, and what the upload held, so erasing the install can take it back
+    // out of the rollups and totals.
+    r#"
+    CREATE TABLE count_uploads (
+        app         text COLLATE "C" NOT NULL,
+        install_id  text COLLATE "C" NOT NULL,
+        day         date             NOT NULL,
+        events      bigint           NOT NULL,
+        counts      jsonb            NOT NULL,  -- the upload's groups, as sent
+        received_at timestamptz      NOT NULL,
+        PRIMARY KEY (app, install_id, day)
+    );
+    CREATE INDEX count_uploads_app_day ON count_uploads (app, day);
+    "#,
+    // 10: each install's registered key (the SHA-256 of its Ed25519 public key, registered
+    // with its first upload) and the nonces of its proofs until they expire, so that the
+    // install alone can read or erase its data and a proof cannot be replayed.
+    r#"
+    CREATE TABLE install_keys (
+        app           text COLLATE "C" NOT NULL,
+        install_id    text COLLATE "C" NOT NULL,
+        key_hash      bytea            NOT NULL CHECK (octet_length(key_hash) = 32),
+        registered_at timestamptz      NOT NULL,
+        PRIMARY KEY (app, install_id)
+    );
+    CREATE TABLE install_nonces (
+        app        text COLLATE "C" NOT NULL,
+        install_id text COLLATE "C" NOT NULL,
+        nonce      text COLLATE "C" NOT NULL,
+        expires_at timestamptz      NOT NULL,
+        PRIMARY KEY (app, install_id, nonce)
+    );
+    CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -10,19 +10,25 @@
 
 pub mod schema;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension};
 use tally_core::Event;
+use tally_core::counts::DayCounts;
 use tally_core::time::{HourKey, Period};
 use tally_store::rollup::{Rollup, RollupKey};
 use tally_store::{DropCounts, OpenOptions, Synchronous};
 
-use super::{ApiKey, EventQuery, SessionSummary, Storage, StorageError, TotalRow};
+use super::{
+    ApiKey, CountsSummary, Erasure, EventQuery, GROUP_INSTALLS_CAP, GroupInstalls, InstallSummary, KeyRegistration,
+    SessionSummary, Storage, StorageError, TotalRow,
+};
 
 /// How long a connection waits for another one's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,6 +140,11 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
         "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, 1) \
          ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + 1",
     )?;
+    let mut member = tx.prepare_cached(&add_member_sql())?;
+    let pairs: BTreeSet<_> = new.iter().flat_map(|event| super::groups_of(event)).collect();
+    for pair in pairs {
+        member.execute(pair)?;
+    }
     for event in new {
         install.execute((&event.app, &event.install_id, text(event.ts)))?;
         total.execute((
@@ -142,6 +153,159 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
             &event.name,
             event.success.map_or(-1, i64::from),
         ))?;
+    }
+    Ok(())
+}
+
+/// Remembers install `?5` in group (`?1`..`?4`) while the group holds fewer than
+/// [`GROUP_INSTALLS_CAP`] installs.
+fn add_member_sql() -> String {
+    format!(
+        "INSERT OR IGNORE INTO group_installs (app, type, name, command, install_id) \
+         SELECT ?1, ?2, ?3, ?4, ?5 \
+         WHERE NOT EXISTS (SELECT 1 FROM group_installs WHERE app = ?1 AND type = ?2 AND name = ?3 \
+             AND command = ?4 AND install_id = ?5) \
+           AND (SELECT count(*) FROM group_installs WHERE app = ?1 AND type = ?2 AND name = ?3 \
+             AND command = ?4) < {GROUP_INSTALLS_CAP}"
+    )
+}
+
+/// One install's raw events.
+fn install_events(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<Vec<Event>, StorageError> {
+    let sql = format!(
+        "SELECT {} FROM events WHERE app = ?1 AND install_id = ?2",
+        tally_store::read::EVENT_COLUMNS
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query((app, install_id))?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(tally_store::read::event_from_row(row)?);
+    }
+    Ok(events)
+}
+
+/// One install's counts-only days, as they were uploaded.
+fn install_uploads(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<Vec<DayCounts>, StorageError> {
+    let mut statement =
+        conn.prepare_cached("SELECT day, counts FROM count_uploads WHERE app = ?1 AND install_id = ?2 ORDER BY day")?;
+    let rows = statement.query_map((app, install_id), |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut uploads = Vec::new();
+    for row in rows {
+        let (day, counts) = row?;
+        uploads.push(DayCounts {
+            app: app.to_owned(),
+            install_id: install_id.to_owned(),
+            day: day
+                .parse()
+                .map_err(|err| StorageError::Internal(format!("count_uploads.day {day:?}: {err}")))?,
+            counts: serde_json::from_str(&counts)
+                .map_err(|err| StorageError::Internal(format!("count_uploads.counts: {err}")))?,
+        });
+    }
+    Ok(uploads)
+}
+
+/// What [`Storage::erase_install`] does besides deleting raw events and sessions, inside
+/// the store's transaction, before those go.
+fn erase_in(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<Erasure, StorageError> {
+    let events = install_events(conn, app, install_id)?;
+    let uploads = install_uploads(conn, app, install_id)?;
+    let super::Contribution {
+        rollups,
+        totals,
+        events: uncounted,
+    } = super::contributions(&events, &uploads);
+    subtract_rollups(conn, &rollups)?;
+    for ((kind, name, success), count) in &totals {
+        conn.execute(
+            "UPDATE totals SET count = count - ?5 WHERE app = ?1 AND type = ?2 AND name = ?3 AND success = ?4",
+            (app, kind, name, success, *count as i64),
+        )?;
+        conn.execute(
+            "DELETE FROM totals WHERE app = ?1 AND type = ?2 AND name = ?3 AND success = ?4 AND count <= 0",
+            (app, kind, name, success),
+        )?;
+    }
+    for table in [
+        "installs",
+        "group_installs",
+        "count_uploads",
+        "install_keys",
+        "install_nonces",
+    ] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE app = ?1 AND install_id = ?2"),
+            (app, install_id),
+        )?;
+    }
+    Ok(Erasure {
+        events: events.len() as u64,
+        counted_days: uploads.len() as u64,
+        uncounted,
+    })
+}
+
+/// Takes `rollups` back out of the hourly rollups; a row left with no event goes. The
+/// shortest and longest durations of a row cannot be taken back and are cleared when
+/// no timed event is left.
+fn subtract_rollups(conn: &rusqlite::Connection, rollups: &BTreeMap<RollupKey, Rollup>) -> Result<(), StorageError> {
+    let mut select = conn.prepare_cached(
+        "SELECT count, duration_count, duration_total_ms, histogram FROM metrics \
+         WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
+         AND error_category = ?7",
+    )?;
+    let mut update = conn.prepare_cached(
+        "UPDATE metrics SET count = ?8, duration_count = ?9, duration_total_ms = ?10, histogram = ?11, \
+         duration_min_ms = CASE WHEN ?9 = 0 THEN NULL ELSE duration_min_ms END, \
+         duration_max_ms = CASE WHEN ?9 = 0 THEN NULL ELSE duration_max_ms END \
+         WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
+         AND error_category = ?7",
+    )?;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM metrics WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 \
+         AND success = ?6 AND error_category = ?7",
+    )?;
+    for (key, rollup) in rollups {
+        let params = (
+            &key.hour.to_string(),
+            &key.app,
+            &key.kind,
+            &key.name,
+            &key.command,
+            key.success,
+            &key.error_category,
+        );
+        let stored: Option<(i64, i64, i64, String)> = select
+            .query_row(params, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .optional()?;
+        let Some((count, duration_count, duration_total_ms, histogram)) = stored else {
+            continue;
+        };
+        let count = (count as u64).saturating_sub(rollup.count);
+        if count == 0 {
+            delete.execute(params)?;
+            continue;
+        }
+        let mut histogram = tally_store::histogram::Histogram::from_json(&histogram)?;
+        for (bucket, taken) in histogram.counts.iter_mut().zip(rollup.histogram.counts) {
+            *bucket = bucket.saturating_sub(taken);
+        }
+        update.execute(rusqlite::params![
+            key.hour.to_string(),
+            key.app,
+            key.kind,
+            key.name,
+            key.command,
+            key.success,
+            key.error_category,
+            count as i64,
+            (duration_count as u64).saturating_sub(rollup.duration_count) as i64,
+            (duration_total_ms as u64).saturating_sub(rollup.duration_total_ms) as i64,
+            histogram.to_json(),
+        ])?;
     }
     Ok(())
 }
@@ -178,6 +342,99 @@ impl Storage for SqliteStorage {
         blocking(&self.writer, move |store| {
             let outcome = store.insert_batch_with(&events, DropCounts::default(), count_installs_and_totals)?;
             Ok(outcome.stored)
+        })
+        .await
+    }
+
+    async fn insert_counts(&self, counts: &DayCounts) -> Result<bool, StorageError> {
+        let counts = counts.clone();
+        blocking(&self.writer, move |store| {
+            let tx = store.connection().unchecked_transaction()?;
+            let groups = serde_json::to_string(&counts.counts)
+                .map_err(|err| StorageError::Internal(format!("counts: {err}")))?;
+            let events: u64 = counts.counts.iter().map(|group| group.count).sum();
+            // The first statement writes, so the transaction holds the write lock from
+            // here on.
+            let claimed = tx.execute(
+                "INSERT OR IGNORE INTO count_uploads (app, install_id, day, events, counts, received_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                (
+                    &counts.app,
+                    &counts.install_id,
+                    counts.day.to_string(),
+                    events as i64,
+                    &groups,
+                    text(tally_core::time::now_millis()),
+                ),
+            )?;
+            if claimed == 0 {
+                return Ok(false);
+            }
+            let rollups: std::collections::HashMap<_, _> = super::counts_rollups(&counts).into_iter().collect();
+            tally_store::rollup::add_rollups(&tx, &rollups)?;
+            let mut total = tx.prepare_cached(
+                "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + excluded.count",
+            )?;
+            for ((kind, name, success), count) in super::counts_totals(&counts) {
+                total.execute((&counts.app, kind, name, success, count as i64))?;
+            }
+            drop(total);
+            let seen = text(super::day_start(counts.day));
+            tx.execute(
+                "INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3) \
+                 ON CONFLICT (app, install_id) DO UPDATE SET \
+                   first_seen = min(first_seen, excluded.first_seen), \
+                   last_seen = max(last_seen, excluded.last_seen)",
+                (&counts.app, &counts.install_id, &seen),
+            )?;
+            let mut member = tx.prepare_cached(&add_member_sql())?;
+            for pair in super::counts_groups(&counts) {
+                member.execute(pair)?;
+            }
+            drop(member);
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn counts_summary(&self, app: &str, from: Date, to: Date) -> Result<CountsSummary, StorageError> {
+        let app = app.to_owned();
+        blocking(&self.tables, move |conn| {
+            let (uploads, installs, events): (i64, i64, i64) = conn.query_row(
+                "SELECT count(*), count(DISTINCT install_id), coalesce(sum(events), 0) FROM count_uploads \
+                 WHERE app = ?1 AND day >= ?2 AND day < ?3",
+                (&app, from.to_string(), to.to_string()),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?;
+            Ok(CountsSummary {
+                uploads: uploads as u64,
+                installs: installs as u64,
+                events: events as u64,
+            })
+        })
+        .await
+    }
+
+    async fn group_installs(&self, app: Option<&str>) -> Result<Vec<GroupInstalls>, StorageError> {
+        let app = app.map(str::to_owned);
+        blocking(&self.tables, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT app, type, name, command, min(count(*), ?2) FROM group_installs \
+                 WHERE ?1 IS NULL OR app = ?1 \
+                 GROUP BY app, type, name, command ORDER BY app, type, name, command",
+            )?;
+            let rows = statement.query_map((&app, GROUP_INSTALLS_CAP as i64), |row| {
+                Ok(GroupInstalls {
+                    app: row.get(0)?,
+                    kind: row.get(1)?,
+                    name: row.get(2)?,
+                    command: row.get(3)?,
+                    installs: row.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -229,16 +486,113 @@ impl Storage for SqliteStorage {
         blocking(&self.reader, move |store| Ok(store.query_events(&query)?)).await
     }
 
-    async fn erase_install(&self, app: &str, install_id: &str) -> Result<u64, StorageError> {
+    async fn erase_install(&self, app: &str, install_id: &str) -> Result<Erasure, StorageError> {
         let (app, install_id) = (app.to_owned(), install_id.to_owned());
         blocking(&self.writer, move |store| {
-            Ok(store.erase_install_with(&app, &install_id, |tx| {
-                tx.execute(
-                    "DELETE FROM installs WHERE app = ?1 AND install_id = ?2",
-                    (&app, &install_id),
-                )?;
+            let mut erased = Erasure::default();
+            store.erase_install_with(&app, &install_id, |tx| {
+                erased =
+                    erase_in(tx, &app, &install_id).map_err(|err| tally_store::StoreError::Invalid(err.to_string()))?;
                 Ok(())
-            })?)
+            })?;
+            Ok(erased)
+        })
+        .await
+    }
+
+    async fn register_install_key(
+        &self,
+        app: &str,
+        install_id: &str,
+        key_hash: [u8; 32],
+    ) -> Result<KeyRegistration, StorageError> {
+        let (app, install_id) = (app.to_owned(), install_id.to_owned());
+        blocking(&self.tables, move |conn| {
+            let inserted = conn.execute(
+                "INSERT OR IGNORE INTO install_keys (app, install_id, key_hash, registered_at) VALUES (?1, ?2, ?3, ?4)",
+                (
+                    &app,
+                    &install_id,
+                    hex::encode(key_hash),
+                    text(tally_core::time::now_millis()),
+                ),
+            )?;
+            if inserted > 0 {
+                return Ok(KeyRegistration::Registered);
+            }
+            let stored: String = conn.query_row(
+                "SELECT key_hash FROM install_keys WHERE app = ?1 AND install_id = ?2",
+                (&app, &install_id),
+                |row| row.get(0),
+            )?;
+            Ok(if stored == hex::encode(key_hash) {
+                KeyRegistration::Unchanged
+            } else {
+                KeyRegistration::Conflict
+            })
+        })
+        .await
+    }
+
+    async fn install_key(&self, app: &str, install_id: &str) -> Result<Option<[u8; 32]>, StorageError> {
+        let (app, install_id) = (app.to_owned(), install_id.to_owned());
+        blocking(&self.tables, move |conn| {
+            let stored: Option<String> = conn
+                .query_row(
+                    "SELECT key_hash FROM install_keys WHERE app = ?1 AND install_id = ?2",
+                    (&app, &install_id),
+                    |row| row.get(0),
+                )
+                .optional()?;
+            stored
+                .map(|hash| {
+                    let mut bytes = [0u8; 32];
+                    hex::decode_to_slice(&hash, &mut bytes)
+                        .map_err(|_| StorageError::Internal("install_keys.key_hash is not 64 hex digits".into()))?;
+                    Ok(bytes)
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn spend_nonce(
+        &self,
+        app: &str,
+        install_id: &str,
+        nonce: &str,
+        expires: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let (app, install_id, nonce) = (app.to_owned(), install_id.to_owned(), nonce.to_owned());
+        blocking(&self.tables, move |conn| {
+            conn.execute("DELETE FROM install_nonces WHERE expires_at < ?1", [text(now)])?;
+            let inserted = conn.execute(
+                "INSERT OR IGNORE INTO install_nonces (app, install_id, nonce, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                (&app, &install_id, &nonce, text(expires)),
+            )?;
+            Ok(inserted > 0)
+        })
+        .await
+    }
+
+    async fn install_summary(&self, app: &str, install_id: &str) -> Result<InstallSummary, StorageError> {
+        let (app, install_id) = (app.to_owned(), install_id.to_owned());
+        blocking(&self.tables, move |conn| {
+            let events = install_events(conn, &app, &install_id)?;
+            let uploads = install_uploads(conn, &app, &install_id)?;
+            let seen: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT first_seen, last_seen FROM installs WHERE app = ?1 AND install_id = ?2",
+                    (&app, &install_id),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let (first_seen, last_seen) = match seen {
+                Some((first, last)) => (Some(parse_ts(&first)?), Some(parse_ts(&last)?)),
+                None => (None, None),
+            };
+            Ok(super::summarize(&events, &uploads, first_seen, last_seen))
         })
         .await
     }
@@ -246,7 +600,16 @@ impl Storage for SqliteStorage {
     async fn expire(&self, before: Timestamp) -> Result<u64, StorageError> {
         let deleted = blocking(&self.writer, move |store| Ok(store.expire_before(before)?)).await?;
         blocking(&self.tables, move |conn| {
-            conn.execute("DELETE FROM installs WHERE last_seen < ?1", [text(before)])?;
+            let cutoff = text(before);
+            // An install's group memberships go with its install row.
+            conn.execute(
+                "DELETE FROM group_installs WHERE EXISTS (SELECT 1 FROM installs AS i \
+                 WHERE i.app = group_installs.app AND i.install_id = group_installs.install_id \
+                   AND i.last_seen < ?1)",
+                [&cutoff],
+            )?;
+            conn.execute("DELETE FROM installs WHERE last_seen < ?1", [&cutoff])?;
+            conn.execute("DELETE FROM count_uploads WHERE day < ?1", [&cutoff[..10]])?;
             Ok(deleted)
         })
         .await

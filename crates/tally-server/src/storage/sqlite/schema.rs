@@ -55,6 +55,66 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX IF NOT EXISTS sessions_app_started_at_duration_ms ON sessions (app, started_at, duration_ms);
     "#,
+    // 3: which installs each group (an event name, or a command of one) was seen from,
+    // at most 100 per group (`GROUP_INSTALLS_CAP`), for small-count suppression; filled
+    // from the raw events still kept.
+    r#"
+    CREATE TABLE group_installs (
+        app        TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        command    TEXT NOT NULL,            -- '' for the name's own group
+        install_id TEXT NOT NULL,
+        PRIMARY KEY (app, type, name, command, install_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_installs_app_install_id ON group_installs (app, install_id);
+    INSERT INTO group_installs (app, type, name, command, install_id)
+    SELECT app, type, name, command, install_id FROM (
+        SELECT g.*, row_number() OVER (PARTITION BY app, type, name, command ORDER BY install_id) AS n
+        FROM (
+            SELECT DISTINCT app, type, name, '' AS command, install_id FROM events
+            UNION
+            SELECT DISTINCT app, type, name, command, install_id FROM events WHERE coalesce(command, '') <> ''
+        ) AS g
+    )
+    WHERE n <= 100;
+"#,
+    // 4: counts-only uploads, one row per install and day: the key that makes a resend
+    // change nothing, and what the upload held, so erasing the install can take it back
+    // out.
+    r#"
+    CREATE TABLE count_uploads (
+        app         TEXT NOT NULL,
+        install_id  TEXT NOT NULL,
+        day         TEXT NOT NULL,           -- YYYY-MM-DD, UTC
+        events      INTEGER NOT NULL,
+        counts      TEXT NOT NULL,           -- the upload's groups as JSON, as sent
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (app, install_id, day)
+    ) WITHOUT ROWID;
+    CREATE INDEX count_uploads_app_day ON count_uploads (app, day);
+"#,
+    // 5: each install's registered key (the SHA-256 of its Ed25519 public key) and the
+    // nonces of its proofs until they expire, so a proof cannot be replayed; and an index
+    // to find one install's raw events without scanning the others.
+    r#"
+    CREATE TABLE install_keys (
+        app           TEXT NOT NULL,
+        install_id    TEXT NOT NULL,
+        key_hash      TEXT NOT NULL,         -- hex SHA-256 of the Ed25519 public key
+        registered_at TEXT NOT NULL,
+        PRIMARY KEY (app, install_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE install_nonces (
+        app        TEXT NOT NULL,
+        install_id TEXT NOT NULL,
+        nonce      TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (app, install_id, nonce)
+    ) WITHOUT ROWID;
+    CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
+    CREATE INDEX IF NOT EXISTS events_app_install_id ON events (app, install_id);
+"#,
 ];
 
 /// Brings the collector's tables in `conn` to [`LATEST_VERSION`]; the store's own
