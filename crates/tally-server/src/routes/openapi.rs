@@ -203,7 +203,7 @@ fn admin_paths() -> Value {
                 "summary": "Register the install's Ed25519 public key (role ingest), with its first upload; the collector keeps its SHA-256.",
                 "security": [{"bearer": []}],
                 "requestBody": json_body(Action::RegisterInstallKey.schema()),
-                "responses": with(common_errors(&[("409", "another key is registered for this install")]), "200", ok("registered", json!({"type": "object", "properties": {"registered": {"enum": ["new", "unchanged"]}}}))),
+                "responses": with(common_errors(&[("409", "another key is registered for this install"), ("413", "body larger than max_body_bytes"), ("415", "Content-Type is not application/json, or Content-Encoding is not gzip")]), "200", ok("registered", json!({"type": "object", "properties": {"registered": {"enum": ["new", "unchanged"]}}}))),
             }
         },
         "/v1/installs/self/remote": {
@@ -211,7 +211,7 @@ fn admin_paths() -> Value {
                 "summary": "What the collector holds about the install that signs the request (role ingest plus install proof).",
                 "security": [{"bearer": []}],
                 "requestBody": json_body(proven_schema()),
-                "responses": with(common_errors(&[]), "200", ok("the install's data", json!({"type": "object", "properties": {
+                "responses": with(common_errors(&[("413", "body larger than max_body_bytes"), ("415", "Content-Type is not application/json, or Content-Encoding is not gzip")]), "200", ok("the install's data", json!({"type": "object", "properties": {
                     "install_id": {"type": "string"}, "events": {"type": "integer"}, "raw_events": {"type": "integer"},
                     "counted_days": {"type": "integer"}, "counted_events": {"type": "integer"},
                     "first_seen": {"type": ["string", "null"]}, "last_seen": {"type": ["string", "null"]},
@@ -223,7 +223,7 @@ fn admin_paths() -> Value {
                 "summary": "Erase the install that signs the request (role ingest plus install proof), as DELETE /v1/installs/{id} does.",
                 "security": [{"bearer": []}],
                 "requestBody": json_body(proven_schema()),
-                "responses": with(common_errors(&[]), "200", ok("erased", erasure_schema())),
+                "responses": with(common_errors(&[("413", "body larger than max_body_bytes"), ("415", "Content-Type is not application/json, or Content-Encoding is not gzip")]), "200", ok("erased", erasure_schema())),
             }
         },
         "/v1/installs/{id}": {
