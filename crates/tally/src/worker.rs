@@ -104,6 +104,9 @@ pub(crate) struct WorkerHandle {
     shutdown_timeout: Duration,
     /// A new store is made by the thread, never by the host's spool.
     store_file: PathBuf,
+    /// In `auto` upload mode the flush thread must reach the store, where background
+    /// uploads start, so the host never takes the spool's shortcut at exit.
+    auto_upload: bool,
 }
 
 /// What the flush thread needs to know about the app and its settings.
@@ -142,6 +145,7 @@ impl WorkerHandle {
             max_batch: config.flush.max_batch.max(1),
             shutdown_timeout: config.flush.shutdown_timeout,
             store_file: config.settings.dir.join(tally_store::DB_FILE_NAME),
+            auto_upload: config.settings.upload == crate::UploadMode::Auto,
         };
         let worker = Worker::new(config, shared);
         std::thread::Builder::new()
@@ -202,7 +206,8 @@ impl WorkerHandle {
     /// wait for the thread to be scheduled. Returns whether it did.
     fn spool_on_host(&self, deadline: Instant) -> bool {
         let shared = &self.shared;
-        if !self.store_file.exists()
+        if self.auto_upload
+            || !self.store_file.exists()
             || shared.spool.count_files() >= FOLD_BACKLOG
             || shared.finisher_or_cached().is_none()
             || !shared.claim_host_exit()
