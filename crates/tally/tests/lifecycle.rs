@@ -140,16 +140,20 @@ fn child_holds_the_store_locked() {
 fn host_exits_within_the_shutdown_timeout_while_another_process_holds_the_lock() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    open_and_record(&dir, &[]); // creates the store
+    // Creates the store: with time to spare, so a loaded machine cannot make this first
+    // run spool instead.
+    open_and_record(&dir, &[("LIFECYCLE_SHUTDOWN_MS", "10000")]);
+    assert!(dir.join("telemetry.db").exists(), "the first run made no store");
     let mut locker = child::command("lifecycle::child_holds_the_store_locked", &dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut output = std::io::BufReader::new(locker.stdout.take().unwrap());
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()), &mut line).unwrap();
     while !line.contains("RESULT locked") {
         line.clear();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(locker.stdout.as_mut().unwrap()), &mut line).unwrap();
+        let read = std::io::BufRead::read_line(&mut output, &mut line).unwrap();
+        assert!(read > 0, "the lock holder ended before it held the lock");
     }
     let started = Instant::now();
     let (results, stderr) = open_and_record(&dir, &[]);
