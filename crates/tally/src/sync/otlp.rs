@@ -31,9 +31,6 @@ pub fn network_transport(kind: EndpointKind, endpoint: &str, key: &str) -> Box<d
     }
 }
 
-/// Largest answer read.
-const MAX_ANSWER_BYTES: u64 = 1 << 20;
-
 /// `google.rpc.Status` (google/rpc/status.proto), the body of an OTLP/HTTP error; its
 /// `details` are not read.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -80,33 +77,13 @@ impl OtlpTransport {
         // Writing to a Vec cannot fail.
         let _ = encoder.write_all(&body);
         let gzip_body = encoder.finish().unwrap_or_default();
-        let mut response = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/x-protobuf")
-            .header("Content-Encoding", "gzip")
-            .header("Authorization", &self.authorization)
-            .send(&gzip_body[..])
-            .map_err(|err| TransportError(err.to_string()))?;
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        response
-            .body_mut()
-            .as_reader()
-            .take(MAX_ANSWER_BYTES)
-            .read_to_end(&mut body)
-            .map_err(|err| TransportError(format!("reading the answer: {err}")))?;
-        Ok(Response {
-            status,
-            retry_after,
-            body,
-        })
+        super::transport::post_gzip(
+            &self.agent,
+            &self.url,
+            "application/x-protobuf",
+            &self.authorization,
+            &gzip_body,
+        )
     }
 }
 

@@ -73,38 +73,59 @@ impl HttpTransport {
 
 impl Transport for HttpTransport {
     fn send(&mut self, gzip_body: &[u8], _events: usize) -> Result<Response, TransportError> {
-        let mut response = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .header("Content-Encoding", "gzip")
-            .header("Authorization", &self.authorization)
-            .send(gzip_body)
-            .map_err(|err| TransportError(err.to_string()))?;
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        response
-            .body_mut()
-            .as_reader()
-            .take(1 << 20)
-            .read_to_end(&mut body)
-            .map_err(|err| TransportError(format!("reading the answer: {err}")))?;
-        Ok(Response {
-            status,
-            retry_after,
-            body,
-        })
+        post_gzip(
+            &self.agent,
+            &self.url,
+            "application/json",
+            &self.authorization,
+            gzip_body,
+        )
     }
 
     fn destination(&self) -> String {
         self.url.clone()
     }
+}
+
+/// Most bytes of an answer read; a collector's answer is far smaller.
+const MAX_ANSWER_BYTES: u64 = 1 << 20;
+
+/// POSTs a gzip body of `content_type` with a bearer key, and reads the answer: its
+/// status, `Retry-After` in seconds, and at most [`MAX_ANSWER_BYTES`] of its body. The
+/// HTTP transports of both endpoint kinds send this way.
+pub(super) fn post_gzip(
+    agent: &ureq::Agent,
+    url: &str,
+    content_type: &str,
+    authorization: &str,
+    gzip_body: &[u8],
+) -> Result<Response, TransportError> {
+    let mut response = agent
+        .post(url)
+        .header("Content-Type", content_type)
+        .header("Content-Encoding", "gzip")
+        .header("Authorization", authorization)
+        .send(gzip_body)
+        .map_err(|err| TransportError(err.to_string()))?;
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(MAX_ANSWER_BYTES)
+        .read_to_end(&mut body)
+        .map_err(|err| TransportError(format!("reading the answer: {err}")))?;
+    Ok(Response {
+        status,
+        retry_after,
+        body,
+    })
 }
 
 /// Writes each batch as `batch-<ms>-<n>.json.gz` in a directory, atomically (a
