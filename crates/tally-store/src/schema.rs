@@ -34,6 +34,16 @@ const OUR_TABLES: &[&str] = &[
 /// stores were marked (no id, and only tables Tally makes); otherwise why it is not.
 /// A file SQLite cannot read is an error (corrupt), not an answer.
 pub fn foreign_reason(conn: &Connection) -> Result<Option<String>, StoreError> {
+    // One read transaction for the id, the tables and the version: read one by one, a
+    // process that makes the schema in between shows a new file's id and tables but a
+    // made store's version, which looks like a file that is not ours.
+    let snapshot = conn.unchecked_transaction()?;
+    let reason = foreign_reason_in(&snapshot)?;
+    snapshot.finish()?;
+    Ok(reason)
+}
+
+fn foreign_reason_in(conn: &Connection) -> Result<Option<String>, StoreError> {
     let id = application_id(conn)?;
     if id == APPLICATION_ID {
         return Ok(None);

@@ -70,3 +70,35 @@ fn four_writers_on_one_new_file_lose_nothing() {
     assert_eq!(store.totals().unwrap(), store.raw_totals().unwrap());
     store.quick_check().unwrap();
 }
+
+/// Opening alone, many times over: the window in which one process has made the schema
+/// and another is still looking at the new file is small, so try it often.
+#[test]
+fn processes_opening_one_new_file_at_once_all_see_a_store() {
+    const ROUNDS: usize = 40;
+    const OPENERS: usize = 8;
+    for round in 0..ROUNDS {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("store");
+        let start = Barrier::new(OPENERS);
+        let results: Vec<Result<Store, StoreError>> = std::thread::scope(|scope| {
+            let openers: Vec<_> = (0..OPENERS)
+                .map(|_| {
+                    let (dir, start) = (&dir, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        Store::open(dir, &OpenOptions::default())
+                    })
+                })
+                .collect();
+            openers.into_iter().map(|opener| opener.join().unwrap()).collect()
+        });
+        for (opener, result) in results.iter().enumerate() {
+            assert!(
+                result.is_ok(),
+                "round {round}, opener {opener}: {:?}",
+                result.as_ref().err()
+            );
+        }
+    }
+}
