@@ -378,3 +378,31 @@ fn demo_is_deterministic() {
         second.ok(&["export", "--format", "ndjson"])
     );
 }
+
+/// `tally stats --json | head -c 1`: the reader leaving early is not an error.
+#[test]
+fn a_reader_that_stops_early_gets_no_error() {
+    let demo = Demo::seeded();
+    for args in [
+        &["stats", "--json"][..],
+        &["stats"],
+        &["export", "--format", "json"],
+        &["export", "--format", "csv"],
+        &["export", "--format", "otlp"],
+        &["report", "--month", "--format", "html"],
+        &["insights"],
+    ] {
+        let mut child = demo
+            .tally(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the child (still starting) writes a byte, so its every write fails.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "tally {args:?}: {:?} {stderr}", output.status);
+        assert_eq!(stderr, "", "tally {args:?}");
+    }
+}

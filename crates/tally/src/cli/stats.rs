@@ -106,7 +106,7 @@ fn write_json(
         "events": summary.events,
         "top_commands": commands,
     });
-    serde_json::to_writer_pretty(&mut *out, &value).map_err(std::io::Error::other)?;
+    serde_json::to_writer_pretty(&mut *out, &value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
