@@ -586,6 +586,13 @@ async fn session_counters_count_new_events_only(backend: &Backend) {
         .await
         .unwrap();
     assert_eq!((both.count, both.avg_duration_ms), (2, Some(150_750.0)));
+    let ever = store.sessions("nexus", &Period::ALL).await.unwrap();
+    assert_eq!((ever.count, ever.avg_duration_ms), (2, Some(150_750.0)));
+    let before_the_epoch = store
+        .sessions("nexus", &Period::before(jiff::Timestamp::UNIX_EPOCH).previous())
+        .await
+        .unwrap();
+    assert_eq!((before_the_epoch.count, before_the_epoch.avg_duration_ms), (0, None));
     let none = store
         .sessions(
             "other",

@@ -104,15 +104,6 @@ async fn call(
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-/// A period holding every stored event. (`Period::ALL`'s years -9999 and 9999 are out of
-/// PostgreSQL's timestamp range.)
-fn everywhen() -> Period {
-    Period {
-        from: jiff::Timestamp::UNIX_EPOCH,
-        to: "2999-01-01T00:00:00Z".parse().unwrap(),
-    }
-}
-
 /// Everything app `app` has, table by table, as the storage layer reads it.
 async fn everything_of(store: &dyn Storage, app: &str) -> String {
     let far_past = jiff::Timestamp::UNIX_EPOCH;
@@ -124,7 +115,7 @@ async fn everything_of(store: &dyn Storage, app: &str) -> String {
         })
         .await
         .unwrap();
-    let sessions = store.sessions(app, &everywhen()).await.unwrap();
+    let sessions = store.sessions(app, &Period::ALL).await.unwrap();
     let installs: Vec<_> = store
         .active_installs(&[far_past])
         .await
@@ -132,7 +123,7 @@ async fn everything_of(store: &dyn Storage, app: &str) -> String {
         .into_iter()
         .filter(|(of, _)| of == app)
         .collect();
-    let rollups = store.rollups(app, &everywhen()).await.unwrap();
+    let rollups = store.rollups(app, &Period::ALL).await.unwrap();
     let totals: Vec<_> = store
         .totals()
         .await
@@ -321,7 +312,7 @@ async fn postgres_sessions_are_rekeyed_from_every_earlier_schema() {
                 .unwrap();
         }
         let store = database.open().await;
-        let before = store.sessions("alpha", &everywhen()).await.unwrap();
+        let before = store.sessions("alpha", &Period::ALL).await.unwrap();
         assert_eq!(before.count, u64::from(version >= 2), "from version {version}");
         // B's event in A's session and install makes B's own row.
         store
@@ -335,10 +326,10 @@ async fn postgres_sessions_are_rekeyed_from_every_earlier_schema() {
             .await
             .unwrap();
         assert_eq!(
-            store.sessions("alpha", &everywhen()).await.unwrap(),
+            store.sessions("alpha", &Period::ALL).await.unwrap(),
             before,
             "from version {version}"
         );
-        assert_eq!(store.sessions("beta", &everywhen()).await.unwrap().count, 1);
+        assert_eq!(store.sessions("beta", &Period::ALL).await.unwrap().count, 1);
     }
 }

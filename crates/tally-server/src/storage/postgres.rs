@@ -588,6 +588,15 @@ fn millis(ts: Timestamp) -> Timestamp {
     tally_core::time::truncate_to_millis(ts)
 }
 
+/// `ts`, or the start of year 1 when it is earlier: an open start such as
+/// [`Period::ALL`]'s (year -9999) is before PostgreSQL's `timestamptz` range (which
+/// begins in 4714 BC) and would fail the query. No stored time is that early, so no row
+/// is left out.
+fn representable(ts: Timestamp) -> Timestamp {
+    const EARLIEST: Timestamp = Timestamp::constant(-62_135_596_800, 0);
+    ts.max(EARLIEST)
+}
+
 #[async_trait]
 impl Storage for PostgresStorage {
     fn backend(&self) -> &'static str {
@@ -642,7 +651,8 @@ impl Storage for PostgresStorage {
                  WHERE app = $1 AND started_at >= $2 AND started_at < $3",
             )
             .await?;
-        let row = client.query_one(&statement, &[&app, &period.from, &period.to]).await?;
+        let (from, to) = (representable(period.from), representable(period.to));
+        let row = client.query_one(&statement, &[&app, &from, &to]).await?;
         Ok(SessionSummary {
             count: row.try_get::<_, i64>(0)? as u64,
             avg_duration_ms: row.try_get(1)?,
@@ -789,8 +799,9 @@ impl Storage for PostgresStorage {
             params.push(value);
             sql.push_str(&format!(" AND {column} = ${}", params.len()));
         }
+        let from = representable(query.period.from);
         if query.period.from != Period::ALL.from {
-            params.push(&query.period.from);
+            params.push(&from);
             sql.push_str(&format!(" AND ts >= ${}", params.len()));
         }
         if query.period.to != Period::ALL.to {
