@@ -4,7 +4,7 @@
 // (dist/tally.min.js), so it exports only what a page needs, and its debug notes are
 // codes; `browser-debug.ts` adds their sentences.
 
-import { createCore, type Platform, type Tally, type TallyOptions } from "./core.js";
+import { createCore, type Tally, type TallyOptions } from "./core.js";
 import type { Describe, Refusal } from "./messages.js";
 import type { KeyValueStorage } from "./storage.js";
 
@@ -20,16 +20,6 @@ export function browserRefusal(nav: PrivacyNavigator | undefined): Refusal | nul
   return nav?.doNotTrack === "1" ? "dnt" : null;
 }
 
-function localStorageOrNull(): KeyValueStorage | null {
-  try {
-    // Reading the property throws where storage is blocked (sandboxed frames, some
-    // privacy modes); the SDK then keeps its queue in memory only.
-    return globalThis.localStorage ?? null;
-  } catch {
-    return null;
-  }
-}
-
 /** Starts recording in a web page. Never throws; with DNT, GPC or an earlier
  * `optOut()`, the handle records, stores and sends nothing. */
 export function createTally(options: TallyOptions): Tally {
@@ -40,28 +30,34 @@ export function createTally(options: TallyOptions): Tally {
 export function createBrowserTally(options: TallyOptions, describe?: Describe): Tally {
   const nav = globalThis.navigator as PrivacyNavigator | undefined;
   const refusal = browserRefusal(nav);
-  const platform: Platform = {
-    storage: refusal ? null : localStorageOrNull(),
-    // Looked up at each call, so a page's later wrapper of `fetch` is honoured.
-    fetch: "fetch" in globalThis ? (url, init) => fetch(url, init) : undefined,
-    random: (bytes) => void globalThis.crypto.getRandomValues(bytes),
-    now: () => Date.now(),
+  let storage: KeyValueStorage | null = null;
+  try {
+    // Reading it throws where storage is blocked (sandboxed frames, some privacy
+    // modes); the SDK then keeps its queue in memory only.
+    if (!refusal) storage = localStorage;
+  } catch {}
+  return createCore(options, {
+    storage,
+    // Looked up at each call, so a page's later wrapper of `fetch` is honoured; where
+    // there is none, the call throws and the collector counts as unreachable.
+    fetch: (url, init) => fetch(url, init),
+    random: (bytes) => crypto.getRandomValues(bytes),
+    now: Date.now,
     refusal,
     defaultSource: "web",
-    sendBeacon: nav?.sendBeacon ? (url, body) => nav.sendBeacon!(url, body) : undefined,
+    // A browser without `sendBeacon` throws here, and the queue goes with `fetch` keepalive.
+    sendBeacon: (url, body) => nav!.sendBeacon!(url, body),
     onHidden: (callback) => {
+      // `visibilitychange` bubbles from the document to the window.
       if (typeof addEventListener !== "function") return;
       addEventListener("pagehide", callback);
-      if (typeof document !== "undefined") {
-        document.addEventListener("visibilitychange", () => {
-          if (document.visibilityState === "hidden") callback();
-        });
-      }
+      addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "hidden") callback();
+      });
     },
     // The path only: never the query string or fragment, which carry searches, tokens
     // and form values.
-    route: () => (typeof location !== "undefined" ? location.pathname : undefined),
+    route: () => globalThis.location?.pathname,
     describe,
-  };
-  return createCore(options, platform);
+  });
 }

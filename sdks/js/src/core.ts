@@ -1,11 +1,9 @@
 // The recorder shared by the browser and Node entry points: its settings, the handle
-// it returns, and what a host fills in (`Platform`). The work is in `recorder.ts`
-// (events, sessions, the queue) and `sender.ts` (delivery).
+// it returns, and what a host fills in (`Platform`). `recorder.ts` does the work.
 
-import { LEVELS, type Level } from "./level.js";
+import type { Level } from "./level.js";
 import type { Describe, Refusal } from "./messages.js";
-import { Recorder, type Explain } from "./recorder.js";
-import { checkApp, type Broken, type Props, type Source } from "./rules.js";
+import type { Props, Source } from "./rules.js";
 import type { RandomFill } from "./ids.js";
 import type { KeyValueStorage } from "./storage.js";
 
@@ -81,6 +79,7 @@ export interface Tally {
 export interface Platform {
   /** Where the queue and ids persist; null where nothing may be written. */
   storage: KeyValueStorage | null;
+  /** Where it is missing, the collector counts as unreachable. */
   fetch: typeof fetch | undefined;
   random: RandomFill;
   now(): number;
@@ -99,73 +98,4 @@ export interface Platform {
   describe?: Describe;
 }
 
-const NOOP_TIMER: CommandTimer = { success() {}, failure() {} };
-
-/** The first broken rule of the settings; a bad one turns recording off. */
-function checkOptions(options: TallyOptions, level: Level): Broken | null {
-  return (
-    checkApp(options.app ?? "") ??
-    (LEVELS.includes(level) ? null : ["level", "level"]) ??
-    (/^https?:\/\//.test(String(options.endpoint)) ? null : ["endpoint", "url"])
-  );
-}
-
-/** Prints each distinct note once, in debug mode only. */
-function explainer(debug: boolean | undefined, describe: Describe | undefined): Explain {
-  const said = new Set<string>();
-  return (note, ...details) => {
-    if (!debug) return;
-    const text = describe ? describe(note, details) : [note, ...details].join(" ");
-    if (!said.has(text)) {
-      said.add(text);
-      console.warn(`tally: ${text}`);
-    }
-  };
-}
-
-export function createCore(options: TallyOptions, platform: Platform): Tally {
-  const level: Level = options.level ?? "basic";
-  const refused = checkOptions(options, level) ?? platform.refusal;
-  const explain = explainer(options.debug, platform.describe);
-  const recorder = new Recorder(options, platform, level, explain, refused);
-  recorder._start();
-  return handle(recorder);
-}
-
-/** The host's handle over a recorder: the shorthands for features, pages, commands
- * and errors are calls of `track`. */
-function handle(recorder: Recorder): Tally {
-  const track: Tally["track"] = (type, name, fields) => recorder._track(type, name, fields);
-  return {
-    track,
-    feature: (name, props) => track("feature", name, props ? { props } : undefined),
-    page: (route) => {
-      const path = route ?? recorder._platform.route?.();
-      track("page", "page_viewed", path ? { props: { route: path } } : undefined);
-    },
-    command: (name) => (recorder._enabled ? commandTimer(recorder, track, name) : NOOP_TIMER),
-    error: (category) => track("error", "error_occurred", { error_category: category }),
-    flush: () => recorder._sender._flush(),
-    shutdown: ({ timeoutMs = 2000 } = {}) => recorder._shutdown(timeoutMs),
-    optOut: () => recorder._optOut(),
-    optIn: () => recorder._optIn(),
-    isEnabled: () => recorder._enabled,
-    stats: () => ({ queued: recorder._queue.length, ...recorder._counts }),
-  };
-}
-
-/** Times a command from now; the first of `success()` and `failure()` records it. */
-function commandTimer(recorder: Recorder, track: Tally["track"], name: string): CommandTimer {
-  const started = recorder._now();
-  let done = false;
-  const end = (success: boolean, category?: string): void => {
-    if (done) return;
-    done = true;
-    const duration_ms = Math.max(0, Math.round(recorder._now() - started));
-    const fields: TrackFields = { command: name, duration_ms, success };
-    if (category !== undefined) fields.error_category = category;
-    track("command", "command_executed", fields);
-    if (!success) track("error", "error_occurred", { command: name, error_category: category });
-  };
-  return { success: () => end(true), failure: (category) => end(false, category) };
-}
+export { createCore } from "./recorder.js";

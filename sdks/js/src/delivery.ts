@@ -1,7 +1,7 @@
 // How queued events leave: batches within the count and byte limits, which answers
 // mean retry, drop or done, and how long to wait before trying again.
 
-import { utf8Length, type TallyEvent } from "./validate.js";
+import { utf8Length, type TallyEvent } from "./rules.js";
 
 /** A request body and the events in it. */
 export interface Batch {
@@ -17,38 +17,34 @@ export type Verdict = "sent" | "retry" | "drop";
  * resending cannot change, so it is dropped and counted. */
 export function verdict(status: number): Verdict {
   if (status >= 200 && status < 300) return "sent";
-  if (status === 429 || status === 502 || status === 503 || status === 504) return "retry";
-  return "drop";
+  return [429, 502, 503, 504].includes(status) ? "retry" : "drop";
 }
 
 /** Splits `events` (oldest first) into request bodies of at most `maxEvents` events and
  * `maxBytes` bytes each, in order. */
 export function batches(events: TallyEvent[], maxEvents: number, maxBytes: number): Batch[] {
   const out: Batch[] = [];
-  let current: TallyEvent[] = [];
-  let parts: string[] = [];
-  // `{"events":[` and `]}`.
-  const frame = 13;
-  let bytes = frame;
+  let batch: Batch | undefined;
+  let bytes = 0;
   for (const event of events) {
     const json = JSON.stringify(event);
-    const length = utf8Length(json);
-    if (parts.length > 0 && (parts.length >= maxEvents || bytes + 1 + length > maxBytes)) {
-      out.push({ events: current, body: `{"events":[${parts.join(",")}]}` });
-      current = [];
-      parts = [];
-      bytes = frame;
+    // The event and the comma before it; a body's first event has none, which the
+    // frame's 13 bytes (`{"events":[` and `]}`) counted one short make up for.
+    const length = utf8Length(json) + 1;
+    if (!batch || batch.events.length >= maxEvents || bytes + length > maxBytes) {
+      out.push((batch = { events: [], body: "" }));
+      bytes = 12;
     }
-    bytes += (parts.length > 0 ? 1 : 0) + length;
-    current.push(event);
-    parts.push(json);
+    bytes += length;
+    batch.events.push(event);
+    batch.body += `,${json}`;
   }
-  if (parts.length > 0) out.push({ events: current, body: `{"events":[${parts.join(",")}]}` });
+  for (const each of out) each.body = `{"events":[${each.body.slice(1)}]}`;
   return out;
 }
 
 /** `Retry-After` (seconds or an HTTP date) in milliseconds from `nowMs`, or null. */
-export function retryAfterMs(header: string | null, nowMs: number): number | null {
+export function retryAfterMs(header: string | null | undefined, nowMs: number): number | null {
   if (!header) return null;
   // A number of seconds; anything else is read as a date (NaN when it is none).
   const wait = /^\s*\d+\s*$/.test(header) ? +header * 1000 : Date.parse(header) - nowMs;
@@ -64,7 +60,6 @@ export function backoffMs(
   random01: number,
   askedMs: number | null,
 ): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
-  const jittered = Math.floor(random01 * ceiling);
-  return askedMs === null ? jittered : Math.max(askedMs, jittered);
+  const jittered = Math.floor(random01 * Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30)));
+  return Math.max(askedMs ?? 0, jittered);
 }

@@ -62,8 +62,9 @@ function shown(value: string): string {
   return `${JSON.stringify(chars.slice(0, 40).join(""))}... (${utf8Length(value)} bytes)`;
 }
 
-/** Limits of the `max` rule, by field. */
-function tooLarge(field: string, detail: unknown): string {
+/** Limits of the `max` rule, by field; a string's detail is the string, counted here. */
+function tooLarge(field: string, value: unknown): string {
+  const detail = typeof value === "string" ? utf8Length(value) : value;
   if (field === "duration_ms") return `must be at most ${MAX_DURATION_MS} (30 days), got ${detail}`;
   if (field === "error_message")
     return `must be at most ${MAX_ERROR_MESSAGE_LEN} bytes, got ${detail}`;

@@ -1,19 +1,20 @@
-// The recorder's state and its life: events built, checked and queued in memory (the
-// host's call does nothing more, so `track()` stays cheap and never throws), sessions,
-// the queue's persistence, and starting, stopping and shutting down. `Sender` moves
-// the queue to the collector.
+// The recorder: events built, checked and queued in memory (the host's call does
+// nothing more, so `track()` stays cheap and never throws), sessions, the queue's
+// persistence, delivery (batches with `fetch`, retries with backoff, beacons when the
+// page is hidden), consent and shutdown.
+//
+// It is one closure over local state, with inner functions, rather than classes: the
+// browser bundle ships this file, and a minifier can shorten local names to one letter
+// but must keep every member name whole. See docs/BENCHMARKS.md section 7.
 
-import { batches, type Batch } from "./delivery.js";
+import { backoffMs, batches, retryAfterMs, verdict, type Batch } from "./delivery.js";
 import { uuidv4, uuidv7 } from "./ids.js";
-import { applyLevel, type Level } from "./level.js";
+import { applyLevel, LEVELS } from "./level.js";
 import { QUEUE_CAP, SEND_BATCH_BYTES, SEND_BATCH_EVENTS, SESSION_IDLE_MS } from "./limits.js";
-import type { Note, Refusal } from "./messages.js";
-import type { Platform, TallyOptions, TallyStats, TrackFields } from "./core.js";
-import { checkRecorded, type Broken, type Props, type Source, type TallyEvent } from "./rules.js";
-import { Sender } from "./sender.js";
-import { AppStorage } from "./storage.js";
-
-type Timer = ReturnType<typeof setTimeout>;
+import type { Note } from "./messages.js";
+import type { Platform, Tally, TallyOptions, TrackFields } from "./core.js";
+import { checkApp, checkEvent, type Broken, type TallyEvent } from "./rules.js";
+import type { StoredItem } from "./storage.js";
 
 interface Session {
   id: string;
@@ -21,285 +22,418 @@ interface Session {
   last: number;
 }
 
-/** Says a note once on the console, in debug mode. */
-export type Explain = (note: Note, ...details: unknown[]) => void;
-
-export class Recorder {
-  _enabled = false;
+export function createCore(options: TallyOptions, platform: Platform): Tally {
+  const { app, appVersion, key, debug, level = "basic" } = options;
+  const { flushIntervalMs = 30_000, retryBaseMs = 1000, retryMaxMs = 300_000 } = options;
+  const { storage, random, now, unref, describe } = platform;
+  const source = options.source ?? platform.defaultSource;
+  const endpoint = String(options.endpoint ?? "").replace(/\/+$/, "");
+  const url = `${endpoint}/v1/events/batch`;
+  /** Why recording may never start: a bad option, DNT, GPC, DO_NOT_TRACK. */
+  const refused =
+    checkApp(app ?? "") ??
+    (LEVELS.includes(level) ? null : (["level", "level"] as Broken)) ??
+    (/^https?:\/\//.test(endpoint) ? null : (["endpoint", "url"] as Broken)) ??
+    platform.refusal;
+  const counts = { sent: 0, droppedInvalid: 0, droppedOverflow: 0, droppedRefused: 0 };
+  /** The debug notes said so far: each is said once. */
+  const said = new Set<string>();
+  /** Ids of the events in keepalive requests not yet answered: neither a second
+   * `pagehide`/`visibilitychange` nor a flush sends them again meanwhile. */
+  const pending = new Set<string>();
+  let queue: TallyEvent[] = [];
+  let enabled = false;
   /** Shutting down after recording: the last flush may still send and persist. */
-  _closing = false;
-  _shut = false;
-  _queue: TallyEvent[] = [];
-  _counts: Omit<TallyStats, "queued"> = {
-    sent: 0,
-    droppedInvalid: 0,
-    droppedOverflow: 0,
-    droppedRefused: 0,
-  };
-  readonly _endpoint: string;
-  readonly _key: string;
-  readonly _store: AppStorage;
-  readonly _sender = new Sender(this);
-  private readonly _source: Source;
-  private _install = "";
-  private _session: Session | null = null;
+  let closing = false;
+  let shut = false;
   /** The page's lifecycle listeners are added once, however often optIn() restarts. */
-  private _listening = false;
-  private _interval: ReturnType<typeof setInterval> | null = null;
-  private _persistTimer: Timer | null = null;
-  private _flushTimer: Timer | null = null;
-  private _lastMs = NaN;
-  private _lastTs = "";
+  let listening = false;
+  let install = "";
+  let session: Session | null = null;
+  let interval: ReturnType<typeof setInterval> | undefined;
+  /** A persist (and a flush, if a batch is full) is due after the current task. */
+  let due = false;
+  let sending: Promise<void> | null = null;
+  let inFlight: AbortController | null = null;
+  /** When the next attempt may start (backoff), and in shutdown, when sending must stop. */
+  let retryAt = 0;
+  let deadline = 0;
+  let attempt = 0;
+  let lastMs = NaN;
+  let lastTs = "";
 
-  constructor(
-    readonly _options: TallyOptions,
-    readonly _platform: Platform,
-    readonly _level: Level,
-    readonly _explain: Explain,
-    /** Why recording may never start: a bad option, DNT, GPC, DO_NOT_TRACK. */
-    private readonly _refused: Refusal | Broken | null,
-  ) {
-    this._endpoint = String(_options.endpoint ?? "").replace(/\/+$/, "");
-    this._key = _options.key;
-    this._source = _options.source ?? _platform.defaultSource;
-    this._store = new AppStorage(_platform.storage, _options.app, (key, err) =>
-      _explain("storage", key, err),
-    );
-  }
+  /** Says a note once on the console, in debug mode. */
+  const explain = (...note: [Note, ...unknown[]]): void => {
+    if (!debug) return;
+    const text = describe ? describe(note[0], note.slice(1)) : note.join(" ");
+    if (!said.has(text)) console.warn(`tally: ${text}`);
+    said.add(text);
+  };
 
-  _now(): number {
-    return this._platform.now();
-  }
-
-  _later(fn: () => void, ms: number): Timer {
-    const timer = setTimeout(fn, ms);
-    this._platform.unref?.(timer);
-    return timer;
-  }
-
-  /** The queue in request bodies, oldest first, without the events a keepalive
-   * request carries (they leave the queue when it is answered). */
-  _batches(): Batch[] {
-    const pending = this._sender._pending;
-    const events = pending.size
-      ? this._queue.filter((event) => !pending.has(event.id))
-      : this._queue;
-    return batches(events, SEND_BATCH_EVENTS, SEND_BATCH_BYTES);
-  }
-
-  /** Starts recording unless something refuses it. */
-  _start(): void {
-    const why = this._refused ?? this._refusal();
-    if (why) return this._explain("off", why);
-    this._enabled = true;
-    this._load();
-    if (this._session && this._now() - this._session.last > SESSION_IDLE_MS) this._endSession();
-    this._interval = setInterval(() => this._tick(), this._options.flushIntervalMs ?? 30_000);
-    this._platform.unref?.(this._interval as Timer);
-    if (!this._listening) this._platform.onHidden?.(() => this._sender._beacon());
-    this._listening = true;
-    if (this._queue.length) this._later(() => void this._sender._flush(), 0);
-  }
-
-  private _refusal(): Refusal | null {
-    if (this._level === "off") return "level";
-    return this._store._read("consent") === "out" ? "optout" : null;
-  }
-
-  /** The install id, and the queue and session a previous page or run left. */
-  private _load(): void {
-    const store = this._store;
-    this._install = store._read("install") ?? "";
-    if (!this._install) {
-      this._install = uuidv4(this._platform.random);
-      store._write("install", this._install);
-    }
+  // Storage that may be missing or may throw: a read that fails is null, a write that
+  // fails is explained and the SDK keeps going in memory. Keys carry the app's name,
+  // so two apps on one origin never mix.
+  const read = (item: StoredItem): string | null => {
     try {
-      const stored = JSON.parse(store._read("queue") ?? "[]") as unknown;
-      // Whatever else is in storage (another version, a hand edit) is left out: the
-      // collector would refuse it anyway, and it must not wedge the queue.
-      if (Array.isArray(stored)) {
-        this._queue = (stored as TallyEvent[])
-          .filter((event) => typeof event?.id === "string")
-          .slice(-QUEUE_CAP);
-      }
-      const saved = JSON.parse(store._read("session") ?? "null") as Session | null;
-      if (saved && typeof saved.id === "string") this._session = saved;
+      return storage?.getItem(`tally:${app}:${item}`) ?? null;
     } catch {
-      this._explain("unreadable");
+      return null;
     }
-  }
-
-  _stop(): void {
-    this._enabled = false;
-    const sender = this._sender;
-    for (const timer of [sender._retryTimer, this._persistTimer, this._flushTimer]) {
-      if (timer) clearTimeout(timer);
+  };
+  /** Writes `value`, or removes the item when it is null. */
+  const write = (item: StoredItem, value: string | null): void => {
+    const name = `tally:${app}:${item}`;
+    try {
+      if (value === null) storage?.removeItem(name);
+      else storage?.setItem(name, value);
+    } catch (err) {
+      explain("storage", name, err);
     }
-    if (this._interval) clearInterval(this._interval);
-    sender._retryTimer = this._persistTimer = this._flushTimer = this._interval = null;
-  }
+  };
 
-  private _tick(): void {
-    if (this._session && this._now() - this._session.last > SESSION_IDLE_MS) this._endSession();
-    void this._sender._flush();
-  }
+  const later = (fn: () => void, ms: number): void => {
+    const timer = setTimeout(fn, ms);
+    unref?.(timer);
+  };
 
   /** Writes the queue and session to storage (while recording or shutting down). */
-  _persist(): void {
-    this._persistTimer = null;
-    if (!this._enabled && !this._closing) return;
-    const queue = this._queue;
-    this._store._write("queue", queue.length ? JSON.stringify(queue) : null);
-    this._store._write("session", this._session ? JSON.stringify(this._session) : null);
-  }
+  const persist = (): void => {
+    if (!enabled && !closing) return;
+    write("queue", queue.length ? JSON.stringify(queue) : null);
+    write("session", session && JSON.stringify(session));
+  };
 
-  /** Persists once per task, after the calls of this one. */
-  private _schedulePersist(): void {
-    if (this._store._storage && !this._persistTimer) {
-      this._persistTimer = this._later(() => this._persist(), 0);
-    }
-  }
+  /** After the calls of this task: persist once, and send at once if a batch is full. */
+  const afterTask = (): void => {
+    if (due) return;
+    due = true;
+    later(() => {
+      due = false;
+      persist();
+      if (queue.length >= SEND_BATCH_EVENTS) void flush();
+    }, 0);
+  };
 
   /** Takes sent or refused events out of the queue; returns how many were in it. */
-  _forget(events: TallyEvent[]): number {
+  const forget = (events: TallyEvent[]): number => {
     const ids = new Set(events.map((event) => event.id));
-    const before = this._queue.length;
-    this._queue = this._queue.filter((event) => !ids.has(event.id));
-    this._schedulePersist();
-    return before - this._queue.length;
-  }
+    const before = queue.length;
+    queue = queue.filter((event) => !ids.has(event.id));
+    afterTask();
+    return before - queue.length;
+  };
 
-  /** Records one event now; a broken call is dropped and counted, never thrown. */
-  _track(type: string, name: string, fields?: TrackFields): void {
-    if (!this._enabled) return;
-    try {
-      const now = this._now();
-      this._enqueue(this._event(type, name, fields, now, this._touch(now).id));
-    } catch (err) {
-      this._counts.droppedInvalid++;
-      this._explain("dropped", `${String(type)}/${String(name)}`, err);
-    }
-  }
-
-  /** Events recorded in a burst share their millisecond: format it once. */
-  private _timestamp(now: number): string {
-    if (now !== this._lastMs) {
-      this._lastMs = now;
-      this._lastTs = new Date(now).toISOString();
-    }
-    return this._lastTs;
-  }
-
-  private _event(
+  /** One literal, always the same shape: objects built by spreading and then extending
+   * cost many times more to make and to check. */
+  const makeEvent = (
     type: string,
     name: string,
     fields: TrackFields | undefined,
-    now: number,
+    at: number,
     sessionId: string,
-  ): TallyEvent {
-    // One literal, always the same shape: objects built by spreading and then
-    // extending cost many times more to make and to check.
+  ): TallyEvent => {
+    // Events recorded in a burst share their millisecond: format it once.
+    if (at !== lastMs) lastTs = new Date((lastMs = at)).toISOString();
     const event: TallyEvent = {
-      id: uuidv7(this._platform.random, now),
-      ts: this._timestamp(now),
-      app: this._options.app,
-      app_version: this._options.appVersion,
-      source: this._source,
+      id: uuidv7(random, at),
+      ts: lastTs,
+      app,
+      app_version: appVersion,
+      source,
       type,
       name,
       session_id: sessionId,
-      install_id: this._install,
+      install_id: install,
     };
     const extra = event as unknown as Record<string, unknown>;
-    for (const key in fields) {
+    for (const field in fields) {
       // The caller's fields never replace the SDK's; anything unknown is refused by
       // validation.
-      const value = (fields as Record<string, unknown>)[key];
-      if (!(key in event)) extra[key] = key === "props" ? { ...(value as Props) } : value;
+      const value = (fields as Record<string, unknown>)[field];
+      if (!(field in event)) extra[field] = field === "props" ? { ...(value as object) } : value;
     }
     return event;
-  }
+  };
 
-  private _enqueue(event: TallyEvent): void {
-    applyLevel(event, this._level);
-    const broken: Broken | null = checkRecorded(event);
+  const enqueue = (event: TallyEvent): void => {
+    applyLevel(event, level);
+    const broken = checkEvent(event, true);
     if (broken) {
-      this._counts.droppedInvalid++;
-      return this._explain("dropped", `${event.type}/${event.name}`, broken);
+      counts.droppedInvalid++;
+      return explain("dropped", `${event.type}/${event.name}`, broken);
     }
-    const queue = this._queue;
-    queue.push(event);
-    if (queue.length > QUEUE_CAP) {
+    if (queue.push(event) > QUEUE_CAP) {
       queue.shift();
-      this._counts.droppedOverflow++;
-      this._explain("full");
+      counts.droppedOverflow++;
+      explain("full");
     }
-    this._schedulePersist();
-    if (queue.length >= SEND_BATCH_EVENTS && !this._flushTimer && !this._sender._sending) {
-      this._flushTimer = this._later(() => {
-        this._flushTimer = null;
-        void this._sender._flush();
-      }, 0);
-    }
-  }
+    afterTask();
+  };
 
-  /** The session for activity at `now`: the current one, or a new one after an idle gap. */
-  private _touch(now: number): Session {
-    let session = this._session;
-    if (session && now - session.last > SESSION_IDLE_MS) session = this._endSession();
-    if (!session) {
-      session = this._session = { id: uuidv7(this._platform.random, now), start: now, last: now };
-      this._enqueue(this._event("session", "session_started", undefined, now, session.id));
-    }
-    session.last = now;
-    return session;
-  }
+  /** Ends the session at its last activity, with its duration. */
+  const endSession = (): void => {
+    const ended = session;
+    session = null;
+    if (!ended) return;
+    const duration_ms = Math.max(0, Math.round(ended.last - ended.start));
+    enqueue(makeEvent("session", "session_ended", { duration_ms }, ended.last, ended.id));
+  };
 
-  /** Ends the session at its last activity, with its duration; returns null. */
-  _endSession(): null {
-    const ended = this._session;
-    if (!ended) return null;
-    this._session = null;
-    const event = this._event("session", "session_ended", undefined, ended.last, ended.id);
-    event.duration_ms = Math.max(0, Math.round(ended.last - ended.start));
-    this._enqueue(event);
-    return null;
-  }
+  /** Ends a session idle for too long; the next event starts a new one. */
+  const endIdle = (at: number): void => {
+    if (session && at - session.last > SESSION_IDLE_MS) endSession();
+  };
 
-  /** Ends the session and sends what is queued, within `timeoutMs`; stops for good. */
-  async _shutdown(timeoutMs: number): Promise<void> {
-    if (this._shut) return;
-    this._shut = true;
-    if (!this._enabled) return;
-    if (this._session) {
-      this._session.last = this._now();
-      this._endSession();
+  /** Records one event now; a broken call is dropped and counted, never thrown. */
+  const track = (type: string, name: string, fields?: TrackFields): void => {
+    if (!enabled) return;
+    try {
+      const at = now();
+      endIdle(at);
+      if (!session) {
+        session = { id: uuidv7(random, at), start: at, last: at };
+        enqueue(makeEvent("session", "session_started", undefined, at, session.id));
+      }
+      session.last = at;
+      enqueue(makeEvent(type, name, fields, at, session.id));
+    } catch (err) {
+      counts.droppedInvalid++;
+      explain("dropped", `${String(type)}/${String(name)}`, err);
     }
-    this._stop();
-    this._closing = true;
-    const sender = this._sender;
-    sender._deadline = this._now() + timeoutMs;
-    sender._retryAt = Math.min(sender._retryAt, sender._deadline);
+  };
+
+  /** The install id, and the queue and session a previous page or run left. */
+  const load = (): void => {
+    install = read("install") ?? "";
+    if (!install) write("install", (install = uuidv4(random)));
+    try {
+      const stored = JSON.parse(read("queue") ?? "[]") as TallyEvent[];
+      // Whatever else is in storage (another version, a hand edit) is left out: the
+      // collector would refuse it anyway, and it must not wedge the queue.
+      if (Array.isArray(stored)) {
+        queue = stored.filter((event) => typeof event?.id === "string").slice(-QUEUE_CAP);
+      }
+      const saved = JSON.parse(read("session") ?? "null") as Session | null;
+      if (typeof saved?.id === "string") session = saved;
+    } catch {
+      explain("unreadable");
+    }
+  };
+
+  /** Starts recording unless something refuses it. */
+  const start = (): void => {
+    const why =
+      refused ?? (level === "off" ? "level" : read("consent") === "out" ? "optout" : null);
+    if (why) return explain("off", why);
+    enabled = true;
+    load();
+    endIdle(now());
+    interval = setInterval(() => {
+      endIdle(now());
+      void flush();
+    }, flushIntervalMs);
+    unref?.(interval as ReturnType<typeof setTimeout>);
+    if (!listening) platform.onHidden?.(beacon);
+    listening = true;
+    if (queue.length) later(flush, 0);
+  };
+
+  /** Sends what is queued, batch after batch; one drain at a time. */
+  const flush = (): Promise<void> => {
+    if (!sending && (enabled || closing)) {
+      sending = drain()
+        .catch((err) => explain("failed", err))
+        .finally(() => {
+          sending = null;
+          persist();
+        });
+    }
+    return sending ?? Promise.resolve();
+  };
+
+  /** The queue in request bodies, oldest first, without the events a keepalive
+   * request carries (they leave the queue when it is answered). */
+  const queuedBatches = (): Batch[] =>
+    batches(
+      queue.filter((event) => !pending.has(event.id)),
+      SEND_BATCH_EVENTS,
+      SEND_BATCH_BYTES,
+    );
+
+  /** Batch after batch until the queue is empty, a backoff holds the next one back, or
+   * the shutdown's deadline passed. A backoff is waited out here in shutdown (within
+   * the deadline); otherwise a timer flushes again when it is over. */
+  const drain = async (): Promise<void> => {
+    while (enabled || closing) {
+      const wait = retryAt - now();
+      if (wait > 0) {
+        if (!closing) return later(flush, wait);
+        if (retryAt >= deadline) return;
+        await new Promise<void>((resolve) => later(resolve, wait));
+        continue;
+      }
+      const [batch] = queuedBatches();
+      if (!batch) return;
+      await post(batch);
+      if (closing && now() >= deadline) return;
+    }
+  };
+
+  /** Sends one batch: with the key in a header, or in the beacon form (`beaconUrl`: the
+   * key in the query, a text/plain body) with `keepalive`, which outlives the page.
+   * Then acts on the answer. */
+  const post = async (batch: Batch, beaconUrl?: string): Promise<void> => {
+    const ids = beaconUrl ? batch.events.map((event) => event.id) : [];
+    const init: RequestInit = {
+      method: "POST",
+      body: batch.body,
+      credentials: "omit",
+      keepalive: !!beaconUrl,
+    };
+    if (!beaconUrl) {
+      init.headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+      init.signal = (inFlight = new AbortController()).signal;
+    }
+    ids.forEach((id) => pending.add(id));
+    let answer: Response | undefined;
+    try {
+      answer = await platform.fetch!(beaconUrl ?? url, init);
+    } catch (err) {
+      // Aborted at the shutdown's deadline, or unreachable: the events stay queued.
+      if (!closing || now() < deadline) explain("unreachable", endpoint, err);
+    }
+    ids.forEach((id) => pending.delete(id));
+    await settle(batch, answer);
+  };
+
+  /** Acts on the collector's answer (none: it was not reached): forget what was
+   * committed or refused for good, back off for what must be resent. */
+  const settle = async (batch: Batch, answer: Response | undefined): Promise<void> => {
+    const status = answer?.status ?? 0;
+    const outcome = status ? verdict(status) : "retry";
+    if (outcome === "retry") {
+      // Full jitter needs no strong randomness; only the ids do.
+      const asked = retryAfterMs(answer?.headers.get("retry-after"), now());
+      retryAt = now() + backoffMs(attempt++, retryBaseMs, retryMaxMs, Math.random(), asked);
+      return;
+    }
+    attempt = 0;
+    let rejected: unknown = batch.events;
+    if (outcome === "drop") explain("answered", status, batch.events.length);
+    else {
+      // A 2xx means committed even when its body cannot be read.
+      try {
+        rejected = ((await answer!.json()) as { rejected?: unknown }).rejected;
+      } catch {}
+      rejected = Array.isArray(rejected) ? rejected : [];
+      for (const refusal of rejected as { message?: string }[]) {
+        explain("refused", refusal?.message);
+      }
+    }
+    // An event counts once, even when a keepalive request and a flush both carried it.
+    const removed = forget(batch.events);
+    const refusedHere = Math.min(removed, (rejected as unknown[]).length);
+    counts.droppedRefused += refusedHere;
+    counts.sent += removed - refusedHere;
+  };
+
+  /** The page is going away or hidden: hand what is queued to the browser. An event
+   * leaves the queue once the browser took its beacon, or once the collector answered
+   * its keepalive request; until then it stays stored and goes with the next flush or
+   * page load, where the collector's dedupe makes a second copy harmless. */
+  const beacon = (): void => {
+    if (!enabled || !queue.length) return;
+    persist();
+    const beaconUrl = `${url}?key=${encodeURIComponent(key)}`;
+    for (const batch of queuedBatches()) {
+      let taken = false;
+      try {
+        taken = !!platform.sendBeacon?.(beaconUrl, batch.body);
+      } catch {}
+      // Refused (the browser's beacon budget is spent) or missing: `fetch` keepalive.
+      if (taken) forget(batch.events);
+      else void post(batch, beaconUrl);
+    }
+    persist();
+  };
+
+  /** Ends the session and sends what is queued, within `timeoutMs`; stops for good.
+   * The timeout's timer is not unref'd: it keeps a process alive for the flush, and no
+   * longer. */
+  const shutdown = async ({ timeoutMs = 2000 } = {}): Promise<void> => {
+    if (shut || !enabled) return void (shut = true);
+    shut = true;
+    if (session) session.last = now();
+    endSession();
+    stop();
+    closing = true;
+    deadline = now() + timeoutMs;
     // Queued events reach storage first, whatever the network does next.
-    this._persist();
-    await sender._within(timeoutMs);
-    this._persist();
-    this._closing = false;
-  }
+    persist();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      // A flush already under way keeps going (it sees `closing`); then one more pass
+      // takes whatever it left.
+      (async () => {
+        await sending;
+        await flush();
+      })(),
+      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    inFlight?.abort();
+    persist();
+    closing = false;
+  };
 
-  /** Deletes the queue and ids, and remembers the choice. */
-  _optOut(): void {
-    this._stop();
-    this._sender._inFlight?.abort();
-    this._queue = [];
-    this._session = null;
-    for (const item of ["queue", "session", "install"] as const) this._store._write(item, null);
-    this._store._write("consent", "out");
-  }
+  /** Timers left running find `enabled` false and do nothing. */
+  const stop = (): void => {
+    enabled = false;
+    clearInterval(interval);
+  };
 
-  _optIn(): void {
-    this._store._write("consent", null);
-    if (!this._enabled && !this._shut) this._start();
-  }
+  start();
+  return {
+    track,
+    // The shorthands for features, pages, commands and errors are calls of `track`.
+    feature: (name, props) => track("feature", name, props && { props }),
+    page: (route = platform.route?.()) =>
+      track("page", "page_viewed", route ? { props: { route } } : undefined),
+    command: (name) => {
+      const started = now();
+      let done = false;
+      // The first of `success()` and `failure()` records the command.
+      const end = (success: boolean, error_category?: string): void => {
+        if (done) return;
+        done = true;
+        const duration_ms = Math.max(0, Math.round(now() - started));
+        track("command", "command_executed", {
+          command: name,
+          duration_ms,
+          success,
+          error_category,
+        });
+        if (!success) track("error", "error_occurred", { command: name, error_category });
+      };
+      return { success: () => end(true), failure: (category) => end(false, category) };
+    },
+    error: (category) => track("error", "error_occurred", { error_category: category }),
+    flush,
+    shutdown,
+    // Deletes the queue and ids, and remembers the choice.
+    optOut: () => {
+      stop();
+      inFlight?.abort();
+      queue = [];
+      session = null;
+      for (const item of ["queue", "session", "install"] as const) write(item, null);
+      write("consent", "out");
+    },
+    optIn: () => {
+      write("consent", null);
+      if (!enabled && !shut) start();
+    },
+    isEnabled: () => enabled,
+    stats: () => ({ queued: queue.length, ...counts }),
+  };
 }

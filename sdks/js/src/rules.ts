@@ -1,17 +1,13 @@
-// The rules of docs/API.md, in crates/tally-core/src/validate.rs's order, as code: a
-// broken rule comes back as a short code (`Broken`), and `messages.ts` turns it into
+// The rules of docs/API.md, in crates/tally-core/src/validate.rs's order, as data: the
+// JSON type of each wire field, then one table row per rule, which a short loop applies.
+// A broken rule comes back as a short code (`Broken`), and `messages.ts` turns it into
 // the collector's sentence. The browser bundle carries only this file, so the rules
 // cost little to ship; the debug bundle and the Node entry carry the sentences too.
 
 import {
-  MAX_APP_LEN,
-  MAX_APP_VERSION_LEN,
-  MAX_COMMAND_LEN,
   MAX_DURATION_MS,
   MAX_ERROR_MESSAGE_LEN,
   MAX_EVENT_BYTES,
-  MAX_ID_LEN,
-  MAX_NAME_LEN,
   MAX_PROPS,
   MAX_PROP_STRING_LEN,
 } from "./limits.js";
@@ -57,7 +53,7 @@ export type Rule =
   | "chars" // length or characters; detail: the value
   | "hash"
   | "whole" // duration_ms is not a whole number >= 0
-  | "max" // a number or a size over its limit; detail: the value or size
+  | "max" // a number or a size over its limit; detail: the value, or the size in bytes
   | "keys" // too many props; detail: how many
   | "finite"
   | "flat"
@@ -68,50 +64,55 @@ export type Rule =
 export type Broken = [field: string, rule: Rule, detail?: unknown];
 
 export const SOURCES = ["cli", "web", "mobile", "backend", "extension"];
-const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** The character rules, each field's length limit included: these characters are all
+ * ASCII, so characters and bytes count alike. Their words are in `messages.ts`. */
+const APP = /^[a-z][a-z0-9_-]{0,63}$/;
+const IDENTIFIER = /^[a-z][a-z0-9_]{0,63}$/;
+const TOKEN = /^[\w.+:-]{1,64}$/;
+const COMMAND = /^[a-z][a-z0-9 _.:-]{0,127}$/;
 const HASHED = /^h1:[0-9a-f]{24}$/;
 
-/** The character rules; their words are in `messages.ts`. */
-export const APP = /^[a-z][a-z0-9_-]*$/;
-export const IDENTIFIER = /^[a-z][a-z0-9_]*$/;
-export const TOKEN = /^[A-Za-z0-9._+:-]+$/;
-export const COMMAND = /^[a-z][a-z0-9 _.:-]*$/;
-
-/** Every wire field and its JSON type; upper case marks the required ones. */
-const FIELDS: Record<string, string> = {
-  id: "S",
-  ts: "S",
-  app: "S",
-  app_version: "S",
-  source: "S",
-  type: "S",
-  name: "S",
-  command: "s",
-  session_id: "S",
-  install_id: "S",
-  workspace: "s",
-  target_type: "s",
-  target_id: "s",
-  duration_ms: "n",
-  success: "b",
-  error_category: "s",
-  error_message: "s",
-  props: "o",
+/** Every wire field by JSON type; the first nine strings are the required fields. */
+const TYPES: Record<string, string> = {
+  string:
+    "id ts app app_version source type name session_id install_id command workspace target_type target_id error_category error_message",
+  number: "duration_ms",
+  boolean: "success",
+  object: "props",
 };
-const TYPES: Record<string, string> = { s: "string", n: "number", b: "boolean", o: "object" };
-const REQUIRED = Object.keys(FIELDS).filter((field) => FIELDS[field] === "S");
+const FIELDS: Record<string, string> = {};
+for (const type in TYPES) for (const field of TYPES[type].split(" ")) FIELDS[field] = type;
+const REQUIRED = TYPES.string.split(" ").slice(0, 9);
 
-/** The string fields checked by character rules right after the types, in
- * validate.rs's order. */
-const STRINGS: [field: keyof TallyEvent, pattern: RegExp, max: number][] = [
-  ["app", APP, MAX_APP_LEN],
-  ["app_version", TOKEN, MAX_APP_VERSION_LEN],
-  ["type", IDENTIFIER, MAX_NAME_LEN],
-  ["name", IDENTIFIER, MAX_NAME_LEN],
-  ["command", COMMAND, MAX_COMMAND_LEN],
-  ["session_id", TOKEN, MAX_ID_LEN],
-  ["install_id", TOKEN, MAX_ID_LEN],
+/** Says whether a field's value (undefined when absent) keeps the rule, or names what
+ * broke inside it (a props key, the whole event). */
+type Test = (value: any, event: TallyEvent) => boolean | Broken | null;
+
+/** The rules after the types, in the collector's order: a pattern applies to a present
+ * string, a test to any value. */
+const RULES: [field: string, rule: Rule, check: RegExp | Test][] = [
+  ["source", "source", RegExp(`^(${SOURCES.join("|")})$`)],
+  ["ts", "ts", /^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$/],
+  ["duration_ms", "whole", (ms) => ms === undefined || (Number.isSafeInteger(ms) && ms >= 0)],
+  ["id", "uuid", /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/i],
+  ["app", "chars", APP],
+  ["app_version", "chars", TOKEN],
+  ["type", "chars", IDENTIFIER],
+  ["name", "chars", IDENTIFIER],
+  ["command", "chars", COMMAND],
+  ["session_id", "chars", TOKEN],
+  ["install_id", "chars", TOKEN],
+  ["workspace", "hash", HASHED],
+  ["target_id", "paired", (id, event) => id !== undefined || event.target_type === undefined],
+  ["target_type", "paired", (type, event) => type !== undefined || event.target_id === undefined],
+  ["target_type", "chars", IDENTIFIER],
+  ["target_id", "hash", HASHED],
+  ["duration_ms", "max", (ms) => !(ms > MAX_DURATION_MS)],
+  ["error_category", "chars", IDENTIFIER],
+  ["error_message", "max", (text = "") => utf8Length(text) <= MAX_ERROR_MESSAGE_LEN],
+  ["props", "keys", checkProps],
+  ["event", "max", (_, event) => checkSize(event)],
 ];
 
 /** UTF-8 length of `text`, as Rust's `str::len` counts it. */
@@ -129,152 +130,69 @@ export function utf8Length(text: string): number {
   return bytes;
 }
 
-/** Length and characters of a present string. */
-function chars(field: string, value: string | undefined, pattern: RegExp, max: number) {
-  return value === undefined || (value.length > 0 && value.length <= max && pattern.test(value))
-    ? null
-    : ([field, "chars", value] as Broken);
-}
-
 /** `app` alone: the rule for events and for `createTally({ app })`. */
 export function checkApp(app: string): Broken | null {
-  return chars("app", app, APP, MAX_APP_LEN);
+  return APP.test(app) ? null : ["app", "chars", app];
 }
 
-/** The JSON types of the wire form; the collector refuses anything else while reading. */
-function checkTypes(event: Record<string, unknown>): Broken | null {
-  // One pass over what is there; only a missing field needs a second look.
-  let required = 0;
-  for (const field in event) {
-    const value = event[field];
+/** The first rule `event` breaks, in the collector's order, or null when it is valid.
+ * `made`: the recorder made the event, so its id is a UUIDv7 by construction and never
+ * comes from the caller; that check is left out. */
+export function checkEvent(event: TallyEvent, made?: boolean): Broken | null {
+  const fields = event as unknown as Record<string, unknown>;
+  // The JSON types, which the collector checks while reading: one pass over what is there.
+  for (const field in fields) {
+    const value = fields[field];
+    const type = FIELDS[field];
     if (value === undefined) continue;
-    const code = FIELDS[field];
-    if (!code) return [field, "unknown"];
-    const type = TYPES[code.toLowerCase()];
-    if (typeof value !== type || value === null || Array.isArray(value)) {
+    if (!type) return [field, "unknown"];
+    if (typeof value != type || value === null || Array.isArray(value)) {
       return [field, "type", type];
     }
-    if (code === "S") required++;
   }
-  if (required < REQUIRED.length) {
-    return [REQUIRED.find((field) => event[field] === undefined)!, "required"];
+  const missing = REQUIRED.find((field) => fields[field] === undefined);
+  if (missing) return [missing, "required"];
+  for (const [field, rule, check] of RULES) {
+    const value = fields[field];
+    if (made && field === "id") continue;
+    const kept =
+      check instanceof RegExp
+        ? value === undefined || check.test(value as string)
+        : check(value, event);
+    if (kept !== true) return kept || [field, rule, value];
   }
-  return SOURCES.includes(event.source as string) ? null : ["source", "source", event.source];
+  return null;
 }
 
-/** `duration_ms` is a whole number of milliseconds. */
-function checkWhole(duration: number | undefined): Broken | null {
-  return duration === undefined || (Number.isSafeInteger(duration) && duration >= 0)
-    ? null
-    : ["duration_ms", "whole"];
-}
-
-/** A string over `max` UTF-8 bytes. */
-function tooLong(field: string, value: string | undefined, max: number): Broken | null {
-  const bytes = value === undefined ? 0 : utf8Length(value);
-  return bytes > max ? [field, "max", bytes] : null;
-}
-
-function checkProps(props: Props = {}): Broken | null {
+/** Key count, then each key and value. */
+function checkProps(props: Props = {}): true | Broken | null {
   const keys = Object.keys(props);
   if (keys.length > MAX_PROPS) return ["props", "keys", keys.length];
   for (const key of keys) {
     const field = `props.${key}`;
     const value: unknown = props[key];
-    const broken = chars(field, key, IDENTIFIER, MAX_NAME_LEN);
-    if (broken) return broken;
-    if (typeof value === "string") {
-      const long = tooLong(field, value, MAX_PROP_STRING_LEN);
-      if (long) return long;
-    } else if (typeof value === "number") {
-      if (!Number.isFinite(value)) return [field, "finite"];
-    } else if (typeof value !== "boolean") return [field, "flat"];
+    const type = typeof value;
+    if (!IDENTIFIER.test(key)) return [field, "chars", key];
+    if (type == "string" && utf8Length(value as string) > MAX_PROP_STRING_LEN) {
+      return [field, "max", value];
+    }
+    if (type == "number" && !Number.isFinite(value)) return [field, "finite"];
+    if (type != "string" && type != "number" && type != "boolean") return [field, "flat"];
   }
-  return null;
-}
-
-function hashed(field: string, value: string | undefined): Broken | null {
-  return value === undefined || HASHED.test(value) ? null : [field, "hash"];
-}
-
-/** `target_type` and `target_id` come together: a kind, and the hash of a name. */
-function checkTarget(event: TallyEvent): Broken | null {
-  const hasType = event.target_type !== undefined;
-  if (hasType !== (event.target_id !== undefined)) {
-    return [hasType ? "target_id" : "target_type", "paired"];
-  }
-  return (
-    chars("target_type", event.target_type, IDENTIFIER, MAX_NAME_LEN) ??
-    hashed("target_id", event.target_id)
-  );
-}
-
-function checkStrings(event: TallyEvent): Broken | null {
-  for (const [field, pattern, max] of STRINGS) {
-    const broken = chars(field, event[field] as string | undefined, pattern, max);
-    if (broken) return broken;
-  }
-  return null;
-}
-
-/** The first rule `event` breaks, in the collector's order, or null when it is valid. */
-export function checkEvent(event: TallyEvent): Broken | null {
-  return checkHead(event) ?? checkId(event.id) ?? checkRest(event);
-}
-
-/** `checkEvent` for an event the recorder made: its id is a UUIDv7 by construction
- * and never comes from the caller, so only that check is left out. */
-export function checkRecorded(event: TallyEvent): Broken | null {
-  return checkHead(event) ?? checkRest(event);
-}
-
-/** The types, then `ts` and `duration_ms`, as the collector reads them. */
-function checkHead(event: TallyEvent): Broken | null {
-  return (
-    checkTypes(event as unknown as Record<string, unknown>) ??
-    (RFC3339.test(event.ts) ? null : ["ts", "ts"]) ??
-    checkWhole(event.duration_ms)
-  );
-}
-
-function checkId(id: string): Broken | null {
-  return UUID_V7.test(id) ? null : ["id", "uuid"];
-}
-
-/** The rules after the types, ts, duration_ms and id, in the collector's order. */
-function checkRest(event: TallyEvent): Broken | null {
-  return (
-    checkStrings(event) ??
-    hashed("workspace", event.workspace) ??
-    checkTarget(event) ??
-    (event.duration_ms! > MAX_DURATION_MS ? ["duration_ms", "max", event.duration_ms] : null) ??
-    chars("error_category", event.error_category, IDENTIFIER, MAX_NAME_LEN) ??
-    tooLong("error_message", event.error_message, MAX_ERROR_MESSAGE_LEN) ??
-    checkProps(event.props) ??
-    checkSize(event)
-  );
+  return true;
 }
 
 /** The whole event's JSON size. Serializing costs more than the rest of the check, so
- * it is skipped when even the worst case (every character escaped as \uXXXX) fits. */
-function checkSize(event: TallyEvent): Broken | null {
-  if (worstCaseBytes(event) <= MAX_EVENT_BYTES) return null;
-  const size = utf8Length(JSON.stringify(event));
-  return size > MAX_EVENT_BYTES ? ["event", "max", size] : null;
-}
-
-/** An upper bound of the event's JSON size: names and punctuation, six bytes per
- * UTF-16 unit of every string, 25 per number or bool. */
-function worstCaseBytes(event: TallyEvent): number {
-  let bytes = 400;
+ * it is skipped when even the worst case (every character escaped as \uXXXX) fits: the
+ * names and punctuation, six bytes per UTF-16 unit of every string, 25 per number or
+ * bool. */
+function checkSize(event: TallyEvent): true | Broken {
+  let bound = 400;
   for (const value of Object.values(event)) {
-    if (typeof value === "string") bytes += 6 * value.length + 3;
-    else if (typeof value === "object") {
-      for (const key in value) {
-        const item = (value as Props)[key];
-        bytes += 6 * key.length + 4 + (typeof item === "string" ? 6 * item.length + 3 : 25);
-      }
-    } else bytes += 25;
+    if (typeof value === "object") {
+      for (const key in value) bound += 6 * key.length + 30 + 6 * String(value[key]).length;
+    } else bound += 6 * String(value).length + 25;
   }
-  return bytes;
+  const size = bound > MAX_EVENT_BYTES ? utf8Length(JSON.stringify(event)) : 0;
+  return size > MAX_EVENT_BYTES ? ["event", "max", size] : true;
 }
