@@ -8,7 +8,7 @@
 // but must keep every member name whole. See docs/BENCHMARKS.md section 7.
 
 import { backoffMs, batches, retryAfterMs, verdict, type Batch } from "./delivery.js";
-import { uuidv4, uuidv7 } from "./ids.js";
+import { uuid } from "./ids.js";
 import { applyLevel, LEVELS } from "./level.js";
 import { QUEUE_CAP, SEND_BATCH_BYTES, SEND_BATCH_EVENTS, SESSION_IDLE_MS } from "./limits.js";
 import type { Note } from "./messages.js";
@@ -135,7 +135,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     // Events recorded in a burst share their millisecond: format it once.
     if (at !== lastMs) lastTs = new Date((lastMs = at)).toISOString();
     const event: TallyEvent = {
-      id: uuidv7(random, at),
+      id: uuid(random, at),
       ts: lastTs,
       app,
       app_version: appVersion,
@@ -157,7 +157,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
 
   const enqueue = (event: TallyEvent): void => {
     applyLevel(event, level);
-    const broken = checkEvent(event, true);
+    const broken = checkEvent(event);
     if (broken) {
       counts.droppedInvalid++;
       return explain("dropped", `${event.type}/${event.name}`, broken);
@@ -191,7 +191,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
       const at = now();
       endIdle(at);
       if (!session) {
-        session = { id: uuidv7(random, at), start: at, last: at };
+        session = { id: uuid(random, at), start: at, last: at };
         enqueue(makeEvent("session", "session_started", undefined, at, session.id));
       }
       session.last = at;
@@ -205,7 +205,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
   /** The install id, and the queue and session a previous page or run left. */
   const load = (): void => {
     install = read("install") ?? "";
-    if (!install) write("install", (install = uuidv4(random)));
+    if (!install) write("install", (install = uuid(random)));
     try {
       const stored = JSON.parse(read("queue") ?? "[]") as TallyEvent[];
       // Whatever else is in storage (another version, a hand edit) is left out: the
