@@ -12,12 +12,13 @@ export interface Batch {
 /** What to do with a batch after the collector answered `status`. */
 export type Verdict = "sent" | "retry" | "drop";
 
-/** 2xx: committed. 429, 502, 503, 504: try again later with the same ids. Anything
- * else is an answer about the batch itself (a bad key, a bad event, too large) that
- * resending cannot change, so it is dropped and counted. */
+/** 2xx: committed. 429, 502, 503, 504, and 0 (no answer: a network error): try again
+ * later with the same ids. Anything else is an answer about the batch itself (a bad
+ * key, a bad event, too large) that resending cannot change, so it is dropped and
+ * counted. */
 export function verdict(status: number): Verdict {
   if (status >= 200 && status < 300) return "sent";
-  return [429, 502, 503, 504].includes(status) ? "retry" : "drop";
+  return [0, 429, 502, 503, 504].includes(status) ? "retry" : "drop";
 }
 
 /** Splits `events` (oldest first) into request bodies of at most `maxEvents` events and

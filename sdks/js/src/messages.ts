@@ -23,7 +23,7 @@ import { LEVELS } from "./level.js";
 export type Note =
   | "dropped" // an event: `type/name`, then the Broken rule or the error thrown
   | "full" // the queue is full: the oldest event was dropped
-  | "storage" // a storage write failed: the key, the error
+  | "storage" // a storage read or write failed: the key, the error
   | "unreachable" // the collector cannot be reached: the endpoint, the error
   | "refused" // the collector refused an event in a batch: its message
   | "answered" // the collector refused a batch: the status, the number of events
@@ -142,7 +142,7 @@ export const describe: Describe = (note, details) => {
     case "full":
       return `the queue is full (${QUEUE_CAP} events): the oldest are dropped`;
     case "storage":
-      return `cannot write ${a} to storage: ${b}`;
+      return `cannot use ${a} in storage: ${b}`;
     case "unreachable":
       return `cannot reach ${a}: ${b}; will retry`;
     case "refused":

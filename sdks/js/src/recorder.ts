@@ -11,7 +11,7 @@ import { backoffMs, batches, retryAfterMs, verdict, type Batch } from "./deliver
 import { uuid } from "./ids.js";
 import { applyLevel, LEVELS } from "./level.js";
 import { QUEUE_CAP, SEND_BATCH_BYTES, SEND_BATCH_EVENTS, SESSION_IDLE_MS } from "./limits.js";
-import type { Note } from "./messages.js";
+import type { Note, Refusal } from "./messages.js";
 import type { Platform, Tally, TallyOptions, TrackFields } from "./core.js";
 import { checkApp, checkEvent, type Broken, type TallyEvent } from "./rules.js";
 import type { StoredItem } from "./storage.js";
@@ -29,12 +29,13 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
   const source = options.source ?? platform.defaultSource;
   const endpoint = String(options.endpoint ?? "").replace(/\/+$/, "");
   const url = `${endpoint}/v1/events/batch`;
-  /** Why recording may never start: a bad option, DNT, GPC, DO_NOT_TRACK. */
-  const refused =
+  /** Why recording may never start: a bad option, DNT, GPC, DO_NOT_TRACK, level off. */
+  const refused: Broken | Refusal | null =
     checkApp(app ?? "") ??
-    (LEVELS.includes(level) ? null : (["level", "level"] as Broken)) ??
-    (/^https?:\/\//.test(endpoint) ? null : (["endpoint", "url"] as Broken)) ??
-    platform.refusal;
+    (LEVELS.includes(level) ? null : ["level", "level"]) ??
+    (/^https?:\/\//.test(endpoint) ? null : ["endpoint", "url"]) ??
+    platform.refusal ??
+    (level === "off" ? "level" : null);
   const counts = { sent: 0, droppedInvalid: 0, droppedOverflow: 0, droppedRefused: 0 };
   /** The debug notes said so far: each is said once. */
   const said = new Set<string>();
@@ -46,15 +47,13 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
   /** Shutting down after recording: the last flush may still send and persist. */
   let closing = false;
   let shut = false;
-  /** The page's lifecycle listeners are added once, however often optIn() restarts. */
-  let listening = false;
-  let install = "";
+  let install: string | null | undefined;
   let session: Session | null = null;
   let interval: ReturnType<typeof setInterval> | undefined;
   /** A persist (and a flush, if a batch is full) is due after the current task. */
   let due = false;
   let sending: Promise<void> | null = null;
-  let inFlight: AbortController | null = null;
+  let inFlight: AbortController | undefined;
   /** When the next attempt may start (backoff), and in shutdown, when sending must stop. */
   let retryAt = 0;
   let deadline = 0;
@@ -64,26 +63,18 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
 
   /** Says a note once on the console, in debug mode. */
   const explain = (...note: [Note, ...unknown[]]): void => {
-    if (!debug) return;
     const text = describe ? describe(note[0], note.slice(1)) : note.join(" ");
-    if (!said.has(text)) console.warn(`tally: ${text}`);
+    if (debug && !said.has(text)) console.warn(`tally: ${text}`);
     said.add(text);
   };
 
-  // Storage that may be missing or may throw: a read that fails is null, a write that
-  // fails is explained and the SDK keeps going in memory. Keys carry the app's name,
-  // so two apps on one origin never mix.
-  const read = (item: StoredItem): string | null => {
-    try {
-      return storage?.getItem(`tally:${app}:${item}`) ?? null;
-    } catch {
-      return null;
-    }
-  };
-  /** Writes `value`, or removes the item when it is null. */
-  const write = (item: StoredItem, value: string | null): void => {
+  /** Reads an item (without `value`), or writes it (null removes it). Storage may be
+   * missing or may throw: the SDK then keeps going in memory. Keys carry the app's
+   * name, so two apps on one origin never mix. */
+  const store = (item: StoredItem, value?: string | null): string | null | undefined => {
     const name = `tally:${app}:${item}`;
     try {
+      if (value === undefined) return storage?.getItem(name);
       if (value === null) storage?.removeItem(name);
       else storage?.setItem(name, value);
     } catch (err) {
@@ -99,8 +90,8 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
   /** Writes the queue and session to storage (while recording or shutting down). */
   const persist = (): void => {
     if (!enabled && !closing) return;
-    write("queue", queue.length ? JSON.stringify(queue) : null);
-    write("session", session && JSON.stringify(session));
+    store("queue", queue.length ? JSON.stringify(queue) : null);
+    store("session", session && JSON.stringify(session));
   };
 
   /** After the calls of this task: persist once, and send at once if a batch is full. */
@@ -123,17 +114,18 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     return before - queue.length;
   };
 
-  /** One literal, always the same shape: objects built by spreading and then extending
-   * cost many times more to make and to check. */
-  const makeEvent = (
+  /** Builds, checks and queues one event. */
+  const record = (
     type: string,
     name: string,
     fields: TrackFields | undefined,
     at: number,
     sessionId: string,
-  ): TallyEvent => {
+  ): void => {
     // Events recorded in a burst share their millisecond: format it once.
     if (at !== lastMs) lastTs = new Date((lastMs = at)).toISOString();
+    // One literal, always the same shape: objects built by spreading and then extending
+    // cost many times more to make and to check.
     const event: TallyEvent = {
       id: uuid(random, at),
       ts: lastTs,
@@ -143,7 +135,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
       type,
       name,
       session_id: sessionId,
-      install_id: install,
+      install_id: install!,
     };
     const extra = event as unknown as Record<string, unknown>;
     for (const field in fields) {
@@ -152,15 +144,11 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
       const value = (fields as Record<string, unknown>)[field];
       if (!(field in event)) extra[field] = field === "props" ? { ...(value as object) } : value;
     }
-    return event;
-  };
-
-  const enqueue = (event: TallyEvent): void => {
     applyLevel(event, level);
     const broken = checkEvent(event);
     if (broken) {
       counts.droppedInvalid++;
-      return explain("dropped", `${event.type}/${event.name}`, broken);
+      return explain("dropped", `${type}/${name}`, broken);
     }
     if (queue.push(event) > QUEUE_CAP) {
       queue.shift();
@@ -170,18 +158,14 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     afterTask();
   };
 
-  /** Ends the session at its last activity, with its duration. */
-  const endSession = (): void => {
+  /** Ends the session at its last activity, with its duration, when it has been idle
+   * since `idleAt` for longer than the limit (or, with no `idleAt`, now). */
+  const endSession = (idleAt?: number): void => {
     const ended = session;
+    if (!ended || (idleAt ?? Infinity) - ended.last <= SESSION_IDLE_MS) return;
     session = null;
-    if (!ended) return;
     const duration_ms = Math.max(0, Math.round(ended.last - ended.start));
-    enqueue(makeEvent("session", "session_ended", { duration_ms }, ended.last, ended.id));
-  };
-
-  /** Ends a session idle for too long; the next event starts a new one. */
-  const endIdle = (at: number): void => {
-    if (session && at - session.last > SESSION_IDLE_MS) endSession();
+    record("session", "session_ended", { duration_ms }, ended.last, ended.id);
   };
 
   /** Records one event now; a broken call is dropped and counted, never thrown. */
@@ -189,57 +173,49 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     if (!enabled) return;
     try {
       const at = now();
-      endIdle(at);
+      endSession(at);
       if (!session) {
         session = { id: uuid(random, at), start: at, last: at };
-        enqueue(makeEvent("session", "session_started", undefined, at, session.id));
+        record("session", "session_started", undefined, at, session.id);
       }
       session.last = at;
-      enqueue(makeEvent(type, name, fields, at, session.id));
+      record(type, name, fields, at, session.id);
     } catch (err) {
       counts.droppedInvalid++;
       explain("dropped", `${String(type)}/${String(name)}`, err);
     }
   };
 
-  /** The install id, and the queue and session a previous page or run left. */
-  const load = (): void => {
-    install = read("install") ?? "";
-    if (!install) write("install", (install = uuid(random)));
+  /** Starts recording unless something refuses it: with the install id, and the queue
+   * and session a previous page or run left. */
+  const start = (): void => {
+    const why = refused ?? (store("consent") === "out" ? "optout" : null);
+    if (why) return explain("off", why);
+    enabled = true;
+    if (!(install = store("install"))) store("install", (install = uuid(random)));
     try {
-      const stored = JSON.parse(read("queue") ?? "[]") as TallyEvent[];
+      const stored = JSON.parse(store("queue") ?? "[]") as TallyEvent[];
       // Whatever else is in storage (another version, a hand edit) is left out: the
       // collector would refuse it anyway, and it must not wedge the queue.
       if (Array.isArray(stored)) {
         queue = stored.filter((event) => typeof event?.id === "string").slice(-QUEUE_CAP);
       }
-      const saved = JSON.parse(read("session") ?? "null") as Session | null;
+      const saved = JSON.parse(store("session") ?? "null") as Session | null;
       if (typeof saved?.id === "string") session = saved;
     } catch {
       explain("unreadable");
     }
-  };
-
-  /** Starts recording unless something refuses it. */
-  const start = (): void => {
-    const why =
-      refused ?? (level === "off" ? "level" : read("consent") === "out" ? "optout" : null);
-    if (why) return explain("off", why);
-    enabled = true;
-    load();
-    endIdle(now());
+    endSession(now());
     interval = setInterval(() => {
-      endIdle(now());
+      endSession(now());
       void flush();
     }, flushIntervalMs);
     unref?.(interval as ReturnType<typeof setTimeout>);
-    if (!listening) platform.onHidden?.(beacon);
-    listening = true;
     if (queue.length) later(flush, 0);
   };
 
   /** Sends what is queued, batch after batch; one drain at a time. */
-  const flush = (): Promise<void> => {
+  const flush = async (): Promise<void> => {
     if (!sending && (enabled || closing)) {
       sending = drain()
         .catch((err) => explain("failed", err))
@@ -248,7 +224,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
           persist();
         });
     }
-    return sending ?? Promise.resolve();
+    await sending;
   };
 
   /** The queue in request bodies, oldest first, without the events a keepalive
@@ -284,20 +260,21 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
    * Then acts on the answer. */
   const post = async (batch: Batch, beaconUrl?: string): Promise<void> => {
     const ids = beaconUrl ? batch.events.map((event) => event.id) : [];
-    const init: RequestInit = {
-      method: "POST",
-      body: batch.body,
-      credentials: "omit",
-      keepalive: !!beaconUrl,
-    };
-    if (!beaconUrl) {
-      init.headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
-      init.signal = (inFlight = new AbortController()).signal;
-    }
     ids.forEach((id) => pending.add(id));
     let answer: Response | undefined;
     try {
-      answer = await platform.fetch!(beaconUrl ?? url, init);
+      answer = await platform.fetch!(
+        beaconUrl ?? url,
+        beaconUrl
+          ? { method: "POST", body: batch.body, credentials: "omit", keepalive: true }
+          : {
+              method: "POST",
+              body: batch.body,
+              credentials: "omit",
+              headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+              signal: (inFlight = new AbortController()).signal,
+            },
+      );
     } catch (err) {
       // Aborted at the shutdown's deadline, or unreachable: the events stay queued.
       if (!closing || now() < deadline) explain("unreachable", endpoint, err);
@@ -310,7 +287,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
    * committed or refused for good, back off for what must be resent. */
   const settle = async (batch: Batch, answer: Response | undefined): Promise<void> => {
     const status = answer?.status ?? 0;
-    const outcome = status ? verdict(status) : "retry";
+    const outcome = verdict(status);
     if (outcome === "retry") {
       // Full jitter needs no strong randomness; only the ids do.
       const asked = retryAfterMs(answer?.headers.get("retry-after"), now());
@@ -332,23 +309,23 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     }
     // An event counts once, even when a keepalive request and a flush both carried it.
     const removed = forget(batch.events);
-    const refusedHere = Math.min(removed, (rejected as unknown[]).length);
-    counts.droppedRefused += refusedHere;
-    counts.sent += removed - refusedHere;
+    const refusedNow = Math.min(removed, (rejected as unknown[]).length);
+    counts.droppedRefused += refusedNow;
+    counts.sent += removed - refusedNow;
   };
 
-  /** The page is going away or hidden: hand what is queued to the browser. An event
-   * leaves the queue once the browser took its beacon, or once the collector answered
-   * its keepalive request; until then it stays stored and goes with the next flush or
-   * page load, where the collector's dedupe makes a second copy harmless. */
+  /** The page is going away or hidden: hand what is queued to the browser, and store
+   * what is left before the page may be gone. An event leaves the queue once the
+   * browser took its beacon, or once the collector answered its keepalive request;
+   * until then it stays stored and goes with the next flush or page load, where the
+   * collector's dedupe makes a second copy harmless. */
   const beacon = (): void => {
-    if (!enabled || !queue.length) return;
-    persist();
+    if (!enabled) return;
     const beaconUrl = `${url}?key=${encodeURIComponent(key)}`;
     for (const batch of queuedBatches()) {
-      let taken = false;
+      let taken: boolean | undefined;
       try {
-        taken = !!platform.sendBeacon?.(beaconUrl, batch.body);
+        taken = platform.sendBeacon?.(beaconUrl, batch.body);
       } catch {}
       // Refused (the browser's beacon budget is spent) or missing: `fetch` keepalive.
       if (taken) forget(batch.events);
@@ -374,10 +351,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     await Promise.race([
       // A flush already under way keeps going (it sees `closing`); then one more pass
       // takes whatever it left.
-      (async () => {
-        await sending;
-        await flush();
-      })(),
+      Promise.resolve(sending).then(flush),
       new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
     ]);
     clearTimeout(timer);
@@ -392,6 +366,8 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     clearInterval(interval);
   };
 
+  // The listeners are added once, however often optIn() restarts recording.
+  platform.onHidden?.(beacon);
   start();
   return {
     track,
@@ -401,11 +377,9 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
       track("page", "page_viewed", route ? { props: { route } } : undefined),
     command: (name) => {
       const started = now();
-      let done = false;
       // The first of `success()` and `failure()` records the command.
-      const end = (success: boolean, error_category?: string): void => {
-        if (done) return;
-        done = true;
+      let end = (success: boolean, error_category?: string): void => {
+        end = () => {};
         const duration_ms = Math.max(0, Math.round(now() - started));
         track("command", "command_executed", {
           command: name,
@@ -426,11 +400,11 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
       inFlight?.abort();
       queue = [];
       session = null;
-      for (const item of ["queue", "session", "install"] as const) write(item, null);
-      write("consent", "out");
+      for (const item of ["queue", "session", "install"] as const) store(item, null);
+      store("consent", "out");
     },
     optIn: () => {
-      write("consent", null);
+      store("consent", null);
       if (!enabled && !shut) start();
     },
     isEnabled: () => enabled,
