@@ -24,7 +24,7 @@ export function uuid(random: RandomFill, ms?: number): string {
   // A view, not a copy: these bytes are used once, for this id.
   const b = pool.subarray(used, (used += 16));
   // Uint8Array stores each quotient modulo 256: the time's bytes, big-endian.
-  if (ms !== undefined) for (let i = 0; i < 6; i++) b[i] = ms / 256 ** (5 - i);
+  if (ms !== undefined) for (let i = 5, t = ms; i >= 0; i--, t = Math.floor(t / 256)) b[i] = t;
   b[6] = (b[6] & 15) | (ms === undefined ? 64 : 112);
   b[8] = (b[8] & 63) | 128;
   let out = "";

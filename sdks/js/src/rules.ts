@@ -113,7 +113,7 @@ export const RULES: Row[] = [
   ["target_id", "hash", HASHED],
   ["duration_ms", "max", (ms) => !(ms > MAX_DURATION_MS)],
   ["error_category", "chars", IDENTIFIER],
-  ["error_message", "max", (text = "") => utf8Length(text) <= MAX_ERROR_MESSAGE_LEN],
+  ["error_message", "max", (text = "") => !tooLong(text, MAX_ERROR_MESSAGE_LEN)],
   ["props", "keys", checkProps],
   ["event", "max", (_, event) => checkSize(event)],
 ];
@@ -123,6 +123,12 @@ const utf8 = new TextEncoder();
 /** UTF-8 length of `text`, as Rust's `str::len` counts it. */
 export function utf8Length(text: string): number {
   return utf8.encode(text).length;
+}
+
+/** More than `max` UTF-8 bytes. A UTF-16 unit is at most 3 bytes: short strings are
+ * not encoded, which costs more than the rest of a check. */
+function tooLong(text: string, max: number): boolean {
+  return text.length * 3 > max && utf8Length(text) > max;
 }
 
 /** `app` alone: the rule for events and for `createTally({ app })`. */
@@ -165,7 +171,7 @@ function checkProps(props: Props = {}): true | Broken | null {
     const value: unknown = props[key];
     const type = typeof value;
     if (!IDENTIFIER.test(key)) return [field, "chars", key];
-    if (type == "string" && utf8Length(value as string) > MAX_PROP_STRING_LEN) {
+    if (type == "string" && tooLong(value as string, MAX_PROP_STRING_LEN)) {
       return [field, "max", value];
     }
     if (type == "number" && !Number.isFinite(value)) return [field, "finite"];
@@ -175,15 +181,18 @@ function checkProps(props: Props = {}): true | Broken | null {
 }
 
 /** The whole event's JSON size. Serializing costs more than the rest of the check, so
- * it is skipped when even the worst case (every character escaped as \uXXXX) fits: the
- * names and punctuation, six bytes per UTF-16 unit of every string, 25 per number or
- * bool. */
+ * it is skipped when even the worst case fits: the names and punctuation, six bytes per
+ * UTF-16 unit of every string (each escaped as \uXXXX), 25 per number or bool. */
 function checkSize(event: TallyEvent): true | Broken {
   let bound = 400;
   for (const value of Object.values(event)) {
-    if (typeof value === "object") {
-      for (const key in value) bound += 6 * key.length + 30 + 6 * String(value[key]).length;
-    } else bound += 6 * String(value).length + 25;
+    if (typeof value === "string") bound += 6 * value.length + 3;
+    else if (typeof value === "object") {
+      for (const key in value) {
+        const item = value[key];
+        bound += 6 * key.length + 4 + (typeof item === "string" ? 6 * item.length + 3 : 25);
+      }
+    } else bound += 25;
   }
   const size = bound > MAX_EVENT_BYTES ? utf8Length(JSON.stringify(event)) : 0;
   return size > MAX_EVENT_BYTES ? ["event", "max", size] : true;
