@@ -11,8 +11,9 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 import { minify } from "terser";
 
-/** The small bundle's budget, minified + gzip (zlib level 9), in bytes. */
-const BUNDLE_BUDGET = 3072;
+/** The small bundle's target (issue 12), minified + gzip (zlib level 9), in bytes;
+ * `test/budget.test.mjs` holds it to its budget. */
+const BUNDLE_TARGET = 3072;
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 process.chdir(root);
@@ -46,8 +47,8 @@ for (const [entry, outfile] of bundles) {
   const bundle = Buffer.from(code);
   writeFileSync(outfile, bundle);
   const gzipped = gzipSync(bundle, { level: 9 }).length;
-  const budget = outfile.endsWith(".min.js") ? ` (budget ${BUNDLE_BUDGET})` : "";
+  const target = outfile.endsWith(".min.js") ? ` (target ${BUNDLE_TARGET})` : "";
   console.log(
-    `${outfile}: ${bundle.length} bytes minified, ${gzipped} bytes minified + gzip${budget}`,
+    `${outfile}: ${bundle.length} bytes minified, ${gzipped} bytes minified + gzip${target}`,
   );
 }

@@ -41,10 +41,10 @@ export function createBrowserTally(options: TallyOptions, describe?: Describe): 
     // A browser without `sendBeacon` throws here, and the queue goes with `fetch` keepalive.
     sendBeacon: (url, body) => nav!.sendBeacon!(url, body),
     onHidden: (callback) => {
-      // `visibilitychange` bubbles from the document to the window.
       if (typeof addEventListener !== "function") return;
       addEventListener("pagehide", callback);
-      addEventListener("visibilitychange", () => {
+      // On the document: browsers from before 2020 do not let it bubble to the window.
+      globalThis.document?.addEventListener("visibilitychange", () => {
         if (document.visibilityState === "hidden") callback();
       });
     },

@@ -471,3 +471,35 @@ test("a damaged stored queue is read around, never wedges delivery", async () =>
   assert.equal(unreadable.fetch.requests.length, 1);
   await again.shutdown({ timeoutMs: 5 });
 });
+
+test("a page hidden (visibilitychange) hands the queue over as pagehide does", async () => {
+  const beacons = [];
+  const { fetch } = page({
+    fetch: scriptedFetch(() => new Promise(() => {})),
+    navigator: { sendBeacon: (url, body) => beacons.push(body) > 0 },
+  });
+  const listeners = [];
+  const document = {
+    visibilityState: "visible",
+    addEventListener: (type, callback) => listeners.push([type, callback]),
+  };
+  Object.defineProperty(globalThis, "document", { value: document, configurable: true });
+  try {
+    const tally = createTally({ ...options, flushIntervalMs: 60_000 });
+    tally.feature("lesson_started");
+    const fire = () => listeners.forEach(([type, cb]) => type === "visibilitychange" && cb());
+    fire();
+    assert.equal(beacons.length, 0, "a page that stays visible keeps its queue");
+    document.visibilityState = "hidden";
+    fire();
+    assert.deepEqual(
+      beacons.flatMap((body) => JSON.parse(body).events.map((e) => e.name)),
+      ["session_started", "lesson_started"],
+    );
+    assert.equal(fetch.requests.length, 0);
+    assert.equal(tally.stats().queued, 0);
+    await tally.shutdown({ timeoutMs: 5 });
+  } finally {
+    delete globalThis.document;
+  }
+});
