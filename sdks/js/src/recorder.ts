@@ -36,7 +36,11 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     (/^https?:\/\//.test(endpoint) ? null : ["endpoint", "url"]) ??
     platform.refusal ??
     (level === "off" ? "level" : null);
-  const counts = { sent: 0, droppedInvalid: 0, droppedOverflow: 0, droppedRefused: 0 };
+  // What `stats()` reports, besides the queue's length.
+  let sent = 0;
+  let droppedInvalid = 0;
+  let droppedOverflow = 0;
+  let droppedRefused = 0;
   /** The debug notes said so far: each is said once. */
   const said = new Set<string>();
   /** Ids of the events in keepalive requests not yet answered: neither a second
@@ -63,8 +67,9 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
 
   /** Says a note once on the console, in debug mode. */
   const explain = (...note: [Note, ...unknown[]]): void => {
+    if (!debug) return;
     const text = describe ? describe(note[0], note.slice(1)) : note.join(" ");
-    if (debug && !said.has(text)) console.warn(`tally: ${text}`);
+    if (!said.has(text)) console.warn(`tally: ${text}`);
     said.add(text);
   };
 
@@ -89,7 +94,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
 
   /** Writes the queue and session to storage (while recording or shutting down). */
   const persist = (): void => {
-    if (!enabled && !closing) return;
+    if (!storage || (!enabled && !closing)) return;
     store("queue", queue.length ? JSON.stringify(queue) : null);
     store("session", session && JSON.stringify(session));
   };
@@ -147,12 +152,12 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     applyLevel(event, level);
     const broken = checkEvent(event);
     if (broken) {
-      counts.droppedInvalid++;
-      return explain("dropped", `${type}/${name}`, broken);
+      droppedInvalid++;
+      return explain("dropped", `${String(type)}/${String(name)}`, broken);
     }
     if (queue.push(event) > QUEUE_CAP) {
       queue.shift();
-      counts.droppedOverflow++;
+      droppedOverflow++;
       explain("full");
     }
     afterTask();
@@ -181,7 +186,7 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
       session.last = at;
       record(type, name, fields, at, session.id);
     } catch (err) {
-      counts.droppedInvalid++;
+      droppedInvalid++;
       explain("dropped", `${String(type)}/${String(name)}`, err);
     }
   };
@@ -310,8 +315,8 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
     // An event counts once, even when a keepalive request and a flush both carried it.
     const removed = forget(batch.events);
     const refusedNow = Math.min(removed, (rejected as unknown[]).length);
-    counts.droppedRefused += refusedNow;
-    counts.sent += removed - refusedNow;
+    droppedRefused += refusedNow;
+    sent += removed - refusedNow;
   };
 
   /** The page is going away or hidden: hand what is queued to the browser, and store
@@ -408,6 +413,12 @@ export function createCore(options: TallyOptions, platform: Platform): Tally {
       if (!enabled && !shut) start();
     },
     isEnabled: () => enabled,
-    stats: () => ({ queued: queue.length, ...counts }),
+    stats: () => ({
+      queued: queue.length,
+      sent,
+      droppedInvalid,
+      droppedOverflow,
+      droppedRefused,
+    }),
   };
 }
