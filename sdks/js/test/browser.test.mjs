@@ -178,6 +178,7 @@ test("backoff is full jitter, doubling to a ceiling, and honours Retry-After", (
   assert.equal(retryAfterMs("soon", 0), null);
   assert.equal(verdict(202), "sent");
   assert.equal(verdict(429), "retry");
+  assert.equal(verdict(0), "retry", "no answer at all: a network error");
   assert.equal(verdict(404), "drop");
 });
 
