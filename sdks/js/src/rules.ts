@@ -5,9 +5,14 @@
 // cost little to ship; the debug bundle and the Node entry carry the sentences too.
 
 import {
+  MAX_APP_LEN,
+  MAX_APP_VERSION_LEN,
+  MAX_COMMAND_LEN,
   MAX_DURATION_MS,
   MAX_ERROR_MESSAGE_LEN,
   MAX_EVENT_BYTES,
+  MAX_ID_LEN,
+  MAX_NAME_LEN,
   MAX_PROPS,
   MAX_PROP_STRING_LEN,
 } from "./limits.js";
@@ -67,10 +72,11 @@ export const SOURCES = ["cli", "web", "mobile", "backend", "extension"];
 
 /** The character rules, each field's length limit included: these characters are all
  * ASCII, so characters and bytes count alike. Their words are in `messages.ts`. */
-const APP = /^[a-z][a-z0-9_-]{0,63}$/;
-const IDENTIFIER = /^[a-z][a-z0-9_]{0,63}$/;
-const TOKEN = /^[\w.+:-]{1,64}$/;
-const COMMAND = /^[a-z][a-z0-9 _.:-]{0,127}$/;
+const APP = RegExp(`^[a-z][a-z0-9_-]{0,${MAX_APP_LEN - 1}}$`);
+const IDENTIFIER = RegExp(`^[a-z][a-z0-9_]{0,${MAX_NAME_LEN - 1}}$`);
+const TOKEN = RegExp(`^[\\w.+:-]{1,${MAX_ID_LEN}}$`);
+const VERSION = RegExp(`^[\\w.+:-]{1,${MAX_APP_VERSION_LEN}}$`);
+const COMMAND = RegExp(`^[a-z][a-z0-9 _.:-]{0,${MAX_COMMAND_LEN - 1}}$`);
 const HASHED = /^h1:[0-9a-f]{24}$/;
 
 /** Every wire field by JSON type; the first nine strings are the required fields. */
@@ -100,7 +106,7 @@ export const RULES: Row[] = [
   ["source", "source", (source) => SOURCES.includes(source)],
   ["duration_ms", "whole", (ms) => ms === undefined || (Number.isSafeInteger(ms) && ms >= 0)],
   ["app", "chars", APP],
-  ["app_version", "chars", TOKEN],
+  ["app_version", "chars", VERSION],
   ["type", "chars", IDENTIFIER],
   ["name", "chars", IDENTIFIER],
   ["command", "chars", COMMAND],

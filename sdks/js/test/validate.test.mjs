@@ -158,3 +158,24 @@ test("levels keep what docs/PRIVACY.md says, nothing more", () => {
   applyLevel(full, "full");
   assert.deepEqual(full, good());
 });
+
+test("each length limit holds exactly at its value", () => {
+  const cases = [
+    ["app", limits.MAX_APP_LEN, (e, v) => (e.app = v)],
+    ["app_version", limits.MAX_APP_VERSION_LEN, (e, v) => (e.app_version = v)],
+    ["name", limits.MAX_NAME_LEN, (e, v) => (e.name = v)],
+    ["command", limits.MAX_COMMAND_LEN, (e, v) => (e.command = v)],
+    ["session_id", limits.MAX_ID_LEN, (e, v) => (e.session_id = v)],
+    ["error_category", limits.MAX_NAME_LEN, (e, v) => (e.error_category = v)],
+    ["props.", limits.MAX_NAME_LEN, (e, v) => (e.props = { [v]: 1 })],
+  ];
+  for (const [field, max, set] of cases) {
+    assert.equal(
+      broken((e) => set(e, "a".repeat(max))),
+      null,
+      `${field}: ${max} characters fit`,
+    );
+    const over = broken((e) => set(e, "a".repeat(max + 1)));
+    assert.ok(over?.startsWith(field), `${field}: ${max + 1} characters -> ${over}`);
+  }
+});
