@@ -39,6 +39,7 @@ const READ_PAGE: &str = r#"(() => {
   const rows = (selector, ...fields) => [...document.querySelectorAll(selector)].map((row) => fields.map((f) => row.dataset[f]));
   return {
     cards: Object.fromEntries(["active-24h", "active-7d", "active-30d", "sessions", "session-length", "commands", "error-rate", "events"].map((id) => [id, value(id)])),
+    previous: Object.fromEntries(["active-24h", "active-7d", "active-30d"].map((id) => [id, document.querySelector(`#card-${id} .change`).dataset.previous])),
     bars: [...document.querySelectorAll('#activity-chart rect')].map((bar) => Number(bar.dataset.events)),
     table: [...document.querySelectorAll('#activity-data tbody tr')].map((row) => [...row.children].map((cell) => cell.textContent)),
     features: rows('#features tbody tr', 'name', 'count'),
@@ -71,9 +72,9 @@ fn same(shown: &Value, expected: &Value) -> bool {
 fn assert_page_equals(page: &Value, stats: &Value) {
     let cards = &page["cards"];
     for (card, value) in [
-        ("active-24h", &stats["active_installs"]["24h"]),
-        ("active-7d", &stats["active_installs"]["7d"]),
-        ("active-30d", &stats["active_installs"]["30d"]),
+        ("active-24h", &stats["active_installs_windows"]["24h"]["current"]),
+        ("active-7d", &stats["active_installs_windows"]["7d"]["current"]),
+        ("active-30d", &stats["active_installs_windows"]["30d"]["current"]),
         ("sessions", &stats["sessions"]["count"]),
         ("session-length", &stats["sessions"]["avg_duration_ms"]),
         ("commands", &stats["totals"]["commands"]),
@@ -84,6 +85,15 @@ fn assert_page_equals(page: &Value, stats: &Value) {
             same(&cards[card], value),
             "card {card}: page {} vs stats {value}",
             cards[card]
+        );
+    }
+    // Each active-installs card compares with the equally long span before it.
+    for (card, window) in [("active-24h", "24h"), ("active-7d", "7d"), ("active-30d", "30d")] {
+        let previous = &stats["active_installs_windows"][window]["previous"];
+        assert!(
+            same(&page["previous"][card], previous),
+            "card {card}'s previous span: page {} vs stats {previous}",
+            page["previous"][card]
         );
     }
     let series = stats["series"].as_array().unwrap();

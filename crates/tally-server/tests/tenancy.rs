@@ -133,6 +133,19 @@ async fn everything_of(store: &dyn Storage, app: &str) -> String {
         .filter(|(of, _)| of == app)
         .collect();
     let rollups = store.rollups(app, &everywhen()).await.unwrap();
+    let daily_rollups = store.daily_rollups(app, &everywhen()).await.unwrap();
+    // The daily install activity: the installs of the app's whole history, and of each
+    // hour from two days before now to two days after (the tests' events are near now).
+    let mut windows = vec![everywhen()];
+    let now = jiff::Timestamp::now();
+    for back in -48..48 {
+        let to = now.checked_sub(jiff::SignedDuration::from_hours(back)).unwrap();
+        windows.push(Period {
+            from: to.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap(),
+            to,
+        });
+    }
+    let install_days = store.active_installs_in(app, &windows).await.unwrap();
     let totals: Vec<_> = store
         .totals()
         .await
@@ -140,7 +153,10 @@ async fn everything_of(store: &dyn Storage, app: &str) -> String {
         .into_iter()
         .filter(|row| row.app == app)
         .collect();
-    format!("events {events:?}\nsessions {sessions:?}\ninstalls {installs:?}\nrollups {rollups:?}\ntotals {totals:?}")
+    format!(
+        "events {events:?}\nsessions {sessions:?}\ninstalls {installs:?}\nrollups {rollups:?}\n\
+         daily rollups {daily_rollups:?}\ninstall days {install_days:?}\ntotals {totals:?}"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +296,7 @@ async fn another_apps_key_cannot_reach_sessions_installs_rollups_or_totals() {
             "{name}: B's writes changed A's tables"
         );
         let (_, stats_after) = call(&state, Method::GET, "/v1/stats", Some(&keys.a_admin), None).await;
-        for part in ["totals", "sessions", "active_installs", "series"] {
+        for part in ["totals", "sessions", "active_installs", "active_installs_windows", "series"] {
             assert_eq!(stats_after[part], stats_before[part], "{name}: A's {part} changed");
         }
         // Milliseconds, not the 23 hours B's events would have stretched it to.

@@ -1,5 +1,11 @@
-//! `stats.get` (`GET /v1/stats`): chart-ready aggregates of one app, from rollups, sessions and the
-//! installs table; never from raw events.
+//! `stats.get` (`GET /v1/stats`): chart-ready aggregates of one app, from rollups, sessions, the
+//! installs table and the daily install activity; never from raw events.
+//!
+//! `active_installs` counts installs by their last sighting before now;
+//! `active_installs_windows` counts, for the 24 hours, 7 days and 30 days before `to` and
+//! for the equally long span before each, the installs active in it, from the daily
+//! install activity at hour resolution (`storage::activity`), so the dashboard can show
+//! each card's change.
 //!
 //! The engagement score (0 to 100) is
 //! `round(100 * (0.40 * stickiness + 0.25 * depth + 0.20 * reliability + 0.15 * breadth))`:
@@ -138,7 +144,11 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         from: query.from,
         to: query.to,
     };
-    let rows = state.store.rollups(app, &period).await?;
+    // Day and week buckets need no hour: the database sums each day's rows.
+    let rows = match query.bucket {
+        Bucket::Hour => state.store.rollups(app, &period).await?,
+        Bucket::Day | Bucket::Week => state.store.daily_rollups(app, &period).await?,
+    };
     let suppression = Suppression::load(state, Some(app)).await?;
     let fold = Fold::of(&query, &rows, &|row: &RollupKey| Names::of(&suppression, app, row));
     let sessions = state.store.sessions(app, &period).await?;
@@ -154,10 +164,12 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         .find(|(name, _)| name == app)
         .map(|(_, counts)| counts)
         .unwrap_or_else(|| vec![0; 4]);
+    let windows = state.store.active_installs_in(app, &windows_before(query.to)).await?;
     let engagement = Engagement::score(&fold, &sessions, &active);
     let (first_day, after_last_day) = days_of(&query);
     let counts = state.store.counts_summary(app, first_day, after_last_day).await?;
     let mut answer = shape(app, &query, fold, &sessions, &active, &engagement);
+    answer["active_installs_windows"] = windows_json(&windows);
     answer["counts_only"] = json!({
         "present": counts.uploads > 0,
         "uploads": counts.uploads,
@@ -165,6 +177,45 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         "events": counts.events,
     });
     Ok((axum::http::StatusCode::OK, answer))
+}
+
+/// The spans of `active_installs_windows`, by name and length in hours.
+const WINDOWS: [(&str, i64); 3] = [("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)];
+
+/// For each of [`WINDOWS`]: the span of that length ending at `to`, then the equally
+/// long span before it.
+fn windows_before(to: Timestamp) -> Vec<Period> {
+    let back = |hours: i64| to.checked_sub(hours.hours()).unwrap_or(Timestamp::MIN);
+    WINDOWS
+        .iter()
+        .flat_map(|(_, hours)| {
+            [
+                Period {
+                    from: back(*hours),
+                    to,
+                },
+                Period {
+                    from: back(2 * hours),
+                    to: back(*hours),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// `active_installs_windows` from the counts of [`windows_before`]'s spans.
+fn windows_json(counts: &[u64]) -> Value {
+    let mut windows = serde_json::Map::new();
+    for (index, (name, _)) in WINDOWS.iter().enumerate() {
+        windows.insert(
+            (*name).to_owned(),
+            json!({
+                "current": counts.get(2 * index).copied().unwrap_or(0),
+                "previous": counts.get(2 * index + 1).copied().unwrap_or(0),
+            }),
+        );
+    }
+    Value::Object(windows)
 }
 
 /// Checks the payload: the key's app, a period `from < to` (default: the 7 days before

@@ -14,6 +14,7 @@
 //! Connections use no TLS (the workspace builds without OpenSSL): run the collector
 //! next to its database or through a TLS-terminating proxy.
 
+mod activity;
 mod batch;
 mod migrations;
 mod partitions;
@@ -418,6 +419,7 @@ impl PostgresStorage {
             "sessions",
             "installs",
             "group_installs",
+            "install_days",
             "count_uploads",
             "install_keys",
             "install_nonces",
@@ -475,6 +477,11 @@ impl PostgresStorage {
         let installs = BTreeMap::from([((counts.app.as_str(), counts.install_id.as_str()), (seen, seen))]);
         batch::see_installs(&tx, &installs).await?;
         batch::add_group_installs(&tx, &super::counts_groups(counts)).await?;
+        let days = BTreeMap::from([(
+            (counts.app.as_str(), counts.install_id.as_str(), counts.day),
+            super::activity::COUNTS_HOURS,
+        )]);
+        activity::record_install_days(&tx, &days).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -525,6 +532,25 @@ fn event_from_row(row: &Row) -> Result<Event, PostgresError> {
 /// Reads a rollup row selected as hour, app, type, name, command, success, error
 /// category, count, duration count, total, minimum, maximum, histogram (or NULL when
 /// the row has no durations).
+/// [`Storage::daily_rollups`]'s query: hourly rows summed per day by PostgreSQL, the
+/// histogram bucket by bucket over the rows that recorded a duration (NULL when none
+/// did, as [`rollup_from_row`] expects).
+fn daily_rollups_sql() -> String {
+    let buckets: Vec<String> = (1..=tally_store::histogram::BUCKETS)
+        .map(|index| format!("coalesce(sum(histogram[{index}]) FILTER (WHERE duration_count > 0), 0)::bigint"))
+        .collect();
+    format!(
+        "SELECT left(hour, 10) || 'T00' AS day, app, type, name, command, success, error_category, \
+         sum(count)::bigint, sum(duration_count)::bigint, sum(duration_total_ms)::bigint, \
+         min(duration_min_ms), max(duration_max_ms), \
+         CASE WHEN sum(duration_count) > 0 THEN ARRAY[{}] END \
+         FROM metrics WHERE app = $1 AND hour >= $2 AND hour < $3 \
+         GROUP BY day, app, type, name, command, success, error_category \
+         ORDER BY day, type, name, command, success, error_category",
+        buckets.join(", ")
+    )
+}
+
 fn rollup_from_row(row: &Row) -> Result<(RollupKey, Rollup), PostgresError> {
     let hour: &str = row.try_get(0)?;
     let key = RollupKey {
@@ -632,6 +658,21 @@ impl Storage for PostgresStorage {
             .await?;
         let rows = client.query(&statement, &[&app, &from, &to]).await?;
         Ok(rows.iter().map(rollup_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let (from, to) = period.hours();
+        let (from, to) = (from.to_string(), to.to_string());
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&daily_rollups_sql()).await?;
+        let rows = client.query(&statement, &[&app, &from, &to]).await?;
+        Ok(rows.iter().map(rollup_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {
+        let windows: Vec<_> = windows.iter().map(super::activity::ActivityWindow::of).collect();
+        let client = self.client().await?;
+        Ok(activity::count_installs_in(&client, app, &windows).await?)
     }
 
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
@@ -932,6 +973,11 @@ impl Storage for PostgresStorage {
             .await?;
         tx.execute(
             "DELETE FROM count_uploads WHERE day < ($1 AT TIME ZONE 'UTC')::date",
+            &[&before],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM install_days WHERE day < ($1 AT TIME ZONE 'UTC')::date",
             &[&before],
         )
         .await?;

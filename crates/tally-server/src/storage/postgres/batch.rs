@@ -160,6 +160,8 @@ impl Batch {
             upsert_installs(tx, &new).await?;
             upsert_totals(tx, &new).await?;
             insert_group_installs(tx, &new).await?;
+            super::activity::record_install_days(tx, &crate::storage::activity::install_days(new.iter().copied()))
+                .await?;
         }
         Ok(flags)
     }

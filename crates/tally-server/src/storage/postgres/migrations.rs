@@ -193,6 +193,42 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
     "#,
+    // 11: which hours of each UTC day each install was active in (`storage::activity`),
+    // so the installs active in a period and in the period before are exact counts.
+    // Filled from what still shows activity: raw events and sessions (their hours),
+    // counts-only days (the day's first hour) and each install's first and last
+    // sighting. Days between those whose raw events retention already dropped stay
+    // unknown.
+    r#"
+    CREATE TABLE install_days (
+        app        text COLLATE "C" NOT NULL,
+        day        date             NOT NULL,  -- UTC
+        install_id text COLLATE "C" NOT NULL,
+        hours      integer          NOT NULL,  -- bit h: events in the hour from h:00 UTC
+        PRIMARY KEY (app, day, install_id)
+    );
+    CREATE INDEX install_days_app_install_id ON install_days (app, install_id);
+    INSERT INTO install_days (app, day, install_id, hours)
+    SELECT app, day, install_id, bit_or(1 << hour) FROM (
+        SELECT app, (ts AT TIME ZONE 'UTC')::date AS day, install_id,
+               extract(hour FROM ts AT TIME ZONE 'UTC')::int AS hour FROM events
+        UNION
+        SELECT app, (started_at AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM started_at AT TIME ZONE 'UTC')::int FROM sessions
+        UNION
+        SELECT app, (ended_at AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM ended_at AT TIME ZONE 'UTC')::int FROM sessions
+        UNION
+        SELECT app, day, install_id, 0 FROM count_uploads
+        UNION
+        SELECT app, (first_seen AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM first_seen AT TIME ZONE 'UTC')::int FROM installs
+        UNION
+        SELECT app, (last_seen AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM last_seen AT TIME ZONE 'UTC')::int FROM installs
+    ) AS seen
+    GROUP BY app, day, install_id;
+    "#,
 ];
 
 /// The schema version this build writes.

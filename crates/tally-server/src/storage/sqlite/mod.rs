@@ -140,6 +140,7 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
         "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, 1) \
          ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + 1",
     )?;
+    record_install_days(tx, super::activity::install_days(new.iter().copied()))?;
     let mut member = tx.prepare_cached(&add_member_sql())?;
     let pairs: BTreeSet<_> = new.iter().flat_map(|event| super::groups_of(event)).collect();
     for pair in pairs {
@@ -155,6 +156,64 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
         ))?;
     }
     Ok(())
+}
+
+/// Adds `days` (per app, install and UTC day, the hours it was active in) to
+/// `install_days`, inside the batch's transaction.
+fn record_install_days(
+    conn: &rusqlite::Connection,
+    days: BTreeMap<(&str, &str, Date), i32>,
+) -> Result<(), rusqlite::Error> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO install_days (app, day, install_id, hours) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (app, day, install_id) DO UPDATE SET hours = hours | excluded.hours",
+    )?;
+    for ((app, install_id, day), hours) in days {
+        upsert.execute((app, day.to_string(), install_id, hours))?;
+    }
+    Ok(())
+}
+
+/// For each of `windows`: the installs of `app` active in it, in one pass over the
+/// activity of the days they span, each install counted once per window.
+fn count_installs_in(conn: &Connection, app: &str, windows: &[super::activity::ActivityWindow]) -> Result<Vec<u64>, StorageError> {
+    let (Some(first), Some(last)) = (
+        windows.iter().map(|window| window.first_day).min(),
+        windows.iter().map(|window| window.last_day).max(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let mut params: Vec<rusqlite::types::Value> = vec![app.to_owned().into(), first.to_string().into(), last.to_string().into()];
+    let mut flags = Vec::with_capacity(windows.len());
+    for window in windows {
+        let at = params.len() + 1;
+        flags.push(format!(
+            "max(CASE WHEN day > ?{at} AND day < ?{} THEN 1 WHEN day = ?{at} THEN (hours & ?{}) <> 0 \
+             WHEN day = ?{} THEN (hours & ?{}) <> 0 ELSE 0 END)",
+            at + 2,
+            at + 1,
+            at + 2,
+            at + 3
+        ));
+        params.extend([
+            window.first_day.to_string().into(),
+            i64::from(window.first_hours).into(),
+            window.last_day.to_string().into(),
+            i64::from(window.last_hours).into(),
+        ]);
+    }
+    let sums: Vec<String> = (0..windows.len()).map(|index| format!("coalesce(sum(w{index}), 0)")).collect();
+    let columns: Vec<String> = flags.iter().enumerate().map(|(index, flag)| format!("{flag} AS w{index}")).collect();
+    let sql = format!(
+        "SELECT {} FROM (SELECT {} FROM install_days WHERE app = ?1 AND day >= ?2 AND day <= ?3 GROUP BY install_id)",
+        sums.join(", "),
+        columns.join(", ")
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let counts = statement.query_row(rusqlite::params_from_iter(params), |row| {
+        (0..windows.len()).map(|index| row.get::<_, i64>(index).map(|n| n as u64)).collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(counts)
 }
 
 /// Remembers install `?5` in group (`?1`..`?4`) while the group holds fewer than
@@ -232,6 +291,7 @@ fn erase_in(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<
     for table in [
         "installs",
         "group_installs",
+        "install_days",
         "count_uploads",
         "install_keys",
         "install_nonces",
@@ -393,6 +453,13 @@ impl Storage for SqliteStorage {
                 member.execute(pair)?;
             }
             drop(member);
+            record_install_days(
+                &tx,
+                BTreeMap::from([(
+                    (counts.app.as_str(), counts.install_id.as_str(), counts.day),
+                    super::activity::COUNTS_HOURS,
+                )]),
+            )?;
             tx.commit()?;
             Ok(true)
         })
@@ -442,6 +509,17 @@ impl Storage for SqliteStorage {
     async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
         let (app, period) = (app.to_owned(), *period);
         blocking(&self.reader, move |store| Ok(store.rollups(Some(&app), &period)?)).await
+    }
+
+    async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let (app, period) = (app.to_owned(), *period);
+        blocking(&self.reader, move |store| Ok(store.daily_rollups(&app, &period)?)).await
+    }
+
+    async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {
+        let app = app.to_owned();
+        let windows: Vec<_> = windows.iter().map(super::activity::ActivityWindow::of).collect();
+        blocking(&self.tables, move |conn| count_installs_in(conn, &app, &windows)).await
     }
 
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
@@ -610,6 +688,7 @@ impl Storage for SqliteStorage {
             )?;
             conn.execute("DELETE FROM installs WHERE last_seen < ?1", [&cutoff])?;
             conn.execute("DELETE FROM count_uploads WHERE day < ?1", [&cutoff[..10]])?;
+            conn.execute("DELETE FROM install_days WHERE day < ?1", [&cutoff[..10]])?;
             Ok(deleted)
         })
         .await

@@ -1,8 +1,8 @@
 //! The embedded backend's own tables and their versioned migrations.
 //!
 //! The file is a `tally-store` store (events, sessions, rollups: one write path for
-//! apps and collector), plus the tables only a collector needs: `installs`, `totals`
-//! and `api_keys`. `tally-store` owns `PRAGMA user_version`; this schema's version lives
+//! apps and collector), plus the tables only a collector needs: `installs`, `totals`,
+//! `install_days`, `api_keys` and the others below. `tally-store` owns `PRAGMA user_version`; this schema's version lives
 //! in its own one-row table, `collector_schema`. Each migration runs in one
 //! `BEGIN IMMEDIATE` transaction that re-reads the version first, like the store's.
 //! Migrations only ever append to [`MIGRATIONS`]; a shipped one never changes.
@@ -114,6 +114,37 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
     CREATE INDEX IF NOT EXISTS events_app_install_id ON events (app, install_id);
+"#,
+    // 6: which hours of each UTC day each install was active in (`storage::activity`),
+    // so the installs active in a period and in the period before are exact counts.
+    // Filled from what still shows activity: raw events and sessions (their hours),
+    // counts-only days (the day's first hour) and each install's first and last
+    // sighting. Days between those whose raw events retention already deleted stay
+    // unknown.
+    r#"
+    CREATE TABLE install_days (
+        app        TEXT NOT NULL,
+        day        TEXT NOT NULL,            -- YYYY-MM-DD, UTC
+        install_id TEXT NOT NULL,
+        hours      INTEGER NOT NULL,         -- bit h: events in the hour from h:00 UTC
+        PRIMARY KEY (app, day, install_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX install_days_app_install_id ON install_days (app, install_id);
+    INSERT INTO install_days (app, day, install_id, hours)
+    SELECT app, day, install_id, sum(1 << hour) FROM (
+        SELECT app, substr(ts, 1, 10) AS day, install_id, CAST(substr(ts, 12, 2) AS INTEGER) AS hour FROM events
+        UNION
+        SELECT app, substr(started_at, 1, 10), install_id, CAST(substr(started_at, 12, 2) AS INTEGER) FROM sessions
+        UNION
+        SELECT app, substr(ended_at, 1, 10), install_id, CAST(substr(ended_at, 12, 2) AS INTEGER) FROM sessions
+        UNION
+        SELECT app, day, install_id, 0 FROM count_uploads
+        UNION
+        SELECT app, substr(first_seen, 1, 10), install_id, CAST(substr(first_seen, 12, 2) AS INTEGER) FROM installs
+        UNION
+        SELECT app, substr(last_seen, 1, 10), install_id, CAST(substr(last_seen, 12, 2) AS INTEGER) FROM installs
+    )
+    GROUP BY app, day, install_id;
 "#,
 ];
 
