@@ -13,7 +13,9 @@
 //! installs, 500,000 sessions, lifetime totals and a million raw events). For PostgreSQL,
 //! a fresh database gets the collector's schema from `PostgresStorage::connect`, then the
 //! same rollups, sessions, installs and totals copied over; raw events are left out, as
-//! the dashboard never reads them. `TALLY_BENCH_PAGES` (default 50) loads are timed per
+//! the dashboard never reads them. The store's `install_days` is filled from its sessions,
+//! installs and raw events as collector schema 6 fills an older database (the `metrics`
+//! bench writes rows directly, not through batches), and copied too. `TALLY_BENCH_PAGES` (default 50) loads are timed per
 //! backend after 5 untimed ones, alternating with a `ping`.
 
 #[allow(dead_code, unreachable_pub)]
@@ -49,6 +51,12 @@ fn main() {
     let built = build_store(&path, now, 1, raw_events);
     println!(
         "built the SQLite store in {:.1} s: {built}",
+        began.elapsed().as_secs_f64()
+    );
+    let began = Instant::now();
+    let days = fill_install_days(&path);
+    println!(
+        "filled {days} install_days rows in {:.1} s",
         began.elapsed().as_secs_f64()
     );
 
@@ -143,10 +151,27 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
         .iter()
         .map(|hours| now.checked_sub(hours.hours()).expect("a past time"))
         .collect();
-    let mut parts: [(&str, Vec<Duration>); 3] = [
-        ("rollups (30 days)", Vec::new()),
+    // The six spans of `active_installs_windows`: 24 h, 7 d and 30 d before `to`, and
+    // the span before each.
+    let windows: Vec<Period> = [24i64, 24 * 7, 24 * 30]
+        .iter()
+        .flat_map(|hours| {
+            let back = |n: i64| to.checked_sub(n.hours()).expect("a past time");
+            [
+                Period { from: back(*hours), to },
+                Period {
+                    from: back(2 * hours),
+                    to: back(*hours),
+                },
+            ]
+        })
+        .collect();
+    let mut parts: [(&str, Vec<Duration>); 5] = [
+        ("rollups (30 days, hourly rows: the old read)", Vec::new()),
+        ("daily_rollups (30 days)", Vec::new()),
         ("sessions (30 days)", Vec::new()),
         ("active_installs", Vec::new()),
+        ("active_installs_in (six windows)", Vec::new()),
     ];
     for _ in 0..pages.min(20) {
         let began = Instant::now();
@@ -154,11 +179,19 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
         parts[0].1.push(began.elapsed());
         std::hint::black_box(rows);
         let began = Instant::now();
-        runtime.block_on(store.sessions("nexus", &period)).expect("sessions");
+        let rows = runtime.block_on(store.daily_rollups("nexus", &period)).expect("daily rollups");
         parts[1].1.push(began.elapsed());
+        std::hint::black_box(rows);
+        let began = Instant::now();
+        runtime.block_on(store.sessions("nexus", &period)).expect("sessions");
+        parts[2].1.push(began.elapsed());
         let began = Instant::now();
         runtime.block_on(store.active_installs(&since)).expect("installs");
-        parts[2].1.push(began.elapsed());
+        parts[3].1.push(began.elapsed());
+        let began = Instant::now();
+        let counts = runtime.block_on(store.active_installs_in("nexus", &windows)).expect("windows");
+        parts[4].1.push(began.elapsed());
+        assert!(counts[5] > 0, "the activity table is filled: {counts:?}");
     }
     for (name, mut times) in parts {
         println!(
@@ -170,6 +203,36 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
     (loads, pings)
 }
 
+/// Fills the store's `install_days` the way collector schema 6 fills it from older data:
+/// each install active in the hours its sessions start and end in, its first and last
+/// sighting, and its raw events' hours. About one row per session (500,000), as an app
+/// with the bench's sessions would have written with each batch.
+fn fill_install_days(path: &Path) -> usize {
+    let conn = rusqlite::Connection::open(path).expect("open the built store");
+    conn.execute("DELETE FROM install_days", []).expect("empty install_days");
+    let rows = conn
+        .execute(
+            "INSERT INTO install_days (app, day, install_id, hours) \
+             SELECT app, day, install_id, sum(1 << hour) FROM ( \
+               SELECT app, substr(ts, 1, 10) AS day, install_id, CAST(substr(ts, 12, 2) AS INTEGER) AS hour \
+               FROM events \
+               UNION SELECT app, substr(started_at, 1, 10), install_id, CAST(substr(started_at, 12, 2) AS INTEGER) \
+               FROM sessions \
+               UNION SELECT app, substr(ended_at, 1, 10), install_id, CAST(substr(ended_at, 12, 2) AS INTEGER) \
+               FROM sessions \
+               UNION SELECT app, substr(first_seen, 1, 10), install_id, CAST(substr(first_seen, 12, 2) AS INTEGER) \
+               FROM installs \
+               UNION SELECT app, substr(last_seen, 1, 10), install_id, CAST(substr(last_seen, 12, 2) AS INTEGER) \
+               FROM installs) \
+             GROUP BY app, day, install_id",
+            [],
+        )
+        .expect("fill install_days");
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
+    rows
+}
+
 /// A fresh PostgreSQL database holding what the SQLite store at `path` holds, but raw events.
 async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
     let store = PostgresStorage::connect(url).await.expect("connect and migrate");
@@ -178,7 +241,7 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
         .expect("connect to PostgreSQL");
     tokio::spawn(connection);
     client
-        .batch_execute("TRUNCATE metrics, sessions, installs, totals")
+        .batch_execute("TRUNCATE metrics, sessions, installs, totals, install_days")
         .await
         .expect("empty the tables");
     let sqlite = rusqlite::Connection::open(path).expect("open the built store");
@@ -203,7 +266,7 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
             .collect::<Result<Vec<Row>, _>>()
             .expect("rows")
     };
-    let tables: [(&str, usize, &str, &str); 4] = [
+    let tables: [(&str, usize, &str, &str); 5] = [
         (
             "SELECT hour, app, type, name, command, success, error_category, count, duration_count, duration_total_ms, \
              duration_min_ms, duration_max_ms, '{' || substr(histogram, 2, length(histogram) - 2) || '}' FROM metrics",
@@ -237,6 +300,13 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
             "INSERT INTO totals (app, type, name, success, count) SELECT a, b, c, d::smallint, e::bigint \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(a, b, c, d, e)",
             "totals",
+        ),
+        (
+            "SELECT app, day, install_id, hours FROM install_days",
+            4,
+            "INSERT INTO install_days (app, day, install_id, hours) SELECT a, b::date, c, d::int4 \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(a, b, c, d)",
+            "install_days",
         ),
     ];
     for (select, columns, insert, name) in tables {
