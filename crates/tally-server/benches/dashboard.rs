@@ -179,7 +179,9 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
         parts[0].1.push(began.elapsed());
         std::hint::black_box(rows);
         let began = Instant::now();
-        let rows = runtime.block_on(store.daily_rollups("nexus", &period)).expect("daily rollups");
+        let rows = runtime
+            .block_on(store.daily_rollups("nexus", &period))
+            .expect("daily rollups");
         parts[1].1.push(began.elapsed());
         std::hint::black_box(rows);
         let began = Instant::now();
@@ -189,7 +191,9 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
         runtime.block_on(store.active_installs(&since)).expect("installs");
         parts[3].1.push(began.elapsed());
         let began = Instant::now();
-        let counts = runtime.block_on(store.active_installs_in("nexus", &windows)).expect("windows");
+        let counts = runtime
+            .block_on(store.active_installs_in("nexus", &windows))
+            .expect("windows");
         parts[4].1.push(began.elapsed());
         assert!(counts[5] > 0, "the activity table is filled: {counts:?}");
     }
@@ -209,7 +213,8 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
 /// with the bench's sessions would have written with each batch.
 fn fill_install_days(path: &Path) -> usize {
     let conn = rusqlite::Connection::open(path).expect("open the built store");
-    conn.execute("DELETE FROM install_days", []).expect("empty install_days");
+    conn.execute("DELETE FROM install_days", [])
+        .expect("empty install_days");
     let rows = conn
         .execute(
             "INSERT INTO install_days (app, day, install_id, hours) \

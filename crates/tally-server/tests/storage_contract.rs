@@ -15,9 +15,9 @@ use jiff::{Timestamp, ToSpan};
 use tally_core::counts::{DayCounts, GroupCount};
 use tally_core::time::{HourKey, Period};
 use tally_core::{Event, PropValue, Source};
+use tally_server::storage::activity::sum_by_day;
 use tally_server::storage::postgres::PostgresStorage;
 use tally_server::storage::sqlite::SqliteStorage;
-use tally_server::storage::activity::sum_by_day;
 use tally_server::storage::{ApiKey, EventQuery, Role, Storage, StorageError, TotalRow};
 use uuid::Uuid;
 
@@ -746,7 +746,12 @@ async fn daily_rollups_equal_the_hourly_rows_summed_per_day(store: Arc<dyn Stora
         });
     }
     store.insert(events).await.unwrap();
-    assert!(store.insert_counts(&counted_day("install-z", "2026-11-21", 8)).await.unwrap());
+    assert!(
+        store
+            .insert_counts(&counted_day("install-z", "2026-11-21", 8))
+            .await
+            .unwrap()
+    );
 
     for (from, to) in [
         ("2026-11-19T00", "2026-11-24T00"),
@@ -769,7 +774,11 @@ async fn daily_rollups_equal_the_hourly_rows_summed_per_day(store: Arc<dyn Stora
         .await
         .unwrap();
     assert!(daily.len() > 9, "{daily:?}");
-    assert!(daily.iter().all(|(key, _)| key.app == "nexus" && key.hour.to_string().ends_with("T00")));
+    assert!(
+        daily
+            .iter()
+            .all(|(key, _)| key.app == "nexus" && key.hour.to_string().ends_with("T00"))
+    );
     let build: Vec<_> = daily
         .iter()
         .filter(|(key, rollup)| key.command == "build" && rollup.duration_count > 1)

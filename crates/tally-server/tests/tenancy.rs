@@ -296,7 +296,13 @@ async fn another_apps_key_cannot_reach_sessions_installs_rollups_or_totals() {
             "{name}: B's writes changed A's tables"
         );
         let (_, stats_after) = call(&state, Method::GET, "/v1/stats", Some(&keys.a_admin), None).await;
-        for part in ["totals", "sessions", "active_installs", "active_installs_windows", "series"] {
+        for part in [
+            "totals",
+            "sessions",
+            "active_installs",
+            "active_installs_windows",
+            "series",
+        ] {
             assert_eq!(stats_after[part], stats_before[part], "{name}: A's {part} changed");
         }
         // Milliseconds, not the 23 hours B's events would have stretched it to.

@@ -190,10 +190,7 @@ fn windows_before(to: Timestamp) -> Vec<Period> {
         .iter()
         .flat_map(|(_, hours)| {
             [
-                Period {
-                    from: back(*hours),
-                    to,
-                },
+                Period { from: back(*hours), to },
                 Period {
                     from: back(2 * hours),
                     to: back(*hours),

@@ -296,7 +296,8 @@ impl Storage for LocalStore {
         // A local store keeps no install activity table: its sessions say when its
         // install (or installs, after a restore) was active.
         let (app, windows) = (app.to_owned(), windows.to_vec());
-        self.read(move |store| store.installs_with_sessions(&app, &windows)).await
+        self.read(move |store| store.installs_with_sessions(&app, &windows))
+            .await
     }
 
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {

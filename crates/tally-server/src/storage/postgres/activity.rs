@@ -30,8 +30,7 @@ pub(super) async fn record_install_days(
     let install_ids: Vec<&str> = days.keys().map(|(_, install_id, _)| *install_id).collect();
     let hours: Vec<i32> = days.values().copied().collect();
     let statement = tx.prepare_cached(UPSERT_INSTALL_DAYS).await?;
-    tx.execute(&statement, &[&apps, &dates, &install_ids, &hours])
-        .await?;
+    tx.execute(&statement, &[&apps, &dates, &install_ids, &hours]).await?;
     Ok(())
 }
 
@@ -65,7 +64,9 @@ pub(super) async fn count_installs_in(
         params.push(Box::new(window.last_day));
         params.push(Box::new(window.last_hours));
     }
-    let counts: Vec<String> = (0..windows.len()).map(|index| format!("count(*) FILTER (WHERE w{index})")).collect();
+    let counts: Vec<String> = (0..windows.len())
+        .map(|index| format!("count(*) FILTER (WHERE w{index})"))
+        .collect();
     let sql = format!(
         "SELECT {} FROM (SELECT {} FROM install_days WHERE app = $1 AND day >= $2 AND day <= $3 \
          GROUP BY install_id) AS per_install",
@@ -73,7 +74,10 @@ pub(super) async fn count_installs_in(
         flags.join(", ")
     );
     let statement = client.prepare_cached(&sql).await?;
-    let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|param| param.as_ref() as &(dyn ToSql + Sync)).collect();
+    let params: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
+        .collect();
     let row = client.query_one(&statement, &params).await?;
     let counts = (0..windows.len())
         .map(|index| row.try_get::<_, i64>(index).map(|count| count.max(0) as u64))

@@ -176,14 +176,19 @@ fn record_install_days(
 
 /// For each of `windows`: the installs of `app` active in it, in one pass over the
 /// activity of the days they span, each install counted once per window.
-fn count_installs_in(conn: &Connection, app: &str, windows: &[super::activity::ActivityWindow]) -> Result<Vec<u64>, StorageError> {
+fn count_installs_in(
+    conn: &Connection,
+    app: &str,
+    windows: &[super::activity::ActivityWindow],
+) -> Result<Vec<u64>, StorageError> {
     let (Some(first), Some(last)) = (
         windows.iter().map(|window| window.first_day).min(),
         windows.iter().map(|window| window.last_day).max(),
     ) else {
         return Ok(Vec::new());
     };
-    let mut params: Vec<rusqlite::types::Value> = vec![app.to_owned().into(), first.to_string().into(), last.to_string().into()];
+    let mut params: Vec<rusqlite::types::Value> =
+        vec![app.to_owned().into(), first.to_string().into(), last.to_string().into()];
     let mut flags = Vec::with_capacity(windows.len());
     for window in windows {
         let at = params.len() + 1;
@@ -202,8 +207,14 @@ fn count_installs_in(conn: &Connection, app: &str, windows: &[super::activity::A
             i64::from(window.last_hours).into(),
         ]);
     }
-    let sums: Vec<String> = (0..windows.len()).map(|index| format!("coalesce(sum(w{index}), 0)")).collect();
-    let columns: Vec<String> = flags.iter().enumerate().map(|(index, flag)| format!("{flag} AS w{index}")).collect();
+    let sums: Vec<String> = (0..windows.len())
+        .map(|index| format!("coalesce(sum(w{index}), 0)"))
+        .collect();
+    let columns: Vec<String> = flags
+        .iter()
+        .enumerate()
+        .map(|(index, flag)| format!("{flag} AS w{index}"))
+        .collect();
     let sql = format!(
         "SELECT {} FROM (SELECT {} FROM install_days WHERE app = ?1 AND day >= ?2 AND day <= ?3 GROUP BY install_id)",
         sums.join(", "),
@@ -211,7 +222,9 @@ fn count_installs_in(conn: &Connection, app: &str, windows: &[super::activity::A
     );
     let mut statement = conn.prepare_cached(&sql)?;
     let counts = statement.query_row(rusqlite::params_from_iter(params), |row| {
-        (0..windows.len()).map(|index| row.get::<_, i64>(index).map(|n| n as u64)).collect::<Result<Vec<_>, _>>()
+        (0..windows.len())
+            .map(|index| row.get::<_, i64>(index).map(|n| n as u64))
+            .collect::<Result<Vec<_>, _>>()
     })?;
     Ok(counts)
 }
