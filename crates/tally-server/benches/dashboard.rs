@@ -46,7 +46,10 @@ fn main() {
     let raw_events: u64 = env_number("TALLY_BENCH_RAW_EVENTS", 1_000_000);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let now = tally_core::time::now_millis();
-    let path = dir.path().join("ten-million.db");
+    // `TALLY_BENCH_DIR` keeps the built store there, to look at its query plans after.
+    let path = std::env::var_os("TALLY_BENCH_DIR")
+        .map_or_else(|| dir.path().to_owned(), std::path::PathBuf::from)
+        .join("ten-million.db");
     let began = Instant::now();
     let built = build_store(&path, now, 1, raw_events);
     println!(

@@ -795,6 +795,34 @@ async fn daily_rollups_equal_the_hourly_rows_summed_per_day(store: Arc<dyn Stora
             .unwrap()
             .is_empty()
     );
+
+    // Erasing installs takes their events out of the per-day rows too. (Shortest and
+    // longest durations cannot be taken back: compared without them.)
+    store.erase_install("nexus", "install-1").await.unwrap();
+    store.erase_install("nexus", "install-z").await.unwrap();
+    let without_bounds = |rows: Vec<(tally_store::rollup::RollupKey, tally_store::rollup::Rollup)>| {
+        rows.into_iter()
+            .map(|(key, rollup)| {
+                (
+                    key,
+                    rollup.count,
+                    rollup.duration_count,
+                    rollup.duration_total_ms,
+                    rollup.histogram,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for (from, to) in [("2026-11-19T00", "2026-11-24T00"), ("2026-11-20T07", "2026-11-22T13")] {
+        let period = hours(from, to);
+        let hourly = store.rollups("nexus", &period).await.unwrap();
+        let daily = store.daily_rollups("nexus", &period).await.unwrap();
+        assert_eq!(
+            without_bounds(daily),
+            without_bounds(sum_by_day(hourly)),
+            "after erasure, {from}..{to}"
+        );
+    }
 }
 
 async fn active_installs_in_counts_each_install_once_per_window(store: Arc<dyn Storage>) {

@@ -43,7 +43,7 @@ pub(crate) fn hour_at(row: &rusqlite::Row<'_>, index: usize) -> Result<HourKey, 
 impl RollupKey {
     /// Reads a key from seven columns starting at `first`, in the order hour, app, type,
     /// name, command, success, error category.
-    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<RollupKey, StoreError> {
+    pub fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<RollupKey, StoreError> {
         Ok(RollupKey {
             hour: hour_at(row, first)?,
             app: row.get(first + 1)?,
@@ -90,7 +90,7 @@ pub struct Rollup {
 impl Rollup {
     /// Reads a rollup from six columns starting at `first`, in the order count,
     /// duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram.
-    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<Rollup, StoreError> {
+    pub fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<Rollup, StoreError> {
         let duration_count = row.get::<_, i64>(first + 1)? as u64;
         // A row without durations has recorded nothing in its histogram ([`Rollup::add`]),
         // so its JSON is not parsed: most rows are of that kind, and reading a month of
@@ -159,16 +159,26 @@ fn min_some(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option
 /// Adds `rollups` to the `metrics` table inside `tx` (the collector adds counts-only
 /// uploads through it too).
 pub fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -> Result<(), StoreError> {
-    let mut select = tx.prepare_cached(
+    add_rollups_to(tx, "metrics", rollups)
+}
+
+/// Adds `rollups` to `table`, a table with the columns of `metrics` (the collector keeps
+/// its per-day rollups in one).
+pub fn add_rollups_to(
+    tx: &Transaction<'_>,
+    table: &'static str,
+    rollups: &HashMap<RollupKey, Rollup>,
+) -> Result<(), StoreError> {
+    let mut select = tx.prepare_cached(&format!(
         "SELECT count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram \
-         FROM metrics WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
+         FROM {table} WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
          AND error_category = ?7",
-    )?;
-    let mut write = tx.prepare_cached(
-        "INSERT OR REPLACE INTO metrics (hour, app, type, name, command, success, error_category, count, \
+    ))?;
+    let mut write = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {table} (hour, app, type, name, command, success, error_category, count, \
          duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
+    ))?;
     for (key, rollup) in rollups {
         let hour = key.hour.to_string();
         let params = (

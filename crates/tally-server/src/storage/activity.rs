@@ -1,5 +1,10 @@
 //! Install activity per day, and rollups summed per day: what both backends share.
 //!
+//! The per-day rollups (`metrics_daily`: the columns of `metrics`, keyed by the day's
+//! first hour) are written with the hourly ones, in the same transaction, so a chart by
+//! day or week reads one row per day and key instead of 24; the partial days at a
+//! period's ends still come from the hourly rows ([`DailyRead`]).
+//!
 //! The collector keeps, per app, UTC day and install, which hours of the day the install
 //! sent events in (`install_days`: a 24-bit mask, bit `h` for the hour starting at
 //! `h:00`). A counts-only upload marks its day's first hour, where its counts land in the
@@ -105,16 +110,93 @@ impl ActivityWindow {
     }
 }
 
+/// The first hour of the UTC day holding `hour`: the key of that day's rollup rows.
+pub fn day_hour(hour: HourKey) -> HourKey {
+    super::counts_hour(hour.start().to_zoned(jiff::tz::TimeZone::UTC).date())
+}
+
 /// Rollup rows summed per UTC day, keyed by the day's first hour, in key order: what
 /// [`super::Storage::daily_rollups`] answers, computed from hourly rows in Rust. Tests
-/// check each backend's SQL against it.
+/// check each backend against it.
 pub fn sum_by_day(rows: impl IntoIterator<Item = (RollupKey, Rollup)>) -> Vec<(RollupKey, Rollup)> {
     let mut days: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
     for (mut key, rollup) in rows {
-        key.hour = super::counts_hour(key.hour.start().to_zoned(jiff::tz::TimeZone::UTC).date());
+        key.hour = day_hour(key.hour);
         days.entry(key).or_default().merge(&rollup);
     }
     days.into_iter().collect()
+}
+
+/// What `events` add to the per-day rollups (`metrics_daily`): their hourly rollups
+/// summed per day.
+pub fn daily_rollups_of<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<RollupKey, Rollup> {
+    let mut days: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+    for event in events {
+        let mut key = RollupKey::of(event);
+        key.hour = day_hour(key.hour);
+        days.entry(key).or_default().add(event.duration_ms);
+    }
+    days
+}
+
+/// Hourly rollups moved to their days' keys, for the per-day table.
+pub fn to_days(rollups: &BTreeMap<RollupKey, Rollup>) -> BTreeMap<RollupKey, Rollup> {
+    sum_by_day(rollups.iter().map(|(key, rollup)| (key.clone(), rollup.clone())))
+        .into_iter()
+        .collect()
+}
+
+/// How a period is read for [`super::Storage::daily_rollups`]: the whole UTC days it
+/// covers come from the per-day table, the hours before the first and after the last
+/// whole day from the hourly rollups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyRead {
+    /// Whole days, first and after-last (keys `YYYY-MM-DDT00`), when there are any.
+    pub days: Option<(HourKey, HourKey)>,
+    /// The hourly parts, at most two.
+    pub hours: Vec<Period>,
+}
+
+impl DailyRead {
+    /// The split of every hour `period` overlaps.
+    pub fn of(period: &Period) -> DailyRead {
+        let (from, to) = period.hours();
+        let first_whole = if day_hour(from) == from {
+            from
+        } else {
+            next_day(day_hour(from))
+        };
+        let end_whole = day_hour(to);
+        let span = |a: HourKey, b: HourKey| {
+            (a < b).then_some(Period {
+                from: a.start(),
+                to: b.start(),
+            })
+        };
+        if first_whole > end_whole {
+            // Within one day: hours only.
+            return DailyRead {
+                days: None,
+                hours: span(from, to).into_iter().collect(),
+            };
+        }
+        DailyRead {
+            days: (first_whole < end_whole).then_some((first_whole, end_whole)),
+            hours: [span(from, first_whole), span(end_whole, to)]
+                .into_iter()
+                .flatten()
+                .collect(),
+        }
+    }
+}
+
+/// The first hour of the day after the one `day` starts.
+fn next_day(day: HourKey) -> HourKey {
+    HourKey::of(
+        day.start()
+            .checked_add(jiff::SignedDuration::from_hours(24))
+            .unwrap_or(day.start()),
+    )
 }
 
 #[cfg(test)]
@@ -130,6 +212,48 @@ mod tests {
             from: at(from),
             to: at(to),
         })
+    }
+
+    #[test]
+    fn a_period_reads_whole_days_daily_and_its_ends_hourly() {
+        let hour = |text: &str| text.parse::<HourKey>().unwrap();
+        let period = |from: &str, to: &str| Period {
+            from: at(from),
+            to: at(to),
+        };
+        let hours = |from: &str, to: &str| Period {
+            from: hour(from).start(),
+            to: hour(to).start(),
+        };
+        // 30 days to 09:00: 29 whole days between two partial ones.
+        let read = DailyRead::of(&period("2026-11-01T09:00:00Z", "2026-12-01T09:00:00Z"));
+        assert_eq!(read.days, Some((hour("2026-11-02T00"), hour("2026-12-01T00"))));
+        assert_eq!(
+            read.hours,
+            [
+                hours("2026-11-01T09", "2026-11-02T00"),
+                hours("2026-12-01T00", "2026-12-01T09")
+            ]
+        );
+        // Midnight to midnight: days only.
+        let read = DailyRead::of(&period("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z"));
+        assert_eq!(read.days, Some((hour("2026-11-01T00"), hour("2026-11-08T00"))));
+        assert!(read.hours.is_empty());
+        // Within a day, or across one midnight: hours only.
+        let read = DailyRead::of(&period("2026-11-01T09:30:00Z", "2026-11-01T15:00:00Z"));
+        assert_eq!(
+            (read.days, read.hours),
+            (None, vec![hours("2026-11-01T09", "2026-11-01T15")])
+        );
+        let read = DailyRead::of(&period("2026-11-01T09:00:00Z", "2026-11-02T05:00:00Z"));
+        assert_eq!(read.days, None);
+        assert_eq!(
+            read.hours,
+            [
+                hours("2026-11-01T09", "2026-11-02T00"),
+                hours("2026-11-02T00", "2026-11-02T05")
+            ]
+        );
     }
 
     #[test]

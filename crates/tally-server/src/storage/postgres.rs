@@ -16,6 +16,7 @@
 
 mod activity;
 mod batch;
+mod daily;
 mod migrations;
 mod partitions;
 
@@ -313,11 +314,12 @@ async fn install_uploads(
 /// when no timed event is left.
 async fn subtract_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
+    table: &'static str,
     rollups: &BTreeMap<RollupKey, Rollup>,
 ) -> Result<(), PostgresError> {
     let update = tx
-        .prepare_cached(
-            "UPDATE metrics AS m SET count = m.count - $8, duration_count = m.duration_count - $9, \
+        .prepare_cached(&format!(
+            "UPDATE {table} AS m SET count = m.count - $8, duration_count = m.duration_count - $9, \
              duration_total_ms = m.duration_total_ms - $10, \
              duration_min_ms = CASE WHEN m.duration_count - $9 <= 0 THEN NULL ELSE m.duration_min_ms END, \
              duration_max_ms = CASE WHEN m.duration_count - $9 <= 0 THEN NULL ELSE m.duration_max_ms END, \
@@ -325,13 +327,13 @@ async fn subtract_rollups(
                FROM unnest(m.histogram, $11::int8[]) WITH ORDINALITY AS h(mine, theirs, bucket) ORDER BY h.bucket) \
              WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 AND success = $6 \
                AND error_category = $7",
-        )
+        ))
         .await?;
     let delete = tx
-        .prepare_cached(
-            "DELETE FROM metrics WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 \
+        .prepare_cached(&format!(
+            "DELETE FROM {table} WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 \
              AND success = $6 AND error_category = $7 AND count <= 0",
-        )
+        ))
         .await?;
     for (key, rollup) in rollups {
         let success = key.success as i16;
@@ -395,7 +397,8 @@ impl PostgresStorage {
             totals,
             events: uncounted,
         } = super::contributions(&events, &uploads);
-        subtract_rollups(&tx, &rollups).await?;
+        subtract_rollups(&tx, "metrics", &rollups).await?;
+        subtract_rollups(&tx, "metrics_daily", &super::activity::to_days(&rollups)).await?;
         for ((kind, name, success), count) in &totals {
             let success = *success as i16;
             tx.execute(
@@ -462,7 +465,10 @@ impl PostgresStorage {
             tx.rollback().await?;
             return Ok(false);
         }
-        batch::add_rollups(&tx, &super::counts_rollups(counts)).await?;
+        let rollups = super::counts_rollups(counts);
+        batch::add_rollups(&tx, &rollups).await?;
+        // A day's counts land in its first hour: the per-day key already.
+        daily::record_daily_rollups(&tx, &rollups).await?;
         let totals = super::counts_totals(counts)
             .into_iter()
             .map(|((kind, name, success), count)| {
@@ -532,25 +538,6 @@ fn event_from_row(row: &Row) -> Result<Event, PostgresError> {
 /// Reads a rollup row selected as hour, app, type, name, command, success, error
 /// category, count, duration count, total, minimum, maximum, histogram (or NULL when
 /// the row has no durations).
-/// [`Storage::daily_rollups`]'s query: hourly rows summed per day by PostgreSQL, the
-/// histogram bucket by bucket over the rows that recorded a duration (NULL when none
-/// did, as [`rollup_from_row`] expects).
-fn daily_rollups_sql() -> String {
-    let buckets: Vec<String> = (1..=tally_store::histogram::BUCKETS)
-        .map(|index| format!("coalesce(sum(histogram[{index}]) FILTER (WHERE duration_count > 0), 0)::bigint"))
-        .collect();
-    format!(
-        "SELECT left(hour, 10) || 'T00' AS day, app, type, name, command, success, error_category, \
-         sum(count)::bigint, sum(duration_count)::bigint, sum(duration_total_ms)::bigint, \
-         min(duration_min_ms), max(duration_max_ms), \
-         CASE WHEN sum(duration_count) > 0 THEN ARRAY[{}] END \
-         FROM metrics WHERE app = $1 AND hour >= $2 AND hour < $3 \
-         GROUP BY day, app, type, name, command, success, error_category \
-         ORDER BY day, type, name, command, success, error_category",
-        buckets.join(", ")
-    )
-}
-
 fn rollup_from_row(row: &Row) -> Result<(RollupKey, Rollup), PostgresError> {
     let hour: &str = row.try_get(0)?;
     let key = RollupKey {
@@ -661,12 +648,8 @@ impl Storage for PostgresStorage {
     }
 
     async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
-        let (from, to) = period.hours();
-        let (from, to) = (from.to_string(), to.to_string());
-        let client = self.client().await?;
-        let statement = client.prepare_cached(&daily_rollups_sql()).await?;
-        let rows = client.query(&statement, &[&app, &from, &to]).await?;
-        Ok(rows.iter().map(rollup_from_row).collect::<Result<_, _>>()?)
+        let mut client = self.client().await?;
+        Ok(daily::read(&mut client, app, period).await?)
     }
 
     async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {

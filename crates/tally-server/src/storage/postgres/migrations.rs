@@ -193,8 +193,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
     "#,
-    // 11: which hours of each UTC day each install was active in (`storage::activity`),
-    // so the installs active in a period and in the period before are exact counts.
+    // 11 (dashboard speed and changes): which hours of each UTC day each install was
+    // active in (`storage::activity`), so the installs active in a period and in the
+    // period before are exact counts; and the rollups per day.
     // Filled from what still shows activity: raw events and sessions (their hours),
     // counts-only days (the day's first hour) and each install's first and last
     // sighting. Days between those whose raw events retention already dropped stay
@@ -228,6 +229,37 @@ pub(super) const MIGRATIONS: &[&str] = &[
                extract(hour FROM last_seen AT TIME ZONE 'UTC')::int FROM installs
     ) AS seen
     GROUP BY app, day, install_id;
+    -- The hourly rollups summed per UTC day (`storage::activity`), so a chart by day or
+    -- week reads one row per day and key; filled from every hourly row, histograms added
+    -- bucket by bucket (31 buckets, `tally_store::histogram::BUCKETS`).
+    CREATE TABLE metrics_daily (
+        hour              text COLLATE "C" NOT NULL,  -- YYYY-MM-DDT00: the day's first hour, UTC
+        app               text COLLATE "C" NOT NULL,
+        type              text COLLATE "C" NOT NULL,
+        name              text COLLATE "C" NOT NULL,
+        command           text COLLATE "C" NOT NULL,
+        success           smallint         NOT NULL,
+        error_category    text COLLATE "C" NOT NULL,
+        count             bigint           NOT NULL,
+        duration_count    bigint           NOT NULL,
+        duration_total_ms bigint           NOT NULL,
+        duration_min_ms   bigint,
+        duration_max_ms   bigint,
+        histogram         bigint[]         NOT NULL,
+        PRIMARY KEY (app, hour, type, name, command, success, error_category)
+    );
+    INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
+        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
+    SELECT left(hour, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
+        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
+        ARRAY[sum(histogram[1]), sum(histogram[2]), sum(histogram[3]), sum(histogram[4]), sum(histogram[5]), sum(histogram[6]),
+               sum(histogram[7]), sum(histogram[8]), sum(histogram[9]), sum(histogram[10]), sum(histogram[11]), sum(histogram[12]),
+               sum(histogram[13]), sum(histogram[14]), sum(histogram[15]), sum(histogram[16]), sum(histogram[17]), sum(histogram[18]),
+               sum(histogram[19]), sum(histogram[20]), sum(histogram[21]), sum(histogram[22]), sum(histogram[23]), sum(histogram[24]),
+               sum(histogram[25]), sum(histogram[26]), sum(histogram[27]), sum(histogram[28]), sum(histogram[29]), sum(histogram[30]),
+               sum(histogram[31])]::bigint[]
+    FROM metrics
+    GROUP BY left(hour, 10), app, type, name, command, success, error_category;
     "#,
 ];
 

@@ -141,6 +141,7 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
          ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + 1",
     )?;
     record_install_days(tx, super::activity::install_days(new.iter().copied()))?;
+    record_daily_rollups(tx, &super::activity::daily_rollups_of(new.iter().copied()))?;
     let mut member = tx.prepare_cached(&add_member_sql())?;
     let pairs: BTreeSet<_> = new.iter().flat_map(|event| super::groups_of(event)).collect();
     for pair in pairs {
@@ -172,6 +173,60 @@ fn record_install_days(
         upsert.execute((app, day.to_string(), install_id, hours))?;
     }
     Ok(())
+}
+
+/// Adds `days` (rollups keyed by their day's first hour) to `metrics_daily`, inside the
+/// batch's or upload's transaction.
+fn record_daily_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    days: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), tally_store::StoreError> {
+    let days: std::collections::HashMap<RollupKey, Rollup> =
+        days.iter().map(|(key, rollup)| (key.clone(), rollup.clone())).collect();
+    tally_store::rollup::add_rollups_to(tx, "metrics_daily", &days)
+}
+
+/// Rollup rows of `table` (`metrics` or `metrics_daily`) of `app` with `from <= hour < to`.
+fn read_rollups(
+    conn: &Connection,
+    table: &'static str,
+    app: &str,
+    from: HourKey,
+    to: HourKey,
+) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+    // `metrics` is keyed by hour first, `metrics_daily` by app first: each range is an
+    // index range.
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT hour, app, type, name, command, success, error_category, count, duration_count, \
+         duration_total_ms, duration_min_ms, duration_max_ms, histogram FROM {table} \
+         WHERE app = ?1 AND hour >= ?2 AND hour < ?3"
+    ))?;
+    let mut rows = statement.query((app, from.to_string(), to.to_string()))?;
+    let mut rollups = Vec::new();
+    while let Some(row) = rows.next()? {
+        rollups.push((RollupKey::from_row_at(row, 0)?, Rollup::from_row_at(row, 7)?));
+    }
+    Ok(rollups)
+}
+
+/// [`Storage::daily_rollups`] in one read transaction: whole days from `metrics_daily`,
+/// the partial days at the ends from `metrics`.
+fn read_daily_rollups(conn: &Connection, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+    let read = super::activity::DailyRead::of(period);
+    let tx = conn.unchecked_transaction()?;
+    let mut rows = Vec::new();
+    if let Some((first, end)) = read.days {
+        rows = read_rollups(&tx, "metrics_daily", app, first, end)?;
+    }
+    let mut hourly = Vec::new();
+    for part in &read.hours {
+        let (from, to) = part.hours();
+        hourly.extend(read_rollups(&tx, "metrics", app, from, to)?);
+    }
+    tx.commit()?;
+    rows.extend(super::activity::sum_by_day(hourly));
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(rows)
 }
 
 /// For each of `windows`: the installs of `app` active in it, in one pass over the
@@ -290,7 +345,8 @@ fn erase_in(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<
         totals,
         events: uncounted,
     } = super::contributions(&events, &uploads);
-    subtract_rollups(conn, &rollups)?;
+    subtract_rollups(conn, "metrics", &rollups)?;
+    subtract_rollups(conn, "metrics_daily", &super::activity::to_days(&rollups))?;
     for ((kind, name, success), count) in &totals {
         conn.execute(
             "UPDATE totals SET count = count - ?5 WHERE app = ?1 AND type = ?2 AND name = ?3 AND success = ?4",
@@ -321,26 +377,30 @@ fn erase_in(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<
     })
 }
 
-/// Takes `rollups` back out of the hourly rollups; a row left with no event goes. The
-/// shortest and longest durations of a row cannot be taken back and are cleared when
-/// no timed event is left.
-fn subtract_rollups(conn: &rusqlite::Connection, rollups: &BTreeMap<RollupKey, Rollup>) -> Result<(), StorageError> {
-    let mut select = conn.prepare_cached(
-        "SELECT count, duration_count, duration_total_ms, histogram FROM metrics \
+/// Takes `rollups` back out of `table` (the hourly rollups, or the per-day ones with
+/// keys of days); a row left with no event goes. The shortest and longest durations of
+/// a row cannot be taken back and are cleared when no timed event is left.
+fn subtract_rollups(
+    conn: &rusqlite::Connection,
+    table: &'static str,
+    rollups: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), StorageError> {
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT count, duration_count, duration_total_ms, histogram FROM {table} \
          WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
          AND error_category = ?7",
-    )?;
-    let mut update = conn.prepare_cached(
-        "UPDATE metrics SET count = ?8, duration_count = ?9, duration_total_ms = ?10, histogram = ?11, \
+    ))?;
+    let mut update = conn.prepare_cached(&format!(
+        "UPDATE {table} SET count = ?8, duration_count = ?9, duration_total_ms = ?10, histogram = ?11, \
          duration_min_ms = CASE WHEN ?9 = 0 THEN NULL ELSE duration_min_ms END, \
          duration_max_ms = CASE WHEN ?9 = 0 THEN NULL ELSE duration_max_ms END \
          WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
          AND error_category = ?7",
-    )?;
-    let mut delete = conn.prepare_cached(
-        "DELETE FROM metrics WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 \
+    ))?;
+    let mut delete = conn.prepare_cached(&format!(
+        "DELETE FROM {table} WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 \
          AND success = ?6 AND error_category = ?7",
-    )?;
+    ))?;
     for (key, rollup) in rollups {
         let params = (
             &key.hour.to_string(),
@@ -445,6 +505,8 @@ impl Storage for SqliteStorage {
             }
             let rollups: std::collections::HashMap<_, _> = super::counts_rollups(&counts).into_iter().collect();
             tally_store::rollup::add_rollups(&tx, &rollups)?;
+            // A day's counts land in its first hour: the per-day key already.
+            tally_store::rollup::add_rollups_to(&tx, "metrics_daily", &rollups)?;
             let mut total = tx.prepare_cached(
                 "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + excluded.count",
@@ -526,7 +588,7 @@ impl Storage for SqliteStorage {
 
     async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
         let (app, period) = (app.to_owned(), *period);
-        blocking(&self.reader, move |store| Ok(store.daily_rollups(&app, &period)?)).await
+        blocking(&self.tables, move |conn| read_daily_rollups(conn, &app, &period)).await
     }
 
     async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {

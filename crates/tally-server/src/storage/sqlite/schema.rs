@@ -115,8 +115,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
     CREATE INDEX IF NOT EXISTS events_app_install_id ON events (app, install_id);
 "#,
-    // 6: which hours of each UTC day each install was active in (`storage::activity`),
-    // so the installs active in a period and in the period before are exact counts.
+    // 6 (dashboard speed and changes): which hours of each UTC day each install was
+    // active in (`storage::activity`), so the installs active in a period and in the
+    // period before are exact counts; and the rollups per day.
     // Filled from what still shows activity: raw events and sessions (their hours),
     // counts-only days (the day's first hour) and each install's first and last
     // sighting. Days between those whose raw events retention already deleted stay
@@ -145,6 +146,47 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT app, substr(last_seen, 1, 10), install_id, CAST(substr(last_seen, 12, 2) AS INTEGER) FROM installs
     )
     GROUP BY app, day, install_id;
+    -- The hourly rollups summed per UTC day (`storage::activity`), so a chart by day or
+    -- week reads one row per day and key; filled from every hourly row, histograms added
+    -- bucket by bucket (31 buckets, `tally_store::histogram::BUCKETS`).
+    CREATE TABLE metrics_daily (
+        hour              TEXT NOT NULL,     -- YYYY-MM-DDT00: the day's first hour, UTC
+        app               TEXT NOT NULL,
+        type              TEXT NOT NULL,
+        name              TEXT NOT NULL,
+        command           TEXT NOT NULL,
+        success           INTEGER NOT NULL,
+        error_category    TEXT NOT NULL,
+        count             INTEGER NOT NULL,
+        duration_count    INTEGER NOT NULL,
+        duration_total_ms INTEGER NOT NULL,
+        duration_min_ms   INTEGER,
+        duration_max_ms   INTEGER,
+        histogram         TEXT NOT NULL,     -- JSON array of counts per duration bucket
+        PRIMARY KEY (app, hour, type, name, command, success, error_category)
+    ) WITHOUT ROWID;
+    INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
+        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
+    SELECT substr(hour, 1, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
+        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
+        '[' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 0 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 1 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 2 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 3 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 4 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 5 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 6 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 7 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 8 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 9 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 10 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 11 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 12 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 13 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 14 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 15 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 16 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 17 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 18 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 19 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 20 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 21 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 22 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 23 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 24 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 25 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 26 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 27 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 28 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 29 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 30 ELSE 0 END) || ']'
+    FROM metrics
+    GROUP BY substr(hour, 1, 10), app, type, name, command, success, error_category;
 "#,
 ];
 
