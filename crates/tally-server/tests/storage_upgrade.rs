@@ -1,8 +1,8 @@
 //! A collector database written before the embedded backend had its own schema (the
 //! store's version 4, whose migration 3 made `installs`, `totals` and `api_keys`)
 //! keeps its keys, installs and totals when this build opens it; and a database of every
-//! earlier collector schema, on either backend, gets its install activity filled from
-//! what it holds.
+//! earlier collector schema, on either backend, gets its install activity and per-day
+//! rollups filled from what it holds.
 
 use jiff::Timestamp;
 use rusqlite::Connection;
@@ -197,6 +197,34 @@ const ACTIVITY_ROWS: [(&str, &str); 4] = [
     ),
 ];
 
+/// Two hourly rollup rows of one day, timed, with their histograms as each backend
+/// stores them (`{histogram}` is replaced).
+const METRICS_ROWS: &str = "INSERT INTO metrics (hour, app, type, name, command, success, error_category, count, \
+     duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram) VALUES \
+     ('2026-08-02T09', 'nexus', 'command', 'command_executed', 'build', 1, '', 3, 2, 30, 10, 20, {h1}), \
+     ('2026-08-02T17', 'nexus', 'command', 'command_executed', 'build', 1, '', 4, 4, 80, 5, 40, {h2}), \
+     ('2026-08-02T17', 'nexus', 'feature', 'dark_mode', '', -1, '', 7, 0, 0, NULL, NULL, {h0})";
+
+/// A histogram of 31 buckets with `count` in bucket `at`, as SQLite's JSON or
+/// PostgreSQL's array literal.
+fn histogram(at: usize, count: u64, postgres: bool) -> String {
+    let mut buckets = vec![0u64; tally_store::histogram::BUCKETS];
+    buckets[at] = count;
+    let list = buckets.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    if postgres {
+        format!("'{{{list}}}'")
+    } else {
+        format!("'[{list}]'")
+    }
+}
+
+fn metrics_rows(postgres: bool) -> String {
+    METRICS_ROWS
+        .replace("{h1}", &histogram(3, 2, postgres))
+        .replace("{h2}", &histogram(5, 4, postgres))
+        .replace("{h0}", &histogram(0, 0, postgres))
+}
+
 /// Checks what the activity backfill found, given which of [`ACTIVITY_ROWS`]' tables the
 /// old database had, then that a new batch adds to it.
 async fn assert_activity_backfilled(storage: &dyn Storage, had: &[&str], case: &str) {
@@ -227,6 +255,33 @@ async fn assert_activity_backfilled(storage: &dyn Storage, had: &[&str], case: &
         expected,
         "{case}"
     );
+    // The per-day rollups hold the day's hourly rows, summed.
+    let day = tally_core::time::Period {
+        from: "2026-08-02T00:00:00Z".parse().unwrap(),
+        to: "2026-08-03T00:00:00Z".parse().unwrap(),
+    };
+    let daily = storage.daily_rollups("nexus", &day).await.unwrap();
+    assert_eq!(
+        daily,
+        tally_server::storage::activity::sum_by_day(storage.rollups("nexus", &day).await.unwrap()),
+        "{case}"
+    );
+    if had.contains(&"metrics") {
+        let build = &daily[0].1;
+        assert_eq!(
+            (
+                build.count,
+                build.duration_count,
+                build.duration_total_ms,
+                build.duration_min_ms,
+                build.duration_max_ms
+            ),
+            (7, 6, 110, Some(5), Some(40)),
+            "{case}: {daily:?}"
+        );
+        assert_eq!((build.histogram.counts[3], build.histogram.counts[5]), (2, 4), "{case}");
+        assert_eq!(daily.len(), 2, "{case}");
+    }
     storage
         .insert(vec![command_event("2026-08-06T11:20:00Z")])
         .await
@@ -242,11 +297,11 @@ async fn assert_activity_backfilled(storage: &dyn Storage, had: &[&str], case: &
 }
 
 #[tokio::test]
-async fn the_install_activity_is_filled_from_every_earlier_sqlite_schema() {
+async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_sqlite_schema() {
     for version in 0..schema::LATEST_VERSION {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("collector.db");
-        let mut had = vec!["events", "sessions"];
+        let mut had = vec!["events", "sessions", "metrics"];
         {
             let mut conn = Connection::open(&path).unwrap();
             tally_store::schema::migrate(&mut conn).unwrap();
@@ -262,6 +317,7 @@ async fn the_install_activity_is_filled_from_every_earlier_sqlite_schema() {
                     conn.execute_batch(sql).unwrap();
                 }
             }
+            conn.execute_batch(&metrics_rows(false)).unwrap();
         }
         let storage = SqliteStorage::open(&path).unwrap();
         assert_activity_backfilled(&storage, &had, &format!("sqlite from version {version}")).await;
@@ -272,7 +328,7 @@ async fn the_install_activity_is_filled_from_every_earlier_sqlite_schema() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_install_activity_is_filled_from_every_earlier_postgres_schema() {
+async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_postgres_schema() {
     use tally_server::storage::postgres::PostgresStorage;
     for version in 0..PostgresStorage::SCHEMA_VERSION {
         let Some(database) = crate::support::postgres::TestDatabase::create().await else {
@@ -280,7 +336,13 @@ async fn the_install_activity_is_filled_from_every_earlier_postgres_schema() {
         };
         PostgresStorage::migrate_to(database.url(), version).await.unwrap();
         let mut had = Vec::new();
-        for (table, since) in [("events", 1), ("sessions", 2), ("installs", 4), ("count_uploads", 9)] {
+        for (table, since) in [
+            ("events", 1),
+            ("sessions", 2),
+            ("metrics", 3),
+            ("installs", 4),
+            ("count_uploads", 9),
+        ] {
             if version >= since {
                 had.push(table);
             }
@@ -299,6 +361,9 @@ async fn the_install_activity_is_filled_from_every_earlier_postgres_schema() {
             if had.contains(&table) {
                 client.batch_execute(sql).await.unwrap();
             }
+        }
+        if had.contains(&"metrics") {
+            client.batch_execute(&metrics_rows(true)).await.unwrap();
         }
         let storage = database.open().await;
         assert_activity_backfilled(storage.as_ref(), &had, &format!("postgres from version {version}")).await;
