@@ -294,6 +294,17 @@ async fn assert_activity_backfilled(storage: &dyn Storage, had: &[&str], case: &
         [1],
         "{case}: a batch after the migration"
     );
+    // A window ending after every sighting is counted from the installs table, which the
+    // migration completed for installs known only from events, sessions or counts.
+    let everything = tally_core::time::Period {
+        from: "2026-07-01T00:00:00Z".parse().unwrap(),
+        to: "2026-08-07T00:00:00Z".parse().unwrap(),
+    };
+    assert_eq!(
+        storage.active_installs_in("nexus", &[everything]).await.unwrap(),
+        [has("events") + has("sessions") + has("installs") + has("count_uploads") + 1],
+        "{case}"
+    );
 }
 
 #[tokio::test]

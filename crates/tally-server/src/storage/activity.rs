@@ -55,6 +55,10 @@ pub const COUNTS_HOURS: i32 = 1;
 /// day the hours it overlaps. A day strictly between them counts whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActivityWindow {
+    /// The start of the first hour the period overlaps.
+    pub start: Timestamp,
+    /// The end of the last hour it overlaps.
+    pub end: Timestamp,
     /// The first day.
     pub first_day: Date,
     /// The hours of the first day in the period (all of them when it is the last too).
@@ -79,8 +83,11 @@ impl ActivityWindow {
         // Hours from `first_hour` to 23, and from 0 to `last_hour`.
         let from_mask = ALL_HOURS & !(hour_bit(first_hour) - 1);
         let to_mask = (hour_bit(last_hour) << 1) - 1;
+        let (start, end) = (from.start(), to.start());
         if first_day == last_day {
             ActivityWindow {
+                start,
+                end,
                 first_day,
                 first_hours: from_mask & to_mask,
                 last_day,
@@ -88,12 +95,23 @@ impl ActivityWindow {
             }
         } else {
             ActivityWindow {
+                start,
+                end,
                 first_day,
                 first_hours: from_mask,
                 last_day,
                 last_hours: to_mask,
             }
         }
+    }
+
+    /// Whether the installs table alone answers this window: when no install of the app
+    /// was seen at or after the window's end (`latest` is the app's last sighting), an
+    /// install was active in it exactly when its last sighting is at or after the
+    /// window's start, since `install_days` holds the hour of every sighting. The
+    /// dashboard's windows end at the next whole hour, so it counts them by index.
+    pub fn answered_by_last_seen(&self, latest: Option<Timestamp>) -> bool {
+        latest.is_none_or(|latest| latest < self.end)
     }
 
     /// Whether an install active in `hours` of `day` was active in the window.

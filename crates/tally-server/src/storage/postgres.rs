@@ -654,8 +654,8 @@ impl Storage for PostgresStorage {
 
     async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {
         let windows: Vec<_> = windows.iter().map(super::activity::ActivityWindow::of).collect();
-        let client = self.client().await?;
-        Ok(activity::count_installs_in(&client, app, &windows).await?)
+        let mut client = self.client().await?;
+        Ok(activity::count_installs_in(&mut client, app, &windows).await?)
     }
 
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
@@ -949,6 +949,17 @@ impl Storage for PostgresStorage {
         tx.execute(
             "DELETE FROM group_installs AS g USING installs AS i \
              WHERE i.app = g.app AND i.install_id = g.install_id AND i.last_seen < $1",
+            &[&before],
+        )
+        .await?;
+        // So does its daily activity: the days before the cutoff's go by date below, and
+        // an expiring install's last ones can only be on the cutoff's day. `install_days`
+        // then never names an install the installs table no longer has
+        // (`ActivityWindow::answered_by_last_seen`).
+        tx.execute(
+            "DELETE FROM install_days AS d USING installs AS i \
+             WHERE i.app = d.app AND i.install_id = d.install_id AND i.last_seen < $1 \
+               AND d.day = ($1 AT TIME ZONE 'UTC')::date",
             &[&before],
         )
         .await?;

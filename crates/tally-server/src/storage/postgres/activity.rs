@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
 use jiff::civil::Date;
-use tokio_postgres::types::ToSql;
 
 use super::PostgresError;
 use crate::storage::activity::ActivityWindow;
@@ -34,53 +34,54 @@ pub(super) async fn record_install_days(
     Ok(())
 }
 
-/// For each of `windows`: the installs of `app` active in it, in one pass over the
-/// activity of the days they span, each install counted once per window.
+/// For each of `windows`: the installs of `app` active in it. A window ending after the
+/// app's last sighting is an index count on `installs` (`ActivityWindow::
+/// answered_by_last_seen`); any other counts the distinct installs of its days in
+/// `install_days`, at hour resolution on its end days. One repeatable-read transaction.
 pub(super) async fn count_installs_in(
-    client: &deadpool_postgres::Object,
+    client: &mut deadpool_postgres::Object,
     app: &str,
     windows: &[ActivityWindow],
 ) -> Result<Vec<u64>, PostgresError> {
-    let (Some(first), Some(last)) = (
-        windows.iter().map(|window| window.first_day).min(),
-        windows.iter().map(|window| window.last_day).max(),
-    ) else {
-        return Ok(Vec::new());
-    };
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(app.to_owned()), Box::new(first), Box::new(last)];
-    let mut flags = Vec::with_capacity(windows.len());
-    for (index, window) in windows.iter().enumerate() {
-        let at = params.len() + 1;
-        flags.push(format!(
-            "bool_or(CASE WHEN day > ${at} AND day < ${last_day} THEN true \
-             WHEN day = ${at} THEN hours & ${first_hours} <> 0 \
-             WHEN day = ${last_day} THEN hours & ${last_hours} <> 0 ELSE false END) AS w{index}",
-            first_hours = at + 1,
-            last_day = at + 2,
-            last_hours = at + 3,
-        ));
-        params.push(Box::new(window.first_day));
-        params.push(Box::new(window.first_hours));
-        params.push(Box::new(window.last_day));
-        params.push(Box::new(window.last_hours));
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let latest: Option<Timestamp> = tx
+        .query_one("SELECT max(last_seen) FROM installs WHERE app = $1", &[&app])
+        .await?
+        .try_get(0)?;
+    let seen_since = tx
+        .prepare_cached("SELECT count(*) FROM installs WHERE app = $1 AND last_seen >= $2")
+        .await?;
+    let active_in = tx
+        .prepare_cached(
+            "SELECT count(DISTINCT install_id) FROM install_days WHERE app = $1 AND day >= $2 AND day <= $4 \
+             AND CASE WHEN day > $2 AND day < $4 THEN true WHEN day = $2 THEN hours & $3 <> 0 \
+               ELSE hours & $5 <> 0 END",
+        )
+        .await?;
+    let mut counts = Vec::with_capacity(windows.len());
+    for window in windows {
+        let row = if window.answered_by_last_seen(latest) {
+            tx.query_one(&seen_since, &[&app, &window.start]).await?
+        } else {
+            tx.query_one(
+                &active_in,
+                &[
+                    &app,
+                    &window.first_day,
+                    &window.first_hours,
+                    &window.last_day,
+                    &window.last_hours,
+                ],
+            )
+            .await?
+        };
+        counts.push(row.try_get::<_, i64>(0)?.max(0) as u64);
     }
-    let counts: Vec<String> = (0..windows.len())
-        .map(|index| format!("count(*) FILTER (WHERE w{index})"))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM (SELECT {} FROM install_days WHERE app = $1 AND day >= $2 AND day <= $3 \
-         GROUP BY install_id) AS per_install",
-        counts.join(", "),
-        flags.join(", ")
-    );
-    let statement = client.prepare_cached(&sql).await?;
-    let params: Vec<&(dyn ToSql + Sync)> = params
-        .iter()
-        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-        .collect();
-    let row = client.query_one(&statement, &params).await?;
-    let counts = (0..windows.len())
-        .map(|index| row.try_get::<_, i64>(index).map(|count| count.max(0) as u64))
-        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit().await?;
     Ok(counts)
 }

@@ -209,6 +209,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, day, install_id)
     );
     CREATE INDEX install_days_app_install_id ON install_days (app, install_id);
+    -- Every install with activity has its installs row (counting by last sighting relies
+    -- on it); events stored before migration 4 made the installs table get theirs.
+    INSERT INTO installs (app, install_id, first_seen, last_seen)
+    SELECT app, install_id, min(first), max(last) FROM (
+        SELECT app, install_id, min(ts) AS first, max(ts) AS last FROM events GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(started_at), max(ended_at) FROM sessions GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(day)::timestamp AT TIME ZONE 'UTC', max(day)::timestamp AT TIME ZONE 'UTC'
+        FROM count_uploads GROUP BY app, install_id
+    ) AS seen
+    GROUP BY app, install_id
+    ON CONFLICT (app, install_id) DO NOTHING;
     INSERT INTO install_days (app, day, install_id, hours)
     SELECT app, day, install_id, bit_or(1 << hour) FROM (
         SELECT app, (ts AT TIME ZONE 'UTC')::date AS day, install_id,

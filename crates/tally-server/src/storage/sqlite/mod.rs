@@ -229,58 +229,46 @@ fn read_daily_rollups(conn: &Connection, app: &str, period: &Period) -> Result<V
     Ok(rows)
 }
 
-/// For each of `windows`: the installs of `app` active in it, in one pass over the
-/// activity of the days they span, each install counted once per window.
+/// For each of `windows`: the installs of `app` active in it. A window ending after the
+/// app's last sighting is an index count on `installs`
+/// ([`super::activity::ActivityWindow::answered_by_last_seen`]); any other counts the
+/// distinct installs of its days in `install_days`, at hour resolution on its end days.
 fn count_installs_in(
     conn: &Connection,
     app: &str,
     windows: &[super::activity::ActivityWindow],
 ) -> Result<Vec<u64>, StorageError> {
-    let (Some(first), Some(last)) = (
-        windows.iter().map(|window| window.first_day).min(),
-        windows.iter().map(|window| window.last_day).max(),
-    ) else {
-        return Ok(Vec::new());
-    };
-    let mut params: Vec<rusqlite::types::Value> =
-        vec![app.to_owned().into(), first.to_string().into(), last.to_string().into()];
-    let mut flags = Vec::with_capacity(windows.len());
-    for window in windows {
-        let at = params.len() + 1;
-        flags.push(format!(
-            "max(CASE WHEN day > ?{at} AND day < ?{} THEN 1 WHEN day = ?{at} THEN (hours & ?{}) <> 0 \
-             WHEN day = ?{} THEN (hours & ?{}) <> 0 ELSE 0 END)",
-            at + 2,
-            at + 1,
-            at + 2,
-            at + 3
-        ));
-        params.extend([
-            window.first_day.to_string().into(),
-            i64::from(window.first_hours).into(),
-            window.last_day.to_string().into(),
-            i64::from(window.last_hours).into(),
-        ]);
-    }
-    let sums: Vec<String> = (0..windows.len())
-        .map(|index| format!("coalesce(sum(w{index}), 0)"))
-        .collect();
-    let columns: Vec<String> = flags
-        .iter()
-        .enumerate()
-        .map(|(index, flag)| format!("{flag} AS w{index}"))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM (SELECT {} FROM install_days WHERE app = ?1 AND day >= ?2 AND day <= ?3 GROUP BY install_id)",
-        sums.join(", "),
-        columns.join(", ")
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let counts = statement.query_row(rusqlite::params_from_iter(params), |row| {
-        (0..windows.len())
-            .map(|index| row.get::<_, i64>(index).map(|n| n as u64))
-            .collect::<Result<Vec<_>, _>>()
+    let tx = conn.unchecked_transaction()?;
+    let latest: Option<String> = tx.query_row("SELECT max(last_seen) FROM installs WHERE app = ?1", [app], |row| {
+        row.get(0)
     })?;
+    let latest = latest.as_deref().map(parse_ts).transpose()?;
+    let mut seen_since = tx.prepare_cached("SELECT count(*) FROM installs WHERE app = ?1 AND last_seen >= ?2")?;
+    let mut active_in = tx.prepare_cached(
+        "SELECT count(DISTINCT install_id) FROM install_days WHERE app = ?1 AND day >= ?2 AND day <= ?4 \
+         AND CASE WHEN day > ?2 AND day < ?4 THEN 1 WHEN day = ?2 THEN (hours & ?3) <> 0 \
+           ELSE (hours & ?5) <> 0 END",
+    )?;
+    let mut counts = Vec::with_capacity(windows.len());
+    for window in windows {
+        let count: i64 = if window.answered_by_last_seen(latest) {
+            seen_since.query_row((app, text(window.start)), |row| row.get(0))?
+        } else {
+            active_in.query_row(
+                (
+                    app,
+                    window.first_day.to_string(),
+                    window.first_hours,
+                    window.last_day.to_string(),
+                    window.last_hours,
+                ),
+                |row| row.get(0),
+            )?
+        };
+        counts.push(count.max(0) as u64);
+    }
+    drop((seen_since, active_in));
+    tx.commit()?;
     Ok(counts)
 }
 
@@ -761,9 +749,19 @@ impl Storage for SqliteStorage {
                    AND i.last_seen < ?1)",
                 [&cutoff],
             )?;
+            // So does its daily activity: the days before the cutoff's go by date, and
+            // an expiring install's last ones can only be on the cutoff's day.
+            // `install_days` then never names an install the installs table no longer has
+            // (`ActivityWindow::answered_by_last_seen`).
+            conn.execute("DELETE FROM install_days WHERE day < ?1", [&cutoff[..10]])?;
+            conn.execute(
+                "DELETE FROM install_days WHERE day = ?2 AND EXISTS (SELECT 1 FROM installs AS i \
+                 WHERE i.app = install_days.app AND i.install_id = install_days.install_id \
+                   AND i.last_seen < ?1)",
+                [&cutoff, &cutoff[..10].to_owned()],
+            )?;
             conn.execute("DELETE FROM installs WHERE last_seen < ?1", [&cutoff])?;
             conn.execute("DELETE FROM count_uploads WHERE day < ?1", [&cutoff[..10]])?;
-            conn.execute("DELETE FROM install_days WHERE day < ?1", [&cutoff[..10]])?;
             Ok(deleted)
         })
         .await

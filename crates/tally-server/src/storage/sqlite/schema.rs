@@ -131,6 +131,18 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, day, install_id)
     ) WITHOUT ROWID;
     CREATE INDEX install_days_app_install_id ON install_days (app, install_id);
+    -- Every install with activity has its installs row (counting by last sighting relies
+    -- on it); a database whose events predate the installs table gets the missing ones.
+    INSERT OR IGNORE INTO installs (app, install_id, first_seen, last_seen)
+    SELECT app, install_id, min(first), max(last) FROM (
+        SELECT app, install_id, min(ts) AS first, max(ts) AS last FROM events GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(started_at), max(ended_at) FROM sessions GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(day) || 'T00:00:00.000Z', max(day) || 'T00:00:00.000Z' FROM count_uploads
+        GROUP BY app, install_id
+    )
+    GROUP BY app, install_id;
     INSERT INTO install_days (app, day, install_id, hours)
     SELECT app, day, install_id, sum(1 << hour) FROM (
         SELECT app, substr(ts, 1, 10) AS day, install_id, CAST(substr(ts, 12, 2) AS INTEGER) AS hour FROM events
