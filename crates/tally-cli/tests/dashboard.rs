@@ -39,7 +39,7 @@ const READ_PAGE: &str = r#"(() => {
   const rows = (selector, ...fields) => [...document.querySelectorAll(selector)].map((row) => fields.map((f) => row.dataset[f]));
   return {
     cards: Object.fromEntries(["active-24h", "active-7d", "active-30d", "sessions", "session-length", "commands", "error-rate", "events"].map((id) => [id, value(id)])),
-    previous: Object.fromEntries(["active-24h", "active-7d", "active-30d"].map((id) => [id, document.querySelector(`#card-${id} .change`).dataset.previous])),
+    previous: Object.fromEntries(["active-24h", "active-7d", "active-30d", "sessions", "session-length", "commands", "error-rate", "events"].map((id) => [id, document.querySelector(`#card-${id} .change`).dataset.previous])),
     bars: [...document.querySelectorAll('#activity-chart rect')].map((bar) => Number(bar.dataset.events)),
     table: [...document.querySelectorAll('#activity-data tbody tr')].map((row) => [...row.children].map((cell) => cell.textContent)),
     features: rows('#features tbody tr', 'name', 'count'),
@@ -87,12 +87,30 @@ fn assert_page_equals(page: &Value, stats: &Value) {
             cards[card]
         );
     }
-    // Each active-installs card compares with the equally long span before it.
-    for (card, window) in [("active-24h", "24h"), ("active-7d", "7d"), ("active-30d", "30d")] {
-        let previous = &stats["active_installs_windows"][window]["previous"];
+    // Each card compares with the figure before: the active-installs cards with the
+    // equally long span before theirs, the others with the period before (`previous`).
+    let before = &stats["previous"];
+    let no_earlier_rate = json!("");
+    for (card, previous) in [
+        ("active-24h", &stats["active_installs_windows"]["24h"]["previous"]),
+        ("active-7d", &stats["active_installs_windows"]["7d"]["previous"]),
+        ("active-30d", &stats["active_installs_windows"]["30d"]["previous"]),
+        ("sessions", &before["sessions"]["count"]),
+        ("session-length", &before["sessions"]["avg_duration_ms"]),
+        ("commands", &before["totals"]["commands"]),
+        ("events", &before["totals"]["events"]),
+        (
+            "error-rate",
+            if before["totals"]["events"] == 0 {
+                &no_earlier_rate
+            } else {
+                &before["error_rate"]
+            },
+        ),
+    ] {
         assert!(
             same(&page["previous"][card], previous),
-            "card {card}'s previous span: page {} vs stats {previous}",
+            "card {card}'s earlier figure: page {} vs stats {previous}",
             page["previous"][card]
         );
     }

@@ -5,7 +5,8 @@
 //! `active_installs_windows` counts, for the 24 hours, 7 days and 30 days before `to` and
 //! for the equally long span before each, the installs active in it, from the daily
 //! install activity at hour resolution (`storage::activity`), so the dashboard can show
-//! each card's change.
+//! each card's change. `previous` holds the totals of the equally long period before
+//! `from`, which the cards compare with.
 //!
 //! The engagement score (0 to 100) is
 //! `round(100 * (0.40 * stickiness + 0.25 * depth + 0.20 * reliability + 0.15 * breadth))`:
@@ -144,14 +145,12 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         from: query.from,
         to: query.to,
     };
-    // Day and week buckets need no hour: the database sums each day's rows.
-    let rows = match query.bucket {
-        Bucket::Hour => state.store.rollups(app, &period).await?,
-        Bucket::Day | Bucket::Week => state.store.daily_rollups(app, &period).await?,
-    };
     let suppression = Suppression::load(state, Some(app)).await?;
-    let fold = Fold::of(&query, &rows, &|row: &RollupKey| Names::of(&suppression, app, row));
+    let names = |row: &RollupKey| Names::of(&suppression, app, row);
+    let rows = read_rollups(state, app, query.bucket, &period).await?;
+    let fold = Fold::of(&query, &rows, &names);
     let sessions = state.store.sessions(app, &period).await?;
+    let previous = previous_period(state, app, &query, &names).await?;
     let since: Vec<Timestamp> = [1i64, 24, 24 * 7, 24 * 30]
         .iter()
         .map(|hours| query.now.checked_sub(hours.hours()).unwrap_or(query.now))
@@ -170,6 +169,7 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
     let counts = state.store.counts_summary(app, first_day, after_last_day).await?;
     let mut answer = shape(app, &query, fold, &sessions, &active, &engagement);
     answer["active_installs_windows"] = windows_json(&windows);
+    answer["previous"] = previous;
     answer["counts_only"] = json!({
         "present": counts.uploads > 0,
         "uploads": counts.uploads,
@@ -177,6 +177,63 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         "events": counts.events,
     });
     Ok((axum::http::StatusCode::OK, answer))
+}
+
+/// The rollup rows of `period` for charts by `bucket`: day and week buckets need no
+/// hour, so they read rows already summed per day.
+async fn read_rollups(
+    state: &AppState,
+    app: &str,
+    bucket: Bucket,
+    period: &Period,
+) -> Result<Vec<(RollupKey, Rollup)>, AppError> {
+    Ok(match bucket {
+        Bucket::Hour => state.store.rollups(app, period).await?,
+        Bucket::Day | Bucket::Week => state.store.daily_rollups(app, period).await?,
+    })
+}
+
+/// `previous`: the totals of the equally long period just before `from`, which the
+/// dashboard's cards compare with, so the page needs one request, not two.
+async fn previous_period(
+    state: &AppState,
+    app: &str,
+    query: &Query,
+    names: &(dyn Fn(&RollupKey) -> Names + Sync),
+) -> Result<Value, AppError> {
+    let span = query.to.duration_since(query.from);
+    let before = Query {
+        from: query.from.checked_sub(span).unwrap_or(Timestamp::MIN),
+        to: query.from,
+        bucket: query.bucket,
+        now: query.now,
+    };
+    let period = Period {
+        from: before.from,
+        to: before.to,
+    };
+    let rows = read_rollups(state, app, before.bucket, &period).await?;
+    let fold = Fold::of(&before, &rows, names);
+    let sessions = state.store.sessions(app, &period).await?;
+    let commands: u64 = fold.commands.values().map(|counts| counts.0).sum();
+    let error_rate = if fold.with_outcome > 0 {
+        fold.failures as f64 / fold.with_outcome as f64
+    } else {
+        0.0
+    };
+    Ok(json!({
+        "from": tally_core::time::format(before.from),
+        "to": tally_core::time::format(before.to),
+        "totals": {
+            "events": fold.events,
+            "sessions": sessions.count,
+            "errors": fold.errors,
+            "commands": commands,
+            "failures": fold.failures,
+        },
+        "sessions": {"count": sessions.count, "avg_duration_ms": sessions.avg_duration_ms.map(|ms| ms.round() as u64)},
+        "error_rate": error_rate,
+    }))
 }
 
 /// The spans of `active_installs_windows`, by name and length in hours.

@@ -194,7 +194,7 @@ fn stats_schema() -> Value {
     });
     json!({
         "type": "object",
-        "required": ["app", "from", "to", "bucket", "totals", "active_installs", "active_installs_windows", "sessions", "series"],
+        "required": ["app", "from", "to", "bucket", "totals", "active_installs", "active_installs_windows", "sessions", "series", "previous"],
         "properties": {
             "app": {"type": "string"},
             "from": {"type": "string"},
@@ -215,6 +215,18 @@ fn stats_schema() -> Value {
             },
             "sessions": {"type": "object"},
             "series": {"type": "array", "items": {"type": "object"}},
+            "previous": {
+                "type": "object",
+                "description": "the totals of the equally long period just before `from`, for comparisons",
+                "required": ["from", "to", "totals", "sessions", "error_rate"],
+                "properties": {
+                    "from": {"type": "string"},
+                    "to": {"type": "string"},
+                    "totals": {"type": "object"},
+                    "sessions": {"type": "object"},
+                    "error_rate": {"type": "number"},
+                },
+            },
         },
     })
 }

@@ -1,5 +1,5 @@
 // The Tally dashboard: signs in, reads /dashboard/api/stats (the /v1/stats JSON) for the
-// chosen period and the one before it, draws cards, SVG charts and tables, and follows
+// chosen period (with the one before it in `previous`), draws cards, SVG charts and tables, and follows
 // the live stream. It builds every node with the DOM API, never from HTML strings.
 "use strict";
 
@@ -97,8 +97,7 @@ function period(days) {
   const hour = 3600 * 1000;
   const to = new Date(Math.ceil(Date.now() / hour) * hour);
   const from = new Date(to.getTime() - days * 24 * hour);
-  const before = new Date(from.getTime() - days * 24 * hour);
-  return { to: to.toISOString(), from: from.toISOString(), before: before.toISOString() };
+  return { to: to.toISOString(), from: from.toISOString() };
 }
 
 function statsQuery(from, to) {
@@ -110,10 +109,11 @@ async function load() {
   const generation = ++view.generation;
   const span = period(view.days);
   try {
-    const [stats, previous] = await Promise.all([statsQuery(span.from, span.to), statsQuery(span.before, span.from)]);
+    // One request: `previous` holds the totals of the days before, for the changes.
+    const stats = await statsQuery(span.from, span.to);
     if (generation !== view.generation) return;
     $("load-error").textContent = "";
-    render(stats, previous);
+    render(stats, stats.previous);
     const main = $("main");
     main.dataset.app = view.app;
     main.dataset.from = span.from;
