@@ -376,8 +376,11 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Rollup rows of `app` for every hour `period` overlaps, summed per UTC day and
     /// keyed by the day's first hour, in key order: [`activity::sum_by_day`] of
-    /// [`Storage::rollups`], summed by the database so a month comes back as a few
-    /// thousand rows instead of every hour's.
+    /// [`Storage::rollups`] (the shortest and longest durations aside once an erasure
+    /// took some out). The collector's backends read the whole days from their per-day
+    /// rollups and only the partial end days from the hourly rows
+    /// ([`activity::DailyRead`]), so a month is a few thousand rows instead of every
+    /// hour's.
     async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError>;
 
     /// For each of `windows`, in the same order: how many distinct installs of `app` were
