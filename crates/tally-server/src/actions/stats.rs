@@ -202,8 +202,11 @@ async fn previous_period(
     names: &(dyn Fn(&RollupKey) -> Names + Sync),
 ) -> Result<Value, AppError> {
     let span = query.to.duration_since(query.from);
+    // No earlier than the earliest time a request can name (year 0), which every
+    // backend can store and compare.
+    let earliest = tally_core::time::parse("0000-01-01T00:00:00Z").unwrap_or(Timestamp::UNIX_EPOCH);
     let before = Query {
-        from: query.from.checked_sub(span).unwrap_or(Timestamp::MIN),
+        from: query.from.checked_sub(span).unwrap_or(earliest).max(earliest),
         to: query.from,
         bucket: query.bucket,
         now: query.now,
