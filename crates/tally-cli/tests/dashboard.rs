@@ -39,6 +39,7 @@ const READ_PAGE: &str = r#"(() => {
   const rows = (selector, ...fields) => [...document.querySelectorAll(selector)].map((row) => fields.map((f) => row.dataset[f]));
   return {
     cards: Object.fromEntries(["active-24h", "active-7d", "active-30d", "sessions", "session-length", "commands", "error-rate", "events"].map((id) => [id, value(id)])),
+    previous: Object.fromEntries(["active-24h", "active-7d", "active-30d", "sessions", "session-length", "commands", "error-rate", "events"].map((id) => [id, document.querySelector(`#card-${id} .change`).dataset.previous])),
     bars: [...document.querySelectorAll('#activity-chart rect')].map((bar) => Number(bar.dataset.events)),
     table: [...document.querySelectorAll('#activity-data tbody tr')].map((row) => [...row.children].map((cell) => cell.textContent)),
     features: rows('#features tbody tr', 'name', 'count'),
@@ -71,9 +72,9 @@ fn same(shown: &Value, expected: &Value) -> bool {
 fn assert_page_equals(page: &Value, stats: &Value) {
     let cards = &page["cards"];
     for (card, value) in [
-        ("active-24h", &stats["active_installs"]["24h"]),
-        ("active-7d", &stats["active_installs"]["7d"]),
-        ("active-30d", &stats["active_installs"]["30d"]),
+        ("active-24h", &stats["active_installs_windows"]["24h"]["current"]),
+        ("active-7d", &stats["active_installs_windows"]["7d"]["current"]),
+        ("active-30d", &stats["active_installs_windows"]["30d"]["current"]),
         ("sessions", &stats["sessions"]["count"]),
         ("session-length", &stats["sessions"]["avg_duration_ms"]),
         ("commands", &stats["totals"]["commands"]),
@@ -84,6 +85,33 @@ fn assert_page_equals(page: &Value, stats: &Value) {
             same(&cards[card], value),
             "card {card}: page {} vs stats {value}",
             cards[card]
+        );
+    }
+    // Each card compares with the figure before: the active-installs cards with the
+    // equally long span before theirs, the others with the period before (`previous`).
+    let before = &stats["previous"];
+    let no_earlier_rate = json!("");
+    for (card, previous) in [
+        ("active-24h", &stats["active_installs_windows"]["24h"]["previous"]),
+        ("active-7d", &stats["active_installs_windows"]["7d"]["previous"]),
+        ("active-30d", &stats["active_installs_windows"]["30d"]["previous"]),
+        ("sessions", &before["sessions"]["count"]),
+        ("session-length", &before["sessions"]["avg_duration_ms"]),
+        ("commands", &before["totals"]["commands"]),
+        ("events", &before["totals"]["events"]),
+        (
+            "error-rate",
+            if before["totals"]["events"] == 0 {
+                &no_earlier_rate
+            } else {
+                &before["error_rate"]
+            },
+        ),
+    ] {
+        assert!(
+            same(&page["previous"][card], previous),
+            "card {card}'s earlier figure: page {} vs stats {previous}",
+            page["previous"][card]
         );
     }
     let series = stats["series"].as_array().unwrap();
@@ -208,6 +236,15 @@ fn the_dashboard_shows_what_v1_stats_answers_and_stays_on_its_origin() {
     );
     let stats = stats_for_page(&mut browser, &collector, &admin);
     assert_page_equals(&browser.eval(READ_PAGE), &stats);
+    // The demo install was active through 90 days, so the 30 days before the last 30
+    // hold it too: the card compares with a real earlier figure.
+    assert_eq!(
+        stats["active_installs_windows"]["30d"],
+        json!({"current": 1, "previous": 1}),
+        "{stats}"
+    );
+    let change = browser.eval("document.querySelector('#card-active-30d .change').textContent");
+    assert_eq!(change, json!("no change vs previous 30 days"));
     assert_eq!(
         browser.eval("[...document.getElementById('app').options].map((o) => o.value)"),
         json!(["nexus"])

@@ -212,6 +212,9 @@ fn view_shows_the_local_store_in_the_browser() {
     assert!(expected > 1000, "{expected}");
     let events = browser.eval("document.querySelector('#card-events .value').dataset.value");
     assert_eq!(events, json!(expected.to_string()));
+    // The store's one install was active in the last 30 days (its sessions say when).
+    let active = browser.eval("document.querySelector('#card-active-30d .value').dataset.value");
+    assert_eq!(active, json!("1"));
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("view");
     std::fs::create_dir_all(&shots).unwrap();
     browser.resize(1280, 900, false);

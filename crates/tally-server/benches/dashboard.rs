@@ -1,6 +1,6 @@
 //! The dashboard's data at 10 million stored events: what the page loads for its default
-//! view (30 days by day, and the 30 days before for the changes: two `/v1/stats`
-//! computations), on SQLite and on PostgreSQL, against a storage ping in the same run
+//! view (one `/v1/stats` of 30 days by day, with the 30 days before in `previous` for
+//! the changes), on SQLite and on PostgreSQL, against a storage ping in the same run
 //! (see "The dashboard's data" in `docs/BENCHMARKS.md`).
 //!
 //! ```sh
@@ -13,7 +13,9 @@
 //! installs, 500,000 sessions, lifetime totals and a million raw events). For PostgreSQL,
 //! a fresh database gets the collector's schema from `PostgresStorage::connect`, then the
 //! same rollups, sessions, installs and totals copied over; raw events are left out, as
-//! the dashboard never reads them. `TALLY_BENCH_PAGES` (default 50) loads are timed per
+//! the dashboard never reads them. The store's `install_days` is filled from its sessions,
+//! installs and raw events as collector schema 6 fills an older database (the `metrics`
+//! bench writes rows directly, not through batches), and copied too. `TALLY_BENCH_PAGES` (default 50) loads are timed per
 //! backend after 5 untimed ones, alternating with a `ping`.
 
 #[allow(dead_code, unreachable_pub)]
@@ -44,11 +46,20 @@ fn main() {
     let raw_events: u64 = env_number("TALLY_BENCH_RAW_EVENTS", 1_000_000);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let now = tally_core::time::now_millis();
-    let path = dir.path().join("ten-million.db");
+    // `TALLY_BENCH_DIR` keeps the built store there, to look at its query plans after.
+    let path = std::env::var_os("TALLY_BENCH_DIR")
+        .map_or_else(|| dir.path().to_owned(), std::path::PathBuf::from)
+        .join("ten-million.db");
     let began = Instant::now();
     let built = build_store(&path, now, 1, raw_events);
     println!(
         "built the SQLite store in {:.1} s: {built}",
+        began.elapsed().as_secs_f64()
+    );
+    let began = Instant::now();
+    let days = fill_install_days(&path);
+    println!(
+        "filled {days} install_days rows in {:.1} s",
         began.elapsed().as_secs_f64()
     );
 
@@ -65,7 +76,7 @@ fn main() {
         Err(_) => println!("TALLY_BENCH_POSTGRES_URL is not set: PostgreSQL not measured"),
     }
 
-    println!("\nThe dashboard's data (two /v1/stats computations, 30 days by day), {pages} loads each");
+    println!("\nThe dashboard's data (one /v1/stats with its previous period, 30 days by day), {pages} loads each");
     println!("| backend | call | median | p90 | max |");
     println!("| --- | --- | ---: | ---: | ---: |");
     for (backend, (loads, pings)) in &results {
@@ -108,21 +119,22 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
     };
     let to = now;
     let from = to.checked_sub((30 * 24).hours()).expect("30 days ago");
-    let before = from.checked_sub((30 * 24).hours()).expect("60 days ago");
+    // What the page fetches for its default view: one `/v1/stats` of the last 30 days by
+    // day, whose `previous` holds the 30 days before for the cards' changes. (Before the
+    // dashboard-speed change the page made a second full call for the 30 days before.)
     let load = || {
         runtime.block_on(async {
-            for (start, end) in [(from, to), (before, from)] {
-                let payload = json!({
-                    "from": tally_core::time::format(start),
-                    "to": tally_core::time::format(end),
-                    "bucket": "day",
-                });
-                let (_, body) = tally_server::actions::stats::get(&state, &key, payload)
-                    .await
-                    .expect("stats");
-                assert!(body["totals"]["events"].as_u64().unwrap_or(0) > 0, "{body}");
-                std::hint::black_box(body);
-            }
+            let payload = json!({
+                "from": tally_core::time::format(from),
+                "to": tally_core::time::format(to),
+                "bucket": "day",
+            });
+            let (_, body) = tally_server::actions::stats::get(&state, &key, payload)
+                .await
+                .expect("stats");
+            assert!(body["totals"]["events"].as_u64().unwrap_or(0) > 0, "{body}");
+            assert!(body["previous"]["totals"]["events"].as_u64().unwrap_or(0) > 0, "{body}");
+            std::hint::black_box(body);
         })
     };
     for _ in 0..5 {
@@ -143,10 +155,27 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
         .iter()
         .map(|hours| now.checked_sub(hours.hours()).expect("a past time"))
         .collect();
-    let mut parts: [(&str, Vec<Duration>); 3] = [
-        ("rollups (30 days)", Vec::new()),
+    // The six spans of `active_installs_windows`: 24 h, 7 d and 30 d before `to`, and
+    // the span before each.
+    let windows: Vec<Period> = [24i64, 24 * 7, 24 * 30]
+        .iter()
+        .flat_map(|hours| {
+            let back = |n: i64| to.checked_sub(n.hours()).expect("a past time");
+            [
+                Period { from: back(*hours), to },
+                Period {
+                    from: back(2 * hours),
+                    to: back(*hours),
+                },
+            ]
+        })
+        .collect();
+    let mut parts: [(&str, Vec<Duration>); 5] = [
+        ("rollups (30 days, hourly rows: the old read)", Vec::new()),
+        ("daily_rollups (30 days)", Vec::new()),
         ("sessions (30 days)", Vec::new()),
         ("active_installs", Vec::new()),
+        ("active_installs_in (six windows)", Vec::new()),
     ];
     for _ in 0..pages.min(20) {
         let began = Instant::now();
@@ -154,11 +183,23 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
         parts[0].1.push(began.elapsed());
         std::hint::black_box(rows);
         let began = Instant::now();
-        runtime.block_on(store.sessions("nexus", &period)).expect("sessions");
+        let rows = runtime
+            .block_on(store.daily_rollups("nexus", &period))
+            .expect("daily rollups");
         parts[1].1.push(began.elapsed());
+        std::hint::black_box(rows);
+        let began = Instant::now();
+        runtime.block_on(store.sessions("nexus", &period)).expect("sessions");
+        parts[2].1.push(began.elapsed());
         let began = Instant::now();
         runtime.block_on(store.active_installs(&since)).expect("installs");
-        parts[2].1.push(began.elapsed());
+        parts[3].1.push(began.elapsed());
+        let began = Instant::now();
+        let counts = runtime
+            .block_on(store.active_installs_in("nexus", &windows))
+            .expect("windows");
+        parts[4].1.push(began.elapsed());
+        assert!(counts[5] > 0, "the activity table is filled: {counts:?}");
     }
     for (name, mut times) in parts {
         println!(
@@ -170,6 +211,67 @@ fn measure(runtime: &Runtime, store: Arc<dyn Storage>, now: Timestamp, pages: us
     (loads, pings)
 }
 
+/// Fills the store's `install_days` (and `metrics_daily`) the way collector schema 6
+/// fills them from older data:
+/// each install active in the hours its sessions start and end in, its first and last
+/// sighting, and its raw events' hours. About one row per session (500,000), as an app
+/// with the bench's sessions would have written with each batch.
+fn fill_install_days(path: &Path) -> usize {
+    let conn = rusqlite::Connection::open(path).expect("open the built store");
+    conn.execute("DELETE FROM install_days", [])
+        .expect("empty install_days");
+    let rows = conn
+        .execute(
+            "INSERT INTO install_days (app, day, install_id, hours) \
+             SELECT app, day, install_id, sum(1 << hour) FROM ( \
+               SELECT app, substr(ts, 1, 10) AS day, install_id, CAST(substr(ts, 12, 2) AS INTEGER) AS hour \
+               FROM events \
+               UNION SELECT app, substr(started_at, 1, 10), install_id, CAST(substr(started_at, 12, 2) AS INTEGER) \
+               FROM sessions \
+               UNION SELECT app, substr(ended_at, 1, 10), install_id, CAST(substr(ended_at, 12, 2) AS INTEGER) \
+               FROM sessions \
+               UNION SELECT app, substr(first_seen, 1, 10), install_id, CAST(substr(first_seen, 12, 2) AS INTEGER) \
+               FROM installs \
+               UNION SELECT app, substr(last_seen, 1, 10), install_id, CAST(substr(last_seen, 12, 2) AS INTEGER) \
+               FROM installs) \
+             GROUP BY app, day, install_id",
+            [],
+        )
+        .expect("fill install_days");
+    // The per-day rollups, as collector schema 6 fills them from the hourly ones.
+    conn.execute_batch(&format!("DELETE FROM metrics_daily; {FILL_METRICS_DAILY}"))
+        .expect("fill metrics_daily");
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .expect("checkpoint");
+    rows
+}
+
+/// Collector schema 6's statement that fills `metrics_daily` from `metrics`.
+const FILL_METRICS_DAILY: &str = r#"
+INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
+        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
+    SELECT substr(hour, 1, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
+        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
+        '[' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 0 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 1 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 2 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 3 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 4 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 5 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 6 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 7 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 8 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 9 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 10 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 11 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 12 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 13 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 14 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 15 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 16 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 17 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 18 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 19 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 20 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 21 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 22 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 23 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 24 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 25 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 26 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 27 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 28 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 29 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 30 ELSE 0 END) || ']'
+    FROM metrics
+    GROUP BY substr(hour, 1, 10), app, type, name, command, success, error_category;
+"#;
+
 /// A fresh PostgreSQL database holding what the SQLite store at `path` holds, but raw events.
 async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
     let store = PostgresStorage::connect(url).await.expect("connect and migrate");
@@ -178,7 +280,7 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
         .expect("connect to PostgreSQL");
     tokio::spawn(connection);
     client
-        .batch_execute("TRUNCATE metrics, sessions, installs, totals")
+        .batch_execute("TRUNCATE metrics, metrics_daily, sessions, installs, totals, install_days")
         .await
         .expect("empty the tables");
     let sqlite = rusqlite::Connection::open(path).expect("open the built store");
@@ -203,7 +305,7 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
             .collect::<Result<Vec<Row>, _>>()
             .expect("rows")
     };
-    let tables: [(&str, usize, &str, &str); 4] = [
+    let tables: [(&str, usize, &str, &str); 6] = [
         (
             "SELECT hour, app, type, name, command, success, error_category, count, duration_count, duration_total_ms, \
              duration_min_ms, duration_max_ms, '{' || substr(histogram, 2, length(histogram) - 2) || '}' FROM metrics",
@@ -237,6 +339,25 @@ async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {
             "INSERT INTO totals (app, type, name, success, count) SELECT a, b, c, d::smallint, e::bigint \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(a, b, c, d, e)",
             "totals",
+        ),
+        (
+            "SELECT hour, app, type, name, command, success, error_category, count, duration_count, duration_total_ms, \
+             duration_min_ms, duration_max_ms, '{' || substr(histogram, 2, length(histogram) - 2) || '}' FROM metrics_daily",
+            13,
+            "INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count, \
+             duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
+             SELECT a, b, c, d, e, f::smallint, g, h::bigint, i::bigint, j::bigint, nullif(k, '')::bigint, \
+             nullif(l, '')::bigint, m::bigint[] \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+             $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) AS t(a, b, c, d, e, f, g, h, i, j, k, l, m)",
+            "metrics_daily",
+        ),
+        (
+            "SELECT app, day, install_id, hours FROM install_days",
+            4,
+            "INSERT INTO install_days (app, day, install_id, hours) SELECT a, b::date, c, d::int4 \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(a, b, c, d)",
+            "install_days",
         ),
     ];
     for (select, columns, insert, name) in tables {

@@ -540,6 +540,14 @@ async fn an_install_alone_reads_and_erases_its_own_data() {
         assert_eq!(after["totals"]["events"], 2, "{name}: only install-b's events are left");
         assert_eq!(after["counts_only"]["present"], false);
         assert_eq!(after["active_installs"]["30d"], 1);
+        assert_eq!(
+            before["active_installs_windows"]["30d"]["current"], 2,
+            "{name}: {before}"
+        );
+        assert_eq!(
+            after["active_installs_windows"]["30d"]["current"], 1,
+            "{name}: install-a's activity went with it"
+        );
         let (_, metrics) = collector.get("/metrics", "").await;
         let metrics = metrics.as_str().unwrap();
         assert!(!metrics.contains("rare_feature"), "{name}: {metrics}");

@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use jiff::{Timestamp, ToSpan};
+use tally_core::counts::{DayCounts, GroupCount};
 use tally_core::time::{HourKey, Period};
 use tally_core::{Event, PropValue, Source};
+use tally_server::storage::activity::sum_by_day;
 use tally_server::storage::postgres::PostgresStorage;
 use tally_server::storage::sqlite::SqliteStorage;
 use tally_server::storage::{ApiKey, EventQuery, Role, Storage, StorageError, TotalRow};
@@ -66,6 +68,8 @@ contract! {
         events_round_trip_and_page_in_order_across_identical_timestamps,
         event_filters_select_exactly_the_matching_events,
         rollups_and_totals_count_each_event_once,
+        daily_rollups_equal_the_hourly_rows_summed_per_day,
+        active_installs_in_counts_each_install_once_per_window,
         erase_install_removes_one_install_and_what_it_added,
         events_spanning_three_months_are_stored_and_read_back,
         keys_round_trip_and_revocation_keeps_the_first_time,
@@ -694,6 +698,197 @@ async fn rollups_and_totals_count_each_event_once(store: Arc<dyn Storage>) {
     );
 }
 
+/// A day of counts of `install` on `day`: `count` runs of `build`, half of them timed.
+fn counted_day(install: &str, day: &str, count: u64) -> DayCounts {
+    let mut histogram = vec![0; tally_store::histogram::BUCKETS];
+    histogram[3] = count / 2;
+    DayCounts {
+        app: "nexus".into(),
+        install_id: install.into(),
+        day: day.parse().unwrap(),
+        counts: vec![GroupCount {
+            kind: "command".into(),
+            name: "command_executed".into(),
+            command: Some("build".into()),
+            success: Some(true),
+            error_category: None,
+            count,
+            duration_count: count / 2,
+            duration_total_ms: count / 2 * 5,
+            histogram,
+        }],
+    }
+}
+
+async fn daily_rollups_equal_the_hourly_rows_summed_per_day(store: Arc<dyn Storage>) {
+    // Three days of commands (timed and not, failed and not), errors with categories and
+    // features, in many hours; a counts-only day; and another app's events.
+    let mut events = Vec::new();
+    for (index, hour) in (0..72).step_by(5).enumerate() {
+        let ts = at("2026-11-20T00:00:00Z")
+            .checked_add(jiff::SignedDuration::from_hours(hour))
+            .unwrap()
+            .checked_add(jiff::SignedDuration::from_millis(index as i64 * 61_001))
+            .unwrap();
+        let ts = tally_core::time::format(ts);
+        events.push(Event {
+            command: Some(["build", "test", "deploy"][index % 3].into()),
+            duration_ms: (index % 4 != 0).then_some(index as u64 * 37 + 1),
+            success: Some(index % 5 != 0),
+            ..event("command_executed", &ts)
+        });
+        events.push(Event {
+            error_category: Some(["io", "network"][index % 2].into()),
+            success: Some(false),
+            ..event("error_occurred", &ts)
+        });
+        events.push(Event {
+            kind: "feature".into(),
+            install_id: format!("install-{}", index % 4),
+            ..event("dark_mode", &ts)
+        });
+        events.push(Event {
+            app: "ledger".into(),
+            ..event("command_executed", &ts)
+        });
+    }
+    store.insert(events).await.unwrap();
+    assert!(
+        store
+            .insert_counts(&counted_day("install-z", "2026-11-21", 8))
+            .await
+            .unwrap()
+    );
+
+    for (from, to) in [
+        ("2026-11-19T00", "2026-11-24T00"),
+        ("2026-11-20T07", "2026-11-22T13"),
+        ("2026-11-21T00", "2026-11-21T01"),
+        ("2026-11-23T00", "2026-11-24T00"),
+    ] {
+        let period = hours(from, to);
+        let hourly = store.rollups("nexus", &period).await.unwrap();
+        let daily = store.daily_rollups("nexus", &period).await.unwrap();
+        assert_eq!(daily, sum_by_day(hourly.clone()), "{from}..{to}");
+        let events = |rows: &[(tally_store::rollup::RollupKey, tally_store::rollup::Rollup)]| {
+            rows.iter().map(|(_, rollup)| rollup.count).sum::<u64>()
+        };
+        assert_eq!(events(&daily), events(&hourly), "{from}..{to}");
+    }
+    // The whole stretch: every kind of row is there, histograms and bounds summed.
+    let daily = store
+        .daily_rollups("nexus", &hours("2026-11-19T00", "2026-11-24T00"))
+        .await
+        .unwrap();
+    assert!(daily.len() > 9, "{daily:?}");
+    assert!(
+        daily
+            .iter()
+            .all(|(key, _)| key.app == "nexus" && key.hour.to_string().ends_with("T00"))
+    );
+    let build: Vec<_> = daily
+        .iter()
+        .filter(|(key, rollup)| key.command == "build" && rollup.duration_count > 1)
+        .collect();
+    assert!(!build.is_empty(), "{daily:?}");
+    for (_, rollup) in build {
+        assert_eq!(rollup.histogram.counts.iter().sum::<u64>(), rollup.duration_count);
+        assert!(rollup.duration_min_ms.unwrap() <= rollup.duration_max_ms.unwrap());
+    }
+    assert!(
+        store
+            .daily_rollups("nexus", &hours("2026-12-01T00", "2026-12-02T00"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Erasing installs takes their events out of the per-day rows too. (Shortest and
+    // longest durations cannot be taken back: compared without them.)
+    store.erase_install("nexus", "install-1").await.unwrap();
+    store.erase_install("nexus", "install-z").await.unwrap();
+    let without_bounds = |rows: Vec<(tally_store::rollup::RollupKey, tally_store::rollup::Rollup)>| {
+        rows.into_iter()
+            .map(|(key, rollup)| {
+                (
+                    key,
+                    rollup.count,
+                    rollup.duration_count,
+                    rollup.duration_total_ms,
+                    rollup.histogram,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for (from, to) in [("2026-11-19T00", "2026-11-24T00"), ("2026-11-20T07", "2026-11-22T13")] {
+        let period = hours(from, to);
+        let hourly = store.rollups("nexus", &period).await.unwrap();
+        let daily = store.daily_rollups("nexus", &period).await.unwrap();
+        assert_eq!(
+            without_bounds(daily),
+            without_bounds(sum_by_day(hourly)),
+            "after erasure, {from}..{to}"
+        );
+    }
+}
+
+async fn active_installs_in_counts_each_install_once_per_window(store: Arc<dyn Storage>) {
+    let of = |install: &str, ts: &str| Event {
+        install_id: install.into(),
+        session_id: format!("session-{install}"),
+        ..event("command_executed", ts)
+    };
+    store
+        .insert(vec![
+            of("a", "2026-11-20T10:15:00Z"),
+            of("a", "2026-11-20T10:45:00Z"),
+            of("b", "2026-11-20T23:59:59.999Z"),
+            of("b", "2026-11-22T00:30:00Z"),
+            Event {
+                app: "ledger".into(),
+                ..of("c", "2026-11-20T10:00:00Z")
+            },
+        ])
+        .await
+        .unwrap();
+    // A counts-only day is activity in the day's first hour.
+    assert!(store.insert_counts(&counted_day("d", "2026-11-21", 4)).await.unwrap());
+    let window = |from: &str, to: &str| Period {
+        from: at(from),
+        to: at(to),
+    };
+    let windows = [
+        (window("2026-11-20T00:00:00Z", "2026-11-23T00:00:00Z"), 3),
+        (window("2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z"), 1),
+        (window("2026-11-20T11:00:00Z", "2026-11-20T23:00:00Z"), 0),
+        (window("2026-11-20T23:00:00Z", "2026-11-21T00:00:00Z"), 1),
+        (window("2026-11-20T23:00:00Z", "2026-11-21T01:00:00Z"), 2),
+        (window("2026-11-21T01:00:00Z", "2026-11-22T00:00:00Z"), 0),
+        (window("2026-11-21T01:00:00Z", "2026-11-22T01:00:00Z"), 1),
+        // A part of an hour counts the whole hour, as the rollups do.
+        (window("2026-11-20T10:50:00Z", "2026-11-20T10:51:00Z"), 1),
+        (window("2026-11-24T00:00:00Z", "2026-11-30T00:00:00Z"), 0),
+    ];
+    let periods: Vec<Period> = windows.iter().map(|(period, _)| *period).collect();
+    let expected: Vec<u64> = windows.iter().map(|(_, count)| *count).collect();
+    assert_eq!(store.active_installs_in("nexus", &periods).await.unwrap(), expected);
+    assert_eq!(
+        store.active_installs_in("ledger", &periods[..3]).await.unwrap(),
+        [1, 1, 0],
+        "each app counts its own installs"
+    );
+    assert!(store.active_installs_in("nexus", &[]).await.unwrap().is_empty());
+
+    // A resent batch changes nothing; erasure takes an install out of every window.
+    store.insert(vec![of("a", "2026-11-20T10:15:00Z")]).await.unwrap();
+    assert_eq!(store.active_installs_in("nexus", &periods).await.unwrap(), expected);
+    store.erase_install("nexus", "b").await.unwrap();
+    assert_eq!(
+        store.active_installs_in("nexus", &periods).await.unwrap(),
+        [2, 1, 0, 0, 1, 0, 0, 1, 0]
+    );
+}
+
 async fn rollup_histograms_and_duration_bounds_merge_across_batches(backend: &Backend) {
     let store = backend.store();
     let timed = |ts: &str, duration_ms: Option<u64>| Event {
@@ -1039,6 +1234,12 @@ async fn expire_drops_old_months_and_trims_the_boundary_month(backend: &Backend)
     assert!(backend.session("session-feb").await.is_none());
     assert!(backend.session("session-late").await.is_some());
     assert_eq!(store.totals().await.unwrap(), totals, "expiry keeps totals");
+    // Activity of the days before the cutoff's goes; the cutoff's own day stays.
+    let whole = Period {
+        from: at("2026-01-01T00:00:00Z"),
+        to: at("2026-04-01T00:00:00Z"),
+    };
+    assert_eq!(store.active_installs_in("nexus", &[whole]).await.unwrap(), [1]);
     assert_eq!(
         store
             .rollups("nexus", &hours("2026-01-01T00", "2026-04-01T00"))

@@ -1,6 +1,8 @@
 //! A collector database written before the embedded backend had its own schema (the
 //! store's version 4, whose migration 3 made `installs`, `totals` and `api_keys`)
-//! keeps its keys, installs and totals when this build opens it.
+//! keeps its keys, installs and totals when this build opens it; and a database of every
+//! earlier collector schema, on either backend, gets its install activity and per-day
+//! rollups filled from what it holds.
 
 use jiff::Timestamp;
 use rusqlite::Connection;
@@ -165,4 +167,216 @@ async fn an_older_collector_database_gets_the_session_index_and_one_apps_session
             .any(|step| step.contains("COVERING INDEX sessions_app_started_at_duration_ms")),
         "{plan:?}"
     );
+}
+
+/// What an older database holds that shows when installs were active, by the collector
+/// schema version that has the table: raw events and sessions (every version), installs'
+/// first and last sightings (SQLite 1, PostgreSQL 4) and counts-only days (SQLite 4,
+/// PostgreSQL 9).
+const ACTIVITY_ROWS: [(&str, &str); 4] = [
+    (
+        "events",
+        "INSERT INTO events (id, ts, app, app_version, source, type, name, session_id, install_id) VALUES \
+         ('0190a000-0000-7000-8000-000000000001', '2026-08-02T09:15:00.000Z', 'nexus', '1.0.0', 'cli', \
+          'command', 'command_executed', 'session-raw', 'raw')",
+    ),
+    (
+        "sessions",
+        "INSERT INTO sessions (session_id, app, install_id, started_at, ended_at, duration_ms) VALUES \
+         ('session-sess', 'nexus', 'sess', '2026-08-03T05:00:00.000Z', '2026-08-03T07:10:00.000Z', 7800000)",
+    ),
+    (
+        "installs",
+        "INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES \
+         ('nexus', 'old', '2026-07-01T03:00:00.000Z', '2026-07-20T22:30:00.000Z')",
+    ),
+    (
+        "count_uploads",
+        "INSERT INTO count_uploads (app, install_id, day, events, counts, received_at) VALUES \
+         ('nexus', 'counted', '2026-08-04', 3, '[]', '2026-08-05T00:00:00.000Z')",
+    ),
+];
+
+/// Two hourly rollup rows of one day, timed, with their histograms as each backend
+/// stores them (`{histogram}` is replaced).
+const METRICS_ROWS: &str = "INSERT INTO metrics (hour, app, type, name, command, success, error_category, count, \
+     duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram) VALUES \
+     ('2026-08-02T09', 'nexus', 'command', 'command_executed', 'build', 1, '', 3, 2, 30, 10, 20, {h1}), \
+     ('2026-08-02T17', 'nexus', 'command', 'command_executed', 'build', 1, '', 4, 4, 80, 5, 40, {h2}), \
+     ('2026-08-02T17', 'nexus', 'feature', 'dark_mode', '', -1, '', 7, 0, 0, NULL, NULL, {h0})";
+
+/// A histogram of 31 buckets with `count` in bucket `at`, as SQLite's JSON or
+/// PostgreSQL's array literal.
+fn histogram(at: usize, count: u64, postgres: bool) -> String {
+    let mut buckets = vec![0u64; tally_store::histogram::BUCKETS];
+    buckets[at] = count;
+    let list = buckets.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    if postgres {
+        format!("'{{{list}}}'")
+    } else {
+        format!("'[{list}]'")
+    }
+}
+
+fn metrics_rows(postgres: bool) -> String {
+    METRICS_ROWS
+        .replace("{h1}", &histogram(3, 2, postgres))
+        .replace("{h2}", &histogram(5, 4, postgres))
+        .replace("{h0}", &histogram(0, 0, postgres))
+}
+
+/// Checks what the activity backfill found, given which of [`ACTIVITY_ROWS`]' tables the
+/// old database had, then that a new batch adds to it.
+async fn assert_activity_backfilled(storage: &dyn Storage, had: &[&str], case: &str) {
+    let hour = |start: &str| {
+        let from: Timestamp = start.parse().unwrap();
+        tally_core::time::Period {
+            from,
+            to: from.checked_add(jiff::SignedDuration::from_hours(1)).unwrap(),
+        }
+    };
+    let has = |table: &str| u64::from(had.contains(&table));
+    let windows = [
+        (hour("2026-08-02T09:00:00Z"), has("events")),
+        (hour("2026-08-03T05:00:00Z"), has("sessions")),
+        (hour("2026-08-03T07:00:00Z"), has("sessions")),
+        // Between a session's ends nothing is known.
+        (hour("2026-08-03T06:00:00Z"), 0),
+        (hour("2026-07-01T03:00:00Z"), has("installs")),
+        (hour("2026-07-20T22:00:00Z"), has("installs")),
+        // Between first and last sighting, days whose events are gone stay unknown.
+        (hour("2026-07-10T12:00:00Z"), 0),
+        (hour("2026-08-04T00:00:00Z"), has("count_uploads")),
+    ];
+    let periods: Vec<_> = windows.iter().map(|(period, _)| *period).collect();
+    let expected: Vec<u64> = windows.iter().map(|(_, count)| *count).collect();
+    assert_eq!(
+        storage.active_installs_in("nexus", &periods).await.unwrap(),
+        expected,
+        "{case}"
+    );
+    // The per-day rollups hold the day's hourly rows, summed.
+    let day = tally_core::time::Period {
+        from: "2026-08-02T00:00:00Z".parse().unwrap(),
+        to: "2026-08-03T00:00:00Z".parse().unwrap(),
+    };
+    let daily = storage.daily_rollups("nexus", &day).await.unwrap();
+    assert_eq!(
+        daily,
+        tally_server::storage::activity::sum_by_day(storage.rollups("nexus", &day).await.unwrap()),
+        "{case}"
+    );
+    if had.contains(&"metrics") {
+        let build = &daily[0].1;
+        assert_eq!(
+            (
+                build.count,
+                build.duration_count,
+                build.duration_total_ms,
+                build.duration_min_ms,
+                build.duration_max_ms
+            ),
+            (7, 6, 110, Some(5), Some(40)),
+            "{case}: {daily:?}"
+        );
+        assert_eq!((build.histogram.counts[3], build.histogram.counts[5]), (2, 4), "{case}");
+        assert_eq!(daily.len(), 2, "{case}");
+    }
+    storage
+        .insert(vec![command_event("2026-08-06T11:20:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(
+        storage
+            .active_installs_in("nexus", &[hour("2026-08-06T11:00:00Z")])
+            .await
+            .unwrap(),
+        [1],
+        "{case}: a batch after the migration"
+    );
+    // A window ending after every sighting is counted from the installs table, which the
+    // migration completed for installs known only from events, sessions or counts.
+    let everything = tally_core::time::Period {
+        from: "2026-07-01T00:00:00Z".parse().unwrap(),
+        to: "2026-08-07T00:00:00Z".parse().unwrap(),
+    };
+    assert_eq!(
+        storage.active_installs_in("nexus", &[everything]).await.unwrap(),
+        [has("events") + has("sessions") + has("installs") + has("count_uploads") + 1],
+        "{case}"
+    );
+}
+
+#[tokio::test]
+async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_sqlite_schema() {
+    for version in 0..schema::LATEST_VERSION {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.db");
+        let mut had = vec!["events", "sessions", "metrics"];
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            tally_store::schema::migrate(&mut conn).unwrap();
+            schema::migrate_to(&mut conn, version).unwrap();
+            if version >= 1 {
+                had.push("installs");
+            }
+            if version >= 4 {
+                had.push("count_uploads");
+            }
+            for (table, sql) in ACTIVITY_ROWS {
+                if had.contains(&table) {
+                    conn.execute_batch(sql).unwrap();
+                }
+            }
+            conn.execute_batch(&metrics_rows(false)).unwrap();
+        }
+        let storage = SqliteStorage::open(&path).unwrap();
+        assert_activity_backfilled(&storage, &had, &format!("sqlite from version {version}")).await;
+        drop(storage);
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(schema::version(&conn).unwrap(), schema::LATEST_VERSION);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_postgres_schema() {
+    use tally_server::storage::postgres::PostgresStorage;
+    for version in 0..PostgresStorage::SCHEMA_VERSION {
+        let Some(database) = crate::support::postgres::TestDatabase::create().await else {
+            return;
+        };
+        PostgresStorage::migrate_to(database.url(), version).await.unwrap();
+        let mut had = Vec::new();
+        for (table, since) in [
+            ("events", 1),
+            ("sessions", 2),
+            ("metrics", 3),
+            ("installs", 4),
+            ("count_uploads", 9),
+        ] {
+            if version >= since {
+                had.push(table);
+            }
+        }
+        let client = database.client().await;
+        if had.contains(&"events") {
+            client
+                .batch_execute(
+                    "CREATE TABLE events_2026_08 PARTITION OF events \
+                     FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')",
+                )
+                .await
+                .unwrap();
+        }
+        for (table, sql) in ACTIVITY_ROWS {
+            if had.contains(&table) {
+                client.batch_execute(sql).await.unwrap();
+            }
+        }
+        if had.contains(&"metrics") {
+            client.batch_execute(&metrics_rows(true)).await.unwrap();
+        }
+        let storage = database.open().await;
+        assert_activity_backfilled(storage.as_ref(), &had, &format!("postgres from version {version}")).await;
+    }
 }

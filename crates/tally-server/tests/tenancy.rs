@@ -124,6 +124,19 @@ async fn everything_of(store: &dyn Storage, app: &str) -> String {
         .filter(|(of, _)| of == app)
         .collect();
     let rollups = store.rollups(app, &Period::ALL).await.unwrap();
+    let daily_rollups = store.daily_rollups(app, &Period::ALL).await.unwrap();
+    // The daily install activity: the installs of the app's whole history, and of each
+    // hour from two days before now to two days after (the tests' events are near now).
+    let mut windows = vec![Period::ALL];
+    let now = jiff::Timestamp::now();
+    for back in -48..48 {
+        let to = now.checked_sub(jiff::SignedDuration::from_hours(back)).unwrap();
+        windows.push(Period {
+            from: to.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap(),
+            to,
+        });
+    }
+    let install_days = store.active_installs_in(app, &windows).await.unwrap();
     let totals: Vec<_> = store
         .totals()
         .await
@@ -131,7 +144,10 @@ async fn everything_of(store: &dyn Storage, app: &str) -> String {
         .into_iter()
         .filter(|row| row.app == app)
         .collect();
-    format!("events {events:?}\nsessions {sessions:?}\ninstalls {installs:?}\nrollups {rollups:?}\ntotals {totals:?}")
+    format!(
+        "events {events:?}\nsessions {sessions:?}\ninstalls {installs:?}\nrollups {rollups:?}\n\
+         daily rollups {daily_rollups:?}\ninstall days {install_days:?}\ntotals {totals:?}"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +287,13 @@ async fn another_apps_key_cannot_reach_sessions_installs_rollups_or_totals() {
             "{name}: B's writes changed A's tables"
         );
         let (_, stats_after) = call(&state, Method::GET, "/v1/stats", Some(&keys.a_admin), None).await;
-        for part in ["totals", "sessions", "active_installs", "series"] {
+        for part in [
+            "totals",
+            "sessions",
+            "active_installs",
+            "active_installs_windows",
+            "series",
+        ] {
             assert_eq!(stats_after[part], stats_before[part], "{name}: A's {part} changed");
         }
         // Milliseconds, not the 23 hours B's events would have stretched it to.
@@ -331,5 +353,55 @@ async fn postgres_sessions_are_rekeyed_from_every_earlier_schema() {
             "from version {version}"
         );
         assert_eq!(store.sessions("beta", &Period::ALL).await.unwrap().count, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_answers_its_previous_period_down_to_year_zero_on_every_backend() {
+    for backend in backends().await {
+        let name = backend.name;
+        let store = Arc::clone(&backend.store);
+        let keys = keys(&store).await;
+        let (state, _committer) = AppState::new(Arc::clone(&store), ServerConfig::default());
+        let batch = json!({"events": [event("alpha", "command_executed", A_SESSION, A_INSTALL, 0)]});
+        let (status, _) = call(
+            &state,
+            Method::POST,
+            "/v1/events/batch",
+            Some(&keys.a_ingest),
+            Some(&batch),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // From the earliest time a request can name: the previous period would start
+        // before year 0, and is cut there.
+        let path = "/v1/stats?from=0000-01-01T00:00:00Z&to=0090-01-01T00:00:00Z&bucket=week";
+        let (status, stats) = call(&state, Method::GET, path, Some(&keys.a_admin), None).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {stats}");
+        assert_eq!(stats["previous"]["from"], "0000-01-01T00:00:00.000Z", "{name}: {stats}");
+        assert_eq!(stats["previous"]["totals"]["events"], 0, "{name}: {stats}");
+        assert_eq!(
+            stats["active_installs_windows"]["30d"],
+            json!({"current": 0, "previous": 0}),
+            "{name}"
+        );
+        // And the 90 years up to now hold the event, the 90 before it nothing.
+        let now = jiff::Timestamp::now();
+        let path = format!(
+            "/v1/stats?from={}&to={}&bucket=week",
+            tally_core::time::format(
+                now.checked_sub(jiff::SignedDuration::from_hours(90 * 365 * 24))
+                    .unwrap()
+            ),
+            tally_core::time::format(now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap())
+        );
+        let (status, stats) = call(&state, Method::GET, &path, Some(&keys.a_admin), None).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {stats}");
+        assert_eq!(
+            (&stats["totals"]["events"], &stats["previous"]["totals"]["events"]),
+            (&json!(1), &json!(0)),
+            "{name}: {stats}"
+        );
+        assert_eq!(stats["active_installs_windows"]["30d"]["current"], 1, "{name}: {stats}");
     }
 }

@@ -43,7 +43,7 @@ pub(crate) fn hour_at(row: &rusqlite::Row<'_>, index: usize) -> Result<HourKey, 
 impl RollupKey {
     /// Reads a key from seven columns starting at `first`, in the order hour, app, type,
     /// name, command, success, error category.
-    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<RollupKey, StoreError> {
+    pub fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<RollupKey, StoreError> {
         Ok(RollupKey {
             hour: hour_at(row, first)?,
             app: row.get(first + 1)?,
@@ -90,7 +90,7 @@ pub struct Rollup {
 impl Rollup {
     /// Reads a rollup from six columns starting at `first`, in the order count,
     /// duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram.
-    pub(crate) fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<Rollup, StoreError> {
+    pub fn from_row_at(row: &rusqlite::Row<'_>, first: usize) -> Result<Rollup, StoreError> {
         let duration_count = row.get::<_, i64>(first + 1)? as u64;
         // A row without durations has recorded nothing in its histogram ([`Rollup::add`]),
         // so its JSON is not parsed: most rows are of that kind, and reading a month of
@@ -133,6 +133,22 @@ impl Rollup {
     }
 }
 
+/// [`Store::daily_rollups`]'s query. A histogram is only read from rows that recorded a
+/// duration (the others hold zeros), bucket by bucket through SQLite's JSON operator.
+fn daily_rollups_sql() -> String {
+    let buckets: Vec<String> = (0..crate::histogram::BUCKETS)
+        .map(|index| format!("coalesce(sum(histogram ->> {index}) FILTER (WHERE duration_count > 0), 0)"))
+        .collect();
+    format!(
+        "SELECT substr(hour, 1, 10) || 'T00' AS day, app, type, name, command, success, error_category, \
+         sum(count), sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms), {} \
+         FROM metrics WHERE hour >= ?1 AND hour < ?2 AND app = ?3 \
+         GROUP BY day, type, name, command, success, error_category \
+         ORDER BY day, type, name, command, success, error_category",
+        buckets.join(", ")
+    )
+}
+
 fn min_some(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option<u64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(pick(a, b)),
@@ -143,16 +159,26 @@ fn min_some(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option
 /// Adds `rollups` to the `metrics` table inside `tx` (the collector adds counts-only
 /// uploads through it too).
 pub fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -> Result<(), StoreError> {
-    let mut select = tx.prepare_cached(
+    add_rollups_to(tx, "metrics", rollups)
+}
+
+/// Adds `rollups` to `table`, a table with the columns of `metrics` (the collector keeps
+/// its per-day rollups in one).
+pub fn add_rollups_to(
+    tx: &Transaction<'_>,
+    table: &'static str,
+    rollups: &HashMap<RollupKey, Rollup>,
+) -> Result<(), StoreError> {
+    let mut select = tx.prepare_cached(&format!(
         "SELECT count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram \
-         FROM metrics WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
+         FROM {table} WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
          AND error_category = ?7",
-    )?;
-    let mut write = tx.prepare_cached(
-        "INSERT OR REPLACE INTO metrics (hour, app, type, name, command, success, error_category, count, \
+    ))?;
+    let mut write = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {table} (hour, app, type, name, command, success, error_category, count, \
          duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
+    ))?;
     for (key, rollup) in rollups {
         let hour = key.hour.to_string();
         let params = (
@@ -205,6 +231,35 @@ impl crate::Store {
         while let Some(row) = rows.next()? {
             let key = RollupKey::from_row_at(row, 0)?;
             rollups.push((key, Rollup::from_row_at(row, 7)?));
+        }
+        Ok(rollups)
+    }
+
+    /// The rollup rows of `app` whose hour overlaps `period`, summed per UTC day: one row
+    /// per day and key, keyed by the day's first hour, in key order. The same figures as
+    /// adding up [`Store::rollups`] per day (counts and sums added, shortest and longest
+    /// durations kept, histograms added bucket by bucket), but summed by SQLite, so a
+    /// month of one app comes back as a few thousand rows instead of every hour's.
+    pub fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StoreError> {
+        let (from, to) = period.hours();
+        let mut statement = self.conn.prepare_cached(&daily_rollups_sql())?;
+        let mut rows = statement.query((from.to_string(), to.to_string(), app))?;
+        let mut rollups = Vec::new();
+        while let Some(row) = rows.next()? {
+            let key = RollupKey::from_row_at(row, 0)?;
+            let mut histogram = Histogram::default();
+            for (index, slot) in histogram.counts.iter_mut().enumerate() {
+                *slot = row.get::<_, i64>(12 + index)?.max(0) as u64;
+            }
+            let rollup = Rollup {
+                count: row.get::<_, i64>(7)?.max(0) as u64,
+                duration_count: row.get::<_, i64>(8)?.max(0) as u64,
+                duration_total_ms: row.get::<_, i64>(9)?.max(0) as u64,
+                duration_min_ms: row.get::<_, Option<i64>>(10)?.map(|v| v.max(0) as u64),
+                duration_max_ms: row.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+                histogram,
+            };
+            rollups.push((key, rollup));
         }
         Ok(rollups)
     }

@@ -92,6 +92,27 @@ pub struct SessionSummary {
 }
 
 impl Store {
+    /// For each of `periods`: how many distinct installs of `app` had a session during it
+    /// (started before its end and ended at or after its start), counted at hour
+    /// resolution like the rollups: a period covers every hour it overlaps.
+    pub fn installs_with_sessions(&self, app: &str, periods: &[Period]) -> Result<Vec<u64>, StoreError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT count(DISTINCT install_id) FROM sessions WHERE app = ?1 AND started_at < ?3 AND ended_at >= ?2",
+        )?;
+        periods
+            .iter()
+            .map(|period| {
+                let (from, to) = period.hours();
+                let (from, to) = (
+                    tally_core::time::format(from.start()),
+                    tally_core::time::format(to.start()),
+                );
+                let count: i64 = statement.query_row((app, from, to), |row| row.get(0))?;
+                Ok(count as u64)
+            })
+            .collect()
+    }
+
     /// The sessions of `app` (of every app when `None`) that started in `period`.
     pub fn session_summary(&self, app: Option<&str>, period: &Period) -> Result<SessionSummary, StoreError> {
         // Unbounded ends format as years -9999 and 9999, which sort outside every stored

@@ -109,3 +109,78 @@ fn a_session_id_is_a_session_only_within_its_app_and_install() {
         "the first session still lasts 1 ms and holds its own two commands"
     );
 }
+
+/// What the collector's `tally view` reads for charts by day: the rollups summed per UTC
+/// day, and the installs that had a session in given periods.
+#[test]
+fn daily_rollups_sum_each_days_hours_and_sessions_tell_the_active_installs() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(temp.path(), &Default::default()).unwrap();
+    let run = AppRun::new(SESSION);
+    let events: Vec<Event> = [
+        "2026-11-20T08:00:00Z",
+        "2026-11-20T08:30:00Z",
+        "2026-11-20T23:59:59Z",
+        "2026-11-21T00:00:00Z",
+        "2026-11-21T13:15:00Z",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(index, ts)| run.record(task_done(at(ts)).duration_ms(10 + index as u64 * 100)))
+    .chain([run.record(Event::builder("error", "error_occurred").ts(at("2026-11-21T13:20:00Z")))])
+    .collect();
+    store.insert_batch(&events, DropCounts::default()).unwrap();
+
+    let period = tally_core::time::Period {
+        from: at("2026-11-20T00:00:00Z"),
+        to: at("2026-11-22T00:00:00Z"),
+    };
+    let daily = store.daily_rollups("nexus", &period).unwrap();
+    let mut expected: std::collections::BTreeMap<_, tally_store::rollup::Rollup> = Default::default();
+    for (mut key, rollup) in store.rollups(Some("nexus"), &period).unwrap() {
+        key.hour = format!("{}T00", &key.hour.to_string()[..10]).parse().unwrap();
+        expected.entry(key).or_default().merge(&rollup);
+    }
+    assert_eq!(daily, expected.into_iter().collect::<Vec<_>>());
+    let commands: Vec<(String, u64, u64)> = daily
+        .iter()
+        .filter(|(key, _)| key.name == "command_executed")
+        .map(|(key, rollup)| (key.hour.to_string(), rollup.count, rollup.histogram.counts.iter().sum()))
+        .collect();
+    assert_eq!(
+        commands,
+        [("2026-11-20T00".to_owned(), 3, 3), ("2026-11-21T00".to_owned(), 2, 2)]
+    );
+    // Part of a day reads only its hours.
+    let evening = tally_core::time::Period {
+        from: at("2026-11-20T12:00:00Z"),
+        to: at("2026-11-21T12:00:00Z"),
+    };
+    let counts: Vec<u64> = store
+        .daily_rollups("nexus", &evening)
+        .unwrap()
+        .iter()
+        .map(|(_, rollup)| rollup.count)
+        .collect();
+    assert_eq!(counts, [1, 1]);
+
+    let window = |from: &str, to: &str| tally_core::time::Period {
+        from: at(from),
+        to: at(to),
+    };
+    assert_eq!(
+        store
+            .installs_with_sessions(
+                "nexus",
+                &[
+                    window("2026-11-21T10:00:00Z", "2026-11-21T11:00:00Z"),
+                    window("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z"),
+                    window("2026-11-19T00:00:00Z", "2026-11-20T08:00:00Z"),
+                ]
+            )
+            .unwrap(),
+        [1, 0, 0],
+        "a session spanning a window counts; one after or before it does not"
+    );
+    assert_eq!(store.installs_with_sessions("ledger", &[period]).unwrap(), [0]);
+}

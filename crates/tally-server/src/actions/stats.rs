@@ -1,5 +1,12 @@
-//! `stats.get` (`GET /v1/stats`): chart-ready aggregates of one app, from rollups, sessions and the
-//! installs table; never from raw events.
+//! `stats.get` (`GET /v1/stats`): chart-ready aggregates of one app, from rollups, sessions, the
+//! installs table and the daily install activity; never from raw events.
+//!
+//! `active_installs` counts installs by their last sighting before now;
+//! `active_installs_windows` counts, for the 24 hours, 7 days and 30 days before `to` and
+//! for the equally long span before each, the installs active in it, from the daily
+//! install activity at hour resolution (`storage::activity`), so the dashboard can show
+//! each card's change. `previous` holds the totals of the equally long period before
+//! `from`, which the cards compare with.
 //!
 //! The engagement score (0 to 100) is
 //! `round(100 * (0.40 * stickiness + 0.25 * depth + 0.20 * reliability + 0.15 * breadth))`:
@@ -138,10 +145,12 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         from: query.from,
         to: query.to,
     };
-    let rows = state.store.rollups(app, &period).await?;
     let suppression = Suppression::load(state, Some(app)).await?;
-    let fold = Fold::of(&query, &rows, &|row: &RollupKey| Names::of(&suppression, app, row));
+    let names = |row: &RollupKey| Names::of(&suppression, app, row);
+    let rows = read_rollups(state, app, query.bucket, &period).await?;
+    let fold = Fold::of(&query, &rows, &names);
     let sessions = state.store.sessions(app, &period).await?;
+    let previous = previous_period(state, app, &query, &names).await?;
     let since: Vec<Timestamp> = [1i64, 24, 24 * 7, 24 * 30]
         .iter()
         .map(|hours| query.now.checked_sub(hours.hours()).unwrap_or(query.now))
@@ -154,10 +163,13 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         .find(|(name, _)| name == app)
         .map(|(_, counts)| counts)
         .unwrap_or_else(|| vec![0; 4]);
+    let windows = state.store.active_installs_in(app, &windows_before(query.to)).await?;
     let engagement = Engagement::score(&fold, &sessions, &active);
     let (first_day, after_last_day) = days_of(&query);
     let counts = state.store.counts_summary(app, first_day, after_last_day).await?;
     let mut answer = shape(app, &query, fold, &sessions, &active, &engagement);
+    answer["active_installs_windows"] = windows_json(&windows);
+    answer["previous"] = previous;
     answer["counts_only"] = json!({
         "present": counts.uploads > 0,
         "uploads": counts.uploads,
@@ -165,6 +177,102 @@ pub async fn get(state: &AppState, key: &ApiKey, payload: Value) -> ActionResult
         "events": counts.events,
     });
     Ok((axum::http::StatusCode::OK, answer))
+}
+
+/// The rollup rows of `period` for charts by `bucket`: day and week buckets need no
+/// hour, so they read rows already summed per day.
+async fn read_rollups(
+    state: &AppState,
+    app: &str,
+    bucket: Bucket,
+    period: &Period,
+) -> Result<Vec<(RollupKey, Rollup)>, AppError> {
+    Ok(match bucket {
+        Bucket::Hour => state.store.rollups(app, period).await?,
+        Bucket::Day | Bucket::Week => state.store.daily_rollups(app, period).await?,
+    })
+}
+
+/// `previous`: the totals of the equally long period just before `from`, which the
+/// dashboard's cards compare with, so the page needs one request, not two.
+async fn previous_period(
+    state: &AppState,
+    app: &str,
+    query: &Query,
+    names: &(dyn Fn(&RollupKey) -> Names + Sync),
+) -> Result<Value, AppError> {
+    let span = query.to.duration_since(query.from);
+    // No earlier than the earliest time a request can name (year 0), which every
+    // backend can store and compare.
+    let earliest = tally_core::time::parse("0000-01-01T00:00:00Z").unwrap_or(Timestamp::UNIX_EPOCH);
+    let before = Query {
+        from: query.from.checked_sub(span).unwrap_or(earliest).max(earliest),
+        to: query.from,
+        bucket: query.bucket,
+        now: query.now,
+    };
+    let period = Period {
+        from: before.from,
+        to: before.to,
+    };
+    let rows = read_rollups(state, app, before.bucket, &period).await?;
+    let fold = Fold::of(&before, &rows, names);
+    let sessions = state.store.sessions(app, &period).await?;
+    let commands: u64 = fold.commands.values().map(|counts| counts.0).sum();
+    let error_rate = if fold.with_outcome > 0 {
+        fold.failures as f64 / fold.with_outcome as f64
+    } else {
+        0.0
+    };
+    Ok(json!({
+        "from": tally_core::time::format(before.from),
+        "to": tally_core::time::format(before.to),
+        "totals": {
+            "events": fold.events,
+            "sessions": sessions.count,
+            "errors": fold.errors,
+            "commands": commands,
+            "failures": fold.failures,
+        },
+        "sessions": {"count": sessions.count, "avg_duration_ms": sessions.avg_duration_ms.map(|ms| ms.round() as u64)},
+        "error_rate": error_rate,
+    }))
+}
+
+/// The spans of `active_installs_windows`, by name and length in hours.
+const WINDOWS: [(&str, i64); 3] = [("24h", 24), ("7d", 24 * 7), ("30d", 24 * 30)];
+
+/// For each of [`WINDOWS`]: the span of that length ending at `to`, then the equally
+/// long span before it.
+fn windows_before(to: Timestamp) -> Vec<Period> {
+    let back = |hours: i64| to.checked_sub(hours.hours()).unwrap_or(Timestamp::MIN);
+    WINDOWS
+        .iter()
+        .flat_map(|(_, hours)| {
+            [
+                Period { from: back(*hours), to },
+                Period {
+                    from: back(2 * hours),
+                    to: back(*hours),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// `active_installs_windows` from the counts of [`windows_before`]'s spans.
+fn windows_json(counts: &[u64]) -> Value {
+    let mut windows = serde_json::Map::new();
+    for (index, (name, _)) in WINDOWS.iter().enumerate() {
+        windows.insert(
+            (*name).to_owned(),
+            json!({
+                "current": counts.get(2 * index).copied().unwrap_or(0),
+                "previous": counts.get(2 * index + 1).copied().unwrap_or(0),
+            }),
+        );
+    }
+    Value::Object(windows)
 }
 
 /// Checks the payload: the key's app, a period `from < to` (default: the 7 days before

@@ -287,6 +287,19 @@ impl Storage for LocalStore {
         self.read(move |store| store.rollups(Some(&app), &period)).await
     }
 
+    async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let (app, period) = (app.to_owned(), *period);
+        self.read(move |store| store.daily_rollups(&app, &period)).await
+    }
+
+    async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {
+        // A local store keeps no install activity table: its sessions say when its
+        // install (or installs, after a restore) was active.
+        let (app, windows) = (app.to_owned(), windows.to_vec());
+        self.read(move |store| store.installs_with_sessions(&app, &windows))
+            .await
+    }
+
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
         let (app, period) = (app.to_owned(), *period);
         self.read(move |store| store.session_summary(Some(&app), &period)).await

@@ -180,6 +180,57 @@ fn ingest_paths() -> Value {
     })
 }
 
+/// The answer of `/v1/stats`, with the install counts spelled out (docs/API.md lists the
+/// rest of its fields).
+fn stats_schema() -> Value {
+    let count = json!({"type": "integer", "minimum": 0});
+    let window = json!({
+        "type": "object",
+        "required": ["current", "previous"],
+        "properties": {
+            "current": {"type": "integer", "minimum": 0, "description": "installs active in the span before `to`"},
+            "previous": {"type": "integer", "minimum": 0, "description": "installs active in the equally long span before that"},
+        },
+    });
+    json!({
+        "type": "object",
+        "required": ["app", "from", "to", "bucket", "totals", "active_installs", "active_installs_windows", "sessions", "series", "previous"],
+        "properties": {
+            "app": {"type": "string"},
+            "from": {"type": "string"},
+            "to": {"type": "string"},
+            "bucket": {"enum": ["hour", "day", "week"]},
+            "totals": {"type": "object"},
+            "active_installs": {
+                "type": "object",
+                "description": "installs last seen within 1 hour, 24 hours, 7 days and 30 days before now",
+                "required": ["1h", "24h", "7d", "30d"],
+                "properties": {"1h": count, "24h": count, "7d": count, "30d": count},
+            },
+            "active_installs_windows": {
+                "type": "object",
+                "description": "installs active in the 24 hours, 7 days and 30 days before `to`, and in the equally long span before each, from the per-day install activity at hour resolution",
+                "required": ["24h", "7d", "30d"],
+                "properties": {"24h": window, "7d": window, "30d": window},
+            },
+            "sessions": {"type": "object"},
+            "series": {"type": "array", "items": {"type": "object"}},
+            "previous": {
+                "type": "object",
+                "description": "the totals of the equally long period just before `from`, for comparisons",
+                "required": ["from", "to", "totals", "sessions", "error_rate"],
+                "properties": {
+                    "from": {"type": "string"},
+                    "to": {"type": "string"},
+                    "totals": {"type": "object"},
+                    "sessions": {"type": "object"},
+                    "error_rate": {"type": "number"},
+                },
+            },
+        },
+    })
+}
+
 /// The admin's routes: aggregates, the live stream, erasure.
 fn admin_paths() -> Value {
     json!({
@@ -188,7 +239,7 @@ fn admin_paths() -> Value {
                 "summary": "Chart-ready aggregates of the key's app (role admin); see docs/API.md for the engagement score.",
                 "security": [{"bearer": []}],
                 "parameters": query(Action::Stats),
-                "responses": with(common_errors(&[]), "200", ok("aggregates", json!({"type": "object"}))),
+                "responses": with(common_errors(&[]), "200", ok("aggregates", stats_schema())),
             }
         },
         "/v1/stream": {
@@ -287,6 +338,11 @@ mod tests {
         assert_eq!(parameter("/v1/events", "limit")["maximum"], 1_000);
         assert_eq!(parameter("/v1/events", "from")["format"], "date-time");
         assert_eq!(parameter("/v1/stats", "bucket")["enum"], json!(["hour", "day", "week"]));
+        let stats = &document["paths"]["/v1/stats"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert_eq!(
+            stats["properties"]["active_installs_windows"]["required"],
+            json!(["24h", "7d", "30d"])
+        );
         let event = &document["components"]["schemas"]["Event"];
         assert_eq!(event["additionalProperties"], false);
         let pattern = event["properties"]["id"]["pattern"].as_str().unwrap();

@@ -9,6 +9,7 @@
 //! also keeps the sessions, hourly rollups, installs and lifetime totals in step, so
 //! the read side never scans raw events for aggregates.
 
+pub mod activity;
 pub mod postgres;
 pub mod sqlite;
 
@@ -373,6 +374,20 @@ pub trait Storage: Send + Sync + 'static {
     /// Rollup rows of `app` for every hour `period` overlaps, in key order.
     async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError>;
 
+    /// Rollup rows of `app` for every hour `period` overlaps, summed per UTC day and
+    /// keyed by the day's first hour, in key order: [`activity::sum_by_day`] of
+    /// [`Storage::rollups`] (the shortest and longest durations aside once an erasure
+    /// took some out). The collector's backends read the whole days from their per-day
+    /// rollups and only the partial end days from the hourly rows
+    /// ([`activity::DailyRead`]), so a month is a few thousand rows instead of every
+    /// hour's.
+    async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError>;
+
+    /// For each of `windows`, in the same order: how many distinct installs of `app` were
+    /// active in it, from the per-day install activity (see [`activity`]): exact for
+    /// windows of whole hours, and counting every hour a window overlaps otherwise.
+    async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError>;
+
     /// Sessions of `app` that started in `period`.
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError>;
 
@@ -397,8 +412,8 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Erases one install in one transaction: takes what its stored raw events and
     /// counts-only days added back out of the rollups and lifetime totals, then deletes
-    /// its raw events, sessions, counts-only days, group memberships, key, spent nonces
-    /// and install row. Events already expired were counted without an install and stay.
+    /// its raw events, sessions, counts-only days, group memberships, daily activity,
+    /// key, spent nonces and install row. Events already expired were counted without an install and stay.
     async fn erase_install(&self, app: &str, install_id: &str) -> Result<Erasure, StorageError>;
 
     /// Registers `key_hash` (SHA-256 of the install's public key) for an install that
@@ -427,8 +442,8 @@ pub trait Storage: Send + Sync + 'static {
     /// What the collector holds about one install.
     async fn install_summary(&self, app: &str, install_id: &str) -> Result<InstallSummary, StorageError>;
 
-    /// Deletes raw events, sessions, counts uploads and install rows older than
-    /// `before`; rollups and totals stay. Returns the events deleted.
+    /// Deletes raw events, sessions, counts uploads, install rows and the daily install
+    /// activity of days older than `before`; rollups and totals stay. Returns the events deleted.
     async fn expire(&self, before: Timestamp) -> Result<u64, StorageError>;
 
     /// Stores a new key.

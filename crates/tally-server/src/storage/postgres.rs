@@ -14,7 +14,9 @@
 //! Connections use no TLS (the workspace builds without OpenSSL): run the collector
 //! next to its database or through a TLS-terminating proxy.
 
+mod activity;
 mod batch;
+mod daily;
 mod migrations;
 mod partitions;
 
@@ -312,11 +314,12 @@ async fn install_uploads(
 /// when no timed event is left.
 async fn subtract_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
+    table: &'static str,
     rollups: &BTreeMap<RollupKey, Rollup>,
 ) -> Result<(), PostgresError> {
     let update = tx
-        .prepare_cached(
-            "UPDATE metrics AS m SET count = m.count - $8, duration_count = m.duration_count - $9, \
+        .prepare_cached(&format!(
+            "UPDATE {table} AS m SET count = m.count - $8, duration_count = m.duration_count - $9, \
              duration_total_ms = m.duration_total_ms - $10, \
              duration_min_ms = CASE WHEN m.duration_count - $9 <= 0 THEN NULL ELSE m.duration_min_ms END, \
              duration_max_ms = CASE WHEN m.duration_count - $9 <= 0 THEN NULL ELSE m.duration_max_ms END, \
@@ -324,13 +327,13 @@ async fn subtract_rollups(
                FROM unnest(m.histogram, $11::int8[]) WITH ORDINALITY AS h(mine, theirs, bucket) ORDER BY h.bucket) \
              WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 AND success = $6 \
                AND error_category = $7",
-        )
+        ))
         .await?;
     let delete = tx
-        .prepare_cached(
-            "DELETE FROM metrics WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 \
+        .prepare_cached(&format!(
+            "DELETE FROM {table} WHERE hour = $1 AND app = $2 AND type = $3 AND name = $4 AND command = $5 \
              AND success = $6 AND error_category = $7 AND count <= 0",
-        )
+        ))
         .await?;
     for (key, rollup) in rollups {
         let success = key.success as i16;
@@ -394,7 +397,8 @@ impl PostgresStorage {
             totals,
             events: uncounted,
         } = super::contributions(&events, &uploads);
-        subtract_rollups(&tx, &rollups).await?;
+        subtract_rollups(&tx, "metrics", &rollups).await?;
+        subtract_rollups(&tx, "metrics_daily", &super::activity::to_days(&rollups)).await?;
         for ((kind, name, success), count) in &totals {
             let success = *success as i16;
             tx.execute(
@@ -418,6 +422,7 @@ impl PostgresStorage {
             "sessions",
             "installs",
             "group_installs",
+            "install_days",
             "count_uploads",
             "install_keys",
             "install_nonces",
@@ -460,7 +465,10 @@ impl PostgresStorage {
             tx.rollback().await?;
             return Ok(false);
         }
-        batch::add_rollups(&tx, &super::counts_rollups(counts)).await?;
+        let rollups = super::counts_rollups(counts);
+        batch::add_rollups(&tx, &rollups).await?;
+        // A day's counts land in its first hour: the per-day key already.
+        daily::record_daily_rollups(&tx, &rollups).await?;
         let totals = super::counts_totals(counts)
             .into_iter()
             .map(|((kind, name, success), count)| {
@@ -475,6 +483,11 @@ impl PostgresStorage {
         let installs = BTreeMap::from([((counts.app.as_str(), counts.install_id.as_str()), (seen, seen))]);
         batch::see_installs(&tx, &installs).await?;
         batch::add_group_installs(&tx, &super::counts_groups(counts)).await?;
+        let days = BTreeMap::from([(
+            (counts.app.as_str(), counts.install_id.as_str(), counts.day),
+            super::activity::COUNTS_HOURS,
+        )]);
+        activity::record_install_days(&tx, &days).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -641,6 +654,17 @@ impl Storage for PostgresStorage {
             .await?;
         let rows = client.query(&statement, &[&app, &from, &to]).await?;
         Ok(rows.iter().map(rollup_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let mut client = self.client().await?;
+        Ok(daily::read(&mut client, app, period).await?)
+    }
+
+    async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {
+        let windows: Vec<_> = windows.iter().map(super::activity::ActivityWindow::of).collect();
+        let mut client = self.client().await?;
+        Ok(activity::count_installs_in(&mut client, app, &windows).await?)
     }
 
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
@@ -939,10 +963,26 @@ impl Storage for PostgresStorage {
             &[&before],
         )
         .await?;
+        // So does its daily activity: the days before the cutoff's go by date below, and
+        // an expiring install's last ones can only be on the cutoff's day. `install_days`
+        // then never names an install the installs table no longer has
+        // (`ActivityWindow::answered_by_last_seen`).
+        tx.execute(
+            "DELETE FROM install_days AS d USING installs AS i \
+             WHERE i.app = d.app AND i.install_id = d.install_id AND i.last_seen < $1 \
+               AND d.day = ($1 AT TIME ZONE 'UTC')::date",
+            &[&before],
+        )
+        .await?;
         tx.execute("DELETE FROM installs WHERE last_seen < $1", &[&before])
             .await?;
         tx.execute(
             "DELETE FROM count_uploads WHERE day < ($1 AT TIME ZONE 'UTC')::date",
+            &[&before],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM install_days WHERE day < ($1 AT TIME ZONE 'UTC')::date",
             &[&before],
         )
         .await?;

@@ -16,11 +16,12 @@ pub(crate) struct Backend {
 }
 
 /// Every table of the collector that holds an install id, in both backends.
-pub(crate) const INSTALL_TABLES: [&str; 7] = [
+pub(crate) const INSTALL_TABLES: [&str; 8] = [
     "events",
     "sessions",
     "installs",
     "group_installs",
+    "install_days",
     "count_uploads",
     "install_keys",
     "install_nonces",

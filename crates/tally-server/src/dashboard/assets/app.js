@@ -1,5 +1,5 @@
 // The Tally dashboard: signs in, reads /dashboard/api/stats (the /v1/stats JSON) for the
-// chosen period and the one before it, draws cards, SVG charts and tables, and follows
+// chosen period (with the one before it in `previous`), draws cards, SVG charts and tables, and follows
 // the live stream. It builds every node with the DOM API, never from HTML strings.
 "use strict";
 
@@ -97,8 +97,7 @@ function period(days) {
   const hour = 3600 * 1000;
   const to = new Date(Math.ceil(Date.now() / hour) * hour);
   const from = new Date(to.getTime() - days * 24 * hour);
-  const before = new Date(from.getTime() - days * 24 * hour);
-  return { to: to.toISOString(), from: from.toISOString(), before: before.toISOString() };
+  return { to: to.toISOString(), from: from.toISOString() };
 }
 
 function statsQuery(from, to) {
@@ -110,10 +109,11 @@ async function load() {
   const generation = ++view.generation;
   const span = period(view.days);
   try {
-    const [stats, previous] = await Promise.all([statsQuery(span.from, span.to), statsQuery(span.before, span.from)]);
+    // One request: `previous` holds the totals of the days before, for the changes.
+    const stats = await statsQuery(span.from, span.to);
     if (generation !== view.generation) return;
     $("load-error").textContent = "";
-    render(stats, previous);
+    render(stats, stats.previous);
     const main = $("main");
     main.dataset.app = view.app;
     main.dataset.from = span.from;
@@ -125,18 +125,19 @@ async function load() {
   }
 }
 
-function change(now, before, lowerIsBetter) {
+function change(now, before, lowerIsBetter, span) {
+  const previous = span || `${view.days} days`;
   if (now === null || before === null || before === undefined) return { text: "no earlier data", tone: "" };
-  if (before === 0) return { text: now === 0 ? "no change" : "new this period", tone: "" };
+  if (before === 0) return { text: now === 0 ? "no change" : "new this period", tone: "", before };
   const ratio = (now - before) / before;
-  if (Math.abs(ratio) < 0.0005) return { text: `no change vs previous ${view.days} days`, tone: "" };
+  if (Math.abs(ratio) < 0.0005) return { text: `no change vs previous ${previous}`, tone: "", before };
   const better = lowerIsBetter ? ratio < 0 : ratio > 0;
   const sign = ratio > 0 ? "+" : "−";
-  return { text: `${sign}${percent.format(Math.abs(ratio))} vs previous ${view.days} days`, tone: better ? "good" : "bad" };
+  return { text: `${sign}${percent.format(Math.abs(ratio))} vs previous ${previous}`, tone: better ? "good" : "bad", before };
 }
 
 function card(id, label, value, shown, delta) {
-  const changeNode = el("div", { class: `change ${delta.tone}`, text: delta.text });
+  const changeNode = el("div", { class: `change ${delta.tone}`, text: delta.text, "data-previous": delta.before === undefined || delta.before === null ? "" : String(delta.before) });
   return el("div", { class: "card", id: `card-${id}` },
     el("div", { class: "value", "data-value": String(value), text: shown }),
     el("div", { class: "label", text: label }),
@@ -144,14 +145,16 @@ function card(id, label, value, shown, delta) {
 }
 
 function render(stats, previous) {
-  // Installs keep only their last sighting, so there is no earlier period to compare with.
-  const installs = { text: "as of now", tone: "" };
+  // Installs active in the 24 h, 7 days and 30 days before the period's end, each
+  // against the equally long span before it.
+  const active = (span) => stats.active_installs_windows[span];
+  const installs = (span, label) => change(active(span).current, active(span).previous, false, label);
   $("span").textContent = `${stats.app}: ${stats.from.slice(0, 10)} to ${stats.to.slice(0, 10)} (UTC), compared with the ${view.days} days before.`;
   const avg = stats.sessions.avg_duration_ms;
   $("cards").replaceChildren(
-    card("active-24h", "Active installs today (24 h)", stats.active_installs["24h"], numbers.format(stats.active_installs["24h"]), installs),
-    card("active-7d", "Active installs 7 days", stats.active_installs["7d"], numbers.format(stats.active_installs["7d"]), installs),
-    card("active-30d", "Active installs 30 days", stats.active_installs["30d"], numbers.format(stats.active_installs["30d"]), installs),
+    card("active-24h", "Active installs today (24 h)", active("24h").current, numbers.format(active("24h").current), installs("24h", "24 h")),
+    card("active-7d", "Active installs 7 days", active("7d").current, numbers.format(active("7d").current), installs("7d", "7 days")),
+    card("active-30d", "Active installs 30 days", active("30d").current, numbers.format(active("30d").current), installs("30d", "30 days")),
     card("sessions", "Sessions", stats.sessions.count, numbers.format(stats.sessions.count), change(stats.sessions.count, previous.sessions.count)),
     card("session-length", "Average session", avg === null ? "" : avg, duration(avg), change(avg, previous.sessions.avg_duration_ms)),
     card("commands", "Commands", stats.totals.commands, numbers.format(stats.totals.commands), change(stats.totals.commands, previous.totals.commands)),

@@ -160,6 +160,10 @@ impl Batch {
             upsert_installs(tx, &new).await?;
             upsert_totals(tx, &new).await?;
             insert_group_installs(tx, &new).await?;
+            super::activity::record_install_days(tx, &crate::storage::activity::install_days(new.iter().copied()))
+                .await?;
+            super::daily::record_daily_rollups(tx, &crate::storage::activity::daily_rollups_of(new.iter().copied()))
+                .await?;
         }
         Ok(flags)
     }

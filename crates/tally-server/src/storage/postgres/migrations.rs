@@ -193,6 +193,87 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
     "#,
+    // 11 (dashboard speed and changes): which hours of each UTC day each install was
+    // active in (`storage::activity`), so the installs active in a period and in the
+    // period before are exact counts; and the rollups per day.
+    // Filled from what still shows activity: raw events and sessions (their hours),
+    // counts-only days (the day's first hour) and each install's first and last
+    // sighting. Days between those whose raw events retention already dropped stay
+    // unknown.
+    r#"
+    CREATE TABLE install_days (
+        app        text COLLATE "C" NOT NULL,
+        day        date             NOT NULL,  -- UTC
+        install_id text COLLATE "C" NOT NULL,
+        hours      integer          NOT NULL,  -- bit h: events in the hour from h:00 UTC
+        PRIMARY KEY (app, day, install_id)
+    );
+    CREATE INDEX install_days_app_install_id ON install_days (app, install_id);
+    -- Every install with activity has its installs row (counting by last sighting relies
+    -- on it); events stored before migration 4 made the installs table get theirs.
+    INSERT INTO installs (app, install_id, first_seen, last_seen)
+    SELECT app, install_id, min(first), max(last) FROM (
+        SELECT app, install_id, min(ts) AS first, max(ts) AS last FROM events GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(started_at), max(ended_at) FROM sessions GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(day)::timestamp AT TIME ZONE 'UTC', max(day)::timestamp AT TIME ZONE 'UTC'
+        FROM count_uploads GROUP BY app, install_id
+    ) AS seen
+    GROUP BY app, install_id
+    ON CONFLICT (app, install_id) DO NOTHING;
+    INSERT INTO install_days (app, day, install_id, hours)
+    SELECT app, day, install_id, bit_or(1 << hour) FROM (
+        SELECT app, (ts AT TIME ZONE 'UTC')::date AS day, install_id,
+               extract(hour FROM ts AT TIME ZONE 'UTC')::int AS hour FROM events
+        UNION
+        SELECT app, (started_at AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM started_at AT TIME ZONE 'UTC')::int FROM sessions
+        UNION
+        SELECT app, (ended_at AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM ended_at AT TIME ZONE 'UTC')::int FROM sessions
+        UNION
+        SELECT app, day, install_id, 0 FROM count_uploads
+        UNION
+        SELECT app, (first_seen AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM first_seen AT TIME ZONE 'UTC')::int FROM installs
+        UNION
+        SELECT app, (last_seen AT TIME ZONE 'UTC')::date, install_id,
+               extract(hour FROM last_seen AT TIME ZONE 'UTC')::int FROM installs
+    ) AS seen
+    GROUP BY app, day, install_id;
+    -- The hourly rollups summed per UTC day (`storage::activity`), so a chart by day or
+    -- week reads one row per day and key; filled from every hourly row, histograms added
+    -- bucket by bucket (31 buckets, `tally_store::histogram::BUCKETS`).
+    CREATE TABLE metrics_daily (
+        hour              text COLLATE "C" NOT NULL,  -- YYYY-MM-DDT00: the day's first hour, UTC
+        app               text COLLATE "C" NOT NULL,
+        type              text COLLATE "C" NOT NULL,
+        name              text COLLATE "C" NOT NULL,
+        command           text COLLATE "C" NOT NULL,
+        success           smallint         NOT NULL,
+        error_category    text COLLATE "C" NOT NULL,
+        count             bigint           NOT NULL,
+        duration_count    bigint           NOT NULL,
+        duration_total_ms bigint           NOT NULL,
+        duration_min_ms   bigint,
+        duration_max_ms   bigint,
+        histogram         bigint[]         NOT NULL,
+        PRIMARY KEY (app, hour, type, name, command, success, error_category)
+    );
+    INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
+        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
+    SELECT left(hour, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
+        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
+        ARRAY[sum(histogram[1]), sum(histogram[2]), sum(histogram[3]), sum(histogram[4]), sum(histogram[5]), sum(histogram[6]),
+               sum(histogram[7]), sum(histogram[8]), sum(histogram[9]), sum(histogram[10]), sum(histogram[11]), sum(histogram[12]),
+               sum(histogram[13]), sum(histogram[14]), sum(histogram[15]), sum(histogram[16]), sum(histogram[17]), sum(histogram[18]),
+               sum(histogram[19]), sum(histogram[20]), sum(histogram[21]), sum(histogram[22]), sum(histogram[23]), sum(histogram[24]),
+               sum(histogram[25]), sum(histogram[26]), sum(histogram[27]), sum(histogram[28]), sum(histogram[29]), sum(histogram[30]),
+               sum(histogram[31])]::bigint[]
+    FROM metrics
+    GROUP BY left(hour, 10), app, type, name, command, success, error_category;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -140,6 +140,8 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
         "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, 1) \
          ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + 1",
     )?;
+    record_install_days(tx, super::activity::install_days(new.iter().copied()))?;
+    record_daily_rollups(tx, &super::activity::daily_rollups_of(new.iter().copied()))?;
     let mut member = tx.prepare_cached(&add_member_sql())?;
     let pairs: BTreeSet<_> = new.iter().flat_map(|event| super::groups_of(event)).collect();
     for pair in pairs {
@@ -155,6 +157,119 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
         ))?;
     }
     Ok(())
+}
+
+/// Adds `days` (per app, install and UTC day, the hours it was active in) to
+/// `install_days`, inside the batch's transaction.
+fn record_install_days(
+    conn: &rusqlite::Connection,
+    days: BTreeMap<(&str, &str, Date), i32>,
+) -> Result<(), rusqlite::Error> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO install_days (app, day, install_id, hours) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (app, day, install_id) DO UPDATE SET hours = hours | excluded.hours",
+    )?;
+    for ((app, install_id, day), hours) in days {
+        upsert.execute((app, day.to_string(), install_id, hours))?;
+    }
+    Ok(())
+}
+
+/// Adds `days` (rollups keyed by their day's first hour) to `metrics_daily`, inside the
+/// batch's or upload's transaction.
+fn record_daily_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    days: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), tally_store::StoreError> {
+    let days: std::collections::HashMap<RollupKey, Rollup> =
+        days.iter().map(|(key, rollup)| (key.clone(), rollup.clone())).collect();
+    tally_store::rollup::add_rollups_to(tx, "metrics_daily", &days)
+}
+
+/// Rollup rows of `table` (`metrics` or `metrics_daily`) of `app` with `from <= hour < to`.
+fn read_rollups(
+    conn: &Connection,
+    table: &'static str,
+    app: &str,
+    from: HourKey,
+    to: HourKey,
+) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+    // `metrics` is keyed by hour first, `metrics_daily` by app first: each range is an
+    // index range.
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT hour, app, type, name, command, success, error_category, count, duration_count, \
+         duration_total_ms, duration_min_ms, duration_max_ms, histogram FROM {table} \
+         WHERE app = ?1 AND hour >= ?2 AND hour < ?3"
+    ))?;
+    let mut rows = statement.query((app, from.to_string(), to.to_string()))?;
+    let mut rollups = Vec::new();
+    while let Some(row) = rows.next()? {
+        rollups.push((RollupKey::from_row_at(row, 0)?, Rollup::from_row_at(row, 7)?));
+    }
+    Ok(rollups)
+}
+
+/// [`Storage::daily_rollups`] in one read transaction: whole days from `metrics_daily`,
+/// the partial days at the ends from `metrics`.
+fn read_daily_rollups(conn: &Connection, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+    let read = super::activity::DailyRead::of(period);
+    let tx = conn.unchecked_transaction()?;
+    let mut rows = Vec::new();
+    if let Some((first, end)) = read.days {
+        rows = read_rollups(&tx, "metrics_daily", app, first, end)?;
+    }
+    let mut hourly = Vec::new();
+    for part in &read.hours {
+        let (from, to) = part.hours();
+        hourly.extend(read_rollups(&tx, "metrics", app, from, to)?);
+    }
+    tx.commit()?;
+    rows.extend(super::activity::sum_by_day(hourly));
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(rows)
+}
+
+/// For each of `windows`: the installs of `app` active in it. A window ending after the
+/// app's last sighting is an index count on `installs`
+/// ([`super::activity::ActivityWindow::answered_by_last_seen`]); any other counts the
+/// distinct installs of its days in `install_days`, at hour resolution on its end days.
+fn count_installs_in(
+    conn: &Connection,
+    app: &str,
+    windows: &[super::activity::ActivityWindow],
+) -> Result<Vec<u64>, StorageError> {
+    let tx = conn.unchecked_transaction()?;
+    let latest: Option<String> = tx.query_row("SELECT max(last_seen) FROM installs WHERE app = ?1", [app], |row| {
+        row.get(0)
+    })?;
+    let latest = latest.as_deref().map(parse_ts).transpose()?;
+    let mut seen_since = tx.prepare_cached("SELECT count(*) FROM installs WHERE app = ?1 AND last_seen >= ?2")?;
+    let mut active_in = tx.prepare_cached(
+        "SELECT count(DISTINCT install_id) FROM install_days WHERE app = ?1 AND day >= ?2 AND day <= ?4 \
+         AND CASE WHEN day > ?2 AND day < ?4 THEN 1 WHEN day = ?2 THEN (hours & ?3) <> 0 \
+           ELSE (hours & ?5) <> 0 END",
+    )?;
+    let mut counts = Vec::with_capacity(windows.len());
+    for window in windows {
+        let count: i64 = if window.answered_by_last_seen(latest) {
+            seen_since.query_row((app, text(window.start)), |row| row.get(0))?
+        } else {
+            active_in.query_row(
+                (
+                    app,
+                    window.first_day.to_string(),
+                    window.first_hours,
+                    window.last_day.to_string(),
+                    window.last_hours,
+                ),
+                |row| row.get(0),
+            )?
+        };
+        counts.push(count.max(0) as u64);
+    }
+    drop((seen_since, active_in));
+    tx.commit()?;
+    Ok(counts)
 }
 
 /// Remembers install `?5` in group (`?1`..`?4`) while the group holds fewer than
@@ -218,7 +333,8 @@ fn erase_in(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<
         totals,
         events: uncounted,
     } = super::contributions(&events, &uploads);
-    subtract_rollups(conn, &rollups)?;
+    subtract_rollups(conn, "metrics", &rollups)?;
+    subtract_rollups(conn, "metrics_daily", &super::activity::to_days(&rollups))?;
     for ((kind, name, success), count) in &totals {
         conn.execute(
             "UPDATE totals SET count = count - ?5 WHERE app = ?1 AND type = ?2 AND name = ?3 AND success = ?4",
@@ -232,6 +348,7 @@ fn erase_in(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<
     for table in [
         "installs",
         "group_installs",
+        "install_days",
         "count_uploads",
         "install_keys",
         "install_nonces",
@@ -248,26 +365,30 @@ fn erase_in(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<
     })
 }
 
-/// Takes `rollups` back out of the hourly rollups; a row left with no event goes. The
-/// shortest and longest durations of a row cannot be taken back and are cleared when
-/// no timed event is left.
-fn subtract_rollups(conn: &rusqlite::Connection, rollups: &BTreeMap<RollupKey, Rollup>) -> Result<(), StorageError> {
-    let mut select = conn.prepare_cached(
-        "SELECT count, duration_count, duration_total_ms, histogram FROM metrics \
+/// Takes `rollups` back out of `table` (the hourly rollups, or the per-day ones with
+/// keys of days); a row left with no event goes. The shortest and longest durations of
+/// a row cannot be taken back and are cleared when no timed event is left.
+fn subtract_rollups(
+    conn: &rusqlite::Connection,
+    table: &'static str,
+    rollups: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), StorageError> {
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT count, duration_count, duration_total_ms, histogram FROM {table} \
          WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
          AND error_category = ?7",
-    )?;
-    let mut update = conn.prepare_cached(
-        "UPDATE metrics SET count = ?8, duration_count = ?9, duration_total_ms = ?10, histogram = ?11, \
+    ))?;
+    let mut update = conn.prepare_cached(&format!(
+        "UPDATE {table} SET count = ?8, duration_count = ?9, duration_total_ms = ?10, histogram = ?11, \
          duration_min_ms = CASE WHEN ?9 = 0 THEN NULL ELSE duration_min_ms END, \
          duration_max_ms = CASE WHEN ?9 = 0 THEN NULL ELSE duration_max_ms END \
          WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 AND success = ?6 \
          AND error_category = ?7",
-    )?;
-    let mut delete = conn.prepare_cached(
-        "DELETE FROM metrics WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 \
+    ))?;
+    let mut delete = conn.prepare_cached(&format!(
+        "DELETE FROM {table} WHERE hour = ?1 AND app = ?2 AND type = ?3 AND name = ?4 AND command = ?5 \
          AND success = ?6 AND error_category = ?7",
-    )?;
+    ))?;
     for (key, rollup) in rollups {
         let params = (
             &key.hour.to_string(),
@@ -372,6 +493,8 @@ impl Storage for SqliteStorage {
             }
             let rollups: std::collections::HashMap<_, _> = super::counts_rollups(&counts).into_iter().collect();
             tally_store::rollup::add_rollups(&tx, &rollups)?;
+            // A day's counts land in its first hour: the per-day key already.
+            tally_store::rollup::add_rollups_to(&tx, "metrics_daily", &rollups)?;
             let mut total = tx.prepare_cached(
                 "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + excluded.count",
@@ -393,6 +516,13 @@ impl Storage for SqliteStorage {
                 member.execute(pair)?;
             }
             drop(member);
+            record_install_days(
+                &tx,
+                BTreeMap::from([(
+                    (counts.app.as_str(), counts.install_id.as_str(), counts.day),
+                    super::activity::COUNTS_HOURS,
+                )]),
+            )?;
             tx.commit()?;
             Ok(true)
         })
@@ -442,6 +572,17 @@ impl Storage for SqliteStorage {
     async fn rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
         let (app, period) = (app.to_owned(), *period);
         blocking(&self.reader, move |store| Ok(store.rollups(Some(&app), &period)?)).await
+    }
+
+    async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
+        let (app, period) = (app.to_owned(), *period);
+        blocking(&self.tables, move |conn| read_daily_rollups(conn, &app, &period)).await
+    }
+
+    async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {
+        let app = app.to_owned();
+        let windows: Vec<_> = windows.iter().map(super::activity::ActivityWindow::of).collect();
+        blocking(&self.tables, move |conn| count_installs_in(conn, &app, &windows)).await
     }
 
     async fn sessions(&self, app: &str, period: &Period) -> Result<SessionSummary, StorageError> {
@@ -607,6 +748,17 @@ impl Storage for SqliteStorage {
                  WHERE i.app = group_installs.app AND i.install_id = group_installs.install_id \
                    AND i.last_seen < ?1)",
                 [&cutoff],
+            )?;
+            // So does its daily activity: the days before the cutoff's go by date, and
+            // an expiring install's last ones can only be on the cutoff's day.
+            // `install_days` then never names an install the installs table no longer has
+            // (`ActivityWindow::answered_by_last_seen`).
+            conn.execute("DELETE FROM install_days WHERE day < ?1", [&cutoff[..10]])?;
+            conn.execute(
+                "DELETE FROM install_days WHERE day = ?2 AND EXISTS (SELECT 1 FROM installs AS i \
+                 WHERE i.app = install_days.app AND i.install_id = install_days.install_id \
+                   AND i.last_seen < ?1)",
+                [&cutoff, &cutoff[..10].to_owned()],
             )?;
             conn.execute("DELETE FROM installs WHERE last_seen < ?1", [&cutoff])?;
             conn.execute("DELETE FROM count_uploads WHERE day < ?1", [&cutoff[..10]])?;

@@ -1,8 +1,8 @@
 //! The embedded backend's own tables and their versioned migrations.
 //!
 //! The file is a `tally-store` store (events, sessions, rollups: one write path for
-//! apps and collector), plus the tables only a collector needs: `installs`, `totals`
-//! and `api_keys`. `tally-store` owns `PRAGMA user_version`; this schema's version lives
+//! apps and collector), plus the tables only a collector needs: `installs`, `totals`,
+//! `install_days`, `api_keys` and the others below. `tally-store` owns `PRAGMA user_version`; this schema's version lives
 //! in its own one-row table, `collector_schema`. Each migration runs in one
 //! `BEGIN IMMEDIATE` transaction that re-reads the version first, like the store's.
 //! Migrations only ever append to [`MIGRATIONS`]; a shipped one never changes.
@@ -114,6 +114,91 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
     CREATE INDEX IF NOT EXISTS events_app_install_id ON events (app, install_id);
+"#,
+    // 6 (dashboard speed and changes): which hours of each UTC day each install was
+    // active in (`storage::activity`), so the installs active in a period and in the
+    // period before are exact counts; and the rollups per day.
+    // Filled from what still shows activity: raw events and sessions (their hours),
+    // counts-only days (the day's first hour) and each install's first and last
+    // sighting. Days between those whose raw events retention already deleted stay
+    // unknown.
+    r#"
+    CREATE TABLE install_days (
+        app        TEXT NOT NULL,
+        day        TEXT NOT NULL,            -- YYYY-MM-DD, UTC
+        install_id TEXT NOT NULL,
+        hours      INTEGER NOT NULL,         -- bit h: events in the hour from h:00 UTC
+        PRIMARY KEY (app, day, install_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX install_days_app_install_id ON install_days (app, install_id);
+    -- Every install with activity has its installs row (counting by last sighting relies
+    -- on it); a database whose events predate the installs table gets the missing ones.
+    INSERT OR IGNORE INTO installs (app, install_id, first_seen, last_seen)
+    SELECT app, install_id, min(first), max(last) FROM (
+        SELECT app, install_id, min(ts) AS first, max(ts) AS last FROM events GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(started_at), max(ended_at) FROM sessions GROUP BY app, install_id
+        UNION ALL
+        SELECT app, install_id, min(day) || 'T00:00:00.000Z', max(day) || 'T00:00:00.000Z' FROM count_uploads
+        GROUP BY app, install_id
+    )
+    GROUP BY app, install_id;
+    INSERT INTO install_days (app, day, install_id, hours)
+    SELECT app, day, install_id, sum(1 << hour) FROM (
+        SELECT app, substr(ts, 1, 10) AS day, install_id, CAST(substr(ts, 12, 2) AS INTEGER) AS hour FROM events
+        UNION
+        SELECT app, substr(started_at, 1, 10), install_id, CAST(substr(started_at, 12, 2) AS INTEGER) FROM sessions
+        UNION
+        SELECT app, substr(ended_at, 1, 10), install_id, CAST(substr(ended_at, 12, 2) AS INTEGER) FROM sessions
+        UNION
+        SELECT app, day, install_id, 0 FROM count_uploads
+        UNION
+        SELECT app, substr(first_seen, 1, 10), install_id, CAST(substr(first_seen, 12, 2) AS INTEGER) FROM installs
+        UNION
+        SELECT app, substr(last_seen, 1, 10), install_id, CAST(substr(last_seen, 12, 2) AS INTEGER) FROM installs
+    )
+    GROUP BY app, day, install_id;
+    -- The hourly rollups summed per UTC day (`storage::activity`), so a chart by day or
+    -- week reads one row per day and key; filled from every hourly row, histograms added
+    -- bucket by bucket (31 buckets, `tally_store::histogram::BUCKETS`).
+    CREATE TABLE metrics_daily (
+        hour              TEXT NOT NULL,     -- YYYY-MM-DDT00: the day's first hour, UTC
+        app               TEXT NOT NULL,
+        type              TEXT NOT NULL,
+        name              TEXT NOT NULL,
+        command           TEXT NOT NULL,
+        success           INTEGER NOT NULL,
+        error_category    TEXT NOT NULL,
+        count             INTEGER NOT NULL,
+        duration_count    INTEGER NOT NULL,
+        duration_total_ms INTEGER NOT NULL,
+        duration_min_ms   INTEGER,
+        duration_max_ms   INTEGER,
+        histogram         TEXT NOT NULL,     -- JSON array of counts per duration bucket
+        PRIMARY KEY (app, hour, type, name, command, success, error_category)
+    ) WITHOUT ROWID;
+    INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
+        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
+    SELECT substr(hour, 1, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
+        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
+        '[' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 0 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 1 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 2 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 3 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 4 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 5 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 6 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 7 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 8 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 9 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 10 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 11 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 12 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 13 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 14 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 15 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 16 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 17 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 18 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 19 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 20 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 21 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 22 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 23 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 24 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 25 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 26 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 27 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 28 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 29 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 30 ELSE 0 END) || ']'
+    FROM metrics
+    GROUP BY substr(hour, 1, 10), app, type, name, command, success, error_category;
 "#,
 ];
 
