@@ -610,6 +610,14 @@ fn representable(ts: Timestamp) -> Timestamp {
     ts.max(EARLIEST)
 }
 
+/// `period` with both ends [`representable`].
+fn representable_period(period: &Period) -> Period {
+    Period {
+        from: representable(period.from),
+        to: representable(period.to),
+    }
+}
+
 #[async_trait]
 impl Storage for PostgresStorage {
     fn backend(&self) -> &'static str {
@@ -658,11 +666,14 @@ impl Storage for PostgresStorage {
 
     async fn daily_rollups(&self, app: &str, period: &Period) -> Result<Vec<(RollupKey, Rollup)>, StorageError> {
         let mut client = self.client().await?;
-        Ok(daily::read(&mut client, app, period).await?)
+        Ok(daily::read(&mut client, app, &representable_period(period)).await?)
     }
 
     async fn active_installs_in(&self, app: &str, windows: &[Period]) -> Result<Vec<u64>, StorageError> {
-        let windows: Vec<_> = windows.iter().map(super::activity::ActivityWindow::of).collect();
+        let windows: Vec<_> = windows
+            .iter()
+            .map(|window| super::activity::ActivityWindow::of(&representable_period(window)))
+            .collect();
         let mut client = self.client().await?;
         Ok(activity::count_installs_in(&mut client, app, &windows).await?)
     }
@@ -675,7 +686,7 @@ impl Storage for PostgresStorage {
                  WHERE app = $1 AND started_at >= $2 AND started_at < $3",
             )
             .await?;
-        let (from, to) = (representable(period.from), representable(period.to));
+        let Period { from, to } = representable_period(period);
         let row = client.query_one(&statement, &[&app, &from, &to]).await?;
         Ok(SessionSummary {
             count: row.try_get::<_, i64>(0)? as u64,
