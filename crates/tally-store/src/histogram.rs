@@ -95,20 +95,25 @@ impl Histogram {
     fn from_plain_json(text: &[u8]) -> Option<Histogram> {
         let inner = text.strip_prefix(b"[")?.strip_suffix(b"]")?;
         let mut counts = [0u64; BUCKETS];
-        let mut fields = inner.split(|byte| *byte == b',');
-        for count in &mut counts {
-            let field = fields.next()?;
-            if field.is_empty() || field.len() > 19 || (field.len() > 1 && field[0] == b'0') {
-                return None;
-            }
-            for digit in field {
-                if !digit.is_ascii_digit() {
+        let mut bucket = 0;
+        // Digits of the current count; a count of more than 19 digits may not fit.
+        let mut digits = 0;
+        for byte in inner {
+            if byte.is_ascii_digit() {
+                // JSON forbids leading zeros.
+                if digits == 19 || (digits == 1 && counts[bucket] == 0) {
                     return None;
                 }
-                *count = *count * 10 + u64::from(digit - b'0');
+                counts[bucket] = counts[bucket] * 10 + u64::from(byte - b'0');
+                digits += 1;
+            } else if *byte == b',' && digits > 0 && bucket + 1 < BUCKETS {
+                bucket += 1;
+                digits = 0;
+            } else {
+                return None;
             }
         }
-        fields.next().is_none().then_some(Histogram { counts })
+        (bucket + 1 == BUCKETS && digits > 0).then_some(Histogram { counts })
     }
 }
 

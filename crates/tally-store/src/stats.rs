@@ -176,8 +176,9 @@ impl Store {
              duration_min_ms, duration_max_ms, histogram FROM metrics WHERE hour >= ?1 AND hour < ?2",
         )?;
         let mut rows = statement.query((from_hour.to_string(), to_hour.to_string()))?;
-        // The rows come in key order, hour first, so the hour and what it means locally
-        // are worked out once per hour rather than once per row.
+        // The rows of one hour come together (the key starts with the hour), so the hour
+        // and what it means locally are worked out once per hour rather than once per
+        // row. Rows in any other order would still add up, only at more cost.
         let mut hour = String::new();
         while let Some(row) = rows.next()? {
             let text = text_at(row, 0)?;
@@ -194,10 +195,12 @@ impl Store {
             let count = row.get::<_, i64>(5)? as u64;
             let name = text_at(row, 1)?;
             let rolled = if name == "command_executed" {
+                let success = row.get(3)?;
                 Some(CommandRow {
                     command: text_at(row, 2)?,
-                    success: row.get(3)?,
-                    category: text_at(row, 4)?,
+                    success,
+                    // Only failures are counted per category.
+                    category: if success == 0 { text_at(row, 4)? } else { "" },
                     durations: Rollup::from_row_at(row, 5)?,
                 })
             } else {
@@ -211,6 +214,8 @@ impl Store {
             builder.end_hour();
         }
         let mut summaries = builders.map(SummaryBuilder::finish);
+        // One sessions query per period: a single query over both would visit the same
+        // rows, and each is one range of the `started_at` index.
         for (summary, period) in summaries.iter_mut().zip(&periods) {
             let sessions = self.session_summary(None, period)?;
             summary.sessions = sessions.count;
@@ -343,12 +348,42 @@ struct CommandRow<'r> {
     durations: Rollup,
 }
 
+/// Per command summaries, and where each is in the list. Rows of one command come
+/// together (they differ only in outcome and category), so the last one found is tried
+/// before the map.
+#[derive(Default)]
+struct Commands {
+    list: Vec<CommandSummary>,
+    index: HashMap<String, usize>,
+    last: usize,
+}
+
+impl Commands {
+    /// The summary of `command`, new if it is the first row of it.
+    fn get(&mut self, command: &str) -> &mut CommandSummary {
+        if self.list.get(self.last).is_none_or(|last| last.command != command) {
+            self.last = match self.index.get(command) {
+                Some(index) => *index,
+                None => {
+                    self.list.push(CommandSummary {
+                        command: command.to_owned(),
+                        ..CommandSummary::default()
+                    });
+                    self.index.insert(command.to_owned(), self.list.len() - 1);
+                    self.list.len() - 1
+                }
+            };
+        }
+        &mut self.list[self.last]
+    }
+}
+
 /// One period's summary while its rollup rows are read.
 struct SummaryBuilder {
     /// The rollup hours the period overlaps, `[first, end)`.
     hours: (HourKey, HourKey),
     summary: PeriodSummary,
-    commands: HashMap<String, CommandSummary>,
+    commands: Commands,
     categories: HashMap<(String, String), u64>,
     /// Whether the hour being read lies in this period.
     in_hour: bool,
@@ -363,7 +398,7 @@ impl SummaryBuilder {
         SummaryBuilder {
             hours: period.hours(),
             summary: PeriodSummary::default(),
-            commands: HashMap::new(),
+            commands: Commands::default(),
             categories: HashMap::new(),
             in_hour: false,
             local: None,
@@ -411,16 +446,7 @@ impl SummaryBuilder {
         let with_outcome = if row.success >= 0 { count } else { 0 };
         self.hour_activity.commands += count;
         self.hour_activity.failures += failures;
-        let per_command = match self.commands.get_mut(row.command) {
-            Some(found) => found,
-            None => self
-                .commands
-                .entry(row.command.to_owned())
-                .or_insert_with(|| CommandSummary {
-                    command: row.command.to_owned(),
-                    ..CommandSummary::default()
-                }),
-        };
+        let per_command = self.commands.get(row.command);
         for entry in [&mut self.summary.commands, per_command] {
             entry.runs += count;
             entry.failures += failures;
@@ -440,7 +466,7 @@ impl SummaryBuilder {
     fn finish(mut self) -> PeriodSummary {
         self.end_hour();
         let mut summary = self.summary;
-        summary.by_command = self.commands.into_values().collect();
+        summary.by_command = self.commands.list;
         summary
             .by_command
             .sort_by(|a, b| b.runs.cmp(&a.runs).then_with(|| a.command.cmp(&b.command)));
