@@ -16,6 +16,8 @@
 //! VIEWS_RETENTION_DAYS=none` makes the store of issue 10 (`tally demo --days 90
 //! --events 1000000`, every raw event kept). `VIEWS_SETUP_SQL` is run on the store once
 //! it is made, to try what an index would change before a migration adds it.
+//! `VIEWS_COMPARE_TALLY=PATH` also times another build of `tally` (say, the one before
+//! a change) in the same rounds, and prints each view's time against it.
 //!
 //! Then every round runs each of these once, in a rotating order, and times it:
 //!
@@ -79,7 +81,12 @@ fn now() -> Timestamp {
 
 /// Runs `tally` with `args` and returns how long it took, from spawn to exit.
 fn tally(dir: &Path, args: &[&str]) -> Duration {
-    let mut command = Command::new(TALLY);
+    run_tally(Path::new(TALLY), dir, args)
+}
+
+/// Runs the `tally` at `binary` with `args` and returns how long it took.
+fn run_tally(binary: &Path, dir: &Path, args: &[&str]) -> Duration {
+    let mut command = Command::new(binary);
     if args != ["--version"] {
         command.args(["--app", "bench", "--dir"]).arg(dir).args(["--now", NOW]);
     }
@@ -273,7 +280,10 @@ fn make_store(dir: &Path, shape: &StoreShape) {
     if let Ok(sql) = std::env::var("VIEWS_SETUP_SQL") {
         let start = Instant::now();
         conn.execute_batch(&sql).expect("VIEWS_SETUP_SQL");
-        println!("store: VIEWS_SETUP_SQL ({sql}) took {:.1} s", start.elapsed().as_secs_f64());
+        println!(
+            "store: VIEWS_SETUP_SQL ({sql}) took {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
     }
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
     println!(
@@ -407,10 +417,17 @@ fn main() {
     make_store(dir, &shape);
     check_baselines(dir);
 
-    let kinds = kinds();
+    let mut kinds = kinds();
+    let other = std::env::var_os("VIEWS_COMPARE_TALLY").map(std::path::PathBuf::from);
+    if let Some(other) = &other {
+        kinds.extend(other_kinds(other));
+    }
     let times = measure(dir, &kinds, runs);
     print_table(&kinds, &times, runs);
     print_ratios(&times);
+    if let Some(other) = &other {
+        print_comparison(other, &times);
+    }
 }
 
 /// The kinds the ratios and targets refer to, by their index in [`kinds`].
@@ -467,6 +484,57 @@ fn kinds() -> Vec<(&'static str, Measure)> {
             timed(report_queries),
         ),
     ]
+}
+
+/// The views of `VIEWS_COMPARE_TALLY` (another build of `tally`, such as the one before a
+/// change), timed in the same rounds as this build's, in the order of [`COMPARED`].
+fn other_kinds(other: &Path) -> Vec<(&'static str, Measure)> {
+    COMPARED
+        .iter()
+        .map(|(_, name, args)| {
+            let other = other.to_owned();
+            let measure: Measure = Box::new(move |dir| run_tally(&other, dir, args));
+            (*name, measure)
+        })
+        .collect()
+}
+
+/// The views compared with `VIEWS_COMPARE_TALLY`: this build's kind, and the other's
+/// name and arguments.
+const COMPARED: [(usize, &str, &[&str]); 6] = [
+    (START, "VIEWS_COMPARE_TALLY --version", &["--version"]),
+    (STATUS, "VIEWS_COMPARE_TALLY status", &["status"]),
+    (STATS, "VIEWS_COMPARE_TALLY stats --month", &["stats", "--month"]),
+    (INSIGHTS, "VIEWS_COMPARE_TALLY insights", &["insights"]),
+    (
+        REPORT_HTML,
+        "VIEWS_COMPARE_TALLY report --month --format html",
+        &["report", "--month", "--format", "html"],
+    ),
+    (
+        REPORT_TEXT,
+        "VIEWS_COMPARE_TALLY report --month",
+        &["report", "--month"],
+    ),
+];
+
+/// This build against `VIEWS_COMPARE_TALLY`, view by view, as medians of the per-round
+/// ratios (both ran in every round, so load that comes and goes hits both alike).
+fn print_comparison(other: &Path, times: &[Vec<f64>]) {
+    let first = times.len() - COMPARED.len();
+    println!();
+    println!("this build against {}:", other.display());
+    for (index, (kind, name, _)) in COMPARED.iter().enumerate() {
+        let theirs = &times[first + index];
+        let ratios: Vec<f64> = times[*kind].iter().zip(theirs).map(|(x, y)| x / y).collect();
+        println!(
+            "  {}: median {:.2} ms against {:.2} ms, {:.2}x (median of rounds)",
+            name.trim_start_matches("VIEWS_COMPARE_TALLY "),
+            median(&times[*kind]),
+            median(theirs),
+            median(&ratios)
+        );
+    }
 }
 
 /// Runs every kind once per round, in a rotating order after warm-up rounds; returns

@@ -289,9 +289,15 @@ impl Store {
         // index and `min`/`max` each read one end of `events_ts`; together they made
         // SQLite read and compare every stored `ts` (at a million events, 1.3 billion
         // instructions against 11 million).
-        let events: i64 = self.conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
-        let oldest: Option<String> = self.conn.query_row("SELECT min(ts) FROM events", [], |row| row.get(0))?;
-        let newest: Option<String> = self.conn.query_row("SELECT max(ts) FROM events", [], |row| row.get(0))?;
+        let events: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+        let oldest: Option<String> = self
+            .conn
+            .query_row("SELECT min(ts) FROM events", [], |row| row.get(0))?;
+        let newest: Option<String> = self
+            .conn
+            .query_row("SELECT max(ts) FROM events", [], |row| row.get(0))?;
         let events_ever: i64 = self
             .conn
             .query_row("SELECT coalesce(sum(count), 0) FROM metrics", [], |row| row.get(0))?;
@@ -454,7 +460,11 @@ impl SummaryBuilder {
             entry.durations.merge(&row.durations);
         }
         if failures > 0 {
-            let category = if row.category.is_empty() { "unknown" } else { row.category };
+            let category = if row.category.is_empty() {
+                "unknown"
+            } else {
+                row.category
+            };
             *self
                 .categories
                 .entry((row.command.to_owned(), category.to_owned()))

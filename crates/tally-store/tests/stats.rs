@@ -29,9 +29,9 @@ fn history() -> Vec<Event> {
         let run = AppRun::new(&format!("0198a0b1-0000-7000-8000-{session:012}"));
         let mut ts = before(now(), random.below(60 * DAY_MS as u64) as i64);
         for _ in 0..75 {
-            ts = Timestamp::from_millisecond((ts.as_millisecond() + random.below(20 * 60 * 1000) as i64).min(
-                now().as_millisecond() - 1,
-            ))
+            ts = Timestamp::from_millisecond(
+                (ts.as_millisecond() + random.below(20 * 60 * 1000) as i64).min(now().as_millisecond() - 1),
+            )
             .unwrap();
             let builder = match random.below(10) {
                 0 => Event::builder("workspace", "workspace_created"),

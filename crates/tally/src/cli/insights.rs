@@ -308,12 +308,15 @@ fn most_repeated(recent: &[(Timestamp, String)]) -> Option<(Vec<&str>, u64, f64)
             *continued.entry(chain.prefix()).or_default() += count;
         }
     }
-    let words = |chain: &Chain| -> Vec<&str> { chain.commands().iter().map(|number| names[*number as usize]).collect() };
+    let words =
+        |chain: &Chain| -> Vec<&str> { chain.commands().iter().map(|number| names[*number as usize]).collect() };
     counts
         .iter()
         .filter(|(chain, count)| {
             let commands = chain.commands();
-            commands.len() > 1 && **count >= SEQUENCE_MIN_REPEATS && commands.iter().any(|command| *command != commands[0])
+            commands.len() > 1
+                && **count >= SEQUENCE_MIN_REPEATS
+                && commands.iter().any(|command| *command != commands[0])
         })
         .filter_map(|(chain, count)| {
             let base = continued.get(&chain.prefix())?;
@@ -441,7 +444,9 @@ mod tests {
         let mut previous = 0usize;
         (0..length)
             .map(|_| {
-                ts = ts.checked_add(jiff::SignedDuration::from_secs(next(600) as i64)).unwrap();
+                ts = ts
+                    .checked_add(jiff::SignedDuration::from_secs(next(600) as i64))
+                    .unwrap();
                 previous = if next(3) == 0 {
                     next(names.len() as u64) as usize
                 } else {
