@@ -1,6 +1,6 @@
-//! The local views on a large store: `tally stats --month` and `tally insights` on a
-//! store written with 1,000,000 events over a year, against baselines measured in the
-//! same run (see `docs/BENCHMARKS.md`, section 4).
+//! The local views on a large store: `tally status`, `stats --month`, `insights` and
+//! `report --month` on a store written with 1,000,000 events, against baselines measured
+//! in the same run (see `docs/BENCHMARKS.md`, section 4).
 //!
 //! The store is made once per run, untimed as far as the views go:
 //!
@@ -11,13 +11,23 @@
 //!    events older than 90 days, as the SDK's daily maintenance would. The store then
 //!    holds raw events for 90 days and rollups for the whole year.
 //!
+//! `VIEWS_DAYS` (default 365) changes the days of history and `VIEWS_RETENTION_DAYS`
+//! (default 90; `none` skips step 2) the maintenance: `VIEWS_DAYS=90
+//! VIEWS_RETENTION_DAYS=none` makes the store of issue 10 (`tally demo --days 90
+//! --events 1000000`, every raw event kept). `VIEWS_SETUP_SQL` is run on the store once
+//! it is made, to try what an index would change before a migration adds it.
+//! `VIEWS_COMPARE_TALLY=PATH` also times another build of `tally` (say, the one before
+//! a change) in the same rounds, and prints each view's time against it.
+//!
 //! Then every round runs each of these once, in a rotating order, and times it:
 //!
 //! - the real binary (`env!("CARGO_BIN_EXE_tally")`), from spawn to exit, output
-//!   discarded: `--version` (process start), `status`, `stats --month` and `insights`;
+//!   discarded: `--version` (process start), `status`, `stats --month`, `insights`,
+//!   `report --month --format html` and `report --month` (text);
 //! - in this process, each with a connection of its own: what `stats --month` asks of the
-//!   store (`Store::open` and `summarize`), what `insights` asks of it (`summarize` of
-//!   this month and the one before, and the last 20,000 commands), and two naive raw-SQL
+//!   store (`Store::open` and `summarize`), what `insights` asks of it (a summary of
+//!   this month and the one before, and the last 20,000 commands), what `report` asks of
+//!   it (the two months and the month's latest 5 failures), and two naive raw-SQL
 //!   scans that compute the same month's per-command counts and durations from raw
 //!   events with rusqlite, to show what the rollups save.
 //!
@@ -38,14 +48,32 @@ use tally_store::{OpenOptions, RetentionPolicy, Store};
 const TALLY: &str = env!("CARGO_BIN_EXE_tally");
 /// The time every part of the run treats as now, so that each run measures the same store.
 const NOW: &str = "2026-11-22T12:00:00Z";
+/// Days of history, unless `VIEWS_DAYS` says otherwise.
 const DAYS: u32 = 365;
+/// Raw events kept by maintenance, unless `VIEWS_RETENTION_DAYS` says otherwise.
 const RETENTION_DAYS: u32 = 90;
 /// `stats --month` and `insights` cover the last 30 days.
 const MONTH_DAYS: i64 = 30;
 /// The commands `insights` reads to find repeated sequences.
 const SEQUENCE_WINDOW: u64 = 20_000;
+/// The latest failures of its period `report` lists.
+const LATEST_FAILURES: u64 = 5;
 const WARM_UP_RUNS: usize = 5;
-const TARGET_MS: f64 = 50.0;
+/// Issue 10's targets, per view, in milliseconds.
+const TARGETS_MS: [(usize, &str, f64); 4] = [
+    (STATUS, "status", 30.0),
+    (STATS, "stats --month", 50.0),
+    (INSIGHTS, "insights", 50.0),
+    (REPORT_HTML, "report --month --format html", 80.0),
+];
+
+/// What the store is made of.
+struct StoreShape {
+    events: u64,
+    days: u32,
+    /// Days of raw events maintenance keeps; `None` keeps them all.
+    retention_days: Option<u32>,
+}
 
 fn now() -> Timestamp {
     NOW.parse().unwrap()
@@ -53,7 +81,12 @@ fn now() -> Timestamp {
 
 /// Runs `tally` with `args` and returns how long it took, from spawn to exit.
 fn tally(dir: &Path, args: &[&str]) -> Duration {
-    let mut command = Command::new(TALLY);
+    run_tally(Path::new(TALLY), dir, args)
+}
+
+/// Runs the `tally` at `binary` with `args` and returns how long it took.
+fn run_tally(binary: &Path, dir: &Path, args: &[&str]) -> Duration {
+    let mut command = Command::new(binary);
     if args != ["--version"] {
         command.args(["--app", "bench", "--dir"]).arg(dir).args(["--now", NOW]);
     }
@@ -120,10 +153,19 @@ fn rollup_summary(dir: &Path) -> BTreeMap<String, (Counts, Option<u64>)> {
 fn insights_queries(dir: &Path) -> usize {
     let store = Store::open(dir, &OpenOptions::default()).unwrap();
     let tz = TimeZone::system();
-    let current = store.summarize(&month(), &tz).unwrap();
-    let previous = store.summarize(&month().previous(), &tz).unwrap();
+    let (current, previous) = store.summarize_with_previous(&month(), &tz).unwrap();
     let recent = store.recent_commands(&month(), SEQUENCE_WINDOW).unwrap();
     current.by_command.len() + previous.by_command.len() + recent.len()
+}
+
+/// What `report --month` asks of the store: this month and the one before from the
+/// rollups, and the latest failures from raw events.
+fn report_queries(dir: &Path) -> usize {
+    let store = Store::open(dir, &OpenOptions::default()).unwrap();
+    let tz = TimeZone::system();
+    let (current, previous) = store.summarize_with_previous(&month(), &tz).unwrap();
+    let failures = store.recent_errors(&month(), LATEST_FAILURES).unwrap();
+    current.by_command.len() + previous.by_command.len() + failures.len()
 }
 
 /// Only the last 20,000 commands, which `insights` reads from raw events.
@@ -202,40 +244,55 @@ fn raw_rows_median(dir: &Path) -> BTreeMap<String, (u64, u64, Option<u64>)> {
 }
 
 /// Writes the store the views read, and reports what it holds and how long it took.
-fn make_store(dir: &Path, events: u64) {
+fn make_store(dir: &Path, shape: &StoreShape) {
     let start = Instant::now();
+    let StoreShape { events, days, .. } = *shape;
     let events_arg = events.to_string();
-    let days_arg = DAYS.to_string();
+    let days_arg = days.to_string();
     tally(dir, &["demo", "--events", &events_arg, "--days", &days_arg]);
     let demo = start.elapsed();
+    println!(
+        "store: `tally demo --events {events} --days {days}` took {:.1} s",
+        demo.as_secs_f64()
+    );
 
-    let start = Instant::now();
     let mut store = Store::open(dir, &OpenOptions::default()).unwrap();
-    let policy = RetentionPolicy {
-        retention_days: RETENTION_DAYS,
-        max_bytes: u64::MAX,
-    };
-    let report = store.run_maintenance(&policy, now(), &|| false).unwrap();
-    assert!(report.completed);
-    let maintenance = start.elapsed();
+    if let Some(retention_days) = shape.retention_days {
+        let start = Instant::now();
+        let policy = RetentionPolicy {
+            retention_days,
+            max_bytes: u64::MAX,
+        };
+        let report = store.run_maintenance(&policy, now(), &|| false).unwrap();
+        assert!(report.completed);
+        println!(
+            "store: maintenance ({retention_days} days, no size cap) took {:.1} s and deleted {} raw events; \
+             {:.1} MB before it",
+            start.elapsed().as_secs_f64(),
+            report.expired_for_age,
+            report.bytes_before as f64 / 1e6
+        );
+    } else {
+        println!("store: no maintenance, every raw event kept");
+    }
 
     let conn = store.connection();
+    if let Ok(sql) = std::env::var("VIEWS_SETUP_SQL") {
+        let start = Instant::now();
+        conn.execute_batch(&sql).expect("VIEWS_SETUP_SQL");
+        println!(
+            "store: VIEWS_SETUP_SQL ({sql}) took {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
     let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
     println!(
-        "store: `tally demo --events {events} --days {DAYS}` took {:.1} s; maintenance ({RETENTION_DAYS} days, no size \
-         cap) took {:.1} s and deleted {} raw events",
-        demo.as_secs_f64(),
-        maintenance.as_secs_f64(),
-        report.expired_for_age
-    );
-    println!(
-        "store: {} raw events, {} events in rollups, {} rollup rows, {} sessions, {:.1} MB (was {:.1} MB before maintenance)",
+        "store: {} raw events, {} events in rollups, {} rollup rows, {} sessions, {:.1} MB",
         count("SELECT count(*) FROM events"),
         count("SELECT coalesce(sum(count), 0) FROM metrics"),
         count("SELECT count(*) FROM metrics"),
         count("SELECT count(*) FROM sessions"),
-        report.bytes_after as f64 / 1e6,
-        report.bytes_before as f64 / 1e6
+        store.size_bytes().unwrap() as f64 / 1e6
     );
     let (from, to) = hour_bounds(&month());
     let month_raw: i64 = conn
@@ -334,24 +391,57 @@ fn main() {
             .and_then(|value| value.parse().ok())
             .unwrap_or(default)
     };
-    let (events, runs) = if test_mode {
-        (20_000, 2)
+    let retention_days = match std::env::var("VIEWS_RETENTION_DAYS") {
+        Ok(value) if value == "none" => None,
+        Ok(value) => Some(value.parse().expect("VIEWS_RETENTION_DAYS: a number of days or `none`")),
+        Err(_) => Some(RETENTION_DAYS),
+    };
+    let (shape, runs) = if test_mode {
+        let shape = StoreShape {
+            events: 20_000,
+            days: DAYS,
+            retention_days: Some(RETENTION_DAYS),
+        };
+        (shape, 2)
     } else {
-        (env("VIEWS_EVENTS", 1_000_000), env("VIEWS_RUNS", 200) as usize)
+        let shape = StoreShape {
+            events: env("VIEWS_EVENTS", 1_000_000),
+            days: env("VIEWS_DAYS", DAYS.into()) as u32,
+            retention_days,
+        };
+        (shape, env("VIEWS_RUNS", 200) as usize)
     };
 
     let temp = tempfile::tempdir().expect("temporary directory");
     let dir = temp.path();
-    make_store(dir, events);
+    make_store(dir, &shape);
     check_baselines(dir);
 
-    let kinds = kinds();
+    let mut kinds = kinds();
+    let other = std::env::var_os("VIEWS_COMPARE_TALLY").map(std::path::PathBuf::from);
+    if let Some(other) = &other {
+        kinds.extend(other_kinds(other));
+    }
     let times = measure(dir, &kinds, runs);
     print_table(&kinds, &times, runs);
     print_ratios(&times);
+    if let Some(other) = &other {
+        print_comparison(other, &times);
+    }
 }
 
-/// What is measured, in the order the ratios below refer to by index.
+/// The kinds the ratios and targets refer to, by their index in [`kinds`].
+const START: usize = 0;
+const STATUS: usize = 1;
+const STATS: usize = 2;
+const INSIGHTS: usize = 3;
+const REPORT_HTML: usize = 4;
+const REPORT_TEXT: usize = 5;
+const SUMMARIZE: usize = 6;
+const RAW_GROUP_BY: usize = 9;
+const RAW_ROWS: usize = 10;
+
+/// What is measured, in the order of the indexes above.
 fn kinds() -> Vec<(&'static str, Measure)> {
     vec![
         (
@@ -362,11 +452,19 @@ fn kinds() -> Vec<(&'static str, Measure)> {
         ("tally stats --month", Box::new(|dir| tally(dir, &["stats", "--month"]))),
         ("tally insights", Box::new(|dir| tally(dir, &["insights"]))),
         (
+            "tally report --month --format html",
+            Box::new(|dir| tally(dir, &["report", "--month", "--format", "html"])),
+        ),
+        (
+            "tally report --month (text)",
+            Box::new(|dir| tally(dir, &["report", "--month"])),
+        ),
+        (
             "in process: open + summarize (what stats --month reads)",
             timed(rollup_summary),
         ),
         (
-            "in process: open + summarize x2 + recent_commands (what insights reads)",
+            "in process: open + summarize_with_previous + recent_commands (what insights reads)",
             timed(insights_queries),
         ),
         (
@@ -381,7 +479,62 @@ fn kinds() -> Vec<(&'static str, Measure)> {
             "in process: naive raw SQL, the month's rows into Rust, exact medians",
             timed(raw_rows_median),
         ),
+        (
+            "in process: open + summarize_with_previous + the month's 5 latest failures (what report reads)",
+            timed(report_queries),
+        ),
     ]
+}
+
+/// The views of `VIEWS_COMPARE_TALLY` (another build of `tally`, such as the one before a
+/// change), timed in the same rounds as this build's, in the order of [`COMPARED`].
+fn other_kinds(other: &Path) -> Vec<(&'static str, Measure)> {
+    COMPARED
+        .iter()
+        .map(|(_, name, args)| {
+            let other = other.to_owned();
+            let measure: Measure = Box::new(move |dir| run_tally(&other, dir, args));
+            (*name, measure)
+        })
+        .collect()
+}
+
+/// The views compared with `VIEWS_COMPARE_TALLY`: this build's kind, and the other's
+/// name and arguments.
+const COMPARED: [(usize, &str, &[&str]); 6] = [
+    (START, "VIEWS_COMPARE_TALLY --version", &["--version"]),
+    (STATUS, "VIEWS_COMPARE_TALLY status", &["status"]),
+    (STATS, "VIEWS_COMPARE_TALLY stats --month", &["stats", "--month"]),
+    (INSIGHTS, "VIEWS_COMPARE_TALLY insights", &["insights"]),
+    (
+        REPORT_HTML,
+        "VIEWS_COMPARE_TALLY report --month --format html",
+        &["report", "--month", "--format", "html"],
+    ),
+    (
+        REPORT_TEXT,
+        "VIEWS_COMPARE_TALLY report --month",
+        &["report", "--month"],
+    ),
+];
+
+/// This build against `VIEWS_COMPARE_TALLY`, view by view, as medians of the per-round
+/// ratios (both ran in every round, so load that comes and goes hits both alike).
+fn print_comparison(other: &Path, times: &[Vec<f64>]) {
+    let first = times.len() - COMPARED.len();
+    println!();
+    println!("this build against {}:", other.display());
+    for (index, (kind, name, _)) in COMPARED.iter().enumerate() {
+        let theirs = &times[first + index];
+        let ratios: Vec<f64> = times[*kind].iter().zip(theirs).map(|(x, y)| x / y).collect();
+        println!(
+            "  {}: median {:.2} ms against {:.2} ms, {:.2}x (median of rounds)",
+            name.trim_start_matches("VIEWS_COMPARE_TALLY "),
+            median(&times[*kind]),
+            median(theirs),
+            median(&ratios)
+        );
+    }
 }
 
 /// Runs every kind once per round, in a rotating order after warm-up rounds; returns
@@ -432,25 +585,35 @@ fn print_ratios(times: &[Vec<f64>]) {
         median(&diffs)
     };
     println!();
-    for (view, name) in [(2, "stats --month"), (3, "insights")] {
+    let views = [
+        (STATUS, "status"),
+        (STATS, "stats --month"),
+        (INSIGHTS, "insights"),
+        (REPORT_HTML, "report --month --format html"),
+        (REPORT_TEXT, "report --month"),
+    ];
+    for (view, name) in views {
         println!(
-            "{name}: {:.2}x process start, {:+.2} ms over it (medians of rounds); {:.2}x status",
-            per_round(view, 0),
-            minus_per_round(view, 0),
-            per_round(view, 1)
+            "{name}: {:.2}x process start, {:+.2} ms over it; {:.2}x status; {:.2}x naive GROUP BY; {:.2}x naive rows \
+             into Rust (medians of rounds)",
+            per_round(view, START),
+            minus_per_round(view, START),
+            per_round(view, STATUS),
+            per_round(view, RAW_GROUP_BY),
+            per_round(view, RAW_ROWS)
         );
     }
-    for (raw, name) in [(7, "GROUP BY"), (8, "rows into Rust")] {
+    for (raw, name) in [(RAW_GROUP_BY, "GROUP BY"), (RAW_ROWS, "rows into Rust")] {
         println!(
             "naive raw SQL ({name}) / the rollups' summarize: {:.1}x (median of rounds)",
-            per_round(raw, 4)
+            per_round(raw, SUMMARIZE)
         );
     }
-    for (view, name) in [(2, "stats --month"), (3, "insights")] {
+    for (view, name, target) in TARGETS_MS {
         let med = median(&times[view]);
         println!(
-            "target <= {TARGET_MS} ms, {name}: median {med:.2} ms: {}",
-            if med <= TARGET_MS { "met" } else { "NOT met" }
+            "target <= {target} ms, {name}: median {med:.2} ms: {}",
+            if med <= target { "met" } else { "NOT met" }
         );
     }
 }

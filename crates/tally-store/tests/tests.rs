@@ -18,4 +18,5 @@ mod retention;
 mod sessions;
 mod size_cap;
 mod spool;
+mod stats;
 mod store_doc;

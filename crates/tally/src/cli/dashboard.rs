@@ -191,7 +191,7 @@ fn load(store: &Store, title: &str, now: Timestamp, tz: &TimeZone) -> Result<Das
         .collect();
 
     let recent_errors = store
-        .recent_errors(RECENT_ERRORS)?
+        .recent_errors(&Period::ALL, RECENT_ERRORS)?
         .into_iter()
         .map(|error| ErrorRow {
             when: local_time(&error.ts, &local_now, tz),

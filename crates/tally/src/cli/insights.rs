@@ -36,8 +36,7 @@ pub(crate) fn run(target: &Target, args: &InsightsArgs, out: &mut dyn Write) -> 
     let (days, label) = args.period.days();
     let period = Period::last_days(target.now(), days);
     let tz = TimeZone::system();
-    let current = store.summarize(&period, &tz)?;
-    let previous = store.summarize(&period.previous(), &tz)?;
+    let (current, previous) = store.summarize_with_previous(&period, &tz)?;
     let everything = !args.slow && !args.errors;
     writeln!(out, "{} insights ({label})", target.title())?;
     if current.commands.runs == 0 {
@@ -250,44 +249,7 @@ fn failing_commands(current: &PeriodSummary) -> Vec<String> {
 /// commands follow each other often by chance; only a predictable sequence is worth
 /// an alias.
 fn repeated_sequence(recent: &[(Timestamp, String)], days: i64) -> Option<String> {
-    // Counts of every chain of 1, 2 and 3 commands close together; a chain's prefix
-    // count is the denominator of its confidence.
-    let mut counts: HashMap<Vec<&str>, u64> = HashMap::new();
-    for length in 1..=3usize {
-        for window in recent.windows(length) {
-            let close = window
-                .windows(2)
-                .all(|pair| pair[1].0.duration_since(pair[0].0).as_secs() <= SEQUENCE_GAP_MINUTES * 60);
-            if close {
-                *counts
-                    .entry(window.iter().map(|(_, command)| command.as_str()).collect())
-                    .or_default() += 1;
-            }
-        }
-    }
-    // How often each chain continued to anything: the base of its confidence.
-    let mut continued: HashMap<Vec<&str>, u64> = HashMap::new();
-    for (chain, count) in &counts {
-        if chain.len() > 1 {
-            *continued.entry(chain[..chain.len() - 1].to_vec()).or_default() += count;
-        }
-    }
-    let (sequence, count, confidence) = counts
-        .iter()
-        .filter(|(chain, count)| {
-            chain.len() > 1 && **count >= SEQUENCE_MIN_REPEATS && chain.iter().any(|command| *command != chain[0])
-        })
-        .filter_map(|(chain, count)| {
-            let base = continued.get(&chain[..chain.len() - 1])?;
-            let confidence = *count as f64 / *base as f64;
-            (confidence >= SEQUENCE_MIN_CONFIDENCE).then_some((chain, *count, confidence))
-        })
-        // Longer chains first when they repeat as often; then the most repeated.
-        .max_by(|a, b| {
-            (a.0.len() as u64 * a.1)
-                .cmp(&(b.0.len() as u64 * b.1))
-                .then_with(|| b.0.cmp(a.0))
-        })?;
+    let (sequence, count, confidence) = most_repeated(recent)?;
     let steps: Vec<String> = sequence.iter().map(|command| format!("`{command}`")).collect();
     let period = if days == 1 {
         "the last 24 hours".to_owned()
@@ -303,6 +265,98 @@ fn repeated_sequence(recent: &[(Timestamp, String)], days: i64) -> Option<String
         steps[steps.len() - 1],
         human::percent(confidence)
     ))
+}
+
+/// The sequence [`repeated_sequence`] describes: its commands, how often it ran, and
+/// how often its last command followed the ones before it.
+fn most_repeated(recent: &[(Timestamp, String)]) -> Option<(Vec<&str>, u64, f64)> {
+    // Each command as a number, so that a chain is a small fixed-size key: the window
+    // holds tens of thousands of commands and only a handful of distinct names.
+    let mut numbers: HashMap<&str, u32> = HashMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    let coded: Vec<u32> = recent
+        .iter()
+        .map(|(_, command)| {
+            *numbers.entry(command.as_str()).or_insert_with(|| {
+                names.push(command.as_str());
+                names.len() as u32 - 1
+            })
+        })
+        .collect();
+    // `close[i]`: command `i` started within the gap after command `i - 1`.
+    let close: Vec<bool> = std::iter::once(false)
+        .chain(
+            recent
+                .windows(2)
+                .map(|pair| pair[1].0.duration_since(pair[0].0).as_secs() <= SEQUENCE_GAP_MINUTES * 60),
+        )
+        .collect();
+    // Counts of every chain of 1, 2 and 3 commands close together; a chain's prefix
+    // count is the denominator of its confidence.
+    let mut counts: HashMap<Chain, u64> = HashMap::new();
+    for length in 1..=3usize {
+        for start in 0..coded.len().saturating_sub(length - 1) {
+            if close[start + 1..start + length].iter().all(|close| *close) {
+                *counts.entry(Chain::of(&coded[start..start + length])).or_default() += 1;
+            }
+        }
+    }
+    // How often each chain continued to anything: the base of its confidence.
+    let mut continued: HashMap<Chain, u64> = HashMap::new();
+    for (chain, count) in &counts {
+        if chain.len > 1 {
+            *continued.entry(chain.prefix()).or_default() += count;
+        }
+    }
+    let words =
+        |chain: &Chain| -> Vec<&str> { chain.commands().iter().map(|number| names[*number as usize]).collect() };
+    counts
+        .iter()
+        .filter(|(chain, count)| {
+            let commands = chain.commands();
+            commands.len() > 1
+                && **count >= SEQUENCE_MIN_REPEATS
+                && commands.iter().any(|command| *command != commands[0])
+        })
+        .filter_map(|(chain, count)| {
+            let base = continued.get(&chain.prefix())?;
+            let confidence = *count as f64 / *base as f64;
+            (confidence >= SEQUENCE_MIN_CONFIDENCE).then_some((words(chain), *count, confidence))
+        })
+        // Longer chains first when they repeat as often; then the most repeated; then
+        // the first by name, so that the answer never depends on the map's order.
+        .max_by(|a, b| {
+            (a.0.len() as u64 * a.1)
+                .cmp(&(b.0.len() as u64 * b.1))
+                .then_with(|| b.0.cmp(&a.0))
+        })
+}
+
+/// One to three commands in a row, by their numbers in [`repeated_sequence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Chain {
+    len: usize,
+    commands: [u32; 3],
+}
+
+impl Chain {
+    fn of(commands: &[u32]) -> Chain {
+        let mut chain = Chain {
+            len: commands.len(),
+            commands: [0; 3],
+        };
+        chain.commands[..commands.len()].copy_from_slice(commands);
+        chain
+    }
+
+    fn commands(&self) -> &[u32] {
+        &self.commands[..self.len]
+    }
+
+    /// The chain without its last command.
+    fn prefix(&self) -> Chain {
+        Chain::of(&self.commands()[..self.len - 1])
+    }
 }
 
 /// The three consecutive hours of the day with the most commands.
@@ -331,4 +385,98 @@ fn usage_hours(target: &Target, current: &PeriodSummary) -> Option<String> {
         human::count(total),
         human::percent(in_window as f64 / total as f64)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`most_repeated`] as it was before chains became numbers: every chain a `Vec`
+    /// of names. The two must always find the same sequence.
+    fn reference(recent: &[(Timestamp, String)]) -> Option<(Vec<&str>, u64, f64)> {
+        let mut counts: HashMap<Vec<&str>, u64> = HashMap::new();
+        for length in 1..=3usize {
+            for window in recent.windows(length) {
+                let close = window
+                    .windows(2)
+                    .all(|pair| pair[1].0.duration_since(pair[0].0).as_secs() <= SEQUENCE_GAP_MINUTES * 60);
+                if close {
+                    *counts
+                        .entry(window.iter().map(|(_, command)| command.as_str()).collect())
+                        .or_default() += 1;
+                }
+            }
+        }
+        let mut continued: HashMap<Vec<&str>, u64> = HashMap::new();
+        for (chain, count) in &counts {
+            if chain.len() > 1 {
+                *continued.entry(chain[..chain.len() - 1].to_vec()).or_default() += count;
+            }
+        }
+        counts
+            .iter()
+            .filter(|(chain, count)| {
+                chain.len() > 1 && **count >= SEQUENCE_MIN_REPEATS && chain.iter().any(|command| *command != chain[0])
+            })
+            .filter_map(|(chain, count)| {
+                let base = continued.get(&chain[..chain.len() - 1])?;
+                let confidence = *count as f64 / *base as f64;
+                (confidence >= SEQUENCE_MIN_CONFIDENCE).then_some((chain.clone(), *count, confidence))
+            })
+            .max_by(|a, b| {
+                (a.0.len() as u64 * a.1)
+                    .cmp(&(b.0.len() as u64 * b.1))
+                    .then_with(|| b.0.cmp(&a.0))
+            })
+    }
+
+    /// Commands from `names` at random gaps of up to ten minutes, with habits: most
+    /// often the next name in the list follows, so that chains of two and three repeat.
+    fn history(seed: u64, length: usize, names: &[&str]) -> Vec<(Timestamp, String)> {
+        let mut state = seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let mut ts: Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
+        let mut previous = 0usize;
+        (0..length)
+            .map(|_| {
+                ts = ts
+                    .checked_add(jiff::SignedDuration::from_secs(next(600) as i64))
+                    .unwrap();
+                previous = if next(3) == 0 {
+                    next(names.len() as u64) as usize
+                } else {
+                    (previous + 1) % names.len()
+                };
+                (ts, names[previous].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn numbered_chains_find_what_named_chains_found() {
+        let mut found = 0;
+        for seed in 0..60 {
+            for names in [&["a", "b"][..], &["build", "test", "deploy", "status"], &["x"]] {
+                let recent = history(seed, 20 + seed as usize * 20, names);
+                let expected = reference(&recent);
+                assert_eq!(most_repeated(&recent), expected, "seed {seed}, {names:?}");
+                found += usize::from(expected.is_some());
+            }
+        }
+        // Most histories of more than one name have a sequence, so the comparison
+        // covers the choice between candidates, not only the absence of one.
+        assert!(found > 80, "only {found} histories had a sequence");
+    }
+
+    #[test]
+    fn no_sequence_in_too_few_commands() {
+        assert_eq!(most_repeated(&[]), None);
+        assert_eq!(most_repeated(&history(1, 1, &["a", "b"])), None);
+        assert_eq!(most_repeated(&history(1, 4, &["a", "b"])), None);
+    }
 }

@@ -28,11 +28,7 @@ use tally_store::stats::{CommandSummary, DayActivity, Period, PeriodSummary};
 use super::{CliError, ReportArgs, ReportFormat, Target};
 
 /// How many of the latest failures the report lists.
-const LATEST_FAILURES: usize = 5;
-
-/// How far back `recent_errors` looks for failures inside the period. It returns the
-/// newest failures of all time, so a report for an older `now` may find fewer.
-const FAILURE_LOOKBACK: u64 = 200;
+const LATEST_FAILURES: u64 = 5;
 
 /// Writes the report `args` asks for.
 pub(crate) fn run(target: &Target, args: &ReportArgs, out: &mut dyn Write) -> Result<(), CliError> {
@@ -118,20 +114,18 @@ impl Report {
     /// Reads the `days` days up to the target's now and as many before, grouping days in `tz`.
     fn gather(store: &Store, target: &Target, days: i64, tz: &TimeZone) -> Result<Report, CliError> {
         let period = Period::last_days(target.now(), days);
-        let current = store.summarize(&period, tz)?;
-        let previous = store.summarize(&period.previous(), tz)?;
+        let (current, previous) = store.summarize_with_previous(&period, tz)?;
         let latest_failures = store
-            .recent_errors(FAILURE_LOOKBACK)?
+            .recent_errors(&period, LATEST_FAILURES)?
             .into_iter()
             .filter_map(|error| {
                 let ts = tally_core::time::parse(&error.ts).ok()?;
-                (period.from <= ts && ts < period.to).then(|| Failure {
+                Some(Failure {
                     when: ts.to_zoned(tz.clone()).strftime("%a %Y-%m-%d %H:%M").to_string(),
                     command: error.command,
                     category: error.category,
                 })
             })
-            .take(LATEST_FAILURES)
             .collect();
         let mut report = Report {
             app: target.app.clone(),

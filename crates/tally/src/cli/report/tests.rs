@@ -419,3 +419,37 @@ fn run_without_a_store_explains_what_to_do() {
     let err = super::run(&target(dir.path()), &args, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("no telemetry recorded yet"), "{err}");
 }
+
+#[test]
+fn a_report_for_an_earlier_week_lists_that_weeks_latest_failures() {
+    // Asked for the week before `now`, with hundreds of failures recorded after it (a
+    // report of an earlier week, or `--now` in the past): the period's own failures are
+    // still the ones listed, newest first.
+    let mut recorded = week_of_activity();
+    for minute in 0..250 {
+        let ts: &'static str = Box::leak(format!("2026-11-23T{:02}:{:02}:00Z", minute / 60, minute % 60).into());
+        recorded.push(Recorded::command("deploy", ts, 100, SESSION_B).failed("network"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with(dir.path(), &recorded));
+    let report = report(dir.path(), 7);
+    let listed: Vec<(&str, &str, &str)> = report
+        .latest_failures
+        .iter()
+        .map(|failure| {
+            (
+                failure.when.as_str(),
+                failure.command.as_str(),
+                failure.category.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("Thu 2026-11-19 14:06", "sync", "network"),
+            ("Tue 2026-11-17 09:30", "sync", "network"),
+            ("Tue 2026-11-17 09:20", "build", "io"),
+        ]
+    );
+}
