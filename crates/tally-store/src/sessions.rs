@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use tally_core::Event;
 use tally_core::time::Period;
 
+use crate::compact::{self, Dictionary};
 use crate::{Store, StoreError};
 
 /// How one session's row changes with a batch.
@@ -94,28 +95,28 @@ pub struct SessionSummary {
 impl Store {
     /// The sessions of `app` (of every app when `None`) that started in `period`.
     pub fn session_summary(&self, app: Option<&str>, period: &Period) -> Result<SessionSummary, StoreError> {
-        // Unbounded ends format as years -9999 and 9999, which sort outside every stored
-        // time, so the plain range keeps the `sessions_started_at` index.
-        let (from, to) = (
-            tally_core::time::format(period.from),
-            tally_core::time::format(period.to),
-        );
+        // Unbounded ends are the extreme instants, outside every stored time, so the
+        // plain range keeps the `session_rows_started_at` index.
+        let (from, to) = (compact::millis(period.from), compact::millis(period.to));
         // One app is filtered with a plain `app = ?3` rather than `(?3 IS NULL OR ...)`,
         // which no index can serve: a collector's index on (app, started_at, duration_ms)
         // then answers the whole query.
         let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
         let (count, average): (i64, Option<f64>) = match app {
-            Some(app) => self
-                .conn
-                .prepare_cached(
-                    "SELECT count(*), avg(duration_ms) FROM sessions \
-                     WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
-                )?
-                .query_row((from, to, app), read)?,
+            Some(app) => match Dictionary::Strings.id_of(&self.conn, app)? {
+                Some(app) => self
+                    .conn
+                    .prepare_cached(
+                        "SELECT count(*), avg(duration_ms) FROM session_rows \
+                         WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
+                    )?
+                    .query_row((from, to, app), read)?,
+                None => (0, None),
+            },
             None => self
                 .conn
                 .prepare_cached(
-                    "SELECT count(*), avg(duration_ms) FROM sessions WHERE started_at >= ?1 AND started_at < ?2",
+                    "SELECT count(*), avg(duration_ms) FROM session_rows WHERE started_at >= ?1 AND started_at < ?2",
                 )?
                 .query_row((from, to), read)?,
         };

@@ -13,6 +13,7 @@ use tally_core::time::HourKey;
 /// The views' periods are the workspace's one range type.
 pub use tally_core::time::Period;
 
+use crate::compact::Dictionary;
 use crate::rollup::{Rollup, hour_at};
 use crate::{Store, StoreError};
 
@@ -224,23 +225,21 @@ impl Store {
     /// The most recent `limit` commands run in `period`, oldest first, with their time
     /// (raw events only: finding repeated sequences needs the order).
     pub fn recent_commands(&self, period: &Period, limit: u64) -> Result<Vec<(Timestamp, String)>, StoreError> {
-        // Unbounded ends format as years -9999 and 9999, which sort outside every stored
-        // time, so the plain range keeps the `events_ts` index.
-        let (from, to) = (
-            tally_core::time::format(period.from),
-            tally_core::time::format(period.to),
-        );
+        // Unbounded ends are the extreme instants, outside every stored time, so the
+        // plain range keeps the `event_rows_name_ts` index.
+        let (from, to) = (crate::compact::millis(period.from), crate::compact::millis(period.to));
+        let Some(name) = Dictionary::Strings.id_of(&self.conn, "command_executed")? else {
+            return Ok(Vec::new());
+        };
         let mut statement = self.conn.prepare_cached(
-            "SELECT ts, command FROM (SELECT seq, command, ts FROM events \
-             WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \
+            "SELECT ts, (SELECT value FROM strings WHERE id = command) FROM (SELECT seq, command, ts FROM event_rows \
+             WHERE name = ?4 AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \
              ORDER BY ts DESC, seq DESC LIMIT ?3) ORDER BY ts, seq",
         )?;
-        let mut rows = statement.query((&from, &to, limit as i64))?;
+        let mut rows = statement.query((from, to, limit as i64, name))?;
         let mut commands = Vec::new();
         while let Some(row) = rows.next()? {
-            let ts: String = row.get(0)?;
-            let ts = tally_core::time::parse(&ts).map_err(|err| StoreError::Invalid(format!("ts {ts:?}: {err}")))?;
-            commands.push((ts, row.get(1)?));
+            commands.push((crate::compact::timestamp(row.get(0)?)?, row.get(1)?));
         }
         Ok(commands)
     }
@@ -248,43 +247,57 @@ impl Store {
     /// Raw events per minute since `since` (`YYYY-MM-DDTHH:MM` in UTC, count).
     pub fn events_per_minute(&self, since: Timestamp) -> Result<Vec<(String, u64)>, StoreError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT substr(ts, 1, 16) AS minute, count(*) FROM events WHERE ts >= ?1 GROUP BY minute ORDER BY minute",
+            "SELECT ts / 60000 AS minute, count(*) FROM event_rows WHERE ts >= ?1 GROUP BY minute ORDER BY minute",
         )?;
-        let rows = statement.query_map([tally_core::time::format(since)], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = statement.query([crate::compact::millis(since)])?;
+        let mut minutes = Vec::new();
+        while let Some(row) = rows.next()? {
+            let start = crate::compact::timestamp(row.get::<_, i64>(0)? * 60_000)?;
+            minutes.push((tally_core::time::format(start)[..16].to_owned(), row.get::<_, i64>(1)? as u64));
+        }
+        Ok(minutes)
     }
 
     /// The most recent failed commands.
     pub fn recent_errors(&self, limit: u64) -> Result<Vec<RecentError>, StoreError> {
+        let Some(name) = Dictionary::Strings.id_of(&self.conn, "command_executed")? else {
+            return Ok(Vec::new());
+        };
         let mut statement = self.conn.prepare_cached(
-            "SELECT ts, coalesce(command, ''), coalesce(error_category, 'unknown') FROM events \
-             WHERE name = 'command_executed' AND success = 0 ORDER BY ts DESC, seq DESC LIMIT ?1",
+            "SELECT ts, coalesce((SELECT value FROM strings WHERE id = command), ''), \
+             coalesce((SELECT value FROM strings WHERE id = error_category), 'unknown') FROM event_rows \
+             WHERE name = ?2 AND success = 0 ORDER BY ts DESC, seq DESC LIMIT ?1",
         )?;
-        let rows = statement.query_map([limit as i64], |row| {
-            Ok(RecentError {
-                ts: row.get(0)?,
+        let mut rows = statement.query((limit as i64, name))?;
+        let mut errors = Vec::new();
+        while let Some(row) = rows.next()? {
+            errors.push(RecentError {
+                ts: tally_core::time::format(crate::compact::timestamp(row.get(0)?)?),
                 command: row.get(1)?,
                 category: row.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            });
+        }
+        Ok(errors)
     }
 
     /// Counts and bounds for `status`.
     pub fn status(&self) -> Result<StoreStatus, StoreError> {
-        let (events, oldest, newest): (i64, Option<String>, Option<String>) =
+        let (events, oldest, newest): (i64, Option<i64>, Option<i64>) =
             self.conn
-                .query_row("SELECT count(*), min(ts), max(ts) FROM events", [], |row| {
+                .query_row("SELECT count(*), min(ts), max(ts) FROM event_rows", [], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?;
+        let text = |ms: Option<i64>| -> Result<Option<String>, StoreError> {
+            ms.map(|ms| Ok(tally_core::time::format(crate::compact::timestamp(ms)?)))
+                .transpose()
+        };
+        let (oldest, newest) = (text(oldest)?, text(newest)?);
         let events_ever: i64 = self
             .conn
             .query_row("SELECT coalesce(sum(count), 0) FROM metrics", [], |row| row.get(0))?;
         let sessions: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
+            .query_row("SELECT count(*) FROM session_rows", [], |row| row.get(0))?;
         Ok(StoreStatus {
             events: events as u64,
             events_ever: events_ever as u64,

@@ -72,8 +72,12 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
     // go in, after they are in (updating a session) and at the very end (the second
     // drop counter, after the first was added).
     let failures = [
-        ("an event", "BEFORE INSERT ON events WHEN NEW.name = 'poison'", true),
-        ("a session", "BEFORE UPDATE ON sessions", false),
+        (
+            "an event",
+            "BEFORE INSERT ON event_rows WHEN NEW.name = (SELECT id FROM strings WHERE value = 'poison')",
+            true,
+        ),
+        ("a session", "BEFORE UPDATE ON session_rows", false),
         (
             "a drop counter",
             "BEFORE UPDATE ON meta WHEN NEW.key = 'dropped_invalid'",
