@@ -115,7 +115,23 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX install_nonces_expires_at ON install_nonces (expires_at);
     CREATE INDEX IF NOT EXISTS events_app_install_id ON events (app, install_id);
 "#,
+    // 6: the store's version 7 moved its rows into `event_rows` and `session_rows`
+    // (dropping the indexes 2 and 5 had made on `sessions` and `events`, which are views
+    // now); the same indexes on the new tables. The install leads the events index, so
+    // erasing an install can also tell at once whether any row still names its id.
+    r#"
+    CREATE INDEX session_rows_app_started_at_duration_ms ON session_rows (app, started_at, duration_ms);
+    CREATE INDEX event_rows_install_id_app ON event_rows (install_id, app);
+"#,
 ];
+
+/// The collector versions written against the store's tables as they were up to store
+/// version [`STORE_VERSION_OF_EARLY_MIGRATIONS`]: they index `sessions` and `events` and
+/// read `events` as tables, so they run before the store moves on.
+pub const EARLY_MIGRATIONS: i64 = 5;
+
+/// The store version the collector's first [`EARLY_MIGRATIONS`] migrations expect.
+pub const STORE_VERSION_OF_EARLY_MIGRATIONS: i64 = 6;
 
 /// Brings the collector's tables in `conn` to [`LATEST_VERSION`]; the store's own
 /// migrations must have run first (they may drop empty tables of an older file, which
