@@ -2,9 +2,10 @@
 //! (schema version 7), and how it reads back.
 //!
 //! Event ids are their 16 bytes, times Unix milliseconds, keyed hashes (`h1:` and 24
-//! hex digits) their 12 bytes, session ids that are lower-case UUIDs their 16 bytes (any
-//! other session id stays text), and the values that repeat on every event are kept
-//! once in `strings` and referenced by number. Every conversion is exact: what reads
+//! hex digits) their 12 bytes, and the values that repeat on every event are kept once
+//! in a dictionary and referenced by number: names and the like in `strings`, install
+//! ids in `install_ids`, session ids in `session_ids` (the 16 bytes of a lower-case
+//! UUID, any other session id as its text). Every conversion is exact: what reads
 //! back is byte for byte what was written (RFC 3339 with three fractional digits,
 //! lower-case UUID text), so the documented event format does not change. The views
 //! `events` and `sessions` (see [`crate::schema`]) apply the same rules in SQL.
@@ -82,11 +83,13 @@ fn text_of(bytes: &[u8], column: &str) -> Result<String, StoreError> {
 }
 
 /// A table of interned values: `strings` (names, versions, commands: kept as long as
-/// the store) or `install_ids` (erased with their install).
+/// the store), `install_ids` (erased with their install) or `session_ids` (kept as
+/// long as their session; held as [`token`] gives them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dictionary {
     Strings,
     InstallIds,
+    SessionIds,
 }
 
 impl Dictionary {
@@ -102,6 +105,28 @@ impl Dictionary {
                 "INSERT INTO install_ids (value) VALUES (?1)",
                 "SELECT value FROM install_ids WHERE id = ?1",
             ],
+            Dictionary::SessionIds => [
+                "SELECT id FROM session_ids WHERE value = ?1",
+                "INSERT INTO session_ids (value) VALUES (?1)",
+                "SELECT value FROM session_ids WHERE id = ?1",
+            ],
+        }
+    }
+
+    /// How `value` is held in this table.
+    fn stored(self, value: &str) -> Value {
+        match self {
+            Dictionary::SessionIds => token(value),
+            Dictionary::Strings | Dictionary::InstallIds => Value::Text(value.to_owned()),
+        }
+    }
+
+    /// What a held value reads back as.
+    fn read(self, value: ValueRef<'_>) -> Result<String, StoreError> {
+        match (self, value) {
+            (Dictionary::SessionIds, value) => read_token(value, "session_ids.value"),
+            (_, ValueRef::Text(text)) => text_of(text, "strings.value"),
+            (_, other) => Err(StoreError::Invalid(format!("{self:?}: unexpected {:?}", other.data_type()))),
         }
     }
 
@@ -110,7 +135,7 @@ impl Dictionary {
     pub(crate) fn id_of(self, conn: &Connection, value: &str) -> Result<Option<i64>, StoreError> {
         Ok(conn
             .prepare_cached(self.sql()[0])?
-            .query_row([value], |row| row.get(0))
+            .query_row([self.stored(value)], |row| row.get(0))
             .optional()?)
     }
 }
@@ -142,7 +167,7 @@ impl<'c> Interner<'c> {
             None => {
                 self.conn
                     .prepare_cached(self.dictionary.sql()[1])?
-                    .execute([value])?;
+                    .execute([self.dictionary.stored(value)])?;
                 self.conn.last_insert_rowid()
             }
         };
@@ -177,12 +202,13 @@ impl<'c> Strings<'c> {
         if let Some(value) = self.known.get(&id) {
             return Ok(value.clone());
         }
-        let value: String = self
+        let dictionary = self.dictionary;
+        let value = self
             .conn
-            .prepare_cached(self.dictionary.sql()[2])?
-            .query_row([id], |row| row.get(0))
+            .prepare_cached(dictionary.sql()[2])?
+            .query_row([id], |row| Ok(dictionary.read(row.get_ref(0)?)))
             .optional()?
-            .ok_or_else(|| StoreError::Invalid(format!("{:?} has no value numbered {id}", self.dictionary)))?;
+            .ok_or_else(|| StoreError::Invalid(format!("{dictionary:?} has no value numbered {id}")))??;
         self.known.insert(id, value.clone());
         Ok(value)
     }
@@ -193,10 +219,11 @@ impl<'c> Strings<'c> {
     }
 }
 
-/// Both dictionaries' readers, for reading whole events.
+/// The dictionaries' readers, for reading whole events.
 pub(crate) struct Lookups<'c> {
     pub(crate) strings: Strings<'c>,
     pub(crate) install_ids: Strings<'c>,
+    pub(crate) session_ids: Strings<'c>,
 }
 
 impl<'c> Lookups<'c> {
@@ -204,6 +231,7 @@ impl<'c> Lookups<'c> {
         Lookups {
             strings: Strings::new(conn, Dictionary::Strings),
             install_ids: Strings::new(conn, Dictionary::InstallIds),
+            session_ids: Strings::new(conn, Dictionary::SessionIds),
         }
     }
 }

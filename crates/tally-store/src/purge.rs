@@ -15,7 +15,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "DELETE FROM event_rows; DELETE FROM session_rows; DELETE FROM strings; DELETE FROM install_ids; \
-             DELETE FROM metrics; \
+             DELETE FROM session_ids; DELETE FROM metrics; \
              DELETE FROM meta; DELETE FROM sync_rejected; DELETE FROM sqlite_sequence;",
         )?;
         tx.commit()?;

@@ -57,12 +57,15 @@ impl Store {
 
     /// One session's row.
     pub fn session(&self, session_id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let Some(id) = Dictionary::SessionIds.id_of(&self.conn, session_id)? else {
+            return Ok(None);
+        };
         let row = self
             .conn
             .query_row(
                 "SELECT started_at, ended_at, duration_ms, commands_executed, workspaces_created, \
                  tasks_completed, errors_encountered FROM session_rows WHERE session_id = ?1",
-                [compact::token(session_id)],
+                [id],
                 |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
@@ -219,19 +222,15 @@ impl Store {
         params.push(app.into());
         for (column, value) in query.equal_to() {
             sql.push_str(&format!(" AND e.{column} = ?"));
-            if column == "session_id" {
-                params.push(compact::token(value));
-            } else {
-                let dictionary = if column == "install_id" {
-                    Dictionary::InstallIds
-                } else {
-                    Dictionary::Strings
-                };
-                let Some(id) = dictionary.id_of(&self.conn, value)? else {
-                    return Ok(Vec::new());
-                };
-                params.push(id.into());
-            }
+            let dictionary = match column {
+                "install_id" => Dictionary::InstallIds,
+                "session_id" => Dictionary::SessionIds,
+                _ => Dictionary::Strings,
+            };
+            let Some(id) = dictionary.id_of(&self.conn, value)? else {
+                return Ok(Vec::new());
+            };
+            params.push(id.into());
         }
         if let Some(from) = compact::bound(query.period.from) {
             sql.push_str(" AND e.ts >= ?");
@@ -314,7 +313,7 @@ pub(crate) fn event_from_row_at(
         kind: strings.get(row.get(first + 5)?)?,
         name: strings.get(row.get(first + 6)?)?,
         command: strings.optional(row.get(first + 7)?)?,
-        session_id: compact::read_token(row.get_ref(first + 8)?, "session_id")?,
+        session_id: lookups.session_ids.get(row.get(first + 8)?)?,
         install_id: lookups.install_ids.get(row.get(first + 9)?)?,
         workspace: compact::read_hash(row.get_ref(first + 10)?, "workspace")?,
         target_type: lookups.strings.optional(row.get(first + 11)?)?,

@@ -169,8 +169,17 @@ impl Store {
                 break;
             }
         }
-        self.conn
-            .execute("DELETE FROM session_rows WHERE ended_at < ?1", [cutoff])?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The ids of the sessions that go, unless another session or a kept event
+        // still has the same id.
+        tx.execute(
+            "DELETE FROM session_ids WHERE id IN (SELECT session_id FROM session_rows WHERE ended_at < ?1) \
+             AND NOT EXISTS (SELECT 1 FROM session_rows AS s WHERE s.session_id = session_ids.id AND s.ended_at >= ?1) \
+             AND NOT EXISTS (SELECT 1 FROM event_rows AS e WHERE e.session_id = session_ids.id)",
+            [cutoff],
+        )?;
+        tx.execute("DELETE FROM session_rows WHERE ended_at < ?1", [cutoff])?;
+        tx.commit()?;
         Ok(deleted)
     }
 
@@ -195,6 +204,16 @@ impl Store {
             tx.commit()?;
             return Ok(0);
         };
+        // The install's session ids go too, unless another install or app uses the same.
+        tx.execute(
+            "DELETE FROM session_ids WHERE id IN \
+             (SELECT session_id FROM session_rows WHERE install_id = ?2 AND app = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM session_rows AS s WHERE s.session_id = session_ids.id \
+                             AND NOT (s.install_id = ?2 AND s.app = ?1)) \
+             AND NOT EXISTS (SELECT 1 FROM event_rows AS e WHERE e.session_id = session_ids.id \
+                             AND NOT (e.install_id = ?2 AND e.app = ?1))",
+            (app, install),
+        )?;
         let deleted = tx.execute(
             "DELETE FROM event_rows WHERE app = ?1 AND install_id = ?2",
             (app, install),

@@ -26,6 +26,7 @@ const OUR_TABLES: &[&str] = &[
     "session_rows",
     "strings",
     "install_ids",
+    "session_ids",
     "metrics",
     "installs",
     "totals",
@@ -217,9 +218,10 @@ pub const MIGRATIONS: &[&str] = &[
     // ids as 16-byte blobs, times as Unix milliseconds, and the values that repeat on
     // every event (app, version, source, type, name, command, install, target type,
     // error category) once each in `strings` (install ids in `install_ids`), referenced
-    // by number. Only values kept anyway are interned (the rollups keep the names
-    // forever, the store its install id), so retention still forgets everything else:
-    // session ids, hashes, props and messages stay in the row that expires.
+    // by number; session ids too, in `session_ids`. Only values kept anyway are
+    // interned (the rollups keep the names forever, `sessions` the session ids and
+    // installs), so retention still forgets everything else: hashes, props and
+    // messages stay in the row that expires.
     // `events` and `sessions` become views giving the documented columns as before.
     // `seq` keeps its values and its AUTOINCREMENT high-water mark, so sync cursors
     // still mean the same rows.
@@ -239,6 +241,12 @@ const COMPACT_LAYOUT: &str = r#"
         id    INTEGER PRIMARY KEY,
         value TEXT NOT NULL UNIQUE
     );
+    -- Session ids: the 16 bytes of a lower-case UUID, any other id as its text. A local
+    -- store keeps its sessions (and so their ids) as long as it lives.
+    CREATE TABLE session_ids (
+        id    INTEGER PRIMARY KEY,
+        value BLOB NOT NULL UNIQUE
+    );
     -- The distinct combinations first (a few hundred), so the interned values come
     -- from one pass over the events instead of one per column.
     CREATE TEMP TABLE v7_combinations AS
@@ -254,6 +262,13 @@ const COMPACT_LAYOUT: &str = r#"
     INSERT INTO install_ids (value)
         SELECT install_id FROM v7_combinations UNION SELECT install_id FROM sessions;
     DROP TABLE v7_combinations;
+    INSERT INTO session_ids (value)
+        SELECT CASE WHEN session_id GLOB '????????-????-????-????-????????????' AND session_id = lower(session_id)
+                         AND length(unhex(replace(session_id, '-', ''))) = 16
+                    THEN unhex(replace(session_id, '-', '')) ELSE session_id END FROM events
+        UNION SELECT CASE WHEN session_id GLOB '????????-????-????-????-????????????' AND session_id = lower(session_id)
+                         AND length(unhex(replace(session_id, '-', ''))) = 16
+                    THEN unhex(replace(session_id, '-', '')) ELSE session_id END FROM sessions;
 
     CREATE TABLE event_rows (
         -- Local insertion order, never reused (AUTOINCREMENT): the sync cursor compares
@@ -267,7 +282,7 @@ const COMPACT_LAYOUT: &str = r#"
         type           INTEGER NOT NULL,      -- strings.id
         name           INTEGER NOT NULL,      -- strings.id
         command        INTEGER,               -- strings.id
-        session_id     BLOB NOT NULL,         -- 16 bytes for a lower-case UUID, else the text
+        session_id     INTEGER NOT NULL,      -- session_ids.id
         install_id     INTEGER NOT NULL,      -- install_ids.id
         workspace      BLOB,                  -- the 12 bytes of an `h1:` hash, else the text
         target_type    INTEGER,               -- strings.id
@@ -291,9 +306,9 @@ const COMPACT_LAYOUT: &str = r#"
                (SELECT id FROM strings WHERE value = e.type),
                (SELECT id FROM strings WHERE value = e.name),
                (SELECT id FROM strings WHERE value = e.command),
-               CASE WHEN e.session_id GLOB '????????-????-????-????-????????????' AND e.session_id = lower(e.session_id)
-                         AND length(unhex(replace(e.session_id, '-', ''))) = 16
-                    THEN unhex(replace(e.session_id, '-', '')) ELSE e.session_id END,
+               (SELECT id FROM session_ids WHERE value = CASE WHEN e.session_id GLOB '????????-????-????-????-????????????' AND e.session_id = lower(e.session_id)
+                            AND length(unhex(replace(e.session_id, '-', ''))) = 16
+                       THEN unhex(replace(e.session_id, '-', '')) ELSE e.session_id END),
                (SELECT id FROM install_ids WHERE value = e.install_id),
                CASE WHEN e.workspace GLOB 'h1:????????????????????????' AND e.workspace = lower(e.workspace)
                          AND length(unhex(substr(e.workspace, 4))) = 12
@@ -307,13 +322,14 @@ const COMPACT_LAYOUT: &str = r#"
                e.error_message, e.props
         FROM events AS e ORDER BY e.seq;
     DROP TABLE events;
-    CREATE INDEX event_rows_ts ON event_rows (ts);
-    CREATE INDEX event_rows_name_ts ON event_rows (name, ts);
+    -- By time, and covering the recent commands `insights` reads (newest first, name
+    -- and command from the index alone) for two bytes more per event than `ts` alone.
+    CREATE INDEX event_rows_ts ON event_rows (ts, name, command);
 
     CREATE TABLE session_rows (
         install_id         INTEGER NOT NULL,  -- install_ids.id
         app                INTEGER NOT NULL,  -- strings.id
-        session_id         BLOB NOT NULL,     -- 16 bytes for a lower-case UUID, else the text
+        session_id         INTEGER NOT NULL,  -- session_ids.id
         started_at         INTEGER NOT NULL,  -- Unix milliseconds
         ended_at           INTEGER NOT NULL,  -- Unix milliseconds
         duration_ms        INTEGER NOT NULL,
@@ -325,9 +341,9 @@ const COMPACT_LAYOUT: &str = r#"
     ) WITHOUT ROWID;
     INSERT INTO session_rows
         SELECT (SELECT id FROM install_ids WHERE value = s.install_id), (SELECT id FROM strings WHERE value = s.app),
-               CASE WHEN s.session_id GLOB '????????-????-????-????-????????????' AND s.session_id = lower(s.session_id)
-                         AND length(unhex(replace(s.session_id, '-', ''))) = 16
-                    THEN unhex(replace(s.session_id, '-', '')) ELSE s.session_id END,
+               (SELECT id FROM session_ids WHERE value = CASE WHEN s.session_id GLOB '????????-????-????-????-????????????' AND s.session_id = lower(s.session_id)
+                            AND length(unhex(replace(s.session_id, '-', ''))) = 16
+                       THEN unhex(replace(s.session_id, '-', '')) ELSE s.session_id END),
                CAST(round(unixepoch(s.started_at, 'subsec') * 1000) AS INTEGER),
                CAST(round(unixepoch(s.ended_at, 'subsec') * 1000) AS INTEGER),
                s.duration_ms, s.commands_executed, s.workspaces_created, s.tasks_completed, s.errors_encountered
@@ -349,11 +365,11 @@ const COMPACT_LAYOUT: &str = r#"
         (SELECT value FROM strings WHERE id = e.type) AS type,
         (SELECT value FROM strings WHERE id = e.name) AS name,
         (SELECT value FROM strings WHERE id = e.command) AS command,
-        CASE WHEN typeof(e.session_id) = 'blob' THEN
-            lower(substr(hex(e.session_id), 1, 8) || '-' || substr(hex(e.session_id), 9, 4) || '-'
-                  || substr(hex(e.session_id), 13, 4) || '-' || substr(hex(e.session_id), 17, 4) || '-'
-                  || substr(hex(e.session_id), 21))
-            ELSE e.session_id END AS session_id,
+        (SELECT CASE WHEN typeof(value) = 'blob' THEN
+            lower(substr(hex(value), 1, 8) || '-' || substr(hex(value), 9, 4) || '-'
+                  || substr(hex(value), 13, 4) || '-' || substr(hex(value), 17, 4) || '-'
+                  || substr(hex(value), 21))
+            ELSE value END FROM session_ids WHERE id = e.session_id) AS session_id,
         (SELECT value FROM install_ids WHERE id = e.install_id) AS install_id,
         CASE WHEN typeof(e.workspace) = 'blob' THEN 'h1:' || lower(hex(e.workspace)) ELSE e.workspace END AS workspace,
         (SELECT value FROM strings WHERE id = e.target_type) AS target_type,
@@ -365,11 +381,11 @@ const COMPACT_LAYOUT: &str = r#"
         e.props AS props
     FROM event_rows AS e;
     CREATE VIEW sessions AS SELECT
-        CASE WHEN typeof(s.session_id) = 'blob' THEN
-            lower(substr(hex(s.session_id), 1, 8) || '-' || substr(hex(s.session_id), 9, 4) || '-'
-                  || substr(hex(s.session_id), 13, 4) || '-' || substr(hex(s.session_id), 17, 4) || '-'
-                  || substr(hex(s.session_id), 21))
-            ELSE s.session_id END AS session_id,
+        (SELECT CASE WHEN typeof(value) = 'blob' THEN
+            lower(substr(hex(value), 1, 8) || '-' || substr(hex(value), 9, 4) || '-'
+                  || substr(hex(value), 13, 4) || '-' || substr(hex(value), 17, 4) || '-'
+                  || substr(hex(value), 21))
+            ELSE value END FROM session_ids WHERE id = s.session_id) AS session_id,
         (SELECT value FROM strings WHERE id = s.app) AS app,
         (SELECT value FROM install_ids WHERE id = s.install_id) AS install_id,
         strftime('%Y-%m-%dT%H:%M:%fZ', s.started_at / 1000.0, 'unixepoch') AS started_at,

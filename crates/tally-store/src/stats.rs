@@ -226,7 +226,8 @@ impl Store {
     /// (raw events only: finding repeated sequences needs the order).
     pub fn recent_commands(&self, period: &Period, limit: u64) -> Result<Vec<(Timestamp, String)>, StoreError> {
         // Unbounded ends are the extreme instants, outside every stored time, so the
-        // plain range keeps the `event_rows_name_ts` index.
+        // plain range keeps the `event_rows_ts` index, which also holds each event's name
+        // and command: the newest commands are read from the index alone.
         let (from, to) = (crate::compact::millis(period.from), crate::compact::millis(period.to));
         let Some(name) = Dictionary::Strings.id_of(&self.conn, "command_executed")? else {
             return Ok(Vec::new());

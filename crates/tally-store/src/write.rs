@@ -165,6 +165,7 @@ fn insert_events<'e>(tx: &Transaction<'_>, events: &'e [Event]) -> Result<(Batch
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
     let mut strings = Interner::new(tx, Dictionary::Strings);
     let mut install_ids = Interner::new(tx, Dictionary::InstallIds);
+    let mut session_ids = Interner::new(tx, Dictionary::SessionIds);
     for event in events {
         let props = if event.props.is_empty() {
             None
@@ -180,7 +181,7 @@ fn insert_events<'e>(tx: &Transaction<'_>, events: &'e [Event]) -> Result<(Batch
             strings.id(&event.kind)?,
             strings.id(&event.name)?,
             strings.optional(event.command.as_deref())?,
-            compact::token(&event.session_id),
+            session_ids.id(&event.session_id)?,
             install_ids.id(&event.install_id)?,
             event.workspace.as_deref().map(compact::hash),
             strings.optional(event.target_type.as_deref())?,
@@ -211,11 +212,12 @@ fn upsert_sessions(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), St
     let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
     let mut strings = Interner::new(tx, Dictionary::Strings);
     let mut install_ids = Interner::new(tx, Dictionary::InstallIds);
+    let mut session_ids = Interner::new(tx, Dictionary::SessionIds);
     for ((_, _, session_id), delta) in &sessions {
         upsert.execute(rusqlite::params![
             install_ids.id(delta.install_id)?,
             strings.id(delta.app)?,
-            compact::token(session_id),
+            session_ids.id(session_id)?,
             compact::millis(delta.started_at),
             compact::millis(delta.ended_at),
             delta.commands_executed,
