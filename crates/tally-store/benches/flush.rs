@@ -192,7 +192,7 @@ struct CompactRow {
     id: [u8; 16],
     ts: i64,
     interned: [Option<i64>; 9],
-    session_id: rusqlite::types::Value,
+    session_id: i64,
     workspace: Option<rusqlite::types::Value>,
     target_id: Option<rusqlite::types::Value>,
     duration_ms: Option<i64>,
@@ -201,29 +201,29 @@ struct CompactRow {
     props: Option<String>,
 }
 
-/// The numbers of interned values in one raw file's `strings` and `install_ids`.
+/// The numbers of interned values in one raw file's `strings`, `install_ids` and
+/// `session_ids`, by table and value.
 #[derive(Default)]
 struct Dictionary {
-    strings: std::collections::HashMap<String, i64>,
-    install_ids: std::collections::HashMap<String, i64>,
+    known: std::collections::HashMap<(&'static str, String), i64>,
 }
 
 impl Dictionary {
-    fn id(&mut self, conn: &Connection, table: &str, value: &str) -> i64 {
-        let known = if table == "strings" {
-            &mut self.strings
-        } else {
-            &mut self.install_ids
-        };
-        if let Some(id) = known.get(value) {
+    fn id(&mut self, conn: &Connection, table: &'static str, value: &str) -> i64 {
+        if let Some(id) = self.known.get(&(table, value.to_owned())) {
             return *id;
         }
-        conn.execute(&format!("INSERT OR IGNORE INTO {table} (value) VALUES (?1)"), [value])
+        let stored = if table == "session_ids" {
+            token(value)
+        } else {
+            rusqlite::types::Value::Text(value.to_owned())
+        };
+        conn.execute(&format!("INSERT OR IGNORE INTO {table} (value) VALUES (?1)"), [&stored])
             .unwrap();
         let id: i64 = conn
-            .query_row(&format!("SELECT id FROM {table} WHERE value = ?1"), [value], |row| row.get(0))
+            .query_row(&format!("SELECT id FROM {table} WHERE value = ?1"), [&stored], |row| row.get(0))
             .unwrap();
-        known.insert(value.to_owned(), id);
+        self.known.insert((table, value.to_owned()), id);
         id
     }
 }
@@ -266,7 +266,7 @@ impl CompactRow {
             id: *event.id.as_bytes(),
             ts: event.ts.as_millisecond(),
             interned,
-            session_id: token(&event.session_id),
+            session_id: dictionary.id(conn, "session_ids", &event.session_id),
             workspace: event.workspace.as_deref().map(hash),
             target_id: event.target_id.as_deref().map(hash),
             duration_ms: event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
