@@ -49,7 +49,10 @@ fn main() {
 
     let start = Instant::now();
     replay_at_version_6(&after, &before);
-    println!("before: the same events through the version-6 write path took {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "before: the same events through the version-6 write path took {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 
     std::fs::copy(before.join(DB_FILE_NAME), migrated.join(DB_FILE_NAME)).unwrap();
     let start = Instant::now();
@@ -66,7 +69,11 @@ fn main() {
         migration.as_secs_f64(),
         checkpoint.as_secs_f64()
     );
-    for (label, dir) in [("before (schema 6)", &before), ("after (schema 7)", &after), ("migrated from schema 6", &migrated)] {
+    for (label, dir) in [
+        ("before (schema 6)", &before),
+        ("after (schema 7)", &after),
+        ("migrated from schema 6", &migrated),
+    ] {
         report(label, dir);
     }
 }
@@ -82,7 +89,10 @@ fn make_after(after: &Path, events: u64) {
         .status()
         .unwrap();
     assert!(status.success());
-    println!("after: `tally demo --days 90 --events {events}` took {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "after: `tally demo --days 90 --events {events}` took {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 fn file_size(dir: &Path) -> u64 {
@@ -94,15 +104,23 @@ fn replay_at_version_6(from: &Path, to: &Path) {
     drop(Store::open_file_at(&to.join(DB_FILE_NAME), &OpenOptions::default(), BEFORE).unwrap());
     let mut conn = Connection::open(to.join(DB_FILE_NAME)).unwrap();
     // The store's per-connection pragmas.
-    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA secure_delete = ON;").unwrap();
-    conn.execute("ATTACH DATABASE ?1 AS compact", [from.join(DB_FILE_NAME).to_str().unwrap()])
+    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA secure_delete = ON;")
         .unwrap();
+    conn.execute(
+        "ATTACH DATABASE ?1 AS compact",
+        [from.join(DB_FILE_NAME).to_str().unwrap()],
+    )
+    .unwrap();
     let last: i64 = conn
-        .query_row("SELECT coalesce(max(seq), 0) FROM compact.event_rows", [], |row| row.get(0))
+        .query_row("SELECT coalesce(max(seq), 0) FROM compact.event_rows", [], |row| {
+            row.get(0)
+        })
         .unwrap();
     let mut first = 0;
     while first < last {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).unwrap();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .unwrap();
         // Version 6's statements: the event as text, the session upsert, its duration.
         tx.execute(
             "INSERT OR IGNORE INTO events (seq, id, ts, app, app_version, source, type, name, command, session_id, \
@@ -144,7 +162,8 @@ fn replay_at_version_6(from: &Path, to: &Path) {
          INSERT OR REPLACE INTO meta SELECT * FROM compact.meta; DETACH DATABASE compact;",
     )
     .unwrap();
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
 }
 
 /// Prints bytes per event for the store in `dir`: the file, and each table and index.
@@ -181,6 +200,10 @@ fn report(label: &str, dir: &Path) {
         if bytes * 1000 < size as i64 {
             continue;
         }
-        println!("| `{name}` | {:.1} | {:.1} |", bytes as f64 / 1e6, bytes as f64 / events as f64);
+        println!(
+            "| `{name}` | {:.1} | {:.1} |",
+            bytes as f64 / 1e6,
+            bytes as f64 / events as f64
+        );
     }
 }

@@ -343,11 +343,7 @@ fn purge_needs_consent_and_leaves_no_trace_in_the_files() {
             b"task done",
             b"command_executed",
         ] {
-            assert!(
-                !contains(&bytes, needle),
-                "{} still holds {needle:?}",
-                path.display()
-            );
+            assert!(!contains(&bytes, needle), "{} still holds {needle:?}", path.display());
         }
     }
     let json: serde_json::Value = serde_json::from_str(&demo.ok(&["stats", "--json"])).unwrap();

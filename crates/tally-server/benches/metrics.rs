@@ -396,10 +396,11 @@ pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u
                  (SELECT id FROM strings WHERE value = ?7), ?8, (SELECT id FROM install_ids WHERE value = ?9), ?10, ?11)",
             )
             .expect("prepare");
-        for value in ["1.4.2", "cli"]
-            .into_iter()
-            .chain(kinds.iter().flat_map(|kind| [kind.kind, kind.name.as_str(), kind.command.as_str()]))
-        {
+        for value in ["1.4.2", "cli"].into_iter().chain(
+            kinds
+                .iter()
+                .flat_map(|kind| [kind.kind, kind.name.as_str(), kind.command.as_str()]),
+        ) {
             string.execute([value]).expect("intern a name");
         }
         let raw_span = SignedDuration::from_hours(RAW_DAYS * 24);

@@ -221,7 +221,9 @@ impl Dictionary {
         conn.execute(&format!("INSERT OR IGNORE INTO {table} (value) VALUES (?1)"), [&stored])
             .unwrap();
         let id: i64 = conn
-            .query_row(&format!("SELECT id FROM {table} WHERE value = ?1"), [&stored], |row| row.get(0))
+            .query_row(&format!("SELECT id FROM {table} WHERE value = ?1"), [&stored], |row| {
+                row.get(0)
+            })
             .unwrap();
         self.known.insert((table, value.to_owned()), id);
         id
@@ -283,7 +285,17 @@ fn raw_insert_compact(conn: &mut Connection, rows: &[CompactRow]) {
     {
         let mut insert = tx.prepare_cached(INSERT_OR_IGNORE).unwrap();
         for row in rows {
-            let [app, app_version, source, kind, name, command, install_id, target_type, error_category] = row.interned;
+            let [
+                app,
+                app_version,
+                source,
+                kind,
+                name,
+                command,
+                install_id,
+                target_type,
+                error_category,
+            ] = row.interned;
             let changed = insert
                 .execute(rusqlite::params![
                     row.id,

@@ -48,7 +48,10 @@ pub(crate) fn read_token(value: ValueRef<'_>, column: &str) -> Result<String, St
     match value {
         ValueRef::Blob(bytes) => Ok(read_uuid(bytes, column)?.hyphenated().to_string()),
         ValueRef::Text(text) => text_of(text, column),
-        other => Err(StoreError::Invalid(format!("{column}: unexpected {:?}", other.data_type()))),
+        other => Err(StoreError::Invalid(format!(
+            "{column}: unexpected {:?}",
+            other.data_type()
+        ))),
     }
 }
 
@@ -69,7 +72,10 @@ pub(crate) fn read_hash(value: ValueRef<'_>, column: &str) -> Result<Option<Stri
         ValueRef::Null => Ok(None),
         ValueRef::Blob(bytes) => Ok(Some(format!("{HASH_PREFIX}{}", hex::encode(bytes)))),
         ValueRef::Text(text) => text_of(text, column).map(Some),
-        other => Err(StoreError::Invalid(format!("{column}: unexpected {:?}", other.data_type()))),
+        other => Err(StoreError::Invalid(format!(
+            "{column}: unexpected {:?}",
+            other.data_type()
+        ))),
     }
 }
 
@@ -126,7 +132,10 @@ impl Dictionary {
         match (self, value) {
             (Dictionary::SessionIds, value) => read_token(value, "session_ids.value"),
             (_, ValueRef::Text(text)) => text_of(text, "strings.value"),
-            (_, other) => Err(StoreError::Invalid(format!("{self:?}: unexpected {:?}", other.data_type()))),
+            (_, other) => Err(StoreError::Invalid(format!(
+                "{self:?}: unexpected {:?}",
+                other.data_type()
+            ))),
         }
     }
 
@@ -265,13 +274,20 @@ mod tests {
             panic!("a keyed hash is stored as its bytes")
         };
         assert_eq!(bytes.len(), 12);
-        assert_eq!(read_hash(ValueRef::Blob(&bytes), "workspace").unwrap().as_deref(), Some(hashed));
+        assert_eq!(
+            read_hash(ValueRef::Blob(&bytes), "workspace").unwrap().as_deref(),
+            Some(hashed)
+        );
         assert!(matches!(hash("h1:00FF00FF00FF00FF00FF00FF"), Value::Text(_)));
     }
 
     #[test]
     fn times_round_trip_through_milliseconds() {
-        for text in ["2026-11-22T10:00:00.000Z", "1969-12-31T23:59:59.999Z", "0001-01-01T00:00:00.001Z"] {
+        for text in [
+            "2026-11-22T10:00:00.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "0001-01-01T00:00:00.001Z",
+        ] {
             let ts = tally_core::time::parse(text).unwrap();
             assert_eq!(tally_core::time::format(timestamp(millis(ts)).unwrap()), text);
         }

@@ -47,25 +47,23 @@ impl Store {
 
     /// Raw events with this name.
     pub fn count_named(&self, name: &str) -> Result<u64, StoreError> {
-        let Some(name) = Dictionary::Strings.id_of(&self.conn, name)? else {
-            return Ok(0);
-        };
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM event_rows WHERE name = ?1", [name], |row| row.get(0))?)
+        // The value is looked up inside the query, so that both read one snapshot.
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM event_rows WHERE name = (SELECT id FROM strings WHERE value = ?1)",
+            [name],
+            |row| row.get(0),
+        )?)
     }
 
     /// One session's row.
     pub fn session(&self, session_id: &str) -> Result<Option<SessionRow>, StoreError> {
-        let Some(id) = Dictionary::SessionIds.id_of(&self.conn, session_id)? else {
-            return Ok(None);
-        };
         let row = self
             .conn
             .query_row(
                 "SELECT started_at, ended_at, duration_ms, commands_executed, workspaces_created, \
-                 tasks_completed, errors_encountered FROM session_rows WHERE session_id = ?1",
-                [id],
+                 tasks_completed, errors_encountered FROM session_rows \
+                 WHERE session_id = (SELECT id FROM session_ids WHERE value = ?1)",
+                [compact::token(session_id)],
                 |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
@@ -75,8 +73,17 @@ impl Store {
                 },
             )
             .optional()?;
-        let Some((started_at, ended_at, [duration_ms, commands_executed, workspaces_created, tasks_completed, errors_encountered])) =
-            row
+        let Some((
+            started_at,
+            ended_at,
+            [
+                duration_ms,
+                commands_executed,
+                workspaces_created,
+                tasks_completed,
+                errors_encountered,
+            ],
+        )) = row
         else {
             return Ok(None);
         };
@@ -213,24 +220,22 @@ impl EventQuery {
 impl Store {
     /// The events `query` selects, ordered by (`ts`, `id`).
     pub fn query_events(&self, query: &EventQuery) -> Result<Vec<tally_core::Event>, StoreError> {
-        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM event_rows AS e WHERE e.app = ?");
-        let mut params: Vec<rusqlite::types::Value> = Vec::new();
-        // A value never interned is on no event: the answer is empty.
-        let Some(app) = Dictionary::Strings.id_of(&self.conn, &query.app)? else {
-            return Ok(Vec::new());
-        };
-        params.push(app.into());
+        // Values are looked up inside the query, so that it reads one snapshot; a value
+        // never interned matches no event.
+        let mut sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM event_rows AS e WHERE e.app = (SELECT id FROM strings WHERE value = ?)"
+        );
+        let mut params: Vec<rusqlite::types::Value> = vec![query.app.clone().into()];
         for (column, value) in query.equal_to() {
-            sql.push_str(&format!(" AND e.{column} = ?"));
-            let dictionary = match column {
-                "install_id" => Dictionary::InstallIds,
-                "session_id" => Dictionary::SessionIds,
-                _ => Dictionary::Strings,
+            let (dictionary, stored) = match column {
+                "install_id" => ("install_ids", value.clone().into()),
+                "session_id" => ("session_ids", compact::token(value)),
+                _ => ("strings", value.clone().into()),
             };
-            let Some(id) = dictionary.id_of(&self.conn, value)? else {
-                return Ok(Vec::new());
-            };
-            params.push(id.into());
+            sql.push_str(&format!(
+                " AND e.{column} = (SELECT id FROM {dictionary} WHERE value = ?)"
+            ));
+            params.push(stored);
         }
         if let Some(from) = compact::bound(query.period.from) {
             sql.push_str(" AND e.ts >= ?");
@@ -258,13 +263,10 @@ pub fn install_events(
     app: &str,
     install_id: &str,
 ) -> Result<Vec<tally_core::Event>, StoreError> {
-    let (Some(app), Some(install_id)) = (
-        Dictionary::Strings.id_of(conn, app)?,
-        Dictionary::InstallIds.id_of(conn, install_id)?,
-    ) else {
-        return Ok(Vec::new());
-    };
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM event_rows AS e WHERE e.app = ?1 AND e.install_id = ?2");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM event_rows AS e WHERE e.app = (SELECT id FROM strings WHERE value = ?1) \
+         AND e.install_id = (SELECT id FROM install_ids WHERE value = ?2)"
+    );
     events_where(conn, &sql, (app, install_id))
 }
 

@@ -169,7 +169,9 @@ impl Store {
                 break;
             }
         }
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // The ids of the sessions that go, unless another session or a kept event
         // still has the same id.
         tx.execute(

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use tally_core::Event;
 use tally_core::time::Period;
 
-use crate::compact::{self, Dictionary};
+use crate::compact;
 use crate::{Store, StoreError};
 
 /// How one session's row changes with a batch.
@@ -98,21 +98,18 @@ impl Store {
         // Unbounded ends are the extreme instants, outside every stored time, so the
         // plain range keeps the `session_rows_started_at` index.
         let (from, to) = (compact::millis(period.from), compact::millis(period.to));
-        // One app is filtered with a plain `app = ?3` rather than `(?3 IS NULL OR ...)`,
+        // One app is filtered with a plain `app = (its number)` rather than `(?3 IS NULL OR ...)`,
         // which no index can serve: a collector's index on (app, started_at, duration_ms)
         // then answers the whole query.
         let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
         let (count, average): (i64, Option<f64>) = match app {
-            Some(app) => match Dictionary::Strings.id_of(&self.conn, app)? {
-                Some(app) => self
-                    .conn
-                    .prepare_cached(
-                        "SELECT count(*), avg(duration_ms) FROM session_rows \
-                         WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
-                    )?
-                    .query_row((from, to, app), read)?,
-                None => (0, None),
-            },
+            Some(app) => self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*), avg(duration_ms) FROM session_rows \
+                     WHERE app = (SELECT id FROM strings WHERE value = ?3) AND started_at >= ?1 AND started_at < ?2",
+                )?
+                .query_row((from, to, app), read)?,
             None => self
                 .conn
                 .prepare_cached(

@@ -13,7 +13,6 @@ use tally_core::time::HourKey;
 /// The views' periods are the workspace's one range type.
 pub use tally_core::time::Period;
 
-use crate::compact::Dictionary;
 use crate::rollup::{Rollup, hour_at};
 use crate::{Store, StoreError};
 
@@ -229,15 +228,12 @@ impl Store {
         // plain range keeps the `event_rows_ts` index, which also holds each event's name
         // and command: the newest commands are read from the index alone.
         let (from, to) = (crate::compact::millis(period.from), crate::compact::millis(period.to));
-        let Some(name) = Dictionary::Strings.id_of(&self.conn, "command_executed")? else {
-            return Ok(Vec::new());
-        };
         let mut statement = self.conn.prepare_cached(
             "SELECT ts, (SELECT value FROM strings WHERE id = command) FROM (SELECT seq, command, ts FROM event_rows \
-             WHERE name = ?4 AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \
-             ORDER BY ts DESC, seq DESC LIMIT ?3) ORDER BY ts, seq",
+             WHERE name = (SELECT id FROM strings WHERE value = 'command_executed') AND ts >= ?1 AND ts < ?2 \
+             AND command IS NOT NULL ORDER BY ts DESC, seq DESC LIMIT ?3) ORDER BY ts, seq",
         )?;
-        let mut rows = statement.query((from, to, limit as i64, name))?;
+        let mut rows = statement.query((from, to, limit as i64))?;
         let mut commands = Vec::new();
         while let Some(row) = rows.next()? {
             commands.push((crate::compact::timestamp(row.get(0)?)?, row.get(1)?));
@@ -254,22 +250,23 @@ impl Store {
         let mut minutes = Vec::new();
         while let Some(row) = rows.next()? {
             let start = crate::compact::timestamp(row.get::<_, i64>(0)? * 60_000)?;
-            minutes.push((tally_core::time::format(start)[..16].to_owned(), row.get::<_, i64>(1)? as u64));
+            minutes.push((
+                tally_core::time::format(start)[..16].to_owned(),
+                row.get::<_, i64>(1)? as u64,
+            ));
         }
         Ok(minutes)
     }
 
     /// The most recent failed commands.
     pub fn recent_errors(&self, limit: u64) -> Result<Vec<RecentError>, StoreError> {
-        let Some(name) = Dictionary::Strings.id_of(&self.conn, "command_executed")? else {
-            return Ok(Vec::new());
-        };
         let mut statement = self.conn.prepare_cached(
             "SELECT ts, coalesce((SELECT value FROM strings WHERE id = command), ''), \
              coalesce((SELECT value FROM strings WHERE id = error_category), 'unknown') FROM event_rows \
-             WHERE name = ?2 AND success = 0 ORDER BY ts DESC, seq DESC LIMIT ?1",
+             WHERE name = (SELECT id FROM strings WHERE value = 'command_executed') AND success = 0 \
+             ORDER BY ts DESC, seq DESC LIMIT ?1",
         )?;
-        let mut rows = statement.query((limit as i64, name))?;
+        let mut rows = statement.query([limit as i64])?;
         let mut errors = Vec::new();
         while let Some(row) = rows.next()? {
             errors.push(RecentError {

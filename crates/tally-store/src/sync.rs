@@ -108,7 +108,10 @@ impl Store {
 
     /// How many events of `stream` are still to upload.
     pub fn pending_count(&self, stream: SyncStream, since: Timestamp) -> Result<u64, StoreError> {
-        let sql = format!("SELECT count(*) FROM event_rows AS e WHERE e.seq > ?1 AND {}", stream.filter());
+        let sql = format!(
+            "SELECT count(*) FROM event_rows AS e WHERE e.seq > ?1 AND {}",
+            stream.filter()
+        );
         Ok(self
             .conn
             .query_row(&sql, (self.sync_cursor(stream)?, millis(since)), |row| row.get(0))?)

@@ -313,7 +313,11 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
                 })
                 .unwrap();
             let without_seq: Vec<_> = events_before.iter().map(|row| row[1..].to_vec()).collect();
-            assert_eq!(read.iter().map(documented_columns).collect::<Vec<_>>(), without_seq, "{from}");
+            assert_eq!(
+                read.iter().map(documented_columns).collect::<Vec<_>>(),
+                without_seq,
+                "{from}"
+            );
             // The sync cursor still means the same rows: the first event was answered
             // for, so exactly the other two are still to upload.
             let cursor = store.sync_cursor(SyncStream::Recent).unwrap();
@@ -321,7 +325,10 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
                 .pending_events(SyncStream::Recent, cursor, "2026-08-01T00:00:00Z".parse().unwrap(), 100)
                 .unwrap();
             assert_eq!(
-                pending.iter().map(|(seq, event)| (*seq, event.id.to_string())).collect::<Vec<_>>(),
+                pending
+                    .iter()
+                    .map(|(seq, event)| (*seq, event.id.to_string()))
+                    .collect::<Vec<_>>(),
                 vec![
                     (2, "0198a0b1-0001-7000-8000-000000000002".to_owned()),
                     (3, "0198a0b1-0001-7000-8000-000000000003".to_owned())
@@ -366,7 +373,11 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
             .connection()
             .query_row("SELECT max(seq) FROM events", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(newest_seq, if has_events { 5 } else { 2 }, "{from}: a seq is never reused");
+        assert_eq!(
+            newest_seq,
+            if has_events { 5 } else { 2 },
+            "{from}: a seq is never reused"
+        );
         let totals = store.totals().unwrap();
         let report = store
             .run_maintenance(&RetentionPolicy::default(), now(), &|| false)

@@ -77,7 +77,8 @@ fn the_store_document_matches_the_schema_the_code_creates() {
         documented.contains_key("events") && documented.contains_key("event_rows"),
         "the parser found no tables: {documented:?}"
     );
-    let names = |columns: &[(String, String)]| -> Vec<String> { columns.iter().map(|(name, _)| name.clone()).collect() };
+    let names =
+        |columns: &[(String, String)]| -> Vec<String> { columns.iter().map(|(name, _)| name.clone()).collect() };
     for (table, columns) in &created {
         if views.contains(table) {
             assert_eq!(
@@ -132,9 +133,7 @@ fn the_views_give_each_value_in_its_documented_text_form() {
         }
         events.push(event);
     }
-    store
-        .insert_batch(&events, tally_store::DropCounts::default())
-        .unwrap();
+    store.insert_batch(&events, tally_store::DropCounts::default()).unwrap();
 
     let conn = store.connection();
     let mut statement = conn
@@ -142,7 +141,15 @@ fn the_views_give_each_value_in_its_documented_text_form() {
         .unwrap();
     let seen: Vec<[String; 7]> = statement
         .query_map([], |row| {
-            Ok([row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?])
+            Ok([
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ])
         })
         .unwrap()
         .map(Result::unwrap)
@@ -162,7 +169,10 @@ fn the_views_give_each_value_in_its_documented_text_form() {
         })
         .collect();
     assert_eq!(seen, expected);
-    assert!(expected.iter().any(|row| row[3].starts_with("h1:")), "some hashes were stored as bytes");
+    assert!(
+        expected.iter().any(|row| row[3].starts_with("h1:")),
+        "some hashes were stored as bytes"
+    );
 
     let mut statement = conn
         .prepare("SELECT session_id, started_at, ended_at FROM sessions ORDER BY started_at")
