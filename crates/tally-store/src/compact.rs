@@ -155,6 +155,8 @@ pub(crate) struct Interner<'c> {
     conn: &'c Connection,
     dictionary: Dictionary,
     known: HashMap<String, i64>,
+    /// Numbers this transaction added, for [`Interner::forget_unused`].
+    added: Vec<i64>,
 }
 
 impl<'c> Interner<'c> {
@@ -163,7 +165,29 @@ impl<'c> Interner<'c> {
             conn,
             dictionary,
             known: HashMap::new(),
+            added: Vec::new(),
         }
+    }
+
+    /// Deletes the values this transaction added that no event refers to: those only a
+    /// duplicate (an id already stored, so the event was skipped) brought.
+    pub(crate) fn forget_unused(&self) -> Result<(), StoreError> {
+        let sql = match self.dictionary {
+            Dictionary::Strings => {
+                "DELETE FROM strings WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM event_rows WHERE ?1 IN \
+                 (app, app_version, source, type, name, command, target_type, error_category))"
+            }
+            Dictionary::InstallIds => {
+                "DELETE FROM install_ids WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM event_rows WHERE install_id = ?1)"
+            }
+            Dictionary::SessionIds => {
+                "DELETE FROM session_ids WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM event_rows WHERE session_id = ?1)"
+            }
+        };
+        for id in &self.added {
+            self.conn.prepare_cached(sql)?.execute([id])?;
+        }
+        Ok(())
     }
 
     /// The number of `value`, adding it when new.
@@ -177,7 +201,9 @@ impl<'c> Interner<'c> {
                 self.conn
                     .prepare_cached(self.dictionary.sql()[1])?
                     .execute([self.dictionary.stored(value)])?;
-                self.conn.last_insert_rowid()
+                let id = self.conn.last_insert_rowid();
+                self.added.push(id);
+                id
             }
         };
         self.known.insert(value.to_owned(), id);

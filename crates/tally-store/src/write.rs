@@ -200,6 +200,13 @@ fn insert_events<'e>(tx: &Transaction<'_>, events: &'e [Event]) -> Result<(Batch
             new_events.push(event);
         }
     }
+    // A duplicate interned its values before it was skipped; the store keeps only
+    // values its events hold.
+    if outcome.duplicates > 0 {
+        for interner in [&strings, &install_ids, &session_ids] {
+            interner.forget_unused()?;
+        }
+    }
     Ok((outcome, new_events))
 }
 

@@ -84,8 +84,10 @@ impl SqliteStorage {
             let store_version = tally_store::schema::version(early.connection())?;
             if store_version > schema::STORE_VERSION_OF_EARLY_MIGRATIONS {
                 return Err(StorageError::Internal(format!(
-                    "{} is an app's store (schema version {store_version}), not a collector database",
-                    path.display()
+                    "{}: the store's tables are at version {store_version} but the collector's only at \
+                     version {}; a collector database is never in that state (is it an app's store?)",
+                    path.display(),
+                    schema::version(&tables)?
                 )));
             }
             schema::migrate_to(&mut tables, schema::EARLY_MIGRATIONS)?;
