@@ -81,7 +81,7 @@ impl SqliteStorage {
         let early = tally_store::Store::open_file_at(path, &options, schema::STORE_VERSION_OF_EARLY_MIGRATIONS)?;
         let mut tables = tables_connection()?;
         if schema::version(&tables)? < schema::EARLY_MIGRATIONS {
-            let store_version = tally_store::schema::version(early.connection())?;
+            let store_version = tally_store::schema::version(&tables)?;
             if store_version > schema::STORE_VERSION_OF_EARLY_MIGRATIONS {
                 return Err(StorageError::Internal(format!(
                     "{}: the store's tables are at version {store_version} but the collector's only at \
