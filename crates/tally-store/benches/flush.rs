@@ -8,11 +8,12 @@
 //! built untimed just before it is written:
 //!
 //! - `store`: `Store::insert_batch(&events)`, which also turns each event into column
-//!   values (id and time as text, props as JSON) and updates the session's row.
+//!   values (the compact layout of schema 7: id as 16 bytes, time as milliseconds, names
+//!   and ids numbered in the dictionaries, props as JSON) and updates the session's row.
 //! - `raw, same schema`: the store's own schema and pragmas (a file made by `Store::open`,
 //!   reopened with plain rusqlite), the store's `INSERT OR IGNORE`, and the column values
-//!   computed before the clock starts.
-//! - `raw, primary key only`: a table with the same columns and no index but the integer
+//!   (dictionary numbers included) computed before the clock starts.
+//! - `raw, primary key only`: a table with schema 6's text columns and no index but the integer
 //!   primary key, a plain `INSERT`, only `journal_mode=WAL` and `synchronous=OFF`, and
 //!   the column values computed before the clock starts.
 //! - `raw, primary key only, store's pragmas`: the same plus `auto_vacuum=INCREMENTAL`
