@@ -184,7 +184,9 @@ fn a_batch_sent_twice_is_stored_once() {
 fn a_duplicate_leaves_none_of_its_own_values_in_the_dictionaries() {
     let mut store = Store::open_in_memory().unwrap();
     let first = AppRun::new(EARLIER_SESSION).record(task_done(now()));
-    store.insert_batch(&[first.clone()], DropCounts::default()).unwrap();
+    store
+        .insert_batch(std::slice::from_ref(&first), DropCounts::default())
+        .unwrap();
 
     // The same id again, claiming another command, session and install.
     let mut resent = AppRun::new("another-session").record(task_done(now()).command("never counted"));
