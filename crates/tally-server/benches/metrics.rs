@@ -268,10 +268,19 @@ pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u
         let mut install = tx
             .prepare("INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4)")
             .expect("prepare");
+        // The store's compact rows (schema 7): names and install ids numbered in
+        // `strings` and `install_ids`, times in Unix milliseconds.
+        let mut string = tx
+            .prepare("INSERT OR IGNORE INTO strings (value) VALUES (?1)")
+            .expect("prepare");
+        let mut install_id = tx
+            .prepare("INSERT OR IGNORE INTO install_ids (value) VALUES (?1)")
+            .expect("prepare");
         let mut session = tx
             .prepare(
-                "INSERT INTO sessions (session_id, app, install_id, started_at, ended_at, duration_ms, \
-                 commands_executed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO session_rows (session_id, app, install_id, started_at, ended_at, duration_ms, \
+                 commands_executed) VALUES (?1, (SELECT id FROM strings WHERE value = ?2), \
+                 (SELECT id FROM install_ids WHERE value = ?3), ?4, ?5, ?6, ?7)",
             )
             .expect("prepare");
         // A day has a quiet night and a busy afternoon; normalized so the hours sum to 1.
@@ -357,16 +366,19 @@ pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u
                     .expect("insert an install");
                 install_rows += 1;
             }
+            string.execute([app]).expect("intern the app");
             for index in 0..app_events / EVENTS_PER_SESSION {
                 let started = now - span.mul_f64(noise.unit());
                 let length = (noise.next() % 3_600_000) as i64;
+                let install = format!("install-{:06}", noise.next() % app_installs);
+                install_id.execute([&install]).expect("intern the install");
                 session
                     .execute(rusqlite::params![
                         format!("{app}-session-{index:08}"),
                         app,
-                        format!("install-{:06}", noise.next() % app_installs),
-                        text(started),
-                        text(started + SignedDuration::from_millis(length)),
+                        install,
+                        started.as_millisecond(),
+                        started.as_millisecond() + length,
                         length,
                         (noise.next() % 20) as i64,
                     ])
@@ -377,10 +389,20 @@ pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u
 
         let mut raw = tx
             .prepare(
-                "INSERT INTO events (id, ts, app, app_version, source, type, name, command, session_id, \
-                 install_id, duration_ms, success) VALUES (?1, ?2, ?3, ?4, 'cli', ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO event_rows (id, ts, app, app_version, source, type, name, command, session_id, \
+                 install_id, duration_ms, success) VALUES (?1, ?2, (SELECT id FROM strings WHERE value = ?3), \
+                 (SELECT id FROM strings WHERE value = ?4), (SELECT id FROM strings WHERE value = 'cli'), \
+                 (SELECT id FROM strings WHERE value = ?5), (SELECT id FROM strings WHERE value = ?6), \
+                 (SELECT id FROM strings WHERE value = ?7), ?8, (SELECT id FROM install_ids WHERE value = ?9), ?10, ?11)",
             )
             .expect("prepare");
+        for value in ["1.4.2", "cli"].into_iter().chain(
+            kinds
+                .iter()
+                .flat_map(|kind| [kind.kind, kind.name.as_str(), kind.command.as_str()]),
+        ) {
+            string.execute([value]).expect("intern a name");
+        }
         let raw_span = SignedDuration::from_hours(RAW_DAYS * 24);
         for index in 0..raw_events {
             let ts = now - raw_span.mul_f64(noise.unit());
@@ -392,16 +414,18 @@ pub(crate) fn build_store(path: &Path, now: Timestamp, scale: u64, raw_events: u
                 seconds,
                 ts.subsec_nanosecond() as u32,
             ));
+            let install = format!("install-{:06}", noise.next() % (installs / scale).max(1));
+            install_id.execute([&install]).expect("intern the install");
             raw.execute(rusqlite::params![
-                id.to_string(),
-                text(ts),
+                id.as_bytes(),
+                ts.as_millisecond(),
                 app,
                 "1.4.2",
                 kind.kind,
                 kind.name,
                 (!kind.command.is_empty()).then_some(kind.command.as_str()),
                 format!("{app}-session-{:08}", index / EVENTS_PER_SESSION),
-                format!("install-{:06}", noise.next() % (installs / scale).max(1)),
+                install,
                 kind.duration_ms.map(|ms| ms as i64),
                 (kind.success >= 0).then_some(kind.success),
             ])

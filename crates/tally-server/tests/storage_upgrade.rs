@@ -125,8 +125,10 @@ async fn an_older_collector_database_gets_the_session_index_and_one_apps_session
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("collector.db");
     {
+        // The store's tables as that collector left them (version 6: every collector
+        // version before 6 ran against them).
         let mut conn = Connection::open(&path).unwrap();
-        tally_store::schema::migrate(&mut conn).unwrap();
+        tally_store::schema::migrate_to(&mut conn, schema::STORE_VERSION_OF_EARLY_MIGRATIONS).unwrap();
         schema::migrate_to(&mut conn, 1).unwrap();
     }
     let storage = SqliteStorage::open(&path).unwrap();
@@ -147,24 +149,27 @@ async fn an_older_collector_database_gets_the_session_index_and_one_apps_session
 
     let conn = Connection::open(&path).unwrap();
     assert_eq!(schema::version(&conn).unwrap(), schema::LATEST_VERSION);
+    assert_eq!(
+        tally_store::schema::version(&conn).unwrap(),
+        tally_store::schema::LATEST_VERSION
+    );
     // The statement `tally_store`'s session summary runs for one app: the dashboard asks
     // it twice per load, so it must be answered from the index without reading rows.
     let plan: Vec<String> = conn
         .prepare(
-            "EXPLAIN QUERY PLAN SELECT count(*), avg(duration_ms) FROM sessions \
-             WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
+            "EXPLAIN QUERY PLAN SELECT count(*), avg(duration_ms) FROM session_rows \
+             WHERE app = (SELECT id FROM strings WHERE value = ?3) AND started_at >= ?1 AND started_at < ?2",
         )
         .unwrap()
-        .query_map(
-            ("2026-08-02T00:00:00.000Z", "2026-08-03T00:00:00.000Z", "nexus"),
-            |row| row.get(3),
-        )
+        .query_map((1_785_628_800_000_i64, 1_785_715_200_000_i64, "nexus"), |row| {
+            row.get(3)
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
     assert!(
         plan.iter()
-            .any(|step| step.contains("COVERING INDEX sessions_app_started_at_duration_ms")),
+            .any(|step| step.contains("COVERING INDEX session_rows_app_started_at_duration_ms")),
         "{plan:?}"
     );
 }
@@ -309,13 +314,15 @@ async fn assert_activity_backfilled(storage: &dyn Storage, had: &[&str], case: &
 
 #[tokio::test]
 async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_sqlite_schema() {
-    for version in 0..schema::LATEST_VERSION {
+    // Every version before install activity was kept (6). Those versions' databases hold
+    // the store's tables as they were before its compact version 7.
+    for version in 0..6 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("collector.db");
         let mut had = vec!["events", "sessions", "metrics"];
         {
             let mut conn = Connection::open(&path).unwrap();
-            tally_store::schema::migrate(&mut conn).unwrap();
+            tally_store::schema::migrate_to(&mut conn, schema::STORE_VERSION_OF_EARLY_MIGRATIONS).unwrap();
             schema::migrate_to(&mut conn, version).unwrap();
             if version >= 1 {
                 had.push("installs");
@@ -379,4 +386,69 @@ async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_postgr
         let storage = database.open().await;
         assert_activity_backfilled(storage.as_ref(), &had, &format!("postgres from version {version}")).await;
     }
+}
+
+fn event_of(install: &str, session: &str, ts: &str) -> Event {
+    serde_json::from_value(serde_json::json!({
+        "id": uuid::Uuid::now_v7(), "ts": ts, "app": "nexus", "app_version": "1.0.0",
+        "source": "cli", "type": "command", "name": "command_executed", "success": true,
+        "session_id": session, "install_id": install,
+    }))
+    .unwrap()
+}
+
+/// The values of one of the store's dictionaries (`install_ids`, `session_ids`), as text.
+fn dictionary(path: &std::path::Path, table: &str) -> Vec<String> {
+    let conn = Connection::open(path).unwrap();
+    let mut statement = conn
+        .prepare(&format!(
+            "SELECT CASE WHEN typeof(value) = 'blob' THEN hex(value) ELSE value END FROM {table} ORDER BY 1"
+        ))
+        .unwrap();
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn erasing_and_expiring_leave_no_install_or_session_id_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("collector.db");
+    let storage = SqliteStorage::open(&path).unwrap();
+    storage
+        .insert(vec![
+            event_of("install-a", "session-a", "2026-08-02T09:00:00Z"),
+            event_of("install-a", "shared", "2026-08-02T09:01:00Z"),
+            event_of("install-b", "shared", "2026-08-02T09:02:00Z"),
+            event_of("install-b", "session-old", "2026-07-01T09:00:00Z"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(dictionary(&path, "install_ids"), ["install-a", "install-b"]);
+    assert_eq!(dictionary(&path, "session_ids"), ["session-a", "session-old", "shared"]);
+
+    // Install a goes, with the session only it had; install b still uses "shared".
+    assert_eq!(storage.erase_install("nexus", "install-a").await.unwrap().events, 2);
+    assert_eq!(dictionary(&path, "install_ids"), ["install-b"]);
+    assert_eq!(dictionary(&path, "session_ids"), ["session-old", "shared"]);
+
+    // Expiry takes the old session and its id; the kept one stays readable.
+    assert_eq!(
+        storage.expire("2026-08-01T00:00:00Z".parse().unwrap()).await.unwrap(),
+        1
+    );
+    assert_eq!(dictionary(&path, "session_ids"), ["shared"]);
+    let query = tally_server::storage::EventQuery {
+        app: "nexus".into(),
+        session_id: Some("shared".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let events = storage.events(&query).await.unwrap();
+    assert_eq!(
+        events.iter().map(|event| event.install_id.as_str()).collect::<Vec<_>>(),
+        ["install-b"]
+    );
 }

@@ -16,6 +16,7 @@
 //! # Layout
 //! - [`open`](crate::open): opening, pragmas, recovery from corrupt or read-only files.
 //! - [`schema`]: versioned migrations.
+//! - `compact`: how ids, times, hashes and repeated strings are kept in the compact layout.
 //! - [`write`](crate::write): batched inserts, in named steps.
 //! - [`sessions`]: what counts as a session, for this store and the collector alike.
 //! - [`retention`]: expiring raw events and the size cap.
@@ -28,6 +29,7 @@
 //! - [`openmetrics`]: metric families that the SDK's export and the collector's `/metrics` share.
 //! - [`spool`]: events spooled by processes that exited before committing, and folding them in.
 
+mod compact;
 mod error;
 pub mod histogram;
 mod identity;

@@ -84,6 +84,14 @@ impl Store {
 
     /// Opens (creating if needed) the store file at `path`.
     pub fn open_file(path: &Path, options: &OpenOptions) -> Result<Store, StoreError> {
+        Store::open_file_at(path, options, schema::LATEST_VERSION)
+    }
+
+    /// Like [`Store::open_file`], but brings the schema only up to `version` (when it is
+    /// older). For a program whose own migrations of the same file were written against
+    /// an earlier version of the store's tables (the collector's embedded backend), and
+    /// for tests that build earlier versions.
+    pub fn open_file_at(path: &Path, options: &OpenOptions, version: i64) -> Result<Store, StoreError> {
         // When several processes create the same new file at once, switching it to WAL
         // or migrating it can answer "busy" at once instead of waiting on the busy
         // handler; those steps are safe to repeat, so try again for a while.
@@ -93,7 +101,7 @@ impl Store {
             if conn.is_readonly(rusqlite::MAIN_DB)? {
                 return Err(StoreError::ReadOnly(format!("{} cannot be written", path.display())));
             }
-            match Store::prepare(conn, Location::File(path.to_owned()), options) {
+            match Store::prepare(conn, Location::File(path.to_owned()), options, version) {
                 Err(err) if err.is_busy() && started.elapsed() < options.busy_timeout => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -104,7 +112,12 @@ impl Store {
 
     /// A store that lives in memory only.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::prepare(Connection::open_in_memory()?, Location::Memory, &OpenOptions::default())
+        Store::prepare(
+            Connection::open_in_memory()?,
+            Location::Memory,
+            &OpenOptions::default(),
+            schema::LATEST_VERSION,
+        )
     }
 
     /// Opens `dir/telemetry.db`, and when that fails makes do: a corrupt file or one
@@ -172,7 +185,12 @@ impl Store {
         }
     }
 
-    fn prepare(mut conn: Connection, location: Location, options: &OpenOptions) -> Result<Store, StoreError> {
+    fn prepare(
+        mut conn: Connection,
+        location: Location,
+        options: &OpenOptions,
+        version: i64,
+    ) -> Result<Store, StoreError> {
         conn.busy_timeout(options.busy_timeout)?;
         // Before any pragma below writes to the file: another program's database, and a
         // store from a newer version, must be left untouched.
@@ -217,7 +235,11 @@ impl Store {
         // Deleted rows are overwritten with zeros, so purged or expired events do not
         // linger in free pages of the file.
         conn.pragma_update(None, "secure_delete", "ON")?;
-        schema::migrate(&mut conn)?;
+        if version == schema::LATEST_VERSION {
+            schema::migrate(&mut conn)?;
+        } else if found < version {
+            schema::migrate_to(&mut conn, version)?;
+        }
         Ok(Store { conn, location })
     }
 }

@@ -14,8 +14,9 @@ impl Store {
     pub fn purge(&mut self) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
-            "DELETE FROM events; DELETE FROM sessions; DELETE FROM metrics; DELETE FROM meta; \
-             DELETE FROM sync_rejected; DELETE FROM sqlite_sequence;",
+            "DELETE FROM event_rows; DELETE FROM session_rows; DELETE FROM strings; DELETE FROM install_ids; \
+             DELETE FROM session_ids; DELETE FROM metrics; \
+             DELETE FROM meta; DELETE FROM sync_rejected; DELETE FROM sqlite_sequence;",
         )?;
         tx.commit()?;
         self.conn.execute_batch("VACUUM")?;

@@ -10,6 +10,7 @@
 
 use jiff::{Timestamp, ToSpan};
 
+use crate::compact::Dictionary;
 use crate::{Location, Store, StoreError};
 
 /// Most raw events deleted in one transaction.
@@ -63,14 +64,14 @@ impl Store {
         let cutoff = now
             .checked_sub((i64::from(policy.retention_days) * 24).hours())
             .unwrap_or(Timestamp::MIN);
-        let cutoff = tally_core::time::format(cutoff);
+        let cutoff = crate::compact::millis(cutoff);
         let mut report = MaintenanceReport {
             bytes_before,
             bytes_after: bytes_before,
             ..MaintenanceReport::default()
         };
         loop {
-            let deleted = self.delete_oldest_raw(Some(&cutoff), DELETE_CHUNK)?;
+            let deleted = self.delete_oldest_raw(Some(cutoff), DELETE_CHUNK)?;
             report.expired_for_age += deleted;
             if deleted < DELETE_CHUNK {
                 break;
@@ -115,7 +116,7 @@ impl Store {
             }
             let events: u64 = self
                 .conn
-                .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+                .query_row("SELECT count(*) FROM event_rows", [], |row| row.get(0))?;
             if events == 0 {
                 break;
             }
@@ -144,12 +145,12 @@ impl Store {
         Ok((pages - free) * page_size + files)
     }
 
-    /// Deletes up to `limit` of the oldest raw events (only those before `before`, if
-    /// given) in one transaction; their rollups stay. Returns how many.
-    pub fn delete_oldest_raw(&mut self, before: Option<&str>, limit: u64) -> Result<u64, StoreError> {
+    /// Deletes up to `limit` of the oldest raw events (only those before `before`, in
+    /// Unix milliseconds, if given) in one transaction; their rollups stay. Returns how many.
+    pub fn delete_oldest_raw(&mut self, before: Option<i64>, limit: u64) -> Result<u64, StoreError> {
         let deleted = self.conn.execute(
-            "DELETE FROM events WHERE seq IN \
-             (SELECT seq FROM events WHERE ?1 IS NULL OR ts < ?1 ORDER BY ts, seq LIMIT ?2)",
+            "DELETE FROM event_rows WHERE seq IN \
+             (SELECT seq FROM event_rows WHERE ?1 IS NULL OR ts < ?1 ORDER BY ts, seq LIMIT ?2)",
             (before, limit as i64),
         )?;
         Ok(deleted as u64)
@@ -159,17 +160,28 @@ impl Store {
     /// transaction (the collector's retention: unlike an app's store it keeps no session
     /// past its raw events); rollups stay. Returns the events deleted.
     pub fn expire_before(&mut self, before: Timestamp) -> Result<u64, StoreError> {
-        let cutoff = tally_core::time::format(before);
+        let cutoff = crate::compact::millis(before);
         let mut deleted = 0;
         loop {
-            let chunk = self.delete_oldest_raw(Some(&cutoff), DELETE_CHUNK)?;
+            let chunk = self.delete_oldest_raw(Some(cutoff), DELETE_CHUNK)?;
             deleted += chunk;
             if chunk < DELETE_CHUNK {
                 break;
             }
         }
-        self.conn
-            .execute("DELETE FROM sessions WHERE ended_at < ?1", [&cutoff])?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The ids of the sessions that go, unless another session or a kept event
+        // still has the same id.
+        tx.execute(
+            "DELETE FROM session_ids WHERE id IN (SELECT session_id FROM session_rows WHERE ended_at < ?1) \
+             AND NOT EXISTS (SELECT 1 FROM session_rows AS s WHERE s.session_id = session_ids.id AND s.ended_at >= ?1) \
+             AND NOT EXISTS (SELECT 1 FROM event_rows AS e WHERE e.session_id = session_ids.id)",
+            [cutoff],
+        )?;
+        tx.execute("DELETE FROM session_rows WHERE ended_at < ?1", [cutoff])?;
+        tx.commit()?;
         Ok(deleted)
     }
 
@@ -186,13 +198,39 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         also(&tx)?;
+        let (Some(app), Some(install)) = (
+            Dictionary::Strings.id_of(&tx, app)?,
+            Dictionary::InstallIds.id_of(&tx, install_id)?,
+        ) else {
+            // Never interned: nothing of this install is stored.
+            tx.commit()?;
+            return Ok(0);
+        };
+        // The install's session ids go too, unless another install or app uses the same.
+        tx.execute(
+            "DELETE FROM session_ids WHERE id IN \
+             (SELECT session_id FROM session_rows WHERE install_id = ?2 AND app = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM session_rows AS s WHERE s.session_id = session_ids.id \
+                             AND NOT (s.install_id = ?2 AND s.app = ?1)) \
+             AND NOT EXISTS (SELECT 1 FROM event_rows AS e WHERE e.session_id = session_ids.id \
+                             AND NOT (e.install_id = ?2 AND e.app = ?1))",
+            (app, install),
+        )?;
         let deleted = tx.execute(
-            "DELETE FROM events WHERE app = ?1 AND install_id = ?2",
-            (app, install_id),
+            "DELETE FROM event_rows WHERE app = ?1 AND install_id = ?2",
+            (app, install),
         )?;
         tx.execute(
-            "DELETE FROM sessions WHERE app = ?1 AND install_id = ?2",
-            (app, install_id),
+            "DELETE FROM session_rows WHERE install_id = ?1 AND app = ?2",
+            (install, app),
+        )?;
+        // The install id itself goes too once nothing refers to it (another app may
+        // share it), so an erased install leaves no trace in `strings`.
+        tx.execute(
+            "DELETE FROM install_ids WHERE id = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM event_rows WHERE install_id = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM session_rows WHERE install_id = ?1)",
+            [install],
         )?;
         tx.commit()?;
         Ok(deleted as u64)

@@ -22,6 +22,11 @@ const OUR_TABLES: &[&str] = &[
     "meta",
     "events",
     "sessions",
+    "event_rows",
+    "session_rows",
+    "strings",
+    "install_ids",
+    "session_ids",
     "metrics",
     "installs",
     "totals",
@@ -209,7 +214,189 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions_keyed RENAME TO sessions;
     CREATE INDEX sessions_started_at ON sessions (started_at);
     "#,
+    // 7: the compact layout (issue 10). Rows move to `event_rows` and `session_rows`:
+    // ids as 16-byte blobs, times as Unix milliseconds, and the values that repeat on
+    // every event (app, version, source, type, name, command, install, target type,
+    // error category) once each in `strings` (install ids in `install_ids`), referenced
+    // by number; session ids too, in `session_ids`. Only values kept anyway are
+    // interned (the rollups keep the names forever, `sessions` the session ids and
+    // installs), so retention still forgets everything else: hashes, props and
+    // messages stay in the row that expires.
+    // `events` and `sessions` become views giving the documented columns as before.
+    // `seq` keeps its values and its AUTOINCREMENT high-water mark, so sync cursors
+    // still mean the same rows.
+    COMPACT_LAYOUT,
 ];
+
+/// Migration 7, kept as a constant so the view definitions it shares with nothing
+/// else read as one block.
+const COMPACT_LAYOUT: &str = r#"
+    CREATE TABLE strings (
+        id    INTEGER PRIMARY KEY,
+        value TEXT NOT NULL UNIQUE
+    );
+    -- Install ids apart from the other values: erasing an install (the collector's
+    -- `DELETE /v1/installs/...`) deletes its id too once no row refers to it.
+    CREATE TABLE install_ids (
+        id    INTEGER PRIMARY KEY,
+        value TEXT NOT NULL UNIQUE
+    );
+    -- Session ids: the 16 bytes of a lower-case UUID, any other id as its text. A local
+    -- store keeps its sessions (and so their ids) as long as it lives.
+    CREATE TABLE session_ids (
+        id    INTEGER PRIMARY KEY,
+        value BLOB NOT NULL UNIQUE
+    );
+    -- The distinct combinations first (a few hundred), so the interned values come
+    -- from one pass over the events instead of one per column.
+    CREATE TEMP TABLE v7_combinations AS
+        SELECT DISTINCT app, app_version, source, type, name, command, install_id, target_type, error_category
+        FROM events;
+    INSERT INTO strings (value)
+        SELECT app FROM v7_combinations UNION SELECT app_version FROM v7_combinations
+        UNION SELECT source FROM v7_combinations UNION SELECT type FROM v7_combinations
+        UNION SELECT name FROM v7_combinations UNION SELECT command FROM v7_combinations WHERE command IS NOT NULL
+        UNION SELECT target_type FROM v7_combinations WHERE target_type IS NOT NULL
+        UNION SELECT error_category FROM v7_combinations WHERE error_category IS NOT NULL
+        UNION SELECT app FROM sessions;
+    INSERT INTO install_ids (value)
+        SELECT install_id FROM v7_combinations UNION SELECT install_id FROM sessions;
+    DROP TABLE v7_combinations;
+    INSERT INTO session_ids (value)
+        SELECT CASE WHEN session_id GLOB '????????-????-????-????-????????????' AND session_id = lower(session_id)
+                         AND length(unhex(replace(session_id, '-', ''))) = 16
+                    THEN unhex(replace(session_id, '-', '')) ELSE session_id END FROM events
+        UNION SELECT CASE WHEN session_id GLOB '????????-????-????-????-????????????' AND session_id = lower(session_id)
+                         AND length(unhex(replace(session_id, '-', ''))) = 16
+                    THEN unhex(replace(session_id, '-', '')) ELSE session_id END FROM sessions;
+
+    CREATE TABLE event_rows (
+        -- Local insertion order, never reused (AUTOINCREMENT): the sync cursor compares
+        -- against it, so a number freed by retention must not come back.
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id             BLOB NOT NULL UNIQUE,  -- the UUIDv7's 16 bytes, the dedupe key
+        ts             INTEGER NOT NULL,      -- Unix milliseconds, UTC
+        app            INTEGER NOT NULL,      -- strings.id
+        app_version    INTEGER NOT NULL,      -- strings.id
+        source         INTEGER NOT NULL,      -- strings.id
+        type           INTEGER NOT NULL,      -- strings.id
+        name           INTEGER NOT NULL,      -- strings.id
+        command        INTEGER,               -- strings.id
+        session_id     INTEGER NOT NULL,      -- session_ids.id
+        install_id     INTEGER NOT NULL,      -- install_ids.id
+        workspace      BLOB,                  -- the 12 bytes of an `h1:` hash, else the text
+        target_type    INTEGER,               -- strings.id
+        target_id      BLOB,                  -- the 12 bytes of an `h1:` hash, else the text
+        duration_ms    INTEGER,
+        success        INTEGER,
+        error_category INTEGER,               -- strings.id
+        error_message  TEXT,                  -- redacted, level full only
+        props          TEXT                   -- flat JSON object, or NULL when empty
+    );
+    -- The high-water mark first: inserting the old rows then only raises it.
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'event_rows', seq FROM sqlite_sequence WHERE name = 'events';
+    INSERT INTO event_rows (seq, id, ts, app, app_version, source, type, name, command, session_id, install_id,
+                            workspace, target_type, target_id, duration_ms, success, error_category,
+                            error_message, props)
+        SELECT e.seq, unhex(replace(e.id, '-', '')),
+               CAST(round(unixepoch(e.ts, 'subsec') * 1000) AS INTEGER),
+               (SELECT id FROM strings WHERE value = e.app),
+               (SELECT id FROM strings WHERE value = e.app_version),
+               (SELECT id FROM strings WHERE value = e.source),
+               (SELECT id FROM strings WHERE value = e.type),
+               (SELECT id FROM strings WHERE value = e.name),
+               (SELECT id FROM strings WHERE value = e.command),
+               (SELECT id FROM session_ids WHERE value = CASE WHEN e.session_id GLOB '????????-????-????-????-????????????' AND e.session_id = lower(e.session_id)
+                            AND length(unhex(replace(e.session_id, '-', ''))) = 16
+                       THEN unhex(replace(e.session_id, '-', '')) ELSE e.session_id END),
+               (SELECT id FROM install_ids WHERE value = e.install_id),
+               CASE WHEN e.workspace GLOB 'h1:????????????????????????' AND e.workspace = lower(e.workspace)
+                         AND length(unhex(substr(e.workspace, 4))) = 12
+                    THEN unhex(substr(e.workspace, 4)) ELSE e.workspace END,
+               (SELECT id FROM strings WHERE value = e.target_type),
+               CASE WHEN e.target_id GLOB 'h1:????????????????????????' AND e.target_id = lower(e.target_id)
+                         AND length(unhex(substr(e.target_id, 4))) = 12
+                    THEN unhex(substr(e.target_id, 4)) ELSE e.target_id END,
+               e.duration_ms, e.success,
+               (SELECT id FROM strings WHERE value = e.error_category),
+               e.error_message, e.props
+        FROM events AS e ORDER BY e.seq;
+    DROP TABLE events;
+    -- By time, and covering the recent commands `insights` reads (newest first, name
+    -- and command from the index alone) for two bytes more per event than `ts` alone.
+    CREATE INDEX event_rows_ts ON event_rows (ts, name, command);
+
+    CREATE TABLE session_rows (
+        install_id         INTEGER NOT NULL,  -- install_ids.id
+        app                INTEGER NOT NULL,  -- strings.id
+        session_id         INTEGER NOT NULL,  -- session_ids.id
+        started_at         INTEGER NOT NULL,  -- Unix milliseconds
+        ended_at           INTEGER NOT NULL,  -- Unix milliseconds
+        duration_ms        INTEGER NOT NULL,
+        commands_executed  INTEGER NOT NULL DEFAULT 0,
+        workspaces_created INTEGER NOT NULL DEFAULT 0,
+        tasks_completed    INTEGER NOT NULL DEFAULT 0,
+        errors_encountered INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (install_id, app, session_id)
+    ) WITHOUT ROWID;
+    INSERT INTO session_rows
+        SELECT (SELECT id FROM install_ids WHERE value = s.install_id), (SELECT id FROM strings WHERE value = s.app),
+               (SELECT id FROM session_ids WHERE value = CASE WHEN s.session_id GLOB '????????-????-????-????-????????????' AND s.session_id = lower(s.session_id)
+                            AND length(unhex(replace(s.session_id, '-', ''))) = 16
+                       THEN unhex(replace(s.session_id, '-', '')) ELSE s.session_id END),
+               CAST(round(unixepoch(s.started_at, 'subsec') * 1000) AS INTEGER),
+               CAST(round(unixepoch(s.ended_at, 'subsec') * 1000) AS INTEGER),
+               s.duration_ms, s.commands_executed, s.workspaces_created, s.tasks_completed, s.errors_encountered
+        FROM sessions AS s;
+    DROP TABLE sessions;
+    -- Covers the sessions-by-period summary (count and mean duration) of stats and insights.
+    CREATE INDEX session_rows_started_at ON session_rows (started_at, duration_ms);
+
+    -- The documented columns, for programs that read the file (docs/STORE.md). Plain
+    -- SQL only, so any SQLite reader can use them.
+    CREATE VIEW events AS SELECT
+        e.seq AS seq,
+        lower(substr(hex(e.id), 1, 8) || '-' || substr(hex(e.id), 9, 4) || '-' || substr(hex(e.id), 13, 4) || '-'
+              || substr(hex(e.id), 17, 4) || '-' || substr(hex(e.id), 21)) AS id,
+        strftime('%Y-%m-%dT%H:%M:%fZ', e.ts / 1000.0, 'unixepoch') AS ts,
+        (SELECT value FROM strings WHERE id = e.app) AS app,
+        (SELECT value FROM strings WHERE id = e.app_version) AS app_version,
+        (SELECT value FROM strings WHERE id = e.source) AS source,
+        (SELECT value FROM strings WHERE id = e.type) AS type,
+        (SELECT value FROM strings WHERE id = e.name) AS name,
+        (SELECT value FROM strings WHERE id = e.command) AS command,
+        (SELECT CASE WHEN typeof(value) = 'blob' THEN
+            lower(substr(hex(value), 1, 8) || '-' || substr(hex(value), 9, 4) || '-'
+                  || substr(hex(value), 13, 4) || '-' || substr(hex(value), 17, 4) || '-'
+                  || substr(hex(value), 21))
+            ELSE value END FROM session_ids WHERE id = e.session_id) AS session_id,
+        (SELECT value FROM install_ids WHERE id = e.install_id) AS install_id,
+        CASE WHEN typeof(e.workspace) = 'blob' THEN 'h1:' || lower(hex(e.workspace)) ELSE e.workspace END AS workspace,
+        (SELECT value FROM strings WHERE id = e.target_type) AS target_type,
+        CASE WHEN typeof(e.target_id) = 'blob' THEN 'h1:' || lower(hex(e.target_id)) ELSE e.target_id END AS target_id,
+        e.duration_ms AS duration_ms,
+        e.success AS success,
+        (SELECT value FROM strings WHERE id = e.error_category) AS error_category,
+        e.error_message AS error_message,
+        e.props AS props
+    FROM event_rows AS e;
+    CREATE VIEW sessions AS SELECT
+        (SELECT CASE WHEN typeof(value) = 'blob' THEN
+            lower(substr(hex(value), 1, 8) || '-' || substr(hex(value), 9, 4) || '-'
+                  || substr(hex(value), 13, 4) || '-' || substr(hex(value), 17, 4) || '-'
+                  || substr(hex(value), 21))
+            ELSE value END FROM session_ids WHERE id = s.session_id) AS session_id,
+        (SELECT value FROM strings WHERE id = s.app) AS app,
+        (SELECT value FROM install_ids WHERE id = s.install_id) AS install_id,
+        strftime('%Y-%m-%dT%H:%M:%fZ', s.started_at / 1000.0, 'unixepoch') AS started_at,
+        strftime('%Y-%m-%dT%H:%M:%fZ', s.ended_at / 1000.0, 'unixepoch') AS ended_at,
+        s.duration_ms AS duration_ms,
+        s.commands_executed AS commands_executed,
+        s.workspaces_created AS workspaces_created,
+        s.tasks_completed AS tasks_completed,
+        s.errors_encountered AS errors_encountered
+    FROM session_rows AS s;
+"#;
 
 /// Brings the schema of `conn` to [`LATEST_VERSION`].
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -256,7 +443,31 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> 
     // without Tally's id.
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.commit()?;
+    if current < COMPACT_VERSION && target >= COMPACT_VERSION {
+        give_back_freed_pages(conn)?;
+    }
     Ok(())
+}
+
+/// The version that moved the rows into the compact layout.
+const COMPACT_VERSION: i64 = 7;
+
+/// Returns the pages the old `events` and `sessions` tables held to the OS, so the file
+/// shrinks right after the migration (about 2 s for a million events) instead of at the
+/// next maintenance that expires something. Its own transaction after the migration's:
+/// another process busy with the file only postpones it to that maintenance.
+fn give_back_freed_pages(conn: &Connection) -> Result<(), StoreError> {
+    let vacuum = || -> rusqlite::Result<()> {
+        // Each step frees one page, so it must be stepped to the end.
+        let mut statement = conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = statement.query([])?;
+        while steps.next()?.is_some() {}
+        Ok(())
+    };
+    match vacuum() {
+        Err(err) if matches!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy)) => Ok(()),
+        result => Ok(result?),
+    }
 }
 
 /// The version that added the rollups, which must count every event ever stored.

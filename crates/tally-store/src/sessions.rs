@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use tally_core::Event;
 use tally_core::time::Period;
 
+use crate::compact;
 use crate::{Store, StoreError};
 
 /// How one session's row changes with a batch.
@@ -97,16 +98,14 @@ impl Store {
     /// resolution like the rollups: a period covers every hour it overlaps.
     pub fn installs_with_sessions(&self, app: &str, periods: &[Period]) -> Result<Vec<u64>, StoreError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT count(DISTINCT install_id) FROM sessions WHERE app = ?1 AND started_at < ?3 AND ended_at >= ?2",
+            "SELECT count(DISTINCT install_id) FROM session_rows \
+             WHERE app = (SELECT id FROM strings WHERE value = ?1) AND started_at < ?3 AND ended_at >= ?2",
         )?;
         periods
             .iter()
             .map(|period| {
                 let (from, to) = period.hours();
-                let (from, to) = (
-                    tally_core::time::format(from.start()),
-                    tally_core::time::format(to.start()),
-                );
+                let (from, to) = (compact::millis(from.start()), compact::millis(to.start()));
                 let count: i64 = statement.query_row((app, from, to), |row| row.get(0))?;
                 Ok(count as u64)
             })
@@ -115,13 +114,10 @@ impl Store {
 
     /// The sessions of `app` (of every app when `None`) that started in `period`.
     pub fn session_summary(&self, app: Option<&str>, period: &Period) -> Result<SessionSummary, StoreError> {
-        // Unbounded ends format as years -9999 and 9999, which sort outside every stored
-        // time, so the plain range keeps the `sessions_started_at` index.
-        let (from, to) = (
-            tally_core::time::format(period.from),
-            tally_core::time::format(period.to),
-        );
-        // One app is filtered with a plain `app = ?3` rather than `(?3 IS NULL OR ...)`,
+        // Unbounded ends are the extreme instants, outside every stored time, so the
+        // plain range keeps the `session_rows_started_at` index.
+        let (from, to) = (compact::millis(period.from), compact::millis(period.to));
+        // One app is filtered with a plain `app = (its number)` rather than `(?3 IS NULL OR ...)`,
         // which no index can serve: a collector's index on (app, started_at, duration_ms)
         // then answers the whole query.
         let read = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?));
@@ -129,14 +125,14 @@ impl Store {
             Some(app) => self
                 .conn
                 .prepare_cached(
-                    "SELECT count(*), avg(duration_ms) FROM sessions \
-                     WHERE app = ?3 AND started_at >= ?1 AND started_at < ?2",
+                    "SELECT count(*), avg(duration_ms) FROM session_rows \
+                     WHERE app = (SELECT id FROM strings WHERE value = ?3) AND started_at >= ?1 AND started_at < ?2",
                 )?
                 .query_row((from, to, app), read)?,
             None => self
                 .conn
                 .prepare_cached(
-                    "SELECT count(*), avg(duration_ms) FROM sessions WHERE started_at >= ?1 AND started_at < ?2",
+                    "SELECT count(*), avg(duration_ms) FROM session_rows WHERE started_at >= ?1 AND started_at < ?2",
                 )?
                 .query_row((from, to), read)?,
         };

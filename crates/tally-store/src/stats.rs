@@ -227,24 +227,20 @@ impl Store {
     /// The most recent `limit` commands run in `period`, oldest first, with their time
     /// (raw events only: finding repeated sequences needs the order).
     pub fn recent_commands(&self, period: &Period, limit: u64) -> Result<Vec<(Timestamp, String)>, StoreError> {
-        // Unbounded ends format as years -9999 and 9999, which sort outside every stored
-        // time, so the plain range keeps the `events_ts` index.
-        let (from, to) = (
-            tally_core::time::format(period.from),
-            tally_core::time::format(period.to),
-        );
-        // Newest first, as the index is walked; turned around here rather than sorted again.
+        // Unbounded ends are the extreme instants, outside every stored time, so the
+        // plain range keeps the `event_rows_ts` index, which also holds each event's name
+        // and command: the newest commands are read from the index alone. Newest first,
+        // as the index is walked; turned around here rather than sorted again.
+        let (from, to) = (crate::compact::millis(period.from), crate::compact::millis(period.to));
         let mut statement = self.conn.prepare_cached(
-            "SELECT ts, command FROM events \
-             WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 AND command IS NOT NULL \
-             ORDER BY ts DESC, seq DESC LIMIT ?3",
+            "SELECT ts, (SELECT value FROM strings WHERE id = command) FROM event_rows \
+             WHERE name = (SELECT id FROM strings WHERE value = 'command_executed') AND ts >= ?1 AND ts < ?2 \
+             AND command IS NOT NULL ORDER BY ts DESC, seq DESC LIMIT ?3",
         )?;
-        let mut rows = statement.query((&from, &to, limit as i64))?;
+        let mut rows = statement.query((from, to, limit as i64))?;
         let mut commands = Vec::new();
         while let Some(row) = rows.next()? {
-            let ts = text_at(row, 0)?;
-            let ts = tally_core::time::parse(ts).map_err(|err| StoreError::Invalid(format!("ts {ts:?}: {err}")))?;
-            commands.push((ts, row.get(1)?));
+            commands.push((crate::compact::timestamp(row.get(0)?)?, row.get(1)?));
         }
         commands.reverse();
         Ok(commands)
@@ -253,57 +249,64 @@ impl Store {
     /// Raw events per minute since `since` (`YYYY-MM-DDTHH:MM` in UTC, count).
     pub fn events_per_minute(&self, since: Timestamp) -> Result<Vec<(String, u64)>, StoreError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT substr(ts, 1, 16) AS minute, count(*) FROM events WHERE ts >= ?1 GROUP BY minute ORDER BY minute",
+            "SELECT ts / 60000 AS minute, count(*) FROM event_rows WHERE ts >= ?1 GROUP BY minute ORDER BY minute",
         )?;
-        let rows = statement.query_map([tally_core::time::format(since)], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut rows = statement.query([crate::compact::millis(since)])?;
+        let mut minutes = Vec::new();
+        while let Some(row) = rows.next()? {
+            let start = crate::compact::timestamp(row.get::<_, i64>(0)? * 60_000)?;
+            minutes.push((
+                tally_core::time::format(start)[..16].to_owned(),
+                row.get::<_, i64>(1)? as u64,
+            ));
+        }
+        Ok(minutes)
     }
 
     /// The most recent failed commands in `period`, newest first.
     pub fn recent_errors(&self, period: &Period, limit: u64) -> Result<Vec<RecentError>, StoreError> {
         // As in `recent_commands`, unbounded ends sort outside every stored time.
-        let (from, to) = (
-            tally_core::time::format(period.from),
-            tally_core::time::format(period.to),
-        );
+        let (from, to) = (crate::compact::millis(period.from), crate::compact::millis(period.to));
         let mut statement = self.conn.prepare_cached(
-            "SELECT ts, coalesce(command, ''), coalesce(error_category, 'unknown') FROM events \
-             WHERE name = 'command_executed' AND success = 0 AND ts >= ?1 AND ts < ?2 \
-             ORDER BY ts DESC, seq DESC LIMIT ?3",
+            "SELECT ts, coalesce((SELECT value FROM strings WHERE id = command), ''), \
+             coalesce((SELECT value FROM strings WHERE id = error_category), 'unknown') FROM event_rows \
+             WHERE name = (SELECT id FROM strings WHERE value = 'command_executed') AND success = 0 \
+             AND ts >= ?1 AND ts < ?2 ORDER BY ts DESC, seq DESC LIMIT ?3",
         )?;
-        let rows = statement.query_map((&from, &to, limit as i64), |row| {
-            Ok(RecentError {
-                ts: row.get(0)?,
+        let mut rows = statement.query((from, to, limit as i64))?;
+        let mut errors = Vec::new();
+        while let Some(row) = rows.next()? {
+            errors.push(RecentError {
+                ts: tally_core::time::format(crate::compact::timestamp(row.get(0)?)?),
                 command: row.get(1)?,
                 category: row.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            });
+        }
+        Ok(errors)
     }
 
     /// Counts and bounds for `status`.
     pub fn status(&self) -> Result<StoreStatus, StoreError> {
         // Three queries, not one: alone, `count(*)` counts the pages of the smallest
-        // index and `min`/`max` each read one end of `events_ts`; together they made
+        // index and `min`/`max` each read one end of `event_rows_ts`; together they made
         // SQLite read and compare every stored `ts` (at a million events, 1.3 billion
         // instructions against 11 million).
         let events: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
-        let oldest: Option<String> = self
-            .conn
-            .query_row("SELECT min(ts) FROM events", [], |row| row.get(0))?;
-        let newest: Option<String> = self
-            .conn
-            .query_row("SELECT max(ts) FROM events", [], |row| row.get(0))?;
+            .query_row("SELECT count(*) FROM event_rows", [], |row| row.get(0))?;
+        let end = |sql: &str| -> Result<Option<String>, StoreError> {
+            let ms: Option<i64> = self.conn.query_row(sql, [], |row| row.get(0))?;
+            ms.map(|ms| Ok(tally_core::time::format(crate::compact::timestamp(ms)?)))
+                .transpose()
+        };
+        let oldest = end("SELECT min(ts) FROM event_rows")?;
+        let newest = end("SELECT max(ts) FROM event_rows")?;
         let events_ever: i64 = self
             .conn
             .query_row("SELECT coalesce(sum(count), 0) FROM metrics", [], |row| row.get(0))?;
         let sessions: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM sessions", [], |row| row.get(0))?;
+            .query_row("SELECT count(*) FROM session_rows", [], |row| row.get(0))?;
         Ok(StoreStatus {
             events: events as u64,
             events_ever: events_ever as u64,

@@ -17,6 +17,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior};
 use tally_core::Event;
 use tally_core::time::format;
 
+use crate::compact::{Lookups, millis};
 use crate::read::{EVENT_COLUMNS, event_from_row_at};
 use crate::{Store, StoreError};
 
@@ -40,8 +41,8 @@ impl SyncStream {
     /// The SQL condition selecting this stream's events by `ts` against `?2`.
     fn filter(self) -> &'static str {
         match self {
-            SyncStream::Recent => "ts >= ?2",
-            SyncStream::History => "ts < ?2",
+            SyncStream::Recent => "e.ts >= ?2",
+            SyncStream::History => "e.ts < ?2",
         }
     }
 }
@@ -91,25 +92,29 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(i64, Event)>, StoreError> {
         let sql = format!(
-            "SELECT seq, {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND {} ORDER BY seq LIMIT ?3",
+            "SELECT e.seq, {EVENT_COLUMNS} FROM event_rows AS e WHERE e.seq > ?1 AND {} ORDER BY e.seq LIMIT ?3",
             stream.filter()
         );
         let mut statement = self.conn.prepare_cached(&sql)?;
-        let mut rows = statement.query((after_seq, format(since), limit as i64))?;
+        let mut rows = statement.query((after_seq, millis(since), limit as i64))?;
+        let mut lookups = Lookups::new(&self.conn);
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
-            events.push((seq, event_from_row_at(row, 1)?));
+            events.push((seq, event_from_row_at(row, 1, &mut lookups)?));
         }
         Ok(events)
     }
 
     /// How many events of `stream` are still to upload.
     pub fn pending_count(&self, stream: SyncStream, since: Timestamp) -> Result<u64, StoreError> {
-        let sql = format!("SELECT count(*) FROM events WHERE seq > ?1 AND {}", stream.filter());
+        let sql = format!(
+            "SELECT count(*) FROM event_rows AS e WHERE e.seq > ?1 AND {}",
+            stream.filter()
+        );
         Ok(self
             .conn
-            .query_row(&sql, (self.sync_cursor(stream)?, format(since)), |row| row.get(0))?)
+            .query_row(&sql, (self.sync_cursor(stream)?, millis(since)), |row| row.get(0))?)
     }
 
     /// Records that the collector answered for every event of `stream` up to `seq`,

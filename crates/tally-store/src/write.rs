@@ -11,6 +11,7 @@ use rusqlite::{Transaction, TransactionBehavior};
 use tally_core::Event;
 use tally_core::time::HourKey;
 
+use crate::compact::{self, Dictionary, Interner};
 use crate::rollup::{Rollup, RollupKey, add_rollups};
 use crate::sessions::session_deltas;
 use crate::{Store, StoreError};
@@ -71,24 +72,21 @@ pub struct BatchOutcome {
     pub stored: Vec<bool>,
 }
 
-const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (id, ts, app, app_version, source, type, name, command, \
-     session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
+const INSERT_EVENT: &str = "INSERT OR IGNORE INTO event_rows (id, ts, app, app_version, source, type, name, \
+     command, session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
      error_message, props) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
-const UPSERT_SESSION: &str = "INSERT INTO sessions (session_id, app, install_id, started_at, ended_at, duration_ms, \
-     commands_executed, workspaces_created, tasks_completed, errors_encountered) \
-     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9) \
-     ON CONFLICT (app, install_id, session_id) DO UPDATE SET \
+const UPSERT_SESSION: &str = "INSERT INTO session_rows (install_id, app, session_id, started_at, ended_at, \
+     duration_ms, commands_executed, workspaces_created, tasks_completed, errors_encountered) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5 - ?4, ?6, ?7, ?8, ?9) \
+     ON CONFLICT (install_id, app, session_id) DO UPDATE SET \
        started_at = min(started_at, excluded.started_at), \
        ended_at = max(ended_at, excluded.ended_at), \
+       duration_ms = max(ended_at, excluded.ended_at) - min(started_at, excluded.started_at), \
        commands_executed = commands_executed + excluded.commands_executed, \
        workspaces_created = workspaces_created + excluded.workspaces_created, \
        tasks_completed = tasks_completed + excluded.tasks_completed, \
        errors_encountered = errors_encountered + excluded.errors_encountered";
-
-const SET_SESSION_DURATION: &str = "UPDATE sessions SET duration_ms = \
-     CAST(round((unixepoch(ended_at, 'subsec') - unixepoch(started_at, 'subsec')) * 1000) AS INTEGER) \
-     WHERE app = ?1 AND install_id = ?2 AND session_id = ?3";
 
 /// [`RollupKey`] borrowed from an event.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -165,6 +163,9 @@ fn insert_events<'e>(tx: &Transaction<'_>, events: &'e [Event]) -> Result<(Batch
     };
     let mut new_events = Vec::with_capacity(events.len());
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+    let mut strings = Interner::new(tx, Dictionary::Strings);
+    let mut install_ids = Interner::new(tx, Dictionary::InstallIds);
+    let mut session_ids = Interner::new(tx, Dictionary::SessionIds);
     for event in events {
         let props = if event.props.is_empty() {
             None
@@ -172,22 +173,22 @@ fn insert_events<'e>(tx: &Transaction<'_>, events: &'e [Event]) -> Result<(Batch
             Some(serde_json::to_string(&event.props).map_err(|err| StoreError::Invalid(err.to_string()))?)
         };
         let changed = insert.execute(rusqlite::params![
-            event.id.to_string(),
-            tally_core::time::format(event.ts),
-            event.app,
-            event.app_version,
-            event.source.as_str(),
-            event.kind,
-            event.name,
-            event.command,
-            event.session_id,
-            event.install_id,
-            event.workspace,
-            event.target_type,
-            event.target_id,
+            event.id.as_bytes(),
+            compact::millis(event.ts),
+            strings.id(&event.app)?,
+            strings.id(&event.app_version)?,
+            strings.id(event.source.as_str())?,
+            strings.id(&event.kind)?,
+            strings.id(&event.name)?,
+            strings.optional(event.command.as_deref())?,
+            session_ids.id(&event.session_id)?,
+            install_ids.id(&event.install_id)?,
+            event.workspace.as_deref().map(compact::hash),
+            strings.optional(event.target_type.as_deref())?,
+            event.target_id.as_deref().map(compact::hash),
             event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
             event.success,
-            event.error_category,
+            strings.optional(event.error_category.as_deref())?,
             event.error_message,
             props,
         ])?;
@@ -197,6 +198,13 @@ fn insert_events<'e>(tx: &Transaction<'_>, events: &'e [Event]) -> Result<(Batch
         } else {
             outcome.inserted += 1;
             new_events.push(event);
+        }
+    }
+    // A duplicate interned its values before it was skipped; the store keeps only
+    // values its events hold.
+    if outcome.duplicates > 0 {
+        for interner in [&strings, &install_ids, &session_ids] {
+            interner.forget_unused()?;
         }
     }
     Ok((outcome, new_events))
@@ -209,20 +217,21 @@ fn upsert_sessions(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), St
         return Ok(());
     }
     let mut upsert = tx.prepare_cached(UPSERT_SESSION)?;
-    let mut duration = tx.prepare_cached(SET_SESSION_DURATION)?;
-    for ((app, install_id, session_id), delta) in &sessions {
+    let mut strings = Interner::new(tx, Dictionary::Strings);
+    let mut install_ids = Interner::new(tx, Dictionary::InstallIds);
+    let mut session_ids = Interner::new(tx, Dictionary::SessionIds);
+    for ((_, _, session_id), delta) in &sessions {
         upsert.execute(rusqlite::params![
-            session_id,
-            delta.app,
-            delta.install_id,
-            tally_core::time::format(delta.started_at),
-            tally_core::time::format(delta.ended_at),
+            install_ids.id(delta.install_id)?,
+            strings.id(delta.app)?,
+            session_ids.id(session_id)?,
+            compact::millis(delta.started_at),
+            compact::millis(delta.ended_at),
             delta.commands_executed,
             delta.workspaces_created,
             delta.tasks_completed,
             delta.errors_encountered,
         ])?;
-        duration.execute([app, install_id, session_id])?;
     }
     Ok(())
 }

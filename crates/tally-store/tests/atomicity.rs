@@ -72,8 +72,12 @@ fn a_batch_that_fails_midway_leaves_no_trace() {
     // go in, after they are in (updating a session) and at the very end (the second
     // drop counter, after the first was added).
     let failures = [
-        ("an event", "BEFORE INSERT ON events WHEN NEW.name = 'poison'", true),
-        ("a session", "BEFORE UPDATE ON sessions", false),
+        (
+            "an event",
+            "BEFORE INSERT ON event_rows WHEN NEW.name = (SELECT id FROM strings WHERE value = 'poison')",
+            true,
+        ),
+        ("a session", "BEFORE UPDATE ON session_rows", false),
         (
             "a drop counter",
             "BEFORE UPDATE ON meta WHEN NEW.key = 'dropped_invalid'",
@@ -174,4 +178,33 @@ fn a_batch_sent_twice_is_stored_once() {
         session.commands_executed,
         once.new_session.unwrap().commands_executed + 1
     );
+}
+
+#[test]
+fn a_duplicate_leaves_none_of_its_own_values_in_the_dictionaries() {
+    let mut store = Store::open_in_memory().unwrap();
+    let first = AppRun::new(EARLIER_SESSION).record(task_done(now()));
+    store
+        .insert_batch(std::slice::from_ref(&first), DropCounts::default())
+        .unwrap();
+
+    // The same id again, claiming another command, session and install.
+    let mut resent = AppRun::new("another-session").record(task_done(now()).command("never counted"));
+    resent.id = first.id;
+    resent.install_id = "another-install".into();
+    let outcome = store.insert_batch(&[resent], DropCounts::default()).unwrap();
+    assert_eq!(outcome.duplicates, 1);
+    let count = |sql: &str| -> i64 { store.connection().query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM strings WHERE value = 'never counted'"), 0);
+    assert_eq!(
+        count("SELECT count(*) FROM session_ids WHERE value = 'another-session'"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM install_ids WHERE value = 'another-install'"),
+        0
+    );
+    // What the stored event uses stays.
+    assert_eq!(count("SELECT count(*) FROM strings WHERE value = 'task done'"), 1);
+    assert_eq!(store.session(EARLIER_SESSION).unwrap().unwrap().commands_executed, 1);
 }

@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use tally_store::read::Totals;
 use tally_store::rollup::Rollup;
 use tally_store::schema::{self, LATEST_VERSION};
+use tally_store::sync::SyncStream;
 use tally_store::{DB_FILE_NAME, DropCounts, Location, OpenOptions, Recovery, RetentionPolicy, Store, StoreError};
 
 use crate::app_events::{AppRun, now, task_done};
@@ -24,7 +25,8 @@ fn seeds() -> Vec<(&'static str, String)> {
             "meta",
             format!(
                 "INSERT INTO meta (key, value) VALUES ('install_id', '{INSTALL_ID}'), \
-                 ('secret', '{SECRET_HEX}'), ('dropped_buffer_full', '7')"
+                 ('secret', '{SECRET_HEX}'), ('dropped_buffer_full', '7'), ('dropped_invalid', '2'), \
+                 ('sync_cursor', '1')"
             ),
         ),
         (
@@ -39,10 +41,10 @@ fn seeds() -> Vec<(&'static str, String)> {
                   '{{\"template\":\"rust\"}}'), \
                  ('0198a0b1-0001-7000-8000-000000000002', '2026-08-01T10:00:02.500Z', 'nexus', \
                   '1.3.0', 'cli', 'command', 'command_executed', 'workspace create', \
-                  '{SESSION_ID}', '{INSTALL_ID}', 'h1:00ff', 80, 1, NULL, NULL), \
+                  'run-42', '{INSTALL_ID}', 'h1:00ff', 80, 1, NULL, NULL), \
                  ('0198a0b1-0001-7000-8000-000000000003', '2026-08-01T10:00:03.000Z', 'nexus', \
                   '1.3.0', 'cli', 'error', 'error_occurred', 'sync', \
-                  '{SESSION_ID}', '{INSTALL_ID}', NULL, NULL, 0, 'io', NULL)"
+                  '{SESSION_ID}', '{INSTALL_ID}', 'h1:0123456789abcdef01234567', NULL, 0, 'io', NULL)"
             ),
         ),
         (
@@ -155,6 +157,69 @@ fn build_store_at(dir: &Path, version: i64) -> Vec<String> {
     tables
 }
 
+/// Every column of the `events` table (or, from version 7, view) in `seq` order, as
+/// SQLite gives them: what a program reading the file sees.
+fn event_rows_as_read(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut statement = conn
+        .prepare(
+            "SELECT seq, id, ts, app, app_version, source, type, name, command, session_id, install_id, \
+             workspace, target_type, target_id, duration_ms, success, error_category, error_message, props \
+             FROM events ORDER BY seq",
+        )
+        .unwrap();
+    statement
+        .query_map([], |row| (0..19).map(|i| row.get(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Every column of `sessions` (table or view), as SQLite gives them.
+fn session_rows_as_read(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut statement = conn
+        .prepare(
+            "SELECT session_id, app, install_id, started_at, ended_at, duration_ms, commands_executed, \
+             workspaces_created, tasks_completed, errors_encountered FROM sessions ORDER BY session_id",
+        )
+        .unwrap();
+    statement
+        .query_map([], |row| (0..10).map(|i| row.get(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// An event's fields in the order of [`event_rows_as_read`] (without `seq`), as text
+/// the way the store documents them.
+fn documented_columns(event: &tally_core::Event) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    let text = |value: Option<&str>| value.map_or(Value::Null, |value| Value::Text(value.to_owned()));
+    vec![
+        Value::Text(event.id.to_string()),
+        Value::Text(tally_core::time::format(event.ts)),
+        text(Some(&event.app)),
+        text(Some(&event.app_version)),
+        text(Some(event.source.as_str())),
+        text(Some(&event.kind)),
+        text(Some(&event.name)),
+        text(event.command.as_deref()),
+        text(Some(&event.session_id)),
+        text(Some(&event.install_id)),
+        text(event.workspace.as_deref()),
+        text(event.target_type.as_deref()),
+        text(event.target_id.as_deref()),
+        event.duration_ms.map_or(Value::Null, |d| Value::Integer(d as i64)),
+        event.success.map_or(Value::Null, |s| Value::Integer(i64::from(s))),
+        text(event.error_category.as_deref()),
+        text(event.error_message.as_deref()),
+        if event.props.is_empty() {
+            Value::Null
+        } else {
+            Value::Text(serde_json::to_string(&event.props).unwrap())
+        },
+    ]
+}
+
 /// Inserts the seed rows of each of `tables` that `wanted` picks.
 fn seed(conn: &Connection, tables: &[String], wanted: impl Fn(&str) -> bool) {
     let seeds = seeds();
@@ -197,6 +262,22 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
     for version in 0..LATEST_VERSION {
         let temp = tempfile::tempdir().unwrap();
         let seeded = build_store_at(temp.path(), version);
+        let has_events = seeded.iter().any(|table| table == "events");
+        let (events_before, sessions_before) = {
+            let conn = Connection::open(temp.path().join(DB_FILE_NAME)).unwrap();
+            if has_events {
+                // A fourth event, stored and deleted again: its `seq` must never come back.
+                conn.execute_batch(
+                    "INSERT INTO events (id, ts, app, app_version, source, type, name, session_id, install_id) \
+                     VALUES ('0198a0b1-0001-7000-8000-000000000004', '2026-08-01T10:00:04.000Z', 'nexus', \
+                     '1.3.0', 'cli', 'command', 'gone', 'run-42', 'i'); DELETE FROM events WHERE seq = 4;",
+                )
+                .unwrap();
+                (event_rows_as_read(&conn), session_rows_as_read(&conn))
+            } else {
+                (Vec::new(), Vec::new())
+            }
+        };
 
         let mut store = Store::open(temp.path(), &OpenOptions::default()).unwrap();
         let from = format!("upgrading from version {version}");
@@ -216,7 +297,44 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
             let identity = store.identity().unwrap();
             assert_eq!(identity.install_id, INSTALL_ID, "{from}");
             assert_eq!(hex::encode(identity.secret), SECRET_HEX, "{from}");
-            assert_eq!(store.drop_counts().unwrap().buffer_full, 7, "{from}");
+            let drops = store.drop_counts().unwrap();
+            assert_eq!((drops.buffer_full, drops.invalid), (7, 2), "{from}");
+        }
+        if has_events {
+            // What a program reading the file sees is unchanged, value for value.
+            assert_eq!(event_rows_as_read(store.connection()), events_before, "{from}");
+            assert_eq!(session_rows_as_read(store.connection()), sessions_before, "{from}");
+            // And the store's own reads give the same events.
+            let mut read = Vec::new();
+            store
+                .for_each_event(&tally_core::time::Period::ALL, |event| {
+                    read.push(event);
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+            let without_seq: Vec<_> = events_before.iter().map(|row| row[1..].to_vec()).collect();
+            assert_eq!(
+                read.iter().map(documented_columns).collect::<Vec<_>>(),
+                without_seq,
+                "{from}"
+            );
+            // The sync cursor still means the same rows: the first event was answered
+            // for, so exactly the other two are still to upload.
+            let cursor = store.sync_cursor(SyncStream::Recent).unwrap();
+            let pending = store
+                .pending_events(SyncStream::Recent, cursor, "2026-08-01T00:00:00Z".parse().unwrap(), 100)
+                .unwrap();
+            assert_eq!(
+                pending
+                    .iter()
+                    .map(|(seq, event)| (*seq, event.id.to_string()))
+                    .collect::<Vec<_>>(),
+                vec![
+                    (2, "0198a0b1-0001-7000-8000-000000000002".to_owned()),
+                    (3, "0198a0b1-0001-7000-8000-000000000003".to_owned())
+                ],
+                "{from}"
+            );
         }
         if seeded.iter().any(|table| table == "sessions") {
             let session = store.session(SESSION_ID).unwrap().expect("the old session row");
@@ -249,8 +367,17 @@ fn every_earlier_schema_upgrades_with_its_rows_intact() {
         let outcome = store
             .insert_batch(&[new_event, old_event], DropCounts::default())
             .unwrap();
-        let old_events_stored = seeded.iter().any(|table| table == "events");
+        let old_events_stored = has_events;
         assert_eq!(outcome.duplicates, usize::from(old_events_stored), "{from}");
+        let newest_seq: i64 = store
+            .connection()
+            .query_row("SELECT max(seq) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(
+            newest_seq,
+            if has_events { 5 } else { 2 },
+            "{from}: a seq is never reused"
+        );
         let totals = store.totals().unwrap();
         let report = store
             .run_maintenance(&RetentionPolicy::default(), now(), &|| false)

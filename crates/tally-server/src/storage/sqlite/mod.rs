@@ -70,11 +70,31 @@ impl SqliteStorage {
             busy_timeout: BUSY_TIMEOUT,
             synchronous: Synchronous::Full,
         };
+        let tables_connection = || -> Result<Connection, StorageError> {
+            let tables = Connection::open(path)?;
+            tables.busy_timeout(BUSY_TIMEOUT)?;
+            tables.pragma_update(None, "synchronous", "FULL")?;
+            Ok(tables)
+        };
+        // The collector's early migrations run against the store's tables they were
+        // written for; then the store takes its latest layout, then the later ones run.
+        let early = tally_store::Store::open_file_at(path, &options, schema::STORE_VERSION_OF_EARLY_MIGRATIONS)?;
+        let mut tables = tables_connection()?;
+        if schema::version(&tables)? < schema::EARLY_MIGRATIONS {
+            let store_version = tally_store::schema::version(&tables)?;
+            if store_version > schema::STORE_VERSION_OF_EARLY_MIGRATIONS {
+                return Err(StorageError::Internal(format!(
+                    "{}: the store's tables are at version {store_version} but the collector's only at \
+                     version {}; a collector database is never in that state (is it an app's store?)",
+                    path.display(),
+                    schema::version(&tables)?
+                )));
+            }
+            schema::migrate_to(&mut tables, schema::EARLY_MIGRATIONS)?;
+        }
+        drop(early);
         let writer = tally_store::Store::open_file(path, &options)?;
         let reader = tally_store::Store::open_file(path, &options)?;
-        let mut tables = Connection::open(path)?;
-        tables.busy_timeout(BUSY_TIMEOUT)?;
-        tables.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&mut tables)?;
         Ok(SqliteStorage {
             writer: Arc::new(Mutex::new(writer)),
@@ -287,17 +307,7 @@ fn add_member_sql() -> String {
 
 /// One install's raw events.
 fn install_events(conn: &rusqlite::Connection, app: &str, install_id: &str) -> Result<Vec<Event>, StorageError> {
-    let sql = format!(
-        "SELECT {} FROM events WHERE app = ?1 AND install_id = ?2",
-        tally_store::read::EVENT_COLUMNS
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query((app, install_id))?;
-    let mut events = Vec::new();
-    while let Some(row) = rows.next()? {
-        events.push(tally_store::read::event_from_row(row)?);
-    }
-    Ok(events)
+    Ok(tally_store::read::install_events(conn, app, install_id)?)
 }
 
 /// One install's counts-only days, as they were uploaded.

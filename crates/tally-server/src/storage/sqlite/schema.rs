@@ -200,7 +200,27 @@ pub const MIGRATIONS: &[&str] = &[
     FROM metrics
     GROUP BY substr(hour, 1, 10), app, type, name, command, success, error_category;
 "#,
+    // 7: the store's version 7 moved its rows into `event_rows` and `session_rows`
+    // (dropping the indexes 2 and 5 had made on `sessions` and `events`, which are views
+    // now); the same indexes on the new tables. The install leads the events index, so
+    // erasing an install can also tell at once whether any row still names its id;
+    // and the session ids, which expiry and erasure check the same way.
+    r#"
+    CREATE INDEX session_rows_app_started_at_duration_ms ON session_rows (app, started_at, duration_ms);
+    CREATE INDEX event_rows_install_id_app ON event_rows (install_id, app);
+    -- Expiry and erasure delete a session id once no row refers to it any more.
+    CREATE INDEX event_rows_session_id ON event_rows (session_id);
+    CREATE INDEX session_rows_session_id ON session_rows (session_id);
+"#,
 ];
+
+/// The collector versions written against the store's tables as they were up to store
+/// version [`STORE_VERSION_OF_EARLY_MIGRATIONS`]: they index `sessions` and `events` and
+/// read `events` as tables, so they run before the store moves on.
+pub const EARLY_MIGRATIONS: i64 = 5;
+
+/// The store version the collector's first [`EARLY_MIGRATIONS`] migrations expect.
+pub const STORE_VERSION_OF_EARLY_MIGRATIONS: i64 = 6;
 
 /// Brings the collector's tables in `conn` to [`LATEST_VERSION`]; the store's own
 /// migrations must have run first (they may drop empty tables of an older file, which
