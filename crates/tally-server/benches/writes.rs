@@ -27,6 +27,10 @@
 //! - `binary COPY` (the baseline): one connection, one transaction per batch holding one
 //!   `COPY events (...) FROM STDIN (FORMAT binary)` of its [`BATCH`] rows, committed.
 //!   One writer, as the collector's group-commit task is one writer.
+//! - `events only, staging`: the write path issue 10 proposed, for its events alone (no
+//!   aggregates): one transaction per batch holding a binary `COPY` into a temporary
+//!   table (`ON COMMIT DELETE ROWS`, one per connection), then `INSERT INTO events
+//!   SELECT ... ORDER BY id, ts ON CONFLICT DO NOTHING RETURNING id, ts`.
 //! - `Storage::insert`: the PostgreSQL backend, one batch after the other, as the
 //!   group-commit task calls it.
 //! - `collector, http, 4 clients`: as for SQLite.
@@ -269,8 +273,45 @@ const COPY_TYPES: [Type; 18] = [
 ];
 
 fn postgres(runtime: &Runtime, databases: &Databases, rounds: usize) {
-    // The raw side's database is made by the collector (its schema, indexes and this
-    // month's partitions: one batch goes in through `Storage::insert` first).
+    let mut copy_client = raw_client(runtime, databases);
+    let copy_side = Side {
+        label: "binary COPY, 1 writer (baseline)".to_owned(),
+        write: Box::new(move |batches| {
+            let began = Instant::now();
+            for batch in batches {
+                runtime.block_on(copy_batch(&mut copy_client, &batch));
+            }
+            began.elapsed()
+        }),
+    };
+    let mut staging_client = raw_client(runtime, databases);
+    runtime
+        .block_on(staging_client.batch_execute(STAGING_TABLE))
+        .expect("the staging table");
+    let staging_side = Side {
+        label: "events only: binary COPY into a temporary table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING"
+            .to_owned(),
+        write: Box::new(move |batches| {
+            let began = Instant::now();
+            for batch in batches {
+                runtime.block_on(staged_batch(&mut staging_client, &batch));
+            }
+            began.elapsed()
+        }),
+    };
+    let sides = vec![
+        copy_side,
+        staging_side,
+        storage_side(runtime, databases.fresh_store(runtime)),
+        http_side(runtime, databases.fresh_store(runtime)),
+    ];
+    compare("postgres", rounds, 0.6, sides);
+}
+
+/// A connection to a new database made by the collector (its schema, indexes and the
+/// partitions of this month and the last: a batch of each goes in through
+/// `Storage::insert` first), for a side that writes its own SQL.
+fn raw_client(runtime: &Runtime, databases: &Databases) -> tokio_postgres::Client {
     let url = databases.fresh_url(runtime);
     let mut workload = Workload::new();
     let mut an_hour_ago = workload.batch(BATCH);
@@ -282,36 +323,48 @@ fn postgres(runtime: &Runtime, databases: &Databases, rounds: usize) {
         for batch in [workload.batch(BATCH), an_hour_ago] {
             store.insert(batch).await.expect("make the partitions");
         }
-    });
-    let mut client = runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .expect("connect");
         tokio::spawn(connection);
         client
-    });
-    let copy_side = Side {
-        label: "binary COPY, 1 writer (baseline)".to_owned(),
-        write: Box::new(move |batches| {
-            let began = Instant::now();
-            for batch in batches {
-                runtime.block_on(copy_batch(&mut client, &batch));
-            }
-            began.elapsed()
-        }),
-    };
-    let sides = vec![
-        copy_side,
-        storage_side(runtime, databases.fresh_store(runtime)),
-        http_side(runtime, databases.fresh_store(runtime)),
-    ];
-    compare("postgres", rounds, 0.6, sides);
+    })
 }
 
 /// One transaction holding one binary `COPY` of `batch` into `events`.
 async fn copy_batch(client: &mut tokio_postgres::Client, batch: &[Event]) {
     let tx = client.transaction().await.expect("begin");
-    let sink = tx.copy_in(COPY_EVENTS).await.expect("copy");
+    copy_rows(&tx, COPY_EVENTS, batch).await;
+    tx.commit().await.expect("commit");
+}
+
+/// The staging table the alternative write path would use: one per connection, emptied
+/// at every commit.
+const STAGING_TABLE: &str = "CREATE TEMPORARY TABLE tally_staged_events (id uuid NOT NULL, \
+     ts timestamptz NOT NULL, app text NOT NULL, app_version text NOT NULL, source text NOT NULL, \
+     type text NOT NULL, name text NOT NULL, command text, session_id text NOT NULL, install_id text NOT NULL, \
+     workspace text, target_type text, target_id text, duration_ms bigint, success boolean, error_category text, \
+     error_message text, props jsonb) ON COMMIT DELETE ROWS";
+
+const COPY_STAGED: &str = "COPY tally_staged_events FROM STDIN (FORMAT binary)";
+
+const INSERT_STAGED: &str = "INSERT INTO events SELECT * FROM tally_staged_events ORDER BY id, ts \
+     ON CONFLICT DO NOTHING RETURNING id, ts";
+
+/// One transaction: `batch` copied into the staging table, then moved into `events`
+/// with the dedupe the collector needs, the stored keys returned.
+async fn staged_batch(client: &mut tokio_postgres::Client, batch: &[Event]) {
+    let tx = client.transaction().await.expect("begin");
+    copy_rows(&tx, COPY_STAGED, batch).await;
+    let stored = tx.query(INSERT_STAGED, &[]).await.expect("insert the staged rows");
+    assert_eq!(stored.len(), batch.len());
+    tx.commit().await.expect("commit");
+}
+
+/// Copies `batch` in binary with `copy`, a `COPY ... FROM STDIN (FORMAT binary)` of the
+/// 18 event columns.
+async fn copy_rows(tx: &tokio_postgres::Transaction<'_>, copy: &str, batch: &[Event]) {
+    let sink = tx.copy_in(copy).await.expect("copy");
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     let mut writer = std::pin::pin!(writer);
     for event in batch {
@@ -342,5 +395,4 @@ async fn copy_batch(client: &mut tokio_postgres::Client, batch: &[Event]) {
     }
     let rows = writer.finish().await.expect("finish the copy");
     assert_eq!(rows, batch.len() as u64);
-    tx.commit().await.expect("commit");
 }
