@@ -55,7 +55,9 @@ use tokio::runtime::Runtime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::common::{BATCH, Databases, Running, URL_VARIABLE, Workload, agent, gzip_body, median, send_all, serve_collector};
+use crate::common::{
+    BATCH, Databases, Running, URL_VARIABLE, Workload, agent, gzip_body, median, send_all, serve_collector,
+};
 
 /// Batches each side writes per round.
 const BATCHES_PER_ROUND: usize = 40;
@@ -178,7 +180,10 @@ fn sqlite(runtime: &Runtime, dir: &Path, rounds: usize) {
     let mut fresh = || {
         files += 1;
         let path = dir.join(format!("side-{files}.db"));
-        (Arc::new(SqliteStorage::open(&path).expect("open a SQLite store")) as Arc<dyn Storage>, path)
+        (
+            Arc::new(SqliteStorage::open(&path).expect("open a SQLite store")) as Arc<dyn Storage>,
+            path,
+        )
     };
     // The raw side's file is made by the collector, so it has every table and index,
     // then written through a connection of its own.
@@ -189,7 +194,8 @@ fn sqlite(runtime: &Runtime, dir: &Path, rounds: usize) {
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .expect("WAL");
     assert_eq!(mode, "wal");
-    raw.pragma_update(None, "synchronous", "FULL").expect("synchronous=FULL");
+    raw.pragma_update(None, "synchronous", "FULL")
+        .expect("synchronous=FULL");
     let raw_side = Side {
         label: "raw rusqlite, 1 writer (baseline)".to_owned(),
         write: Box::new(move |batches| {

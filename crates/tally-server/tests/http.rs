@@ -192,8 +192,12 @@ async fn a_batch_answers_per_event_and_one_bad_event_fails_nothing_else() {
 /// `(accepted, duplicates)` of a batch answer.
 fn counts(answer: &Value) -> (u64, u64) {
     (
-        answer["accepted"].as_u64().unwrap_or_else(|| panic!("no accepted: {answer}")),
-        answer["duplicates"].as_u64().unwrap_or_else(|| panic!("no duplicates: {answer}")),
+        answer["accepted"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no accepted: {answer}")),
+        answer["duplicates"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no duplicates: {answer}")),
     )
 }
 
@@ -213,7 +217,11 @@ async fn batch_answers_count_repeats_within_and_across_batches() {
             .post("/v1/events/batch", &collector.ingest, &batch(vec![&c, &d, &a, &d]))
             .await;
         assert_eq!(status, StatusCode::OK, "{backend}: {answer}");
-        assert_eq!(counts(&answer), (1, 3), "{backend}: stored before and repeated: {answer}");
+        assert_eq!(
+            counts(&answer),
+            (1, 3),
+            "{backend}: stored before and repeated: {answer}"
+        );
         assert_eq!(collector.stored().await.len(), 4, "{backend}");
         let (_, stats) = collector.get("/v1/stats?bucket=day", &collector.admin).await;
         assert_eq!(stats["totals"]["events"], 4, "{backend}: {stats}");

@@ -1382,7 +1382,10 @@ async fn concurrent_batches_with_overlapping_events_store_and_count_each_once(st
             install_id: format!("install-{}", index % 6),
             session_id: format!("session-{}", index % 6),
             duration_ms: Some(index as u64),
-            ..event(["command_executed", "task_completed"][index as usize % 2], "2026-11-22T00:00:00Z")
+            ..event(
+                ["command_executed", "task_completed"][index as usize % 2],
+                "2026-11-22T00:00:00Z",
+            )
         })
         .collect();
     // Eight batches of 60 events, each overlapping its neighbours by 30, in turn in
@@ -1420,7 +1423,11 @@ async fn concurrent_batches_with_overlapping_events_store_and_count_each_once(st
     }
     assert_eq!(answers, sent, "one answer per event sent");
     for event in &events {
-        assert_eq!(new_per_event[&event.id], 1, "event {} is new to exactly one batch", event.id);
+        assert_eq!(
+            new_per_event[&event.id], 1,
+            "event {} is new to exactly one batch",
+            event.id
+        );
     }
     assert_eq!(all_events(&store, "nexus").await, events);
     let totals = store.totals().await.unwrap();

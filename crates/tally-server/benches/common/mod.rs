@@ -268,4 +268,3 @@ fn with_database_name(url: &str, name: &str) -> String {
     let path = rest[..query].find('/').unwrap_or(query);
     format!("{}{}/{name}{}", &url[..authority], &rest[..path], &rest[query..])
 }
-

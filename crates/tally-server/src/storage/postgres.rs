@@ -252,8 +252,7 @@ impl PostgresStorage {
     }
 
     /// One attempt at storing `batch`: its missing partitions first, then one
-    /// transaction for the events and everything they change (two when the first finds
-    /// an event already stored; see `batch`).
+    /// transaction for the events and everything they change.
     async fn try_insert(&self, batch: &Batch, months: &BTreeSet<Month>) -> Result<Vec<bool>, PostgresError> {
         let mut client = self.client().await?;
         let missing: BTreeSet<Month> = {
@@ -264,13 +263,6 @@ impl PostgresStorage {
             partitions::ensure(&mut client, &missing).await?;
             self.known_partitions().extend(missing);
         }
-        let tx = client.transaction().await?;
-        if let Some(stored) = batch.write_assuming_new(&tx).await? {
-            tx.commit().await?;
-            return Ok(stored);
-        }
-        // Some event was stored already: count the new ones alone.
-        tx.rollback().await?;
         let tx = client.transaction().await?;
         let stored = batch.write(&tx).await?;
         tx.commit().await?;

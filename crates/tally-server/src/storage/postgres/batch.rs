@@ -9,19 +9,17 @@
 //!    the new events change, folded in memory (one row per key, however many events
 //!    share it) and written by one multi-row upsert per table.
 //!
-//! The statements of a step are sent together (pipelined): the server still runs them
-//! one after the other, in the order written here, but the collector waits for one
-//! answer instead of one per statement. A batch is first written assuming all of its
-//! events are new ([`Batch::write_assuming_new`]), its events and aggregates in one
-//! flight; only when the insert reports a duplicate is that transaction rolled back and
-//! the batch written again step by step ([`Batch::write`]), with the aggregates of the
-//! new events alone. Retries of committed batches take the second path; fresh batches,
-//! almost all of them, the first.
+//! The upserts are sent together (pipelined): the server still runs them one after the
+//! other, in the order written here, but the collector waits for one answer instead of
+//! five. (Sending the events and the aggregates of all of them in one flight, and
+//! redoing the batch step by step only when the insert finds a stored event, saved no
+//! measurable time on top of that, so the write stays in two steps.)
 //!
 //! Binary `COPY` into a staging table and one `INSERT ... SELECT ... ON CONFLICT` was
-//! measured as the first step too (`benches/writes.rs` keeps it as a side): it is
-//! slower here, because the events are written twice and the temporary table is
-//! truncated at every commit, while the `unnest` insert already sends binary arrays in
+//! measured as the first step too (`benches/writes.rs` keeps it as a side): for the
+//! events alone it took about as long as this whole write, events and aggregates
+//! (`docs/BENCHMARKS.md` §5), since the rows are written twice and the temporary table
+//! is emptied at every commit, while the `unnest` insert already sends binary arrays in
 //! one message.
 //!
 //! Every statement touches its rows in a fixed order (events by id, aggregates by key),
@@ -152,23 +150,7 @@ impl Batch {
             .collect()
     }
 
-    /// Writes the batch inside `tx` as if none of its events were stored yet: the
-    /// events and the aggregates of all of them in one flight. Returns per event whether
-    /// it was newly stored, or `None` when the insert found an event already stored (by
-    /// this or a concurrent transaction): the aggregates then counted it too, and the
-    /// caller must roll `tx` back and use [`Batch::write`].
-    pub(super) async fn write_assuming_new(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-    ) -> Result<Option<Vec<bool>>, PostgresError> {
-        let distinct: Vec<&Event> = self.unique.iter().map(|&index| &self.events[index]).collect();
-        let aggregates = Aggregates::of(&distinct);
-        let (stored, ()) = futures_util::try_join!(self.insert_events(tx), aggregates.write(tx))?;
-        Ok((stored.len() == self.unique.len()).then(|| self.newly_stored(&stored)))
-    }
-
-    /// Writes the batch inside `tx`, step by step; returns per event whether it was
-    /// newly stored.
+    /// Writes the batch inside `tx`; returns per event whether it was newly stored.
     pub(super) async fn write(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<bool>, PostgresError> {
         let stored = self.insert_events(tx).await?;
         let flags = self.newly_stored(&stored);

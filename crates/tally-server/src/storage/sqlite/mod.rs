@@ -141,7 +141,12 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
         seen.0 = seen.0.min(event.ts);
         seen.1 = seen.1.max(event.ts);
         *totals
-            .entry((&event.app, &event.kind, &event.name, event.success.map_or(-1, i64::from)))
+            .entry((
+                &event.app,
+                &event.kind,
+                &event.name,
+                event.success.map_or(-1, i64::from),
+            ))
             .or_default() += 1;
     }
     let mut install = tx.prepare_cached(
