@@ -97,8 +97,14 @@ struct Side<'a> {
     write: Box<dyn FnMut(Vec<Vec<Event>>) -> Duration + 'a>,
 }
 
+/// The side a target applies to, by its index in the sides, and the least ratio it needs.
+struct Target {
+    side: usize,
+    ratio: f64,
+}
+
 /// Runs `sides` (the first is the baseline) in rotating order and prints the table.
-fn compare(backend: &str, rounds: usize, target: f64, mut sides: Vec<Side<'_>>) {
+fn compare(backend: &str, rounds: usize, target: Target, mut sides: Vec<Side<'_>>) {
     let mut workload = Workload::new();
     for side in &mut sides {
         (side.write)((0..WARM_UP_BATCHES).map(|_| workload.batch(BATCH)).collect());
@@ -127,10 +133,12 @@ fn compare(backend: &str, rounds: usize, target: f64, mut sides: Vec<Side<'_>>) 
         let per_batch = seconds * 1e3 / (rounds * BATCHES_PER_ROUND) as f64;
         let all = totals[0].as_secs_f64() / seconds;
         let median = median(&mut ratios[index]);
+        let ratio = target.ratio;
         let verdict = match index {
             0 => "baseline".to_owned(),
-            _ if median >= target => format!("≥ {target}x: met"),
-            _ => format!("≥ {target}x: NOT met"),
+            _ if index != target.side => String::new(),
+            _ if median >= ratio => format!("≥ {ratio}x: met"),
+            _ => format!("≥ {ratio}x: NOT met"),
         };
         println!(
             "| {} | {rate:.0} | {per_batch:.2} | {all:.2}x | {median:.2}x | {verdict} |",
@@ -211,7 +219,7 @@ fn sqlite(runtime: &Runtime, dir: &Path, rounds: usize) {
         storage_side(runtime, fresh().0),
         http_side(runtime, fresh().0),
     ];
-    compare("sqlite", rounds, 0.5, sides);
+    compare("sqlite", rounds, Target { side: 2, ratio: 0.5 }, sides);
 }
 
 fn raw_sqlite_batch(conn: &mut rusqlite::Connection, batch: &[Event]) {
@@ -311,7 +319,7 @@ fn postgres(runtime: &Runtime, databases: &Databases, rounds: usize) {
         storage_side(runtime, databases.fresh_store(runtime)),
         http_side(runtime, databases.fresh_store(runtime)),
     ];
-    compare("postgres", rounds, 0.6, sides);
+    compare("postgres", rounds, Target { side: 2, ratio: 0.6 }, sides);
 }
 
 /// A connection to a new database made by the collector (its schema, indexes and the
