@@ -31,6 +31,10 @@
 //!   aggregates): one transaction per batch holding a binary `COPY` into a temporary
 //!   table (`ON COMMIT DELETE ROWS`, one per connection), then `INSERT INTO events
 //!   SELECT ... ORDER BY id, ts ON CONFLICT DO NOTHING RETURNING id, ts`.
+//! - `events only, unnest`: the collector's own events statement alone (no aggregates),
+//!   one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING id, ts`
+//!   with one binary array per column, one transaction per batch: the like-for-like
+//!   comparison for the staging side.
 //! - `Storage::insert`: the PostgreSQL backend, one batch after the other, as the
 //!   group-commit task calls it.
 //! - `collector, http, 4 clients`: as for SQLite.
@@ -313,13 +317,29 @@ fn postgres(runtime: &Runtime, databases: &Databases, rounds: usize) {
             began.elapsed()
         }),
     };
+    let mut unnest_client = raw_client(runtime, databases);
+    let unnest = runtime
+        .block_on(unnest_client.prepare(INSERT_UNNEST))
+        .expect("prepare the insert");
+    let unnest_side = Side {
+        label: "events only: INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING (the collector's insert)"
+            .to_owned(),
+        write: Box::new(move |batches| {
+            let began = Instant::now();
+            for batch in batches {
+                runtime.block_on(unnest_batch(&mut unnest_client, &unnest, &batch));
+            }
+            began.elapsed()
+        }),
+    };
     let sides = vec![
         copy_side,
         staging_side,
+        unnest_side,
         storage_side(runtime, databases.fresh_store(runtime)),
         http_side(runtime, databases.fresh_store(runtime)),
     ];
-    compare("postgres", rounds, Target { side: 2, ratio: 0.6 }, sides);
+    compare("postgres", rounds, Target { side: 3, ratio: 0.6 }, sides);
 }
 
 /// A connection to a new database made by the collector (its schema, indexes and the
@@ -371,6 +391,61 @@ async fn staged_batch(client: &mut tokio_postgres::Client, batch: &[Event]) {
     let tx = client.transaction().await.expect("begin");
     copy_rows(&tx, COPY_STAGED, batch).await;
     let stored = tx.query(INSERT_STAGED, &[]).await.expect("insert the staged rows");
+    assert_eq!(stored.len(), batch.len());
+    tx.commit().await.expect("commit");
+}
+
+/// The collector's own events statement (`storage/postgres/batch.rs`): one array per
+/// column.
+const INSERT_UNNEST: &str = "INSERT INTO events (id, ts, app, app_version, source, type, name, command, \
+     session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
+     error_message, props) \
+     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], \
+     $15::bool[], $16::text[], $17::text[], $18::jsonb[]) \
+     ON CONFLICT DO NOTHING RETURNING id, ts";
+
+/// One transaction holding the collector's insert of `batch`, the stored keys returned.
+async fn unnest_batch(client: &mut tokio_postgres::Client, statement: &tokio_postgres::Statement, batch: &[Event]) {
+    let tx = client.transaction().await.expect("begin");
+    let column = |field: fn(&Event) -> Option<&str>| batch.iter().map(field).collect::<Vec<_>>();
+    let ids: Vec<_> = batch.iter().map(|event| event.id).collect();
+    let times: Vec<_> = batch.iter().map(|event| event.ts).collect();
+    let durations: Vec<Option<i64>> = batch
+        .iter()
+        .map(|event| event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)))
+        .collect();
+    let successes: Vec<Option<bool>> = batch.iter().map(|event| event.success).collect();
+    let props: Vec<Option<serde_json::Value>> = batch
+        .iter()
+        .map(|event| (!event.props.is_empty()).then(|| serde_json::to_value(&event.props).expect("props")))
+        .collect();
+    let stored = tx
+        .query(
+            statement,
+            &[
+                &ids,
+                &times,
+                &column(|event| Some(&event.app)),
+                &column(|event| Some(&event.app_version)),
+                &column(|event| Some(event.source.as_str())),
+                &column(|event| Some(&event.kind)),
+                &column(|event| Some(&event.name)),
+                &column(|event| event.command.as_deref()),
+                &column(|event| Some(&event.session_id)),
+                &column(|event| Some(&event.install_id)),
+                &column(|event| event.workspace.as_deref()),
+                &column(|event| event.target_type.as_deref()),
+                &column(|event| event.target_id.as_deref()),
+                &durations,
+                &successes,
+                &column(|event| event.error_category.as_deref()),
+                &column(|event| event.error_message.as_deref()),
+                &props,
+            ],
+        )
+        .await
+        .expect("insert");
     assert_eq!(stored.len(), batch.len());
     tx.commit().await.expect("commit");
 }
