@@ -57,7 +57,7 @@ use tally_server::storage::postgres::PostgresStorage;
 use tally_server::storage::sqlite::SqliteStorage;
 use tokio::runtime::Runtime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{Json, ToSql, Type};
 
 use crate::common::{
     BATCH, Databases, Running, URL_VARIABLE, Workload, agent, gzip_body, median, send_all, serve_collector,
@@ -416,9 +416,9 @@ async fn unnest_batch(client: &mut tokio_postgres::Client, statement: &tokio_pos
         .map(|event| event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)))
         .collect();
     let successes: Vec<Option<bool>> = batch.iter().map(|event| event.success).collect();
-    let props: Vec<Option<serde_json::Value>> = batch
+    let props: Vec<_> = batch
         .iter()
-        .map(|event| (!event.props.is_empty()).then(|| serde_json::to_value(&event.props).expect("props")))
+        .map(|event| (!event.props.is_empty()).then_some(Json(&event.props)))
         .collect();
     let stored = tx
         .query(
@@ -457,7 +457,7 @@ async fn copy_rows(tx: &tokio_postgres::Transaction<'_>, copy: &str, batch: &[Ev
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     let mut writer = std::pin::pin!(writer);
     for event in batch {
-        let props = (!event.props.is_empty()).then(|| serde_json::to_value(&event.props).expect("props"));
+        let props = (!event.props.is_empty()).then_some(Json(&event.props));
         let duration = event.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX));
         let source = event.source.as_str();
         let row: [&(dyn ToSql + Sync); 18] = [

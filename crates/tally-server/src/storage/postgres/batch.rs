@@ -33,6 +33,7 @@ use tally_core::Event;
 use tally_store::histogram::BUCKETS;
 use tally_store::rollup::{Rollup, RollupKey};
 use tally_store::sessions::{SessionDelta, session_deltas};
+use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::PostgresError;
@@ -205,11 +206,9 @@ impl Batch {
             successes.push(event.success);
             error_categories.push(event.error_category.as_deref());
             error_messages.push(event.error_message.as_deref());
-            props.push(if event.props.is_empty() {
-                None
-            } else {
-                Some(serde_json::to_value(&event.props).map_err(|err| PostgresError::Data(format!("props: {err}")))?)
-            });
+            // Serialized straight into the parameter's bytes (`Json`), without building a
+            // `serde_json::Value` first.
+            props.push((!event.props.is_empty()).then_some(Json(&event.props)));
         }
         let statement = tx.prepare_cached(INSERT_EVENTS).await?;
         let rows = tx
