@@ -189,6 +189,85 @@ async fn a_batch_answers_per_event_and_one_bad_event_fails_nothing_else() {
     }
 }
 
+/// `(accepted, duplicates)` of a batch answer.
+fn counts(answer: &Value) -> (u64, u64) {
+    (
+        answer["accepted"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no accepted: {answer}")),
+        answer["duplicates"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no duplicates: {answer}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_answers_count_repeats_within_and_across_batches() {
+    for backend in backends().await {
+        let collector = collector(Arc::clone(&backend.store), ServerConfig::default()).await;
+        let backend = backend.name;
+        let [a, b, c, d] = [(); 4].map(|()| nexus_event());
+        let batch = |events: Vec<&Event>| json!({"events": events});
+        let (status, answer) = collector
+            .post("/v1/events/batch", &collector.ingest, &batch(vec![&a, &b, &a, &c, &b]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{backend}: {answer}");
+        assert_eq!(counts(&answer), (3, 2), "{backend}: repeats inside one batch: {answer}");
+        let (status, answer) = collector
+            .post("/v1/events/batch", &collector.ingest, &batch(vec![&c, &d, &a, &d]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{backend}: {answer}");
+        assert_eq!(
+            counts(&answer),
+            (1, 3),
+            "{backend}: stored before and repeated: {answer}"
+        );
+        assert_eq!(collector.stored().await.len(), 4, "{backend}");
+        let (_, stats) = collector.get("/v1/stats?bucket=day", &collector.admin).await;
+        assert_eq!(stats["totals"]["events"], 4, "{backend}: {stats}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_with_overlapping_events_are_counted_once() {
+    for backend in backends().await {
+        let collector = Arc::new(collector(Arc::clone(&backend.store), ServerConfig::default()).await);
+        let backend = backend.name;
+        let events: Vec<Event> = (0..120)
+            .map(|index| {
+                let (session, install) = (format!("s-{}", index % 4), format!("install-{}", index % 4));
+                event("nexus", "command_executed", &session, &install)
+            })
+            .collect();
+        // Eight requests of 30 events at once, each overlapping the next by 15: every
+        // event is sent twice, and group commit may put both copies in one transaction.
+        let requests: Vec<_> = (0..8)
+            .map(|index| {
+                let batch: Vec<Event> = events.iter().cycle().skip(index * 15).take(30).cloned().collect();
+                let collector = Arc::clone(&collector);
+                tokio::spawn(async move {
+                    collector
+                        .post("/v1/events/batch", &collector.ingest, &json!({"events": batch}))
+                        .await
+                })
+            })
+            .collect();
+        let (mut accepted, mut duplicates) = (0, 0);
+        for request in requests {
+            let (status, answer) = request.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{backend}: {answer}");
+            let (new, repeated) = counts(&answer);
+            accepted += new;
+            duplicates += repeated;
+        }
+        assert_eq!((accepted, duplicates), (120, 120), "{backend}");
+        assert_eq!(collector.stored().await.len(), 120, "{backend}");
+        let (_, stats) = collector.get("/v1/stats?bucket=day", &collector.admin).await;
+        assert_eq!(stats["totals"]["events"], 120, "{backend}: {stats}");
+        assert_eq!(stats["active_installs"]["24h"], 4, "{backend}: {stats}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_media_types_are_answered_with_their_status() {
     let backend = sqlite();

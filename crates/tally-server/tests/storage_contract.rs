@@ -74,6 +74,7 @@ contract! {
         events_spanning_three_months_are_stored_and_read_back,
         keys_round_trip_and_revocation_keeps_the_first_time,
         ping_answers,
+        concurrent_batches_with_overlapping_events_store_and_count_each_once,
     ],
     backend: [
         two_collectors_inserting_the_same_events_store_each_once,
@@ -81,6 +82,7 @@ contract! {
         rollup_histograms_and_duration_bounds_merge_across_batches,
         installs_keep_first_and_last_seen,
         expire_drops_old_months_and_trims_the_boundary_month,
+        a_batch_the_database_refuses_changes_nothing,
     ],
 }
 
@@ -96,6 +98,17 @@ enum Backend {
         database: TestDatabase,
         store: Arc<dyn Storage>,
     },
+}
+
+/// What [`Backend::snapshot`] reads.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    events: Vec<Event>,
+    totals: Vec<TotalRow>,
+    rollups: Vec<RollupRow>,
+    installs: Vec<InstallRow>,
+    sessions: [Option<SessionCounters>; 2],
+    groups: Vec<tally_server::storage::GroupInstalls>,
 }
 
 /// One `sessions` row.
@@ -154,6 +167,47 @@ impl Backend {
         match self {
             Backend::Sqlite { path, .. } => Arc::new(SqliteStorage::open(path).unwrap()),
             Backend::Postgres { database, .. } => database.open().await,
+        }
+    }
+
+    /// Makes the database itself refuse any event named `name`, as a row it cannot store
+    /// would be refused, so that a batch fails in the middle of its write.
+    async fn refuse_events_named(&self, name: &str) {
+        match self {
+            Backend::Sqlite { path, .. } => {
+                Self::sqlite_connection(path)
+                    .execute_batch(&format!(
+                        "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.name = '{name}' \
+                         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
+                    ))
+                    .unwrap();
+            }
+            Backend::Postgres { database, .. } => {
+                database
+                    .client()
+                    .await
+                    .batch_execute(&format!(
+                        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+                           $$BEGIN RAISE EXCEPTION 'refused by the test'; END$$; \
+                         CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW \
+                           WHEN (NEW.name = '{name}') EXECUTE FUNCTION refuse();"
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Everything a batch can change that readers see, for before/after comparisons.
+    async fn snapshot(&self) -> Snapshot {
+        let store = self.store();
+        Snapshot {
+            events: all_events(&store, "nexus").await,
+            totals: store.totals().await.unwrap(),
+            rollups: rollup_rows(store.as_ref(), "nexus", "2026-01-01T00", "2027-01-01T00").await,
+            installs: self.installs().await,
+            sessions: [self.session("session-1").await, self.session("session-2").await],
+            groups: store.group_installs(None).await.unwrap(),
         }
     }
 
@@ -1474,4 +1528,133 @@ async fn postgres_unreachable_database_is_unavailable() {
         matches!(err, StorageError::Internal(_)),
         "a bad URL is not an outage: {err:?}"
     );
+}
+
+async fn a_batch_the_database_refuses_changes_nothing(backend: &Backend) {
+    let store = backend.store();
+    let committed: Vec<Event> = (0..3)
+        .map(|second| event("command_executed", &format!("2026-11-22T01:02:0{second}.000Z")))
+        .collect();
+    assert_eq!(store.insert(committed.clone()).await.unwrap(), vec![true; 3]);
+    backend.refuse_events_named("refused_event").await;
+    let before = backend.snapshot().await;
+
+    let of_another_session = |name: &str, ts: &str| Event {
+        install_id: "install-b".into(),
+        session_id: "session-2".into(),
+        duration_ms: Some(250),
+        ..event(name, ts)
+    };
+    let first_new = of_another_session("task_completed", "2026-11-22T02:00:00.000Z");
+    let second_new = of_another_session("error_occurred", "2026-11-22T02:00:02.000Z");
+    // New events before and after the refused one, a duplicate of a committed event and
+    // a repeat inside the batch.
+    let batch = vec![
+        first_new.clone(),
+        committed[0].clone(),
+        of_another_session("refused_event", "2026-11-22T02:00:01.000Z"),
+        second_new.clone(),
+        first_new.clone(),
+    ];
+    assert!(store.insert(batch).await.is_err(), "the database refused a row");
+    assert_eq!(backend.snapshot().await, before, "a refused batch leaves no trace");
+
+    // Nothing of the refused batch lingers for the next one on the same connections.
+    let retried = vec![
+        first_new.clone(),
+        committed[0].clone(),
+        second_new.clone(),
+        first_new.clone(),
+    ];
+    assert_eq!(store.insert(retried).await.unwrap(), vec![true, false, true, false]);
+    let mut expected = committed;
+    expected.extend([first_new, second_new]);
+    assert_eq!(all_events(&store, "nexus").await, sorted(expected));
+    assert_eq!(
+        store.totals().await.unwrap(),
+        vec![
+            total("nexus", "command", "command_executed", -1, 3),
+            total("nexus", "error", "error_occurred", -1, 1),
+            total("nexus", "task", "task_completed", -1, 1),
+        ]
+    );
+    let session = backend.session("session-2").await.unwrap();
+    assert_eq!((session.tasks_completed, session.errors_encountered), (1, 1));
+}
+
+async fn concurrent_batches_with_overlapping_events_store_and_count_each_once(store: Arc<dyn Storage>) {
+    let start = at("2026-11-22T00:00:00Z");
+    let events: Vec<Event> = (0..240i64)
+        .map(|index| Event {
+            ts: start.checked_add((index * 13).seconds()).unwrap(),
+            install_id: format!("install-{}", index % 6),
+            session_id: format!("session-{}", index % 6),
+            duration_ms: Some(index as u64),
+            ..event(
+                ["command_executed", "task_completed"][index as usize % 2],
+                "2026-11-22T00:00:00Z",
+            )
+        })
+        .collect();
+    // Eight batches of 60 events, each overlapping its neighbours by 30, in turn in
+    // reverse order, and each repeating its first event at its end: every event is
+    // sent two to three times, at once.
+    let batches: Vec<Vec<Event>> = (0..8)
+        .map(|index| {
+            let mut batch: Vec<Event> = events.iter().cycle().skip(index * 30).take(60).cloned().collect();
+            if index % 2 == 1 {
+                batch.reverse();
+            }
+            batch.push(batch[0].clone());
+            batch
+        })
+        .collect();
+    let sent: usize = batches.iter().map(Vec::len).sum();
+    let tasks: Vec<_> = batches
+        .into_iter()
+        .map(|batch| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let ids: Vec<Uuid> = batch.iter().map(|event| event.id).collect();
+                let flags = store.insert(batch).await.unwrap();
+                ids.into_iter().zip(flags).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut new_per_event: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut answers = 0;
+    for task in tasks {
+        for (id, new) in task.await.unwrap() {
+            answers += 1;
+            *new_per_event.entry(id).or_default() += usize::from(new);
+        }
+    }
+    assert_eq!(answers, sent, "one answer per event sent");
+    for event in &events {
+        assert_eq!(
+            new_per_event[&event.id], 1,
+            "event {} is new to exactly one batch",
+            event.id
+        );
+    }
+    assert_eq!(all_events(&store, "nexus").await, events);
+    let totals = store.totals().await.unwrap();
+    assert_eq!(
+        totals,
+        vec![
+            total("nexus", "command", "command_executed", -1, 120),
+            total("nexus", "task", "task_completed", -1, 120),
+        ]
+    );
+    let rollups = store
+        .rollups("nexus", &hours("2026-11-22T00", "2026-11-23T00"))
+        .await
+        .unwrap();
+    assert_eq!(rollups.iter().map(|(_, row)| row.count).sum::<u64>(), 240);
+    assert_eq!(
+        rollups.iter().map(|(_, row)| row.duration_total_ms).sum::<u64>(),
+        (0..240).sum::<u64>()
+    );
+    let active = store.active_installs(&[start]).await.unwrap();
+    assert_eq!(active, vec![("nexus".to_owned(), vec![6])]);
 }

@@ -147,34 +147,50 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> Result<ApiKey, StorageError> {
 
 const KEY_COLUMNS: &str = "id, app, role, secret_hash, label, created_at, revoked_at";
 
-/// Counts the newly stored events of a batch in `installs` and `totals`, inside the
-/// batch's transaction.
+/// Counts the newly stored events of a batch in `installs`, `totals`, `install_days`,
+/// `metrics_daily` and `group_installs`, inside the batch's transaction. Each table's rows are folded in
+/// memory first, so a batch upserts each install, total and group once, however many
+/// of its events share them.
 fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), tally_store::StoreError> {
+    let mut installs: BTreeMap<(&str, &str), (Timestamp, Timestamp)> = BTreeMap::new();
+    let mut totals: BTreeMap<(&str, &str, &str, i64), i64> = BTreeMap::new();
+    for event in new {
+        let seen = installs
+            .entry((&event.app, &event.install_id))
+            .or_insert((event.ts, event.ts));
+        seen.0 = seen.0.min(event.ts);
+        seen.1 = seen.1.max(event.ts);
+        *totals
+            .entry((
+                &event.app,
+                &event.kind,
+                &event.name,
+                event.success.map_or(-1, i64::from),
+            ))
+            .or_default() += 1;
+    }
     let mut install = tx.prepare_cached(
-        "INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3) \
+        "INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (app, install_id) DO UPDATE SET \
            first_seen = min(first_seen, excluded.first_seen), \
            last_seen = max(last_seen, excluded.last_seen)",
     )?;
+    for ((app, install_id), (first, last)) in installs {
+        install.execute((app, install_id, text(first), text(last)))?;
+    }
     let mut total = tx.prepare_cached(
-        "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, 1) \
-         ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + 1",
+        "INSERT INTO totals (app, type, name, success, count) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (app, type, name, success) DO UPDATE SET count = count + excluded.count",
     )?;
+    for ((app, kind, name, success), count) in totals {
+        total.execute((app, kind, name, success, count))?;
+    }
     record_install_days(tx, super::activity::install_days(new.iter().copied()))?;
     record_daily_rollups(tx, &super::activity::daily_rollups_of(new.iter().copied()))?;
     let mut member = tx.prepare_cached(&add_member_sql())?;
     let pairs: BTreeSet<_> = new.iter().flat_map(|event| super::groups_of(event)).collect();
     for pair in pairs {
         member.execute(pair)?;
-    }
-    for event in new {
-        install.execute((&event.app, &event.install_id, text(event.ts)))?;
-        total.execute((
-            &event.app,
-            &event.kind,
-            &event.name,
-            event.success.map_or(-1, i64::from),
-        ))?;
     }
     Ok(())
 }
