@@ -177,7 +177,8 @@ impl Backend {
             Backend::Sqlite { path, .. } => {
                 Self::sqlite_connection(path)
                     .execute_batch(&format!(
-                        "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.name = '{name}' \
+                        "CREATE TRIGGER refuse BEFORE INSERT ON event_rows \
+                         WHEN NEW.name = (SELECT id FROM strings WHERE value = '{name}') \
                          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;"
                     ))
                     .unwrap();
