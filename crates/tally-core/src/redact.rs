@@ -38,13 +38,14 @@ static PATTERN: LazyLock<Option<Regex>> = LazyLock::new(|| {
 });
 
 /// Returns `text` with paths, e-mail addresses, secrets, IP addresses and URLs replaced
-/// by placeholders.
+/// by placeholders, and NUL characters (which no event may carry) by U+FFFD.
 pub fn redact(text: &str) -> String {
     let Some(pattern) = PATTERN.as_ref() else {
         return "<redacted>".to_owned();
     };
+    let text = text.replace('\0', "\u{FFFD}");
     pattern
-        .replace_all(text, |caps: &Captures<'_>| {
+        .replace_all(&text, |caps: &Captures<'_>| {
             if caps.name("url").is_some() {
                 "<url>".to_owned()
             } else if caps.name("email").is_some() {
@@ -68,6 +69,11 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn nul_characters_never_reach_an_event() {
+        assert_eq!(redact("read\0failed"), "read\u{FFFD}failed");
+    }
 
     #[test]
     fn pattern_compiles() {

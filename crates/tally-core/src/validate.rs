@@ -130,6 +130,19 @@ fn check_hashed(field: &str, value: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// Free text may hold any character but NUL, which PostgreSQL's text and jsonb cannot
+/// store: a collector on PostgreSQL would fail the whole batch, and every retry of it.
+fn check_no_nul(field: &str, text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        Err(ValidationError::new(
+            field,
+            "must not contain the NUL character (U+0000)",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Shows a bad value in an error message without echoing a long or private input whole.
 fn shown(value: &str) -> String {
     const SHOWN_CHARS: usize = 40;
@@ -183,13 +196,14 @@ impl Event {
         if let Some(category) = &self.error_category {
             check_identifier("error_category", category, MAX_NAME_LEN)?;
         }
-        if let Some(message) = &self.error_message
-            && message.len() > MAX_ERROR_MESSAGE_LEN
-        {
-            return Err(ValidationError::new(
-                "error_message",
-                format!("must be at most {MAX_ERROR_MESSAGE_LEN} bytes, got {}", message.len()),
-            ));
+        if let Some(message) = &self.error_message {
+            if message.len() > MAX_ERROR_MESSAGE_LEN {
+                return Err(ValidationError::new(
+                    "error_message",
+                    format!("must be at most {MAX_ERROR_MESSAGE_LEN} bytes, got {}", message.len()),
+                ));
+            }
+            check_no_nul("error_message", message)?;
         }
         self.validate_props()?;
         let size = self.to_json().len();
@@ -222,6 +236,7 @@ impl Event {
                         ),
                     ));
                 }
+                crate::PropValue::Str(text) => check_no_nul(&field, text)?,
                 crate::PropValue::Float(number) if !number.is_finite() => {
                     return Err(ValidationError::new(field, "numbers must be finite"));
                 }

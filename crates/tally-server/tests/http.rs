@@ -147,6 +147,14 @@ async fn a_batch_answers_per_event_and_one_bad_event_fails_nothing_else() {
         events.insert(3, huge);
         events.push(foreign);
         events.push(json!("not an event"));
+        // NUL, which PostgreSQL cannot store: refused by rule on every backend, rather
+        // than failing the whole batch (and every retry of it) on one.
+        let mut nul_prop = serde_json::to_value(nexus_event()).unwrap();
+        nul_prop["props"] = json!({"note": "a\u{0}b"});
+        let mut nul_message = serde_json::to_value(nexus_event()).unwrap();
+        nul_message["error_message"] = json!("bad\u{0}");
+        events.push(nul_prop);
+        events.push(nul_message);
         let (status, answer) = collector
             .post("/v1/events/batch", &collector.ingest, &json!({"events": events}))
             .await;
@@ -164,9 +172,15 @@ async fn a_batch_answers_per_event_and_one_bad_event_fails_nothing_else() {
                 (1, "invalid_event"),
                 (3, "too_large"),
                 (7, "forbidden"),
-                (8, "invalid_event")
+                (8, "invalid_event"),
+                (9, "invalid_event"),
+                (10, "invalid_event")
             ]
         );
+        for (entry, field) in [(&rejected[4], "props.note:"), (&rejected[5], "error_message:")] {
+            let message = entry["message"].as_str().unwrap();
+            assert!(message.starts_with(field) && message.contains("NUL"), "{answer}");
+        }
         assert!(
             rejected[0]["message"].as_str().unwrap().starts_with("name:"),
             "{answer}"

@@ -107,6 +107,8 @@ export function ruleText([field, rule, detail]: Broken): string {
       return "numbers must be finite";
     case "flat":
       return "values must be a string, a finite number or a bool (no nesting)";
+    case "nul":
+      return "must not contain the NUL character (U+0000)";
     case "level":
       return `must be one of ${LEVELS.join(", ")}`;
     case "url":

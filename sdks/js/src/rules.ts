@@ -62,6 +62,7 @@ export type Rule =
   | "keys" // too many props; detail: how many
   | "finite"
   | "flat"
+  | "nul" // free text holds U+0000, which PostgreSQL cannot store
   | "level" // an option: `level` is none of the levels
   | "url"; // an option: `endpoint` is not an http(s) URL
 
@@ -120,6 +121,7 @@ export const RULES: Row[] = [
   ["duration_ms", "max", (ms) => !(ms > MAX_DURATION_MS)],
   ["error_category", "chars", IDENTIFIER],
   ["error_message", "max", (text = "") => !tooLong(text, MAX_ERROR_MESSAGE_LEN)],
+  ["error_message", "nul", (text = "") => !text.includes("\0")],
   ["props", "keys", checkProps],
   ["event", "max", (_, event) => checkSize(event)],
 ];
@@ -180,6 +182,7 @@ function checkProps(props: Props = {}): true | Broken | null {
     if (type == "string" && tooLong(value as string, MAX_PROP_STRING_LEN)) {
       return [field, "max", value];
     }
+    if (type == "string" && (value as string).includes("\0")) return [field, "nul"];
     if (type == "number" && !Number.isFinite(value)) return [field, "finite"];
     if (type != "string" && type != "number" && type != "boolean") return [field, "flat"];
   }

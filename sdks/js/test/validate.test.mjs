@@ -73,6 +73,14 @@ test("messages are the collector's, word for word, as docs/API.md shows them", (
     "props.template: string values must be at most 256 bytes, got 300",
   );
   assert.equal(
+    broken((e) => (e.props.template = "a\u0000b")),
+    "props.template: must not contain the NUL character (U+0000)",
+  );
+  assert.equal(
+    broken((e) => (e.error_message = "bad\u0000")),
+    "error_message: must not contain the NUL character (U+0000)",
+  );
+  assert.equal(
     broken((e) => (e.app = "Nexus")),
     'app: must be 1 to 64 characters of a-z, 0-9, _ and -, starting with a letter (got "Nexus")',
   );

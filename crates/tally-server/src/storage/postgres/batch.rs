@@ -37,8 +37,8 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::PostgresError;
-use crate::storage::activity;
 use super::partitions::Month;
+use crate::storage::activity;
 
 const INSERT_EVENTS: &str = "INSERT INTO events (id, ts, app, app_version, source, type, name, command, \
      session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
