@@ -109,13 +109,17 @@ fn month() -> Period {
 
 /// The month's bounds widened to whole hours, as the rollups cover it, so that the raw
 /// scans count exactly the events the rollups count.
-fn hour_bounds(period: &Period) -> (String, String) {
+/// The period widened to whole hours, as Unix milliseconds: `event_rows.ts`.
+fn hour_bounds(period: &Period) -> (i64, i64) {
     let (first, end) = period.hours();
-    (
-        tally_core::time::format(first.start()),
-        tally_core::time::format(end.start()),
-    )
+    (first.start().as_millisecond(), end.start().as_millisecond())
 }
+
+/// The store's own table, as a program that knows the layout would query it (the
+/// documented `events` view turns every row back into text, which these baselines are
+/// not about): command names through `strings`, times in milliseconds.
+const COMMANDS_OF_THE_MONTH: &str = "FROM event_rows \
+     WHERE name = (SELECT id FROM strings WHERE value = 'command_executed') AND ts >= ?1 AND ts < ?2";
 
 /// Runs, failures, and the sum, minimum and maximum duration of one command.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -187,13 +191,13 @@ fn raw_group_by(dir: &Path) -> BTreeMap<String, Counts> {
     let conn = raw_connection(dir);
     let (from, to) = hour_bounds(&month());
     let mut statement = conn
-        .prepare(
-            "SELECT command, count(*), sum(success = 0), sum(duration_ms), min(duration_ms), max(duration_ms) \
-             FROM events WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2 GROUP BY command",
-        )
+        .prepare(&format!(
+            "SELECT (SELECT value FROM strings WHERE id = command), count(*), sum(success = 0), sum(duration_ms), \
+             min(duration_ms), max(duration_ms) {COMMANDS_OF_THE_MONTH} GROUP BY command"
+        ))
         .unwrap();
     statement
-        .query_map((&from, &to), |row| {
+        .query_map((from, to), |row| {
             Ok((
                 row.get::<_, Option<String>>(0)?.unwrap_or_default(),
                 Counts {
@@ -215,12 +219,11 @@ fn raw_rows_median(dir: &Path) -> BTreeMap<String, (u64, u64, Option<u64>)> {
     let conn = raw_connection(dir);
     let (from, to) = hour_bounds(&month());
     let mut statement = conn
-        .prepare(
-            "SELECT command, success, duration_ms FROM events \
-             WHERE name = 'command_executed' AND ts >= ?1 AND ts < ?2",
-        )
+        .prepare(&format!(
+            "SELECT (SELECT value FROM strings WHERE id = command), success, duration_ms {COMMANDS_OF_THE_MONTH}"
+        ))
         .unwrap();
-    let mut rows = statement.query((&from, &to)).unwrap();
+    let mut rows = statement.query((from, to)).unwrap();
     let mut per_command: BTreeMap<String, (u64, u64, Vec<u64>)> = BTreeMap::new();
     while let Some(row) = rows.next().unwrap() {
         let command: String = row.get::<_, Option<String>>(0).unwrap().unwrap_or_default();
@@ -297,8 +300,8 @@ fn make_store(dir: &Path, shape: &StoreShape) {
     let (from, to) = hour_bounds(&month());
     let month_raw: i64 = conn
         .query_row(
-            "SELECT count(*) FROM events WHERE ts >= ?1 AND ts < ?2",
-            (&from, &to),
+            "SELECT count(*) FROM event_rows WHERE ts >= ?1 AND ts < ?2",
+            (from, to),
             |row| row.get(0),
         )
         .unwrap();

@@ -395,7 +395,11 @@ impl Store {
             let _ = spool.write_identity(&identity);
         }
         while ready.peek().is_some() {
-            if stop() {
+            // The first batch is folded whatever `stop` says: a short run that found a
+            // backlog opens the store to fold it, and its host usually asks to exit
+            // before the store is open. Stopping then would leave the backlog to the
+            // next run, which would pay for the open again, and the next.
+            if report.files > 0 && stop() {
                 return Ok(report);
             }
             let mut batch = Vec::new();

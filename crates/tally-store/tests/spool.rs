@@ -104,3 +104,19 @@ fn a_claim_of_a_live_process_is_left_to_it() {
     std::fs::rename(&claimed, &dead).unwrap();
     assert_eq!(store.fold_spools(&|| false).unwrap().inserted, 3);
 }
+
+/// A short run that finds a backlog opens the store to fold it, and its host has usually
+/// asked to exit by the time the store is open: the first batch is folded all the same,
+/// or every following run would open the store for nothing.
+#[test]
+fn a_fold_asked_to_stop_at_once_still_folds_its_first_batch() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut store = store_with_identity(temp.path());
+    for _ in 0..64 {
+        spool_three(temp.path());
+    }
+    let report = store.fold_spools(&|| true).unwrap();
+    assert_eq!((report.files, report.inserted), (64, 192));
+    assert!(spool_files(temp.path()).is_empty());
+    assert_eq!(store.event_count().unwrap(), 192);
+}
