@@ -394,6 +394,12 @@ impl Store {
         if cached.is_none_or(|cached| cached.install_id != identity.install_id) {
             let _ = spool.write_identity(&identity);
         }
+        // A fold told to stop as soon as it can (its host is exiting) first checks that
+        // the store takes writes now: claiming, reading and releasing a backlog of files
+        // for a held store would cost that exit milliseconds for nothing.
+        if stop() && !self.takes_writes_now()? {
+            return Ok(report);
+        }
         while ready.peek().is_some() {
             // The first batch is folded whatever `stop` says: a short run that found a
             // backlog opens the store to fold it, and its host usually asks to exit
@@ -438,6 +444,21 @@ impl Store {
         }
         report.completed = true;
         Ok(report)
+    }
+
+    /// Whether a write transaction starts within the busy timeout.
+    fn takes_writes_now(&mut self) -> Result<bool, StoreError> {
+        match self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
+            // Dropped: rolled back, nothing written.
+            Ok(_probe) => Ok(true),
+            Err(err) => {
+                let err = StoreError::from(err);
+                if err.is_busy() { Ok(false) } else { Err(err) }
+            }
+        }
     }
 
     fn fold_batch(

@@ -120,3 +120,20 @@ fn a_fold_asked_to_stop_at_once_still_folds_its_first_batch() {
     assert!(spool_files(temp.path()).is_empty());
     assert_eq!(store.event_count().unwrap(), 192);
 }
+
+/// ... but not for a store another process holds: the exiting host would pay for
+/// claiming, reading and releasing every file, and fold nothing.
+#[test]
+fn a_fold_asked_to_stop_at_once_leaves_a_held_store_and_its_files_alone() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut store = store_with_identity(temp.path());
+    store.set_busy_timeout(std::time::Duration::ZERO).unwrap();
+    let files: Vec<_> = (0..4).map(|_| spool_three(temp.path())).collect();
+    let holder = rusqlite::Connection::open(temp.path().join(tally_store::DB_FILE_NAME)).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let report = store.fold_spools(&|| true).unwrap();
+    assert_eq!(report.files, 0);
+    assert!(files.iter().all(|file| file.exists()), "every file stays, unclaimed");
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(store.fold_spools(&|| true).unwrap().files, 4);
+}

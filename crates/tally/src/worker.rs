@@ -447,7 +447,17 @@ impl Worker {
         let Some(store) = self.store.as_mut() else {
             return;
         };
-        match store.fold_spools(&|| !control.is_empty()) {
+        // The first batch is folded even when the host is already waiting to exit
+        // (`Store::fold_spools`); then a held store is not waited for at all.
+        let host_waiting = !control.is_empty();
+        if host_waiting {
+            let _ = store.set_busy_timeout(Duration::ZERO);
+        }
+        let folded = store.fold_spools(&|| !control.is_empty());
+        if host_waiting {
+            let _ = store.set_busy_timeout(BUSY_SLICE);
+        }
+        match folded {
             Ok(report) if report.files > 0 => self.debug(format_args!(
                 "folded {} spool files: {} events stored, {} already stored, {} of a purged store dropped",
                 report.files, report.inserted, report.duplicates, report.stale
