@@ -69,9 +69,11 @@ const UPSERT_SESSIONS: &str = "INSERT INTO sessions AS s (session_id, app, insta
 
 /// Histograms travel as one flat array, `BUCKETS` counts per rollup row in row order,
 /// because PostgreSQL arrays of arrays cannot be unnested one row at a time.
-fn upsert_rollups_sql() -> String {
+/// The upsert that adds rollups to `table`: `metrics` (hourly) or `metrics_daily` (keyed
+/// by the day's first hour), which have the same columns and key.
+fn upsert_rollups_sql(table: &str) -> String {
     format!(
-        "INSERT INTO metrics AS m (hour, app, type, name, command, success, error_category, count, \
+        "INSERT INTO {table} AS m (hour, app, type, name, command, success, error_category, count, \
          duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram) \
          SELECT r.hour, r.app, r.type, r.name, r.command, r.success, r.error_category, r.count, r.duration_count, \
            r.duration_total_ms, r.duration_min_ms, r.duration_max_ms, \
@@ -368,6 +370,19 @@ pub(super) async fn add_rollups(
     tx: &deadpool_postgres::Transaction<'_>,
     rollups: &BTreeMap<RollupKey, Rollup>,
 ) -> Result<(), PostgresError> {
+    add_rollups_to(tx, "metrics", rollups).await
+}
+
+/// Adds `rollups` to `table` (`metrics` or `metrics_daily`) in key order, so concurrent
+/// batches lock rows in the same order.
+pub(super) async fn add_rollups_to(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+    rollups: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), PostgresError> {
+    if rollups.is_empty() {
+        return Ok(());
+    }
     let keys: Vec<&RollupKey> = rollups.keys().collect();
     let values: Vec<&Rollup> = rollups.values().collect();
     let hours: Vec<String> = keys.iter().map(|key| key.hour.to_string()).collect();
@@ -386,7 +401,7 @@ pub(super) async fn add_rollups(
         .iter()
         .flat_map(|rollup| rollup.histogram.counts.map(saturating_i64))
         .collect();
-    let statement = tx.prepare_cached(&upsert_rollups_sql()).await?;
+    let statement = tx.prepare_cached(&upsert_rollups_sql(table)).await?;
     tx.execute(
         &statement,
         &[
