@@ -34,6 +34,7 @@ use tally_server::AppState;
 use tally_server::config::ServerConfig;
 use tally_server::storage::postgres::PostgresStorage;
 use tally_server::storage::sqlite::SqliteStorage;
+use tally_server::storage::sqlite::schema::FILL_METRICS_DAILY;
 use tally_server::storage::{ApiKey, Role, Storage};
 use tokio::runtime::Runtime;
 
@@ -245,32 +246,6 @@ fn fill_install_days(path: &Path) -> usize {
         .expect("checkpoint");
     rows
 }
-
-/// Collector schema 6's statement that fills `metrics_daily` from `metrics`.
-const FILL_METRICS_DAILY: &str = r#"
-INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
-        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
-    SELECT substr(hour, 1, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
-        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
-        '[' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 0 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 1 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 2 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 3 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 4 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 5 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 6 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 7 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 8 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 9 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 10 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 11 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 12 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 13 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 14 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 15 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 16 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 17 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 18 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 19 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 20 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 21 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 22 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 23 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 24 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 25 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 26 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 27 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 28 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 29 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 30 ELSE 0 END) || ']'
-    FROM metrics
-    GROUP BY substr(hour, 1, 10), app, type, name, command, success, error_category;
-"#;
 
 /// A fresh PostgreSQL database holding what the SQLite store at `path` holds, but raw events.
 async fn copy_to_postgres(path: &Path, url: &str) -> Arc<dyn Storage> {

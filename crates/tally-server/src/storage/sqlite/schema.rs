@@ -11,6 +11,42 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::storage::StorageError;
 
+/// Collector migration 6's statement that fills `metrics_daily` from the hourly rows,
+/// histograms added bucket by bucket (31 buckets, `tally_store::histogram::BUCKETS`).
+/// A macro, so that the migration can `concat!` it; the dashboard bench runs it too, as
+/// [`FILL_METRICS_DAILY`], after loading rollups by hand.
+macro_rules! fill_metrics_daily {
+    () => {
+        r#"
+    INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
+        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
+    SELECT substr(hour, 1, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
+        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
+        '[' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 0 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 1 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 2 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 3 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 4 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 5 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 6 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 7 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 8 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 9 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 10 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 11 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 12 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 13 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 14 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 15 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 16 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 17 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 18 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 19 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 20 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 21 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 22 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 23 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 24 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 25 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 26 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 27 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 28 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 29 ELSE 0 END)
+        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 30 ELSE 0 END) || ']'
+    FROM metrics
+    GROUP BY substr(hour, 1, 10), app, type, name, command, success, error_category;
+"#
+    };
+}
+
+/// The statement `fill_metrics_daily!` gives (see there).
+pub const FILL_METRICS_DAILY: &str = fill_metrics_daily!();
+
 /// The collector schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -122,7 +158,8 @@ pub const MIGRATIONS: &[&str] = &[
     // counts-only days (the day's first hour) and each install's first and last
     // sighting. Days between those whose raw events retention already deleted stay
     // unknown.
-    r#"
+    concat!(
+        r#"
     CREATE TABLE install_days (
         app        TEXT NOT NULL,
         day        TEXT NOT NULL,            -- YYYY-MM-DD, UTC
@@ -177,29 +214,9 @@ pub const MIGRATIONS: &[&str] = &[
         histogram         TEXT NOT NULL,     -- JSON array of counts per duration bucket
         PRIMARY KEY (app, hour, type, name, command, success, error_category)
     ) WITHOUT ROWID;
-    INSERT INTO metrics_daily (hour, app, type, name, command, success, error_category, count, duration_count,
-        duration_total_ms, duration_min_ms, duration_max_ms, histogram)
-    SELECT substr(hour, 1, 10) || 'T00', app, type, name, command, success, error_category, sum(count),
-        sum(duration_count), sum(duration_total_ms), min(duration_min_ms), max(duration_max_ms),
-        '[' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 0 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 1 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 2 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 3 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 4 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 5 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 6 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 7 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 8 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 9 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 10 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 11 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 12 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 13 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 14 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 15 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 16 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 17 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 18 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 19 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 20 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 21 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 22 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 23 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 24 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 25 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 26 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 27 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 28 ELSE 0 END) || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 29 ELSE 0 END)
-        || ',' || sum(CASE WHEN duration_count > 0 THEN histogram ->> 30 ELSE 0 END) || ']'
-    FROM metrics
-    GROUP BY substr(hour, 1, 10), app, type, name, command, success, error_category;
 "#,
+        fill_metrics_daily!()
+    ),
     // 7: the store's version 7 moved its rows into `event_rows` and `session_rows`
     // (dropping the indexes 2 and 5 had made on `sessions` and `events`, which are views
     // now); the same indexes on the new tables. The install leads the events index, so
