@@ -79,10 +79,8 @@ fn events_in_store(dir: &std::path::Path) -> i64 {
         .unwrap()
 }
 
-#[test]
-fn view_refuses_foreign_hosts_and_missing_tokens_and_writes_nothing() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path().join("store");
+/// A month of demo history for app `nexus` in `dir`.
+fn write_demo(dir: &std::path::Path) {
     crate::support::tally(&[
         "--app",
         "nexus",
@@ -94,6 +92,13 @@ fn view_refuses_foreign_hosts_and_missing_tokens_and_writes_nothing() {
         "--events",
         "1500",
     ]);
+}
+
+#[test]
+fn view_refuses_foreign_hosts_and_missing_tokens_and_writes_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("store");
+    write_demo(&dir);
     let before = events_in_store(&dir);
     let view = View::start(&dir);
     assert!(view.url.starts_with("http://127.0.0.1:"), "{}", view.url);
@@ -172,17 +177,7 @@ fn view_shows_the_local_store_in_the_browser() {
     let Some(mut browser) = Browser::launch() else { return };
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("store");
-    crate::support::tally(&[
-        "--app",
-        "nexus",
-        "--dir",
-        dir.to_str().unwrap(),
-        "demo",
-        "--days",
-        "30",
-        "--events",
-        "1500",
-    ]);
+    write_demo(&dir);
     let view = View::start(&dir);
     browser.navigate(&view.url);
     browser.wait_for("document.getElementById('main').dataset.loaded", WAIT);
