@@ -294,12 +294,12 @@ impl<'e> Aggregates<'e> {
         let groups = new.iter().flat_map(|event| crate::storage::groups_of(event)).collect();
         Aggregates {
             sessions,
+            daily: activity::to_days(&rollups),
             rollups,
             installs,
             totals,
             groups,
             install_days: activity::install_days(new.iter().copied()),
-            daily: activity::daily_rollups_of(new.iter().copied()),
         }
     }
 
