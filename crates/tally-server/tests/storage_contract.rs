@@ -1272,9 +1272,19 @@ async fn expire_drops_old_months_and_trims_the_boundary_month(backend: &Backend)
     ];
     store.insert(events.clone()).await.unwrap();
     let totals = store.totals().await.unwrap();
+    let group_sizes = |store: Arc<dyn Storage>| async move {
+        let groups = store.group_installs(Some("nexus")).await.unwrap();
+        groups.iter().map(|group| group.installs).collect::<Vec<_>>()
+    };
+    assert_eq!(group_sizes(store.clone()).await, [3]);
 
     let cutoff = at("2026-02-15T00:00:00Z");
     assert_eq!(store.expire(cutoff).await.unwrap(), 4);
+    assert_eq!(
+        group_sizes(store.clone()).await,
+        [1],
+        "expired installs leave their groups"
+    );
     assert_eq!(all_events(&store, "nexus").await, events[4..]);
     assert_eq!(
         backend

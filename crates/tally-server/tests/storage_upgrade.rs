@@ -348,7 +348,10 @@ async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_sqlite
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_postgres_schema() {
     use tally_server::storage::postgres::PostgresStorage;
-    for version in 0..PostgresStorage::SCHEMA_VERSION {
+    // Migration 11 made and filled `install_days` and `metrics_daily`; from version 11 on
+    // a collector keeps them itself.
+    const FILLED_BY: i32 = 11;
+    for version in 0..FILLED_BY {
         let Some(database) = crate::support::postgres::TestDatabase::create().await else {
             return;
         };
@@ -451,4 +454,121 @@ async fn erasing_and_expiring_leave_no_install_or_session_id_behind() {
         events.iter().map(|event| event.install_id.as_str()).collect::<Vec<_>>(),
         ["install-b"]
     );
+}
+
+/// The installs per group `group_installs` reports for `app`, as (type, name, command,
+/// installs).
+async fn groups_of(storage: &dyn Storage, app: &str) -> Vec<(String, String, String, u64)> {
+    let groups = storage.group_installs(Some(app)).await.unwrap();
+    groups
+        .into_iter()
+        .map(|group| (group.kind, group.name, group.command, group.installs))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_install_counts_are_filled_from_every_earlier_postgres_schema() {
+    use tally_server::storage::GROUP_INSTALLS_CAP;
+    use tally_server::storage::postgres::PostgresStorage;
+    let cap = GROUP_INSTALLS_CAP;
+    for version in 0..PostgresStorage::SCHEMA_VERSION {
+        let Some(database) = crate::support::postgres::TestDatabase::create().await else {
+            return;
+        };
+        PostgresStorage::migrate_to(database.url(), version).await.unwrap();
+        let client = database.client().await;
+        // Before migration 8 the groups come from the raw events; after it, from the
+        // rows a collector of that version kept (a full group among them).
+        let had_groups = version >= 8;
+        if (1..8).contains(&version) {
+            client
+                .batch_execute(
+                    "CREATE TABLE events_2026_08 PARTITION OF events \
+                     FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')",
+                )
+                .await
+                .unwrap();
+            for install in 1..=3 {
+                client
+                    .execute(
+                        "INSERT INTO events (id, ts, app, app_version, source, type, name, session_id, install_id) \
+                         VALUES ($1, '2026-08-02T09:15:00.000Z', 'nexus', '1.0.0', 'cli', 'command', \
+                           'command_executed', 'session-1', $2)",
+                        &[&uuid::Uuid::now_v7(), &format!("install-{install}")],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        if had_groups {
+            client
+                .batch_execute(&format!(
+                    "INSERT INTO group_installs (app, type, name, command, install_id) \
+                     SELECT 'nexus', 'command', 'command_executed', '', 'install-' || i FROM generate_series(1, 3) AS i; \
+                     INSERT INTO group_installs (app, type, name, command, install_id) \
+                     SELECT 'nexus', 'feature', 'search_used', '', 'full-' || i FROM generate_series(1, {cap}) AS i;"
+                ))
+                .await
+                .unwrap();
+        }
+        let storage = database.open().await;
+        let case = format!("postgres from version {version}");
+        let command = |installs| {
+            (
+                "command".to_owned(),
+                "command_executed".to_owned(),
+                String::new(),
+                installs,
+            )
+        };
+        let feature = ("feature".to_owned(), "search_used".to_owned(), String::new(), cap);
+        let mut expected = Vec::new();
+        if version >= 1 {
+            expected.push(command(3));
+        }
+        if had_groups {
+            expected.push(feature.clone());
+        }
+        assert_eq!(groups_of(storage.as_ref(), "nexus").await, expected, "{case}");
+
+        // A new install joins the group with room and not the full one.
+        let mut search = event_of("install-new", "session-new", "2026-08-02T10:00:00.000Z");
+        search.kind = "feature".to_owned();
+        search.name = "search_used".to_owned();
+        let used = event_of("install-new", "session-new", "2026-08-02T10:00:01.000Z");
+        storage.insert(vec![used, search]).await.unwrap();
+        let before = u64::from(version >= 1) * 3;
+        let mut expected = vec![command(before + 1)];
+        expected.push((
+            feature.0.clone(),
+            feature.1.clone(),
+            String::new(),
+            if had_groups { cap } else { 1 },
+        ));
+        assert_eq!(groups_of(storage.as_ref(), "nexus").await, expected, "{case}");
+        let stored: i64 = client
+            .query_one(
+                "SELECT count(*) FROM group_installs WHERE type = 'feature' AND name = 'search_used'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(stored as u64, if had_groups { cap } else { 1 }, "{case}");
+
+        // Erasing an install takes it off its groups' counts.
+        storage.erase_install("nexus", "install-new").await.unwrap();
+        let mut expected = Vec::new();
+        if version >= 1 {
+            expected.push(command(3));
+        }
+        if had_groups {
+            expected.push(feature.clone());
+        }
+        assert_eq!(
+            groups_of(storage.as_ref(), "nexus").await,
+            expected,
+            "{case}: after erasure"
+        );
+    }
 }

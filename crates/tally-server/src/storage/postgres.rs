@@ -265,10 +265,7 @@ impl PostgresStorage {
             partitions::ensure(&mut client, &missing).await?;
             self.known_partitions().extend(missing);
         }
-        let tx = client.transaction().await?;
-        let stored = batch.write(&tx).await?;
-        tx.commit().await?;
-        Ok(stored)
+        batch::write(client, batch).await
     }
 }
 
@@ -418,10 +415,14 @@ impl PostgresStorage {
                 &[&app, &install_id],
             )
             .await?;
+        tx.execute(
+            &batch::remove_group_installs_sql("DELETE FROM group_installs WHERE app = $1 AND install_id = $2"),
+            &[&app, &install_id],
+        )
+        .await?;
         for table in [
             "sessions",
             "installs",
-            "group_installs",
             "install_days",
             "count_uploads",
             "install_keys",
@@ -465,10 +466,11 @@ impl PostgresStorage {
             tx.rollback().await?;
             return Ok(false);
         }
+        let statements = batch::Statements::prepare(&tx).await?;
         let rollups = super::counts_rollups(counts);
-        batch::add_rollups(&tx, &rollups).await?;
+        batch::add_rollups(&tx, &statements.rollups, &rollups).await?;
         // A day's counts land in its first hour: the per-day key already.
-        daily::record_daily_rollups(&tx, &rollups).await?;
+        batch::add_rollups(&tx, &statements.daily_rollups, &rollups).await?;
         let totals = super::counts_totals(counts)
             .into_iter()
             .map(|((kind, name, success), count)| {
@@ -478,16 +480,16 @@ impl PostgresStorage {
                 )
             })
             .collect();
-        batch::add_totals(&tx, totals).await?;
+        batch::add_totals(&tx, &statements.totals, totals).await?;
         let seen = super::day_start(counts.day);
         let installs = BTreeMap::from([((counts.app.as_str(), counts.install_id.as_str()), (seen, seen))]);
-        batch::see_installs(&tx, &installs).await?;
-        batch::add_group_installs(&tx, &super::counts_groups(counts)).await?;
+        batch::see_installs(&tx, &statements.installs, &installs).await?;
+        batch::add_group_installs(&tx, &statements.group_installs, &super::counts_groups(counts)).await?;
         let days = BTreeMap::from([(
             (counts.app.as_str(), counts.install_id.as_str(), counts.day),
             super::activity::COUNTS_HOURS,
         )]);
-        activity::record_install_days(&tx, &days).await?;
+        activity::record_install_days(&tx, &statements.install_days, &days).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -784,9 +786,9 @@ impl Storage for PostgresStorage {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT app, type, name, command, least(count(*), $2) FROM group_installs \
-                 WHERE $1::text IS NULL OR app = $1 \
-                 GROUP BY app, type, name, command ORDER BY app, type, name, command",
+                "SELECT app, type, name, command, least(installs::int8, $2) FROM group_install_counts \
+                 WHERE ($1::text IS NULL OR app = $1) AND installs > 0 \
+                 ORDER BY app, type, name, command",
             )
             .await?;
         let cap = GROUP_INSTALLS_CAP as i64;
@@ -969,8 +971,11 @@ impl Storage for PostgresStorage {
             .await?;
         // An install's group memberships go with its install row.
         tx.execute(
-            "DELETE FROM group_installs AS g USING installs AS i \
-             WHERE i.app = g.app AND i.install_id = g.install_id AND i.last_seen < $1",
+            &batch::remove_group_installs_sql(
+                "DELETE FROM group_installs USING installs AS i \
+                 WHERE i.app = group_installs.app AND i.install_id = group_installs.install_id \
+                   AND i.last_seen < $1",
+            ),
             &[&before],
         )
         .await?;

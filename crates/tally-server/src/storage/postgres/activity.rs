@@ -11,15 +11,16 @@ use jiff::civil::Date;
 use super::PostgresError;
 use crate::storage::activity::ActivityWindow;
 
-const UPSERT_INSTALL_DAYS: &str = "INSERT INTO install_days AS d (app, day, install_id, hours) \
+pub(super) const UPSERT_INSTALL_DAYS: &str = "INSERT INTO install_days AS d (app, day, install_id, hours) \
      SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::int4[]) \
      ON CONFLICT (app, day, install_id) DO UPDATE SET hours = d.hours | excluded.hours";
 
 /// Adds `days` (per app, install and UTC day, the hours it was active in) to
-/// `install_days`, inside `tx`, in key order (so concurrent batches lock rows in the
-/// same order).
+/// `install_days` by `statement` ([`UPSERT_INSTALL_DAYS`]), in key order (so concurrent
+/// batches lock rows in the same order).
 pub(super) async fn record_install_days(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &impl deadpool_postgres::GenericClient,
+    statement: &tokio_postgres::Statement,
     days: &BTreeMap<(&str, &str, Date), i32>,
 ) -> Result<(), PostgresError> {
     if days.is_empty() {
@@ -29,8 +30,9 @@ pub(super) async fn record_install_days(
     let dates: Vec<Date> = days.keys().map(|(.., day)| *day).collect();
     let install_ids: Vec<&str> = days.keys().map(|(_, install_id, _)| *install_id).collect();
     let hours: Vec<i32> = days.values().copied().collect();
-    let statement = tx.prepare_cached(UPSERT_INSTALL_DAYS).await?;
-    tx.execute(&statement, &[&apps, &dates, &install_ids, &hours]).await?;
+    client
+        .execute(statement, &[&apps, &dates, &install_ids, &hours])
+        .await?;
     Ok(())
 }
 

@@ -5,15 +5,20 @@
 //!    parameter per column. The rows it returns are exactly the events this transaction
 //!    stored; a duplicate of a committed event, or of one a concurrent transaction is
 //!    committing, is not among them.
-//! 2. [`Aggregates`]: the sessions, hourly rollups, installs, totals and group members
-//!    the new events change, folded in memory (one row per key, however many events
-//!    share it) and written by one multi-row upsert per table.
+//! 2. [`Aggregates`]: the sessions, hourly and daily rollups, installs, install days,
+//!    totals and group members the new events change, folded in memory (one row per key,
+//!    however many events share it) and written by one multi-row upsert per table.
 //!
-//! The upserts are sent together (pipelined): the server still runs them one after the
-//! other, in the order written here, but the collector waits for one answer instead of
-//! five. (Sending the events and the aggregates of all of them in one flight, and
-//! redoing the batch step by step only when the insert finds a stored event, saved no
-//! measurable time on top of that, so the write stays in two steps.)
+//! **Two flights.** The transaction's statements go out in two flights, each sent at
+//! once (pipelined) and answered in order: `BEGIN` with the insert, then the upserts with
+//! `COMMIT`. The server still runs them one after the other, in the order written here;
+//! the collector waits for two answers instead of one per statement. This holds only
+//! because every statement of a flight is sent before any answer is awaited, so all of
+//! them are prepared first ([`Statements`]): a statement still being prepared would be
+//! sent after the flight's `COMMIT`, outside the transaction. Should a statement of the
+//! second flight fail, PostgreSQL answers the `COMMIT` that follows it by rolling the
+//! transaction back. A connection whose transaction did not end (an error, or the write
+//! dropped midway) is rolled back or closed by [`write`] before anyone else can use it.
 //!
 //! Binary `COPY` into a staging table and one `INSERT ... SELECT ... ON CONFLICT` was
 //! measured as the first step too (`benches/writes.rs` keeps it as a side): for the
@@ -27,12 +32,15 @@
 //! deadlocking; the caller retries the rare deadlock or serialization failure anyway.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 
+use deadpool_postgres::{GenericClient, Object};
 use jiff::Timestamp;
 use tally_core::Event;
 use tally_store::histogram::BUCKETS;
 use tally_store::rollup::{Rollup, RollupKey};
 use tally_store::sessions::{SessionDelta, session_deltas};
+use tokio_postgres::Statement;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
@@ -67,10 +75,14 @@ const UPSERT_SESSIONS: &str = "INSERT INTO sessions AS s (session_id, app, insta
        tasks_completed = s.tasks_completed + excluded.tasks_completed, \
        errors_encountered = s.errors_encountered + excluded.errors_encountered";
 
-/// Histograms travel as one flat array, `BUCKETS` counts per rollup row in row order,
-/// because PostgreSQL arrays of arrays cannot be unnested one row at a time.
 /// The upsert that adds rollups to `table`: `metrics` (hourly) or `metrics_daily` (keyed
 /// by the day's first hour), which have the same columns and key.
+///
+/// Histograms travel as one flat array, `BUCKETS` counts per rollup row in row order,
+/// because PostgreSQL arrays of arrays cannot be unnested one row at a time. A stored
+/// histogram is added to bucket by bucket, by index: a function scan returns
+/// `generate_series` in order and `ARRAY(...)` keeps its rows' order, and this was
+/// measured faster than unnesting both arrays with their ordinality and sorting.
 fn upsert_rollups_sql(table: &str) -> String {
     format!(
         "INSERT INTO {table} AS m (hour, app, type, name, command, success, error_category, count, \
@@ -88,9 +100,8 @@ fn upsert_rollups_sql(table: &str) -> String {
            duration_total_ms = m.duration_total_ms + excluded.duration_total_ms, \
            duration_min_ms = least(m.duration_min_ms, excluded.duration_min_ms), \
            duration_max_ms = greatest(m.duration_max_ms, excluded.duration_max_ms), \
-           histogram = ARRAY(SELECT coalesce(h.mine, 0) + coalesce(h.theirs, 0) \
-             FROM unnest(m.histogram, excluded.histogram) WITH ORDINALITY AS h(mine, theirs, bucket) \
-             ORDER BY h.bucket)"
+           histogram = ARRAY(SELECT coalesce(m.histogram[b], 0) + coalesce(excluded.histogram[b], 0) \
+             FROM generate_series(1, {BUCKETS}) AS b)"
     )
 }
 
@@ -105,25 +116,115 @@ const UPSERT_TOTALS: &str = "INSERT INTO totals AS t (app, type, name, success, 
      ON CONFLICT (app, type, name, success) DO UPDATE SET count = t.count + excluded.count";
 
 /// Adds each (group, install) pair not yet stored while its group holds fewer than
-/// `GROUP_INSTALLS_CAP` installs. Concurrent batches may overshoot the cap by their own
-/// size; readers clamp.
+/// `GROUP_INSTALLS_CAP` installs, and adds what it stored to the groups' counts
+/// (`group_install_counts`, which it reads for the cap). The pairs come sorted, so rows
+/// are locked in key order. Concurrent batches may overshoot the cap by their own size;
+/// readers clamp.
 fn insert_group_installs_sql() -> String {
     format!(
-        "INSERT INTO group_installs (app, type, name, command, install_id) \
-         SELECT d.app, d.type, d.name, d.command, d.install_id \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-           AS d(app, type, name, command, install_id) \
-         WHERE NOT EXISTS (SELECT 1 FROM group_installs AS g WHERE g.app = d.app AND g.type = d.type \
-             AND g.name = d.name AND g.command = d.command AND g.install_id = d.install_id) \
-           AND (SELECT count(*) FROM group_installs AS g WHERE g.app = d.app AND g.type = d.type \
-             AND g.name = d.name AND g.command = d.command) < {} \
-         ON CONFLICT DO NOTHING",
+        "WITH added AS ( \
+           INSERT INTO group_installs (app, type, name, command, install_id) \
+           SELECT d.app, d.type, d.name, d.command, d.install_id \
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+             AS d(app, type, name, command, install_id) \
+           WHERE coalesce((SELECT c.installs FROM group_install_counts AS c WHERE c.app = d.app \
+               AND c.type = d.type AND c.name = d.name AND c.command = d.command), 0) < {} \
+           ON CONFLICT DO NOTHING \
+           RETURNING app, type, name, command) \
+         INSERT INTO group_install_counts AS c (app, type, name, command, installs) \
+         SELECT app, type, name, command, count(*) FROM added \
+         GROUP BY app, type, name, command ORDER BY app, type, name, command \
+         ON CONFLICT (app, type, name, command) DO UPDATE SET installs = c.installs + excluded.installs",
         crate::storage::GROUP_INSTALLS_CAP
+    )
+}
+
+/// `delete` (a `DELETE FROM group_installs ...` without `RETURNING`) as one statement
+/// that also takes what it deleted off the groups' counts.
+pub(super) fn remove_group_installs_sql(delete: &str) -> String {
+    format!(
+        "WITH gone AS ({delete} RETURNING group_installs.app, group_installs.type, group_installs.name, \
+           group_installs.command) \
+         UPDATE group_install_counts AS c SET installs = c.installs - g.removed \
+         FROM (SELECT app, type, name, command, count(*) AS removed FROM gone \
+               GROUP BY app, type, name, command) AS g \
+         WHERE c.app = g.app AND c.type = g.type AND c.name = g.name AND c.command = g.command"
     )
 }
 
 /// What makes two events the same stored event.
 type EventKey = (Uuid, Timestamp);
+
+/// The write path's statements, prepared on one connection (or found in its cache)
+/// before a flight is sent: see the module's "Two flights".
+pub(super) struct Statements {
+    insert_events: Statement,
+    sessions: Statement,
+    pub(super) rollups: Statement,
+    pub(super) daily_rollups: Statement,
+    pub(super) installs: Statement,
+    pub(super) totals: Statement,
+    pub(super) group_installs: Statement,
+    pub(super) install_days: Statement,
+}
+
+impl Statements {
+    pub(super) async fn prepare(client: &impl GenericClient) -> Result<Statements, PostgresError> {
+        static UPSERT_ROLLUPS: LazyLock<String> = LazyLock::new(|| upsert_rollups_sql("metrics"));
+        static UPSERT_DAILY_ROLLUPS: LazyLock<String> = LazyLock::new(|| upsert_rollups_sql("metrics_daily"));
+        static INSERT_GROUP_INSTALLS: LazyLock<String> = LazyLock::new(insert_group_installs_sql);
+        Ok(Statements {
+            insert_events: client.prepare_cached(INSERT_EVENTS).await?,
+            sessions: client.prepare_cached(UPSERT_SESSIONS).await?,
+            rollups: client.prepare_cached(&UPSERT_ROLLUPS).await?,
+            daily_rollups: client.prepare_cached(&UPSERT_DAILY_ROLLUPS).await?,
+            installs: client.prepare_cached(UPSERT_INSTALLS).await?,
+            totals: client.prepare_cached(UPSERT_TOTALS).await?,
+            group_installs: client.prepare_cached(&INSERT_GROUP_INSTALLS).await?,
+            install_days: client.prepare_cached(super::activity::UPSERT_INSTALL_DAYS).await?,
+        })
+    }
+}
+
+/// Writes `batch` on `client` in one transaction of two flights; returns per event
+/// whether it was newly stored. On an error the transaction is rolled back before the
+/// connection goes back to the pool.
+pub(super) async fn write(client: Object, batch: &Batch) -> Result<Vec<bool>, PostgresError> {
+    let statements = Statements::prepare(&client).await?;
+    let open = OpenTransaction(Some(client));
+    let result = batch.write(open.client(), &statements).await;
+    if result.is_ok() || open.client().batch_execute("ROLLBACK").await.is_ok() {
+        open.ended();
+    }
+    result
+}
+
+/// A pooled connection inside a transaction [`write`] began. Unless
+/// [`OpenTransaction::ended`] says the transaction is over, dropping it (an error whose
+/// `ROLLBACK` failed too, or the write itself dropped midway) closes the connection, so
+/// the server rolls the transaction back, instead of handing it to the next writer.
+struct OpenTransaction(Option<Object>);
+
+impl OpenTransaction {
+    fn client(&self) -> &Object {
+        self.0
+            .as_ref()
+            .expect("the connection is held until the transaction ends")
+    }
+
+    /// The transaction is over: the connection goes back to the pool.
+    fn ended(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
+}
 
 /// A batch ready to write: its events with times cut to milliseconds (what the store
 /// keeps, as in the embedded backend), and which of them are the first of their key.
@@ -154,9 +255,16 @@ impl Batch {
             .collect()
     }
 
-    /// Writes the batch inside `tx`; returns per event whether it was newly stored.
-    pub(super) async fn write(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<Vec<bool>, PostgresError> {
-        let stored = self.insert_events(tx).await?;
+    /// Begins a transaction and writes the batch in it, in two flights, the second
+    /// ending with `COMMIT`; returns per event whether it was newly stored. On an error
+    /// the transaction may still be open: the caller ([`write`]) rolls it back.
+    async fn write(&self, client: &Object, statements: &Statements) -> Result<Vec<bool>, PostgresError> {
+        // `BEGIN` cannot fail on a connection that is not inside a transaction, which
+        // `OpenTransaction` sees to, so the insert never runs outside this one.
+        let ((), stored) = futures_util::try_join!(
+            async { Ok(client.batch_execute("BEGIN").await?) },
+            self.insert_events(client, &statements.insert_events),
+        )?;
         let flags = self.newly_stored(&stored);
         let new: Vec<&Event> = self
             .events
@@ -164,14 +272,25 @@ impl Batch {
             .zip(&flags)
             .filter_map(|(event, new)| new.then_some(event))
             .collect();
-        if !new.is_empty() {
-            Aggregates::of(&new).write(tx).await?;
-        }
+        let aggregates = (!new.is_empty()).then(|| Aggregates::of(&new));
+        futures_util::try_join!(
+            async {
+                match aggregates {
+                    Some(aggregates) => aggregates.write(client, statements).await,
+                    None => Ok(()),
+                }
+            },
+            async { Ok(client.batch_execute("COMMIT").await?) },
+        )?;
         Ok(flags)
     }
 
     /// Inserts the unique events; returns the keys this transaction stored.
-    async fn insert_events(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<HashSet<EventKey>, PostgresError> {
+    async fn insert_events(
+        &self,
+        client: &impl GenericClient,
+        statement: &Statement,
+    ) -> Result<HashSet<EventKey>, PostgresError> {
         let count = self.unique.len();
         let mut ids = Vec::with_capacity(count);
         let mut timestamps = Vec::with_capacity(count);
@@ -213,10 +332,9 @@ impl Batch {
             // `serde_json::Value` first.
             props.push((!event.props.is_empty()).then_some(Json(&event.props)));
         }
-        let statement = tx.prepare_cached(INSERT_EVENTS).await?;
-        let rows = tx
+        let rows = client
             .query(
-                &statement,
+                statement,
                 &[
                     &ids,
                     &timestamps,
@@ -277,11 +395,17 @@ impl<'e> Aggregates<'e> {
     fn of(new: &[&'e Event]) -> Aggregates<'e> {
         // The session rule is the store's (`tally_store::sessions`).
         let sessions = session_deltas(new.iter().copied());
-        let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+        // Rollups by the event's own fields first, so that a key's strings are copied
+        // once per row rather than once per event.
+        let mut by_fields: HashMap<RollupFields<'e>, (&Event, Rollup)> = HashMap::new();
         let mut installs: BTreeMap<(&str, &str), (Timestamp, Timestamp)> = BTreeMap::new();
         let mut totals: HashMap<(&str, &str, &str, i16), i64> = HashMap::new();
         for event in new {
-            rollups.entry(RollupKey::of(event)).or_default().add(event.duration_ms);
+            by_fields
+                .entry(rollup_fields(event))
+                .or_insert_with(|| (event, Rollup::default()))
+                .1
+                .add(event.duration_ms);
             let seen = installs
                 .entry((&event.app, &event.install_id))
                 .or_insert((event.ts, event.ts));
@@ -290,6 +414,10 @@ impl<'e> Aggregates<'e> {
             *totals
                 .entry((&event.app, &event.kind, &event.name, success_code(event.success)))
                 .or_default() += 1;
+        }
+        let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
+        for (event, rollup) in by_fields.into_values() {
+            rollups.entry(RollupKey::of(event)).or_default().merge(&rollup);
         }
         let groups = new.iter().flat_map(|event| crate::storage::groups_of(event)).collect();
         Aggregates {
@@ -303,20 +431,43 @@ impl<'e> Aggregates<'e> {
         }
     }
 
-    /// Sends one upsert per table at once. The server runs them one after the other in
-    /// this order, as before; only the waits for each answer are shared.
-    async fn write(self, tx: &deadpool_postgres::Transaction<'_>) -> Result<(), PostgresError> {
+    /// Sends one upsert per table at once; the server runs them one after the other in
+    /// this order.
+    async fn write(self, client: &impl GenericClient, statements: &Statements) -> Result<(), PostgresError> {
         futures_util::try_join!(
-            add_sessions(tx, &self.sessions),
-            add_rollups(tx, &self.rollups),
-            see_installs(tx, &self.installs),
-            add_totals(tx, self.totals),
-            add_group_installs(tx, &self.groups),
-            super::activity::record_install_days(tx, &self.install_days),
-            super::daily::record_daily_rollups(tx, &self.daily),
+            add_sessions(client, &statements.sessions, &self.sessions),
+            add_rollups(client, &statements.rollups, &self.rollups),
+            see_installs(client, &statements.installs, &self.installs),
+            add_totals(client, &statements.totals, self.totals),
+            add_group_installs(client, &statements.group_installs, &self.groups),
+            super::activity::record_install_days(client, &statements.install_days, &self.install_days),
+            add_rollups(client, &statements.daily_rollups, &self.daily),
         )?;
         Ok(())
     }
+}
+
+/// The fields [`RollupKey::of`] reads, borrowed; events with equal fields have equal keys.
+type RollupFields<'e> = (
+    tally_core::time::HourKey,
+    &'e str,
+    &'e str,
+    &'e str,
+    Option<&'e str>,
+    Option<bool>,
+    Option<&'e str>,
+);
+
+fn rollup_fields(event: &Event) -> RollupFields<'_> {
+    (
+        tally_core::time::HourKey::of(event.ts),
+        &event.app,
+        &event.kind,
+        &event.name,
+        event.command.as_deref(),
+        event.success,
+        event.error_category.as_deref(),
+    )
 }
 
 fn key(event: &Event) -> EventKey {
@@ -333,7 +484,8 @@ fn success_code(success: Option<bool>) -> i16 {
 
 /// Folds session deltas into their sessions' rows.
 async fn add_sessions(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &impl GenericClient,
+    statement: &Statement,
     sessions: &BTreeMap<(&str, &str, &str), SessionDelta<'_>>,
 ) -> Result<(), PostgresError> {
     let session_ids: Vec<&str> = sessions.keys().map(|(_, _, session)| *session).collect();
@@ -346,38 +498,30 @@ async fn add_sessions(
     let workspaces: Vec<i64> = deltas.iter().map(|delta| delta.workspaces_created).collect();
     let tasks: Vec<i64> = deltas.iter().map(|delta| delta.tasks_completed).collect();
     let errors: Vec<i64> = deltas.iter().map(|delta| delta.errors_encountered).collect();
-    let statement = tx.prepare_cached(UPSERT_SESSIONS).await?;
-    tx.execute(
-        &statement,
-        &[
-            &session_ids,
-            &apps,
-            &install_ids,
-            &started,
-            &ended,
-            &commands,
-            &workspaces,
-            &tasks,
-            &errors,
-        ],
-    )
-    .await?;
+    client
+        .execute(
+            statement,
+            &[
+                &session_ids,
+                &apps,
+                &install_ids,
+                &started,
+                &ended,
+                &commands,
+                &workspaces,
+                &tasks,
+                &errors,
+            ],
+        )
+        .await?;
     Ok(())
 }
 
-/// Adds `rollups` to the hourly rollups, in key order.
+/// Adds `rollups` to the table of `statement` (`Statements::rollups`, hourly, or
+/// `daily_rollups`) in key order, so concurrent batches lock rows in the same order.
 pub(super) async fn add_rollups(
-    tx: &deadpool_postgres::Transaction<'_>,
-    rollups: &BTreeMap<RollupKey, Rollup>,
-) -> Result<(), PostgresError> {
-    add_rollups_to(tx, "metrics", rollups).await
-}
-
-/// Adds `rollups` to `table` (`metrics` or `metrics_daily`) in key order, so concurrent
-/// batches lock rows in the same order.
-pub(super) async fn add_rollups_to(
-    tx: &deadpool_postgres::Transaction<'_>,
-    table: &str,
+    client: &impl GenericClient,
+    statement: &Statement,
     rollups: &BTreeMap<RollupKey, Rollup>,
 ) -> Result<(), PostgresError> {
     if rollups.is_empty() {
@@ -401,47 +545,49 @@ pub(super) async fn add_rollups_to(
         .iter()
         .flat_map(|rollup| rollup.histogram.counts.map(saturating_i64))
         .collect();
-    let statement = tx.prepare_cached(&upsert_rollups_sql(table)).await?;
-    tx.execute(
-        &statement,
-        &[
-            &hours,
-            &apps,
-            &kinds,
-            &names,
-            &commands,
-            &successes,
-            &categories,
-            &counts,
-            &duration_counts,
-            &totals,
-            &mins,
-            &maxes,
-            &histograms,
-        ],
-    )
-    .await?;
+    client
+        .execute(
+            statement,
+            &[
+                &hours,
+                &apps,
+                &kinds,
+                &names,
+                &commands,
+                &successes,
+                &categories,
+                &counts,
+                &duration_counts,
+                &totals,
+                &mins,
+                &maxes,
+                &histograms,
+            ],
+        )
+        .await?;
     Ok(())
 }
 
 /// Widens each install's first and last seen to include the given times.
 pub(super) async fn see_installs(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &impl GenericClient,
+    statement: &Statement,
     installs: &BTreeMap<(&str, &str), (Timestamp, Timestamp)>,
 ) -> Result<(), PostgresError> {
     let apps: Vec<&str> = installs.keys().map(|(app, _)| *app).collect();
     let install_ids: Vec<&str> = installs.keys().map(|(_, install_id)| *install_id).collect();
     let first_seen: Vec<Timestamp> = installs.values().map(|(first, _)| *first).collect();
     let last_seen: Vec<Timestamp> = installs.values().map(|(_, last)| *last).collect();
-    let statement = tx.prepare_cached(UPSERT_INSTALLS).await?;
-    tx.execute(&statement, &[&apps, &install_ids, &first_seen, &last_seen])
+    client
+        .execute(statement, &[&apps, &install_ids, &first_seen, &last_seen])
         .await?;
     Ok(())
 }
 
 /// Adds to the lifetime totals per (app, type, name, outcome).
 pub(super) async fn add_totals(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &impl GenericClient,
+    statement: &Statement,
     totals: HashMap<(&str, &str, &str, i16), i64>,
 ) -> Result<(), PostgresError> {
     let mut totals: Vec<_> = totals.into_iter().collect();
@@ -451,8 +597,8 @@ pub(super) async fn add_totals(
     let names: Vec<&str> = totals.iter().map(|((_, _, name, _), _)| *name).collect();
     let successes: Vec<i16> = totals.iter().map(|((.., success), _)| *success).collect();
     let counts: Vec<i64> = totals.iter().map(|(_, count)| *count).collect();
-    let statement = tx.prepare_cached(UPSERT_TOTALS).await?;
-    tx.execute(&statement, &[&apps, &kinds, &names, &successes, &counts])
+    client
+        .execute(statement, &[&apps, &kinds, &names, &successes, &counts])
         .await?;
     Ok(())
 }
@@ -460,7 +606,8 @@ pub(super) async fn add_totals(
 /// Remembers that each install was seen in each group, as (app, type, name, command,
 /// install id), up to the cap per group.
 pub(super) async fn add_group_installs(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &impl GenericClient,
+    statement: &Statement,
     pairs: &BTreeSet<(&str, &str, &str, &str, &str)>,
 ) -> Result<(), PostgresError> {
     let apps: Vec<&str> = pairs.iter().map(|pair| pair.0).collect();
@@ -468,8 +615,8 @@ pub(super) async fn add_group_installs(
     let names: Vec<&str> = pairs.iter().map(|pair| pair.2).collect();
     let commands: Vec<&str> = pairs.iter().map(|pair| pair.3).collect();
     let install_ids: Vec<&str> = pairs.iter().map(|pair| pair.4).collect();
-    let statement = tx.prepare_cached(&insert_group_installs_sql()).await?;
-    tx.execute(&statement, &[&apps, &kinds, &names, &commands, &install_ids])
+    client
+        .execute(statement, &[&apps, &kinds, &names, &commands, &install_ids])
         .await?;
     Ok(())
 }

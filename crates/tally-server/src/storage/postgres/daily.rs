@@ -1,24 +1,13 @@
 //! The per-day rollups on PostgreSQL (`metrics_daily`, see `storage::activity`): written
 //! from each batch's and each counts-only upload's transaction, next to the hourly ones,
-//! and read for charts by day or week. The write is the hourly rollups' upsert
-//! (`batch::add_rollups_to`) on the other table.
-
-use std::collections::BTreeMap;
+//! and read for charts by day or week. The write is the hourly rollups' upsert on the
+//! other table (`batch::Statements::daily_rollups`).
 
 use tally_core::time::Period;
 use tally_store::rollup::{Rollup, RollupKey};
 
 use super::PostgresError;
 use crate::storage::activity::{DailyRead, sum_by_day};
-
-/// Adds `days` (rollups keyed by their day's first hour) to `metrics_daily` inside `tx`,
-/// in key order (so concurrent batches lock rows in the same order).
-pub(super) async fn record_daily_rollups(
-    tx: &deadpool_postgres::Transaction<'_>,
-    days: &BTreeMap<RollupKey, Rollup>,
-) -> Result<(), PostgresError> {
-    super::batch::add_rollups_to(tx, "metrics_daily", days).await
-}
 
 /// Rows of `table` (`metrics` or `metrics_daily`) of `app` with `from <= hour < to`;
 /// a row without durations comes without its histogram (see `rollup_from_row`).

@@ -274,6 +274,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
     FROM metrics
     GROUP BY left(hour, 10), app, type, name, command, success, error_category;
     "#,
+    // 12 (write speed): how many installs each group of `group_installs` holds, so that a
+    // batch checks a group's cap by reading one row instead of counting up to 100 per
+    // install it brings. Every statement that adds or removes group members changes it
+    // in the same statement (`batch.rs`, erasure, retention).
+    r#"
+    CREATE TABLE group_install_counts (
+        app      text COLLATE "C" NOT NULL,
+        type     text COLLATE "C" NOT NULL,
+        name     text COLLATE "C" NOT NULL,
+        command  text COLLATE "C" NOT NULL,
+        installs integer          NOT NULL,  -- rows of the group in group_installs
+        PRIMARY KEY (app, type, name, command)
+    );
+    INSERT INTO group_install_counts (app, type, name, command, installs)
+    SELECT app, type, name, command, count(*) FROM group_installs GROUP BY app, type, name, command;
+    "#,
 ];
 
 /// The schema version this build writes.
