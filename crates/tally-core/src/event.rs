@@ -84,6 +84,32 @@ impl Event {
         // a map with string keys.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The length of [`Event::to_json`], counted without keeping the text.
+    pub fn json_len(&self) -> usize {
+        json_len(self)
+    }
+}
+
+/// The length of `value` as compact JSON, counted as it is written instead of kept:
+/// size limits are checked on every event received, and the text itself is not needed.
+/// A value that cannot be serialized counts as `usize::MAX`.
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The kind of program that recorded an event.

@@ -206,7 +206,7 @@ impl Event {
             check_no_nul("error_message", message)?;
         }
         self.validate_props()?;
-        let size = self.to_json().len();
+        let size = self.json_len();
         if size > MAX_EVENT_BYTES {
             return Err(ValidationError::new(
                 "event",

@@ -466,109 +466,148 @@ async fn groups_of(storage: &dyn Storage, app: &str) -> Vec<(String, String, Str
         .collect()
 }
 
+/// Group membership an older collector left: `install-1` to `install-3` in the
+/// `command_executed` group (from raw events, before the collector kept groups:
+/// `from_events`), and a full `search_used` group when it kept them (`full_group`).
+/// Checks what this build reads from it, that a new install joins the first group and
+/// not the full one (`stored_in_full_group` counts that group's rows in the database),
+/// and that erasing it takes it off again.
+async fn assert_group_counts<F: Future<Output = u64>>(
+    storage: &dyn Storage,
+    from_events: bool,
+    full_group: bool,
+    stored_in_full_group: impl Fn() -> F,
+    case: &str,
+) {
+    use tally_server::storage::GROUP_INSTALLS_CAP as CAP;
+    let command = |installs| {
+        (
+            "command".to_owned(),
+            "command_executed".to_owned(),
+            String::new(),
+            installs,
+        )
+    };
+    let search = |installs| ("feature".to_owned(), "search_used".to_owned(), String::new(), installs);
+    let had = u64::from(from_events || full_group) * 3;
+    let before: Vec<_> = [(had > 0).then(|| command(had)), full_group.then(|| search(CAP))]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(groups_of(storage, "nexus").await, before, "{case}");
+
+    let used = event_of("install-new", "session-new", "2026-08-02T10:00:01.000Z");
+    let mut searched = event_of("install-new", "session-new", "2026-08-02T10:00:00.000Z");
+    searched.kind = "feature".to_owned();
+    searched.name = "search_used".to_owned();
+    storage.insert(vec![used, searched]).await.unwrap();
+    let in_full = if full_group { CAP } else { 1 };
+    assert_eq!(
+        groups_of(storage, "nexus").await,
+        [command(had + 1), search(in_full)],
+        "{case}: a new install"
+    );
+    assert_eq!(stored_in_full_group().await, in_full, "{case}: rows of the full group");
+
+    storage.erase_install("nexus", "install-new").await.unwrap();
+    assert_eq!(groups_of(storage, "nexus").await, before, "{case}: after erasure");
+}
+
+/// The `group_installs` rows an older collector of `version` gets: before the table
+/// existed (`made_at`), raw events of three installs the migration fills it from.
+fn group_rows(version: i64, made_at: i64) -> String {
+    let cap = tally_server::storage::GROUP_INSTALLS_CAP;
+    if version >= made_at {
+        format!(
+            "INSERT INTO group_installs (app, type, name, command, install_id) VALUES \
+               ('nexus', 'command', 'command_executed', '', 'install-1'), \
+               ('nexus', 'command', 'command_executed', '', 'install-2'), \
+               ('nexus', 'command', 'command_executed', '', 'install-3'); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {cap}) \
+             INSERT INTO group_installs (app, type, name, command, install_id) \
+             SELECT 'nexus', 'feature', 'search_used', '', 'full-' || i FROM n;"
+        )
+    } else {
+        (1..=3)
+            .map(|install| {
+                format!(
+                    "INSERT INTO events (id, ts, app, app_version, source, type, name, session_id, install_id) \
+                     VALUES ('0190a000-0000-7000-8000-00000000000{install}', '2026-08-02T09:15:00.000Z', 'nexus', \
+                       '1.0.0', 'cli', 'command', 'command_executed', 'session-1', 'install-{install}');"
+                )
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn group_install_counts_are_filled_from_every_earlier_sqlite_schema() {
+    // Collector migration 3 made `group_installs`; 8 made their counts.
+    for version in 0..schema::LATEST_VERSION {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            // Up to version 6 a collector ran on the store's version 6; version 7 came
+            // with the store's compact version, which the early migrations precede (as
+            // in `SqliteStorage::open`).
+            tally_store::schema::migrate_to(&mut conn, schema::STORE_VERSION_OF_EARLY_MIGRATIONS).unwrap();
+            if version >= 7 {
+                schema::migrate_to(&mut conn, schema::EARLY_MIGRATIONS).unwrap();
+                tally_store::schema::migrate_to(&mut conn, tally_store::schema::LATEST_VERSION).unwrap();
+            }
+            schema::migrate_to(&mut conn, version).unwrap();
+            conn.execute_batch(&group_rows(version, 3)).unwrap();
+        }
+        let storage = SqliteStorage::open(&path).unwrap();
+        let stored_in_full_group = || async {
+            let conn = Connection::open(&path).unwrap();
+            let count: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM group_installs WHERE name = 'search_used'",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            count as u64
+        };
+        let case = format!("sqlite from version {version}");
+        assert_group_counts(&storage, version < 3, version >= 3, stored_in_full_group, &case).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_install_counts_are_filled_from_every_earlier_postgres_schema() {
-    use tally_server::storage::GROUP_INSTALLS_CAP;
     use tally_server::storage::postgres::PostgresStorage;
-    let cap = GROUP_INSTALLS_CAP;
+    // Migration 8 made `group_installs`; 12 made their counts.
     for version in 0..PostgresStorage::SCHEMA_VERSION {
         let Some(database) = crate::support::postgres::TestDatabase::create().await else {
             return;
         };
         PostgresStorage::migrate_to(database.url(), version).await.unwrap();
         let client = database.client().await;
-        // Before migration 8 the groups come from the raw events; after it, from the
-        // rows a collector of that version kept (a full group among them).
-        let had_groups = version >= 8;
-        if (1..8).contains(&version) {
-            client
-                .batch_execute(
-                    "CREATE TABLE events_2026_08 PARTITION OF events \
-                     FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')",
-                )
-                .await
-                .unwrap();
-            for install in 1..=3 {
+        if version >= 1 {
+            if version < 8 {
                 client
-                    .execute(
-                        "INSERT INTO events (id, ts, app, app_version, source, type, name, session_id, install_id) \
-                         VALUES ($1, '2026-08-02T09:15:00.000Z', 'nexus', '1.0.0', 'cli', 'command', \
-                           'command_executed', 'session-1', $2)",
-                        &[&uuid::Uuid::now_v7(), &format!("install-{install}")],
+                    .batch_execute(
+                        "CREATE TABLE events_2026_08 PARTITION OF events \
+                         FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')",
                     )
                     .await
                     .unwrap();
             }
-        }
-        if had_groups {
-            client
-                .batch_execute(&format!(
-                    "INSERT INTO group_installs (app, type, name, command, install_id) \
-                     SELECT 'nexus', 'command', 'command_executed', '', 'install-' || i FROM generate_series(1, 3) AS i; \
-                     INSERT INTO group_installs (app, type, name, command, install_id) \
-                     SELECT 'nexus', 'feature', 'search_used', '', 'full-' || i FROM generate_series(1, {cap}) AS i;"
-                ))
-                .await
-                .unwrap();
+            client.batch_execute(&group_rows(version.into(), 8)).await.unwrap();
         }
         let storage = database.open().await;
-        let case = format!("postgres from version {version}");
-        let command = |installs| {
-            (
-                "command".to_owned(),
-                "command_executed".to_owned(),
-                String::new(),
-                installs,
-            )
+        let stored_in_full_group = || async {
+            let row = client
+                .query_one("SELECT count(*) FROM group_installs WHERE name = 'search_used'", &[])
+                .await
+                .unwrap();
+            row.get::<_, i64>(0) as u64
         };
-        let feature = ("feature".to_owned(), "search_used".to_owned(), String::new(), cap);
-        let mut expected = Vec::new();
-        if version >= 1 {
-            expected.push(command(3));
-        }
-        if had_groups {
-            expected.push(feature.clone());
-        }
-        assert_eq!(groups_of(storage.as_ref(), "nexus").await, expected, "{case}");
-
-        // A new install joins the group with room and not the full one.
-        let mut search = event_of("install-new", "session-new", "2026-08-02T10:00:00.000Z");
-        search.kind = "feature".to_owned();
-        search.name = "search_used".to_owned();
-        let used = event_of("install-new", "session-new", "2026-08-02T10:00:01.000Z");
-        storage.insert(vec![used, search]).await.unwrap();
-        let before = u64::from(version >= 1) * 3;
-        let mut expected = vec![command(before + 1)];
-        expected.push((
-            feature.0.clone(),
-            feature.1.clone(),
-            String::new(),
-            if had_groups { cap } else { 1 },
-        ));
-        assert_eq!(groups_of(storage.as_ref(), "nexus").await, expected, "{case}");
-        let stored: i64 = client
-            .query_one(
-                "SELECT count(*) FROM group_installs WHERE type = 'feature' AND name = 'search_used'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(stored as u64, if had_groups { cap } else { 1 }, "{case}");
-
-        // Erasing an install takes it off its groups' counts.
-        storage.erase_install("nexus", "install-new").await.unwrap();
-        let mut expected = Vec::new();
-        if version >= 1 {
-            expected.push(command(3));
-        }
-        if had_groups {
-            expected.push(feature.clone());
-        }
-        assert_eq!(
-            groups_of(storage.as_ref(), "nexus").await,
-            expected,
-            "{case}: after erasure"
-        );
+        let case = format!("postgres from version {version}");
+        let from_events = (1..8).contains(&version);
+        assert_group_counts(storage.as_ref(), from_events, version >= 8, stored_in_full_group, &case).await;
     }
 }

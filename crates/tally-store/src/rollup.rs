@@ -6,9 +6,10 @@
 //! rollup rows instead of scanning raw events, and retention only has to delete raw
 //! events, which cannot change a total.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::Transaction;
+use tally_core::Event;
 use tally_core::time::{HourKey, Period};
 
 use crate::StoreError;
@@ -56,7 +57,7 @@ impl RollupKey {
     }
 
     /// The key an event is counted under.
-    pub fn of(event: &tally_core::Event) -> RollupKey {
+    pub fn of(event: &Event) -> RollupKey {
         RollupKey {
             hour: HourKey::of(event.ts),
             app: event.app.clone(),
@@ -65,6 +66,62 @@ impl RollupKey {
             command: event.command.clone().unwrap_or_default(),
             success: event.success.map_or(-1, i64::from),
             error_category: event.error_category.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The rollups of `events`, one per key. Events are counted under keys borrowed from
+/// them, so counting one allocates nothing; each distinct key (a batch has few) is made
+/// into an owned [`RollupKey`] once.
+pub fn rollups_of<'e>(events: impl IntoIterator<Item = &'e Event>) -> BTreeMap<RollupKey, Rollup> {
+    let mut borrowed: BTreeMap<BorrowedKey<'_>, Rollup> = BTreeMap::new();
+    for event in events {
+        borrowed
+            .entry(BorrowedKey::of(event))
+            .or_default()
+            .add(event.duration_ms);
+    }
+    borrowed
+        .into_iter()
+        .map(|(key, rollup)| (key.owned(), rollup))
+        .collect()
+}
+
+/// [`RollupKey`] borrowed from an event.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct BorrowedKey<'a> {
+    hour: HourKey,
+    app: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    command: &'a str,
+    success: i64,
+    error_category: &'a str,
+}
+
+impl<'a> BorrowedKey<'a> {
+    /// The key [`RollupKey::of`] gives, without allocating.
+    fn of(event: &'a Event) -> BorrowedKey<'a> {
+        BorrowedKey {
+            hour: HourKey::of(event.ts),
+            app: &event.app,
+            kind: &event.kind,
+            name: &event.name,
+            command: event.command.as_deref().unwrap_or_default(),
+            success: event.success.map_or(-1, i64::from),
+            error_category: event.error_category.as_deref().unwrap_or_default(),
+        }
+    }
+
+    fn owned(&self) -> RollupKey {
+        RollupKey {
+            hour: self.hour,
+            app: self.app.to_owned(),
+            kind: self.kind.to_owned(),
+            name: self.name.to_owned(),
+            command: self.command.to_owned(),
+            success: self.success,
+            error_category: self.error_category.to_owned(),
         }
     }
 }

@@ -5,14 +5,13 @@
 //! already stored is skipped and counted as a duplicate, which makes a retried batch
 //! harmless.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use rusqlite::{Transaction, TransactionBehavior};
 use tally_core::Event;
-use tally_core::time::HourKey;
 
 use crate::compact::{self, Dictionary, Interner};
-use crate::rollup::{Rollup, RollupKey, add_rollups};
+use crate::rollup::{Rollup, RollupKey, add_rollups, rollups_of};
 use crate::sessions::session_deltas;
 use crate::{Store, StoreError};
 
@@ -87,45 +86,6 @@ const UPSERT_SESSION: &str = "INSERT INTO session_rows (install_id, app, session
        workspaces_created = workspaces_created + excluded.workspaces_created, \
        tasks_completed = tasks_completed + excluded.tasks_completed, \
        errors_encountered = errors_encountered + excluded.errors_encountered";
-
-/// [`RollupKey`] borrowed from an event.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct BatchRollupKey<'a> {
-    hour: HourKey,
-    app: &'a str,
-    kind: &'a str,
-    name: &'a str,
-    command: &'a str,
-    success: i64,
-    error_category: &'a str,
-}
-
-impl<'a> BatchRollupKey<'a> {
-    /// The key [`RollupKey::of`] gives, without allocating.
-    fn of(event: &'a Event) -> BatchRollupKey<'a> {
-        BatchRollupKey {
-            hour: HourKey::of(event.ts),
-            app: &event.app,
-            kind: &event.kind,
-            name: &event.name,
-            command: event.command.as_deref().unwrap_or_default(),
-            success: event.success.map_or(-1, i64::from),
-            error_category: event.error_category.as_deref().unwrap_or_default(),
-        }
-    }
-
-    fn owned(&self) -> RollupKey {
-        RollupKey {
-            hour: self.hour,
-            app: self.app.to_owned(),
-            kind: self.kind.to_owned(),
-            name: self.name.to_owned(),
-            command: self.command.to_owned(),
-            success: self.success,
-            error_category: self.error_category.to_owned(),
-        }
-    }
-}
 
 impl Store {
     /// Stores `events` and adds `drops` to the drop counters, all in one transaction.
@@ -238,19 +198,7 @@ fn upsert_sessions(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), St
 
 /// Adds the new events to the hourly rollups.
 fn add_batch_rollups(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), StoreError> {
-    // Keyed by borrowed fields: counting an event allocates nothing, and the few
-    // distinct keys of a batch are made into owned `RollupKey`s once, below.
-    let mut batch_rollups: BTreeMap<BatchRollupKey<'_>, Rollup> = BTreeMap::new();
-    for event in new_events {
-        batch_rollups
-            .entry(BatchRollupKey::of(event))
-            .or_default()
-            .add(event.duration_ms);
-    }
-    let rollups: HashMap<RollupKey, Rollup> = batch_rollups
-        .into_iter()
-        .map(|(key, rollup)| (key.owned(), rollup))
-        .collect();
+    let rollups: HashMap<RollupKey, Rollup> = rollups_of(new_events.iter().copied()).into_iter().collect();
     add_rollups(tx, &rollups)
 }
 

@@ -47,9 +47,7 @@ fn whole_numbers(mut value: Value) -> Value {
 /// Turns one JSON value into a valid event: within `max_event_bytes`, the event shape,
 /// and every rule of `Event::validate`. HTTP ingest and `tally ingest` share it.
 pub(crate) fn parse_event(value: Value, max_event_bytes: usize) -> Result<Event, Refusal> {
-    let size = serde_json::to_vec(&value)
-        .map(|bytes| bytes.len())
-        .unwrap_or(usize::MAX);
+    let size = tally_core::event::json_len(&value);
     if size > max_event_bytes {
         return Err(Refusal {
             status: StatusCode::PAYLOAD_TOO_LARGE,

@@ -348,7 +348,7 @@ fn map_record(record: &LogRecord, resource: &ResourceFacts<'_>, rules: &Rules<'_
         None => derived_id(&event, nanos),
     };
     event.validate().map_err(|err| err.to_string())?;
-    let size = event.to_json().len();
+    let size = event.json_len();
     if size > rules.max_event_bytes {
         return Err(format!(
             "event is {size} bytes of JSON; limit max_event_bytes = {}",

@@ -148,13 +148,7 @@ pub fn sum_by_day(rows: impl IntoIterator<Item = (RollupKey, Rollup)>) -> Vec<(R
 /// What `events` add to the per-day rollups (`metrics_daily`): their hourly rollups
 /// summed per day.
 pub fn daily_rollups_of<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<RollupKey, Rollup> {
-    let mut days: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
-    for event in events {
-        let mut key = RollupKey::of(event);
-        key.hour = day_hour(key.hour);
-        days.entry(key).or_default().add(event.duration_ms);
-    }
-    days
+    to_days(&tally_store::rollup::rollups_of(events))
 }
 
 /// Hourly rollups moved to their days' keys, for the per-day table.

@@ -38,7 +38,7 @@ use deadpool_postgres::{GenericClient, Object};
 use jiff::Timestamp;
 use tally_core::Event;
 use tally_store::histogram::BUCKETS;
-use tally_store::rollup::{Rollup, RollupKey};
+use tally_store::rollup::{Rollup, RollupKey, rollups_of};
 use tally_store::sessions::{SessionDelta, session_deltas};
 use tokio_postgres::Statement;
 use tokio_postgres::types::Json;
@@ -395,17 +395,9 @@ impl<'e> Aggregates<'e> {
     fn of(new: &[&'e Event]) -> Aggregates<'e> {
         // The session rule is the store's (`tally_store::sessions`).
         let sessions = session_deltas(new.iter().copied());
-        // Rollups by the event's own fields first, so that a key's strings are copied
-        // once per row rather than once per event.
-        let mut by_fields: HashMap<RollupFields<'e>, (&Event, Rollup)> = HashMap::new();
         let mut installs: BTreeMap<(&str, &str), (Timestamp, Timestamp)> = BTreeMap::new();
         let mut totals: HashMap<(&str, &str, &str, i16), i64> = HashMap::new();
         for event in new {
-            by_fields
-                .entry(rollup_fields(event))
-                .or_insert_with(|| (event, Rollup::default()))
-                .1
-                .add(event.duration_ms);
             let seen = installs
                 .entry((&event.app, &event.install_id))
                 .or_insert((event.ts, event.ts));
@@ -415,10 +407,7 @@ impl<'e> Aggregates<'e> {
                 .entry((&event.app, &event.kind, &event.name, success_code(event.success)))
                 .or_default() += 1;
         }
-        let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
-        for (event, rollup) in by_fields.into_values() {
-            rollups.entry(RollupKey::of(event)).or_default().merge(&rollup);
-        }
+        let rollups = rollups_of(new.iter().copied());
         let groups = new.iter().flat_map(|event| crate::storage::groups_of(event)).collect();
         Aggregates {
             sessions,
@@ -445,29 +434,6 @@ impl<'e> Aggregates<'e> {
         )?;
         Ok(())
     }
-}
-
-/// The fields [`RollupKey::of`] reads, borrowed; events with equal fields have equal keys.
-type RollupFields<'e> = (
-    tally_core::time::HourKey,
-    &'e str,
-    &'e str,
-    &'e str,
-    Option<&'e str>,
-    Option<bool>,
-    Option<&'e str>,
-);
-
-fn rollup_fields(event: &Event) -> RollupFields<'_> {
-    (
-        tally_core::time::HourKey::of(event.ts),
-        &event.app,
-        &event.kind,
-        &event.name,
-        event.command.as_deref(),
-        event.success,
-        event.error_category.as_deref(),
-    )
 }
 
 fn key(event: &Event) -> EventKey {

@@ -309,15 +309,14 @@ fn count_installs_in(
 }
 
 /// Remembers install `?5` in group (`?1`..`?4`) while the group holds fewer than
-/// [`GROUP_INSTALLS_CAP`] installs.
+/// [`GROUP_INSTALLS_CAP`] installs, by the group's count (`group_install_counts`, which
+/// a trigger keeps).
 fn add_member_sql() -> String {
     format!(
         "INSERT OR IGNORE INTO group_installs (app, type, name, command, install_id) \
          SELECT ?1, ?2, ?3, ?4, ?5 \
-         WHERE NOT EXISTS (SELECT 1 FROM group_installs WHERE app = ?1 AND type = ?2 AND name = ?3 \
-             AND command = ?4 AND install_id = ?5) \
-           AND (SELECT count(*) FROM group_installs WHERE app = ?1 AND type = ?2 AND name = ?3 \
-             AND command = ?4) < {GROUP_INSTALLS_CAP}"
+         WHERE coalesce((SELECT installs FROM group_install_counts WHERE app = ?1 AND type = ?2 \
+             AND name = ?3 AND command = ?4), 0) < {GROUP_INSTALLS_CAP}"
     )
 }
 
@@ -577,9 +576,9 @@ impl Storage for SqliteStorage {
         let app = app.map(str::to_owned);
         blocking(&self.tables, move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT app, type, name, command, min(count(*), ?2) FROM group_installs \
-                 WHERE ?1 IS NULL OR app = ?1 \
-                 GROUP BY app, type, name, command ORDER BY app, type, name, command",
+                "SELECT app, type, name, command, min(installs, ?2) FROM group_install_counts \
+                 WHERE (?1 IS NULL OR app = ?1) AND installs > 0 \
+                 ORDER BY app, type, name, command",
             )?;
             let rows = statement.query_map((&app, GROUP_INSTALLS_CAP as i64), |row| {
                 Ok(GroupInstalls {

@@ -229,6 +229,31 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX event_rows_session_id ON event_rows (session_id);
     CREATE INDEX session_rows_session_id ON session_rows (session_id);
 "#,
+    // 8 (write speed): how many installs each group of `group_installs` holds, so that a
+    // batch checks a group's cap by reading one row instead of counting up to 100 per
+    // install it brings. Triggers keep it in step with every insert and delete of a
+    // member (batches, counts uploads, erasure, expiry), in the same transaction.
+    r#"
+    CREATE TABLE group_install_counts (
+        app      TEXT    NOT NULL,
+        type     TEXT    NOT NULL,
+        name     TEXT    NOT NULL,
+        command  TEXT    NOT NULL,
+        installs INTEGER NOT NULL,  -- rows of the group in group_installs
+        PRIMARY KEY (app, type, name, command)
+    ) WITHOUT ROWID;
+    INSERT INTO group_install_counts (app, type, name, command, installs)
+    SELECT app, type, name, command, count(*) FROM group_installs GROUP BY app, type, name, command;
+    CREATE TRIGGER group_installs_counted AFTER INSERT ON group_installs BEGIN
+        INSERT INTO group_install_counts (app, type, name, command, installs)
+        VALUES (new.app, new.type, new.name, new.command, 1)
+        ON CONFLICT (app, type, name, command) DO UPDATE SET installs = installs + 1;
+    END;
+    CREATE TRIGGER group_installs_uncounted AFTER DELETE ON group_installs BEGIN
+        UPDATE group_install_counts SET installs = installs - 1
+        WHERE app = old.app AND type = old.type AND name = old.name AND command = old.command;
+    END;
+"#,
 ];
 
 /// The collector versions written against the store's tables as they were up to store
