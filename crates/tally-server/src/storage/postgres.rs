@@ -415,14 +415,10 @@ impl PostgresStorage {
                 &[&app, &install_id],
             )
             .await?;
-        tx.execute(
-            &batch::remove_group_installs_sql("DELETE FROM group_installs WHERE app = $1 AND install_id = $2"),
-            &[&app, &install_id],
-        )
-        .await?;
         for table in [
             "sessions",
             "installs",
+            "group_installs",
             "install_days",
             "count_uploads",
             "install_keys",
@@ -971,11 +967,8 @@ impl Storage for PostgresStorage {
             .await?;
         // An install's group memberships go with its install row.
         tx.execute(
-            &batch::remove_group_installs_sql(
-                "DELETE FROM group_installs USING installs AS i \
-                 WHERE i.app = group_installs.app AND i.install_id = group_installs.install_id \
-                   AND i.last_seen < $1",
-            ),
+            "DELETE FROM group_installs AS g USING installs AS i \
+             WHERE i.app = g.app AND i.install_id = g.install_id AND i.last_seen < $1",
             &[&before],
         )
         .await?;

@@ -116,39 +116,19 @@ const UPSERT_TOTALS: &str = "INSERT INTO totals AS t (app, type, name, success, 
      ON CONFLICT (app, type, name, success) DO UPDATE SET count = t.count + excluded.count";
 
 /// Adds each (group, install) pair not yet stored while its group holds fewer than
-/// `GROUP_INSTALLS_CAP` installs, and adds what it stored to the groups' counts
-/// (`group_install_counts`, which it reads for the cap). The pairs come sorted, so rows
-/// are locked in key order. Concurrent batches may overshoot the cap by their own size;
-/// readers clamp.
+/// `GROUP_INSTALLS_CAP` installs, by the group's count (`group_install_counts`, which a
+/// trigger keeps). The pairs come sorted, so rows are locked in key order. Concurrent
+/// batches may overshoot the cap by their own size; readers clamp.
 fn insert_group_installs_sql() -> String {
     format!(
-        "WITH added AS ( \
-           INSERT INTO group_installs (app, type, name, command, install_id) \
-           SELECT d.app, d.type, d.name, d.command, d.install_id \
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-             AS d(app, type, name, command, install_id) \
-           WHERE coalesce((SELECT c.installs FROM group_install_counts AS c WHERE c.app = d.app \
-               AND c.type = d.type AND c.name = d.name AND c.command = d.command), 0) < {} \
-           ON CONFLICT DO NOTHING \
-           RETURNING app, type, name, command) \
-         INSERT INTO group_install_counts AS c (app, type, name, command, installs) \
-         SELECT app, type, name, command, count(*) FROM added \
-         GROUP BY app, type, name, command ORDER BY app, type, name, command \
-         ON CONFLICT (app, type, name, command) DO UPDATE SET installs = c.installs + excluded.installs",
+        "INSERT INTO group_installs (app, type, name, command, install_id) \
+         SELECT d.app, d.type, d.name, d.command, d.install_id \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+           AS d(app, type, name, command, install_id) \
+         WHERE coalesce((SELECT c.installs FROM group_install_counts AS c WHERE c.app = d.app \
+             AND c.type = d.type AND c.name = d.name AND c.command = d.command), 0) < {} \
+         ON CONFLICT DO NOTHING",
         crate::storage::GROUP_INSTALLS_CAP
-    )
-}
-
-/// `delete` (a `DELETE FROM group_installs ...` without `RETURNING`) as one statement
-/// that also takes what it deleted off the groups' counts.
-pub(super) fn remove_group_installs_sql(delete: &str) -> String {
-    format!(
-        "WITH gone AS ({delete} RETURNING group_installs.app, group_installs.type, group_installs.name, \
-           group_installs.command) \
-         UPDATE group_install_counts AS c SET installs = c.installs - g.removed \
-         FROM (SELECT app, type, name, command, count(*) AS removed FROM gone \
-               GROUP BY app, type, name, command) AS g \
-         WHERE c.app = g.app AND c.type = g.type AND c.name = g.name AND c.command = g.command"
     )
 }
 

@@ -276,8 +276,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "#,
     // 12 (write speed): how many installs each group of `group_installs` holds, so that a
     // batch checks a group's cap by reading one row instead of counting up to 100 per
-    // install it brings. Every statement that adds or removes group members changes it
-    // in the same statement (`batch.rs`, erasure, retention).
+    // install it brings. A row trigger keeps it in step with every insert and delete of a
+    // member (batches, counts uploads, erasure, retention), in the same transaction; a
+    // batch whose members are all stored or whose groups are full inserts none and so
+    // pays nothing for it.
     r#"
     CREATE TABLE group_install_counts (
         app      text COLLATE "C" NOT NULL,
@@ -289,6 +291,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO group_install_counts (app, type, name, command, installs)
     SELECT app, type, name, command, count(*) FROM group_installs GROUP BY app, type, name, command;
+    CREATE FUNCTION tally_count_group_installs() RETURNS trigger LANGUAGE plpgsql AS $count$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO group_install_counts AS c (app, type, name, command, installs)
+            VALUES (NEW.app, NEW.type, NEW.name, NEW.command, 1)
+            ON CONFLICT (app, type, name, command) DO UPDATE SET installs = c.installs + 1;
+        ELSE
+            UPDATE group_install_counts SET installs = installs - 1
+            WHERE app = OLD.app AND type = OLD.type AND name = OLD.name AND command = OLD.command;
+        END IF;
+        RETURN NULL;
+    END
+    $count$;
+    CREATE TRIGGER group_installs_counted AFTER INSERT OR DELETE ON group_installs
+        FOR EACH ROW EXECUTE FUNCTION tally_count_group_installs();
     "#,
 ];
 
