@@ -25,7 +25,71 @@ pub fn truncate_to_millis(ts: Timestamp) -> Timestamp {
 
 /// Formats `ts` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format(ts: Timestamp) -> String {
-    ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    let mut text = String::with_capacity(24);
+    // Writing to a `String` cannot fail.
+    let _ = write_utc(&mut text, ts, Precision::Millisecond);
+    text
+}
+
+/// How much of a UTC time [`write_utc`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Precision {
+    /// `YYYY-MM-DDTHH`, an [`HourKey`].
+    Hour,
+    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the wire form.
+    Millisecond,
+}
+
+/// Writes `ts` in UTC digit by digit: every event serialized and every rollup row
+/// written goes through here, and `strftime` would interpret its pattern each time.
+/// Years outside 0000-9999 (which events never have) are left to `strftime`.
+fn write_utc(out: &mut impl fmt::Write, ts: Timestamp, precision: Precision) -> fmt::Result {
+    let time = jiff::tz::Offset::UTC.to_datetime(ts);
+    let Ok(year) = u16::try_from(time.year()) else {
+        return write_with_strftime(out, ts, precision);
+    };
+    if year > 9999 {
+        return write_with_strftime(out, ts, precision);
+    }
+    let mut text = [0u8; 24];
+    put_digits(&mut text[0..4], u32::from(year));
+    text[4] = b'-';
+    put_digits(&mut text[5..7], time.month() as u32);
+    text[7] = b'-';
+    put_digits(&mut text[8..10], time.day() as u32);
+    text[10] = b'T';
+    put_digits(&mut text[11..13], time.hour() as u32);
+    let len = match precision {
+        Precision::Hour => 13,
+        Precision::Millisecond => {
+            text[13] = b':';
+            put_digits(&mut text[14..16], time.minute() as u32);
+            text[16] = b':';
+            put_digits(&mut text[17..19], time.second() as u32);
+            text[19] = b'.';
+            put_digits(&mut text[20..23], time.millisecond() as u32);
+            text[23] = b'Z';
+            24
+        }
+    };
+    // Only ASCII digits and separators were written.
+    out.write_str(std::str::from_utf8(&text[..len]).map_err(|_| fmt::Error)?)
+}
+
+fn write_with_strftime(out: &mut impl fmt::Write, ts: Timestamp, precision: Precision) -> fmt::Result {
+    let pattern = match precision {
+        Precision::Hour => "%Y-%m-%dT%H",
+        Precision::Millisecond => "%Y-%m-%dT%H:%M:%S%.3fZ",
+    };
+    write!(out, "{}", ts.strftime(pattern))
+}
+
+/// `value`'s last `digits.len()` decimal digits, zero-padded.
+fn put_digits(digits: &mut [u8], mut value: u32) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Parses any RFC 3339 timestamp and normalises it to UTC milliseconds.
@@ -84,7 +148,7 @@ impl HourKey {
 
 impl fmt::Display for HourKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H"))
+        write_utc(f, self.0, Precision::Hour)
     }
 }
 
@@ -193,6 +257,36 @@ impl Period {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The digit-by-digit forms are what `strftime` writes, over every instant jiff
+        /// can hold (years -9999 to 9999, the ones outside 0000-9999 through `strftime`).
+        #[test]
+        fn formatting_matches_strftime(
+            second in Timestamp::MIN.as_second()..Timestamp::MAX.as_second(),
+            milli in 0i64..1000,
+        ) {
+            let ts = Timestamp::from_millisecond(second * 1000 + milli).unwrap();
+            proptest::prop_assert_eq!(format(ts), ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            let hour = HourKey::of(ts);
+            proptest::prop_assert_eq!(hour.to_string(), hour.start().strftime("%Y-%m-%dT%H").to_string());
+        }
+    }
+
+    #[test]
+    fn formatting_keeps_the_edges_of_the_four_digit_years() {
+        for text in [
+            "0000-01-01T00:00:00.000Z",
+            "0999-12-31T23:59:59.999Z",
+            "9999-12-30T21:59:59.999Z",
+        ] {
+            assert_eq!(format(text.parse().unwrap()), text);
+        }
+        assert_eq!(
+            format("1970-01-01T00:00:00.5Z".parse().unwrap()),
+            "1970-01-01T00:00:00.500Z"
+        );
+    }
 
     #[test]
     fn hour_key_truncates_and_round_trips_its_text() {
