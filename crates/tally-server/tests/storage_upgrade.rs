@@ -178,6 +178,11 @@ async fn an_older_collector_database_gets_the_session_index_and_one_apps_session
 /// schema version that has the table: raw events and sessions (every version), installs'
 /// first and last sightings (SQLite 1, PostgreSQL 4) and counts-only days (SQLite 4,
 /// PostgreSQL 9).
+/// The month of the raw events these tests write into an old PostgreSQL schema (the
+/// collector makes partitions as it writes; raw SQL needs its own).
+const AUGUST_PARTITION: &str = "CREATE TABLE events_2026_08 PARTITION OF events \
+     FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')";
+
 const ACTIVITY_ROWS: [(&str, &str); 4] = [
     (
         "events",
@@ -370,13 +375,7 @@ async fn install_activity_and_daily_rollups_are_filled_from_every_earlier_postgr
         }
         let client = database.client().await;
         if had.contains(&"events") {
-            client
-                .batch_execute(
-                    "CREATE TABLE events_2026_08 PARTITION OF events \
-                     FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')",
-                )
-                .await
-                .unwrap();
+            client.batch_execute(AUGUST_PARTITION).await.unwrap();
         }
         for (table, sql) in ACTIVITY_ROWS {
             if had.contains(&table) {
@@ -588,13 +587,7 @@ async fn group_install_counts_are_filled_from_every_earlier_postgres_schema() {
         let client = database.client().await;
         if version >= 1 {
             if version < 8 {
-                client
-                    .batch_execute(
-                        "CREATE TABLE events_2026_08 PARTITION OF events \
-                         FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')",
-                    )
-                    .await
-                    .unwrap();
+                client.batch_execute(AUGUST_PARTITION).await.unwrap();
             }
             client.batch_execute(&group_rows(version.into(), 8)).await.unwrap();
         }
