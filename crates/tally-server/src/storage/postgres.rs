@@ -117,6 +117,13 @@ impl PostgresError {
     }
 
     /// Worth running the same transaction again.
+    /// The events insert of a batch expected to be all new found one stored already
+    /// (`batch::INSERT_ALL_NEW_EVENTS`; SQLSTATE `TA001`, raised by
+    /// `tally_expect_all_stored`, migration 12).
+    fn is_stored_already(&self) -> bool {
+        matches!(self, PostgresError::Db(err) if err.code().map(SqlState::code) == Some("TA001"))
+    }
+
     fn is_transient(&self) -> bool {
         matches!(
             self.code(),

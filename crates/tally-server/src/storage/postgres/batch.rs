@@ -1,22 +1,28 @@
 //! The write path: one batch of events in one transaction, in named steps.
 //!
-//! 1. [`Batch::insert_events`]: the batch's distinct events in one `INSERT ... SELECT
-//!    FROM unnest(...) ON CONFLICT DO NOTHING RETURNING id, ts`, one binary array
-//!    parameter per column. The rows it returns are exactly the events this transaction
-//!    stored; a duplicate of a committed event, or of one a concurrent transaction is
-//!    committing, is not among them.
+//! 1. The batch's distinct events in one `INSERT ... SELECT FROM unnest(...) ON CONFLICT
+//!    DO NOTHING`, one binary array parameter per column.
 //! 2. [`Aggregates`]: the sessions, hourly and daily rollups, installs, install days,
 //!    totals and group members the new events change, folded in memory (one row per key,
 //!    however many events share it) and written by one multi-row upsert per table.
 //!
-//! **Two flights.** The transaction's statements go out in two flights, each sent at
-//! once (pipelined) and answered in order: `BEGIN` with the insert, then the upserts with
-//! `COMMIT`. The server still runs them one after the other, in the order written here;
-//! the collector waits for two answers instead of one per statement. This holds only
-//! because every statement of a flight is sent before any answer is awaited, so all of
-//! them are prepared first ([`Statements`]): a statement still being prepared would be
-//! sent after the flight's `COMMIT`, outside the transaction. Should a statement of the
-//! second flight fail, PostgreSQL answers the `COMMIT` that follows it by rolling the
+//! **Flights.** A transaction's statements are sent at once (pipelined) and answered in
+//! order; the server still runs them one after the other, so the collector waits once
+//! per flight instead of once per statement. Almost every batch is new, so it is
+//! written in one flight ([`Batch::write_all_new`]): `BEGIN`, the insert, the upserts
+//! folded from all its events, `COMMIT`. The insert fails unless it stored every event
+//! (`tally_expect_all_stored`), which aborts the transaction, so the upserts fail and
+//! PostgreSQL answers the `COMMIT` by rolling back: a batch holding an event stored
+//! already (a client's retry, or another collector's concurrent copy) leaves nothing
+//! and is written again in two flights ([`Batch::write_in_two_flights`]): `BEGIN` with
+//! the insert, which returns exactly the events this transaction stored (not a
+//! duplicate of a committed event, nor of one a concurrent transaction is committing),
+//! then the upserts of those with `COMMIT`.
+//!
+//! This holds only because every statement of a flight is sent before any answer is
+//! awaited, so all of them are prepared first ([`Statements`]): a statement still being
+//! prepared would be sent after the flight's `COMMIT`, outside the transaction. Should
+//! any statement fail, PostgreSQL answers the `COMMIT` that follows it by rolling the
 //! transaction back. A connection whose transaction did not end (an error, or the write
 //! dropped midway) is rolled back or closed by [`write`] before anyone else can use it.
 //!
@@ -41,7 +47,7 @@ use tally_store::histogram::BUCKETS;
 use tally_store::rollup::{Rollup, RollupKey, rollups_of};
 use tally_store::sessions::{SessionDelta, session_deltas};
 use tokio_postgres::Statement;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use uuid::Uuid;
 
 use super::PostgresError;
@@ -56,6 +62,18 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, ts, app, app_version, sourc
      $15::bool[], $16::text[], $17::text[], $18::jsonb[]) \
      ON CONFLICT DO NOTHING \
      RETURNING id, ts";
+
+/// The events insert of a batch expected to be all new: `tally_expect_all_stored`
+/// (migration 12) fails the statement, and so the transaction, unless it stored all `$19`.
+const INSERT_ALL_NEW_EVENTS: &str = "WITH stored AS (INSERT INTO events (id, ts, app, app_version, source, type, \
+     name, command, session_id, install_id, workspace, target_type, target_id, duration_ms, success, \
+     error_category, error_message, props) \
+     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], \
+     $15::bool[], $16::text[], $17::text[], $18::jsonb[]) \
+     ON CONFLICT DO NOTHING \
+     RETURNING 1) \
+     SELECT tally_expect_all_stored(count(*), $19) FROM stored";
 
 const UPSERT_SESSIONS: &str = "INSERT INTO sessions AS s (session_id, app, install_id, started_at, ended_at, \
      duration_ms, commands_executed, workspaces_created, tasks_completed, errors_encountered) \
@@ -136,9 +154,10 @@ fn insert_group_installs_sql() -> String {
 type EventKey = (Uuid, Timestamp);
 
 /// The write path's statements, prepared on one connection (or found in its cache)
-/// before a flight is sent: see the module's "Two flights".
+/// before a flight is sent: see the module's "Flights".
 pub(super) struct Statements {
     insert_events: Statement,
+    insert_all_new: Statement,
     sessions: Statement,
     pub(super) rollups: Statement,
     pub(super) daily_rollups: Statement,
@@ -155,6 +174,7 @@ impl Statements {
         static INSERT_GROUP_INSTALLS: LazyLock<String> = LazyLock::new(insert_group_installs_sql);
         Ok(Statements {
             insert_events: client.prepare_cached(INSERT_EVENTS).await?,
+            insert_all_new: client.prepare_cached(INSERT_ALL_NEW_EVENTS).await?,
             sessions: client.prepare_cached(UPSERT_SESSIONS).await?,
             rollups: client.prepare_cached(&UPSERT_ROLLUPS).await?,
             daily_rollups: client.prepare_cached(&UPSERT_DAILY_ROLLUPS).await?,
@@ -166,9 +186,9 @@ impl Statements {
     }
 }
 
-/// Writes `batch` on `client` in one transaction of two flights; returns per event
-/// whether it was newly stored. On an error the transaction is rolled back before the
-/// connection goes back to the pool.
+/// Writes `batch` on `client` in one transaction (one flight, or two: see the module's
+/// "Flights"); returns per event whether it was newly stored. On an error the
+/// transaction is rolled back before the connection goes back to the pool.
 pub(super) async fn write(client: Object, batch: &Batch) -> Result<Vec<bool>, PostgresError> {
     let statements = Statements::prepare(&client).await?;
     let open = OpenTransaction(Some(client));
@@ -235,12 +255,42 @@ impl Batch {
             .collect()
     }
 
-    /// Begins a transaction and writes the batch in it, in two flights, the second
-    /// ending with `COMMIT`; returns per event whether it was newly stored. On an error
-    /// the transaction may still be open: the caller ([`write`]) rolls it back.
+    /// Begins a transaction and writes the batch in it, ending with `COMMIT`; returns
+    /// per event whether it was newly stored. On an error the transaction may still be
+    /// open: the caller ([`write`]) rolls it back.
     async fn write(&self, client: &Object, statements: &Statements) -> Result<Vec<bool>, PostgresError> {
+        if self.write_all_new(client, statements).await? {
+            return Ok(self.first_of_their_keys());
+        }
+        self.write_in_two_flights(client, statements).await
+    }
+
+    /// The whole transaction in one flight, for a batch none of whose events is stored
+    /// yet (a retried batch is the exception): the insert, checked by
+    /// `tally_expect_all_stored` (migration 12) to have stored every event, the upserts
+    /// of all of them, and `COMMIT`. `false` when the check failed: PostgreSQL then
+    /// rolled the transaction back at that `COMMIT`, and nothing of the batch is stored.
+    async fn write_all_new(&self, client: &Object, statements: &Statements) -> Result<bool, PostgresError> {
+        let unique: Vec<&Event> = self.unique.iter().map(|&index| &self.events[index]).collect();
+        let aggregates = Aggregates::of(&unique);
         // `BEGIN` cannot fail on a connection that is not inside a transaction, which
         // `OpenTransaction` sees to, so the insert never runs outside this one.
+        let flight = futures_util::try_join!(
+            async { Ok(client.batch_execute("BEGIN").await?) },
+            self.insert_all_new(client, &statements.insert_all_new),
+            aggregates.write(client, statements),
+            async { Ok(client.batch_execute("COMMIT").await?) },
+        );
+        match flight {
+            Ok(_) => Ok(true),
+            Err(err) if err.is_stored_already() => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The transaction in two flights: `BEGIN` with the insert, which returns the events
+    /// it stored, then the upserts of those with `COMMIT`.
+    async fn write_in_two_flights(&self, client: &Object, statements: &Statements) -> Result<Vec<bool>, PostgresError> {
         let ((), stored) = futures_util::try_join!(
             async { Ok(client.batch_execute("BEGIN").await?) },
             self.insert_events(client, &statements.insert_events),
@@ -271,88 +321,137 @@ impl Batch {
         client: &impl GenericClient,
         statement: &Statement,
     ) -> Result<HashSet<EventKey>, PostgresError> {
-        let count = self.unique.len();
-        let mut ids = Vec::with_capacity(count);
-        let mut timestamps = Vec::with_capacity(count);
-        let mut apps = Vec::with_capacity(count);
-        let mut app_versions = Vec::with_capacity(count);
-        let mut sources = Vec::with_capacity(count);
-        let mut kinds = Vec::with_capacity(count);
-        let mut names = Vec::with_capacity(count);
-        let mut commands = Vec::with_capacity(count);
-        let mut session_ids = Vec::with_capacity(count);
-        let mut install_ids = Vec::with_capacity(count);
-        let mut workspaces = Vec::with_capacity(count);
-        let mut target_types = Vec::with_capacity(count);
-        let mut target_ids = Vec::with_capacity(count);
-        let mut durations = Vec::with_capacity(count);
-        let mut successes = Vec::with_capacity(count);
-        let mut error_categories = Vec::with_capacity(count);
-        let mut error_messages = Vec::with_capacity(count);
-        let mut props = Vec::with_capacity(count);
-        for event in self.unique.iter().map(|&index| &self.events[index]) {
-            ids.push(event.id);
-            timestamps.push(event.ts);
-            apps.push(event.app.as_str());
-            app_versions.push(event.app_version.as_str());
-            sources.push(event.source.as_str());
-            kinds.push(event.kind.as_str());
-            names.push(event.name.as_str());
-            commands.push(event.command.as_deref());
-            session_ids.push(event.session_id.as_str());
-            install_ids.push(event.install_id.as_str());
-            workspaces.push(event.workspace.as_deref());
-            target_types.push(event.target_type.as_deref());
-            target_ids.push(event.target_id.as_deref());
-            durations.push(event.duration_ms.map(saturating_i64));
-            successes.push(event.success);
-            error_categories.push(event.error_category.as_deref());
-            error_messages.push(event.error_message.as_deref());
-            // Serialized straight into the parameter's bytes (`Json`), without building a
-            // `serde_json::Value` first.
-            props.push((!event.props.is_empty()).then_some(Json(&event.props)));
-        }
-        let rows = client
-            .query(
-                statement,
-                &[
-                    &ids,
-                    &timestamps,
-                    &apps,
-                    &app_versions,
-                    &sources,
-                    &kinds,
-                    &names,
-                    &commands,
-                    &session_ids,
-                    &install_ids,
-                    &workspaces,
-                    &target_types,
-                    &target_ids,
-                    &durations,
-                    &successes,
-                    &error_categories,
-                    &error_messages,
-                    &props,
-                ],
-            )
-            .await?;
+        let columns = EventColumns::of(self.unique.iter().map(|&index| &self.events[index]));
+        let rows = client.query(statement, &columns.params()).await?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
+    /// Inserts the unique events by [`INSERT_ALL_NEW_EVENTS`], which fails
+    /// ([`PostgresError::is_stored_already`]) unless every one of them is new.
+    async fn insert_all_new(&self, client: &impl GenericClient, statement: &Statement) -> Result<(), PostgresError> {
+        let columns = EventColumns::of(self.unique.iter().map(|&index| &self.events[index]));
+        let sent = self.unique.len() as i64;
+        let mut params = columns.params().to_vec();
+        params.push(&sent);
+        client.query_one(statement, &params).await?;
+        Ok(())
     }
 
     /// Per event, whether it is the first of its key in the batch and `stored` holds
     /// its key: a later copy in the same batch is a duplicate, as is an event already
     /// stored.
     fn newly_stored(&self, stored: &HashSet<EventKey>) -> Vec<bool> {
+        self.events
+            .iter()
+            .zip(self.first_of_their_keys())
+            .map(|(event, first)| first && stored.contains(&key(event)))
+            .collect()
+    }
+
+    /// Per event, whether it is the first of its key in the batch.
+    fn first_of_their_keys(&self) -> Vec<bool> {
         let mut first = vec![false; self.events.len()];
         for &index in &self.unique {
             first[index] = true;
         }
-        self.events
-            .iter()
-            .zip(first)
-            .map(|(event, first)| first && stored.contains(&key(event)))
-            .collect()
+        first
+    }
+}
+
+/// The events' columns as one array each: the events insert's parameters.
+struct EventColumns<'e> {
+    ids: Vec<Uuid>,
+    timestamps: Vec<Timestamp>,
+    apps: Vec<&'e str>,
+    app_versions: Vec<&'e str>,
+    sources: Vec<&'e str>,
+    kinds: Vec<&'e str>,
+    names: Vec<&'e str>,
+    commands: Vec<Option<&'e str>>,
+    session_ids: Vec<&'e str>,
+    install_ids: Vec<&'e str>,
+    workspaces: Vec<Option<&'e str>>,
+    target_types: Vec<Option<&'e str>>,
+    target_ids: Vec<Option<&'e str>>,
+    durations: Vec<Option<i64>>,
+    successes: Vec<Option<bool>>,
+    error_categories: Vec<Option<&'e str>>,
+    error_messages: Vec<Option<&'e str>>,
+    props: Vec<Option<Json<&'e tally_core::Props>>>,
+}
+
+impl<'e> EventColumns<'e> {
+    fn of(events: impl ExactSizeIterator<Item = &'e Event>) -> EventColumns<'e> {
+        let count = events.len();
+        let mut columns = EventColumns {
+            ids: Vec::with_capacity(count),
+            timestamps: Vec::with_capacity(count),
+            apps: Vec::with_capacity(count),
+            app_versions: Vec::with_capacity(count),
+            sources: Vec::with_capacity(count),
+            kinds: Vec::with_capacity(count),
+            names: Vec::with_capacity(count),
+            commands: Vec::with_capacity(count),
+            session_ids: Vec::with_capacity(count),
+            install_ids: Vec::with_capacity(count),
+            workspaces: Vec::with_capacity(count),
+            target_types: Vec::with_capacity(count),
+            target_ids: Vec::with_capacity(count),
+            durations: Vec::with_capacity(count),
+            successes: Vec::with_capacity(count),
+            error_categories: Vec::with_capacity(count),
+            error_messages: Vec::with_capacity(count),
+            props: Vec::with_capacity(count),
+        };
+        for event in events {
+            columns.ids.push(event.id);
+            columns.timestamps.push(event.ts);
+            columns.apps.push(event.app.as_str());
+            columns.app_versions.push(event.app_version.as_str());
+            columns.sources.push(event.source.as_str());
+            columns.kinds.push(event.kind.as_str());
+            columns.names.push(event.name.as_str());
+            columns.commands.push(event.command.as_deref());
+            columns.session_ids.push(event.session_id.as_str());
+            columns.install_ids.push(event.install_id.as_str());
+            columns.workspaces.push(event.workspace.as_deref());
+            columns.target_types.push(event.target_type.as_deref());
+            columns.target_ids.push(event.target_id.as_deref());
+            columns.durations.push(event.duration_ms.map(saturating_i64));
+            columns.successes.push(event.success);
+            columns.error_categories.push(event.error_category.as_deref());
+            columns.error_messages.push(event.error_message.as_deref());
+            // Serialized straight into the parameter's bytes (`Json`), without building a
+            // `serde_json::Value` first.
+            columns
+                .props
+                .push((!event.props.is_empty()).then_some(Json(&event.props)));
+        }
+        columns
+    }
+
+    /// The parameters `$1` to `$18`, in the statements' column order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 18] {
+        [
+            &self.ids,
+            &self.timestamps,
+            &self.apps,
+            &self.app_versions,
+            &self.sources,
+            &self.kinds,
+            &self.names,
+            &self.commands,
+            &self.session_ids,
+            &self.install_ids,
+            &self.workspaces,
+            &self.target_types,
+            &self.target_ids,
+            &self.durations,
+            &self.successes,
+            &self.error_categories,
+            &self.error_messages,
+            &self.props,
+        ]
     }
 }
 

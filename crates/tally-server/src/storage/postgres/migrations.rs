@@ -279,7 +279,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // install it brings. A row trigger keeps it in step with every insert and delete of a
     // member (batches, counts uploads, erasure, retention), in the same transaction; a
     // batch whose members are all stored or whose groups are full inserts none and so
-    // pays nothing for it.
+    // pays nothing for it. And the check that lets a batch be written in one flight
+    // (`batch.rs`): its insert fails with `TA001` unless it stored every event it sent.
     r#"
     CREATE TABLE group_install_counts (
         app      text COLLATE "C" NOT NULL,
@@ -306,6 +307,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     $count$;
     CREATE TRIGGER group_installs_counted AFTER INSERT OR DELETE ON group_installs
         FOR EACH ROW EXECUTE FUNCTION tally_count_group_installs();
+    CREATE FUNCTION tally_expect_all_stored(stored bigint, sent bigint) RETURNS bigint
+    LANGUAGE plpgsql AS $expect$
+    BEGIN
+        IF stored <> sent THEN
+            RAISE EXCEPTION 'only % of the batch''s % events are new', stored, sent USING ERRCODE = 'TA001';
+        END IF;
+        RETURN stored;
+    END
+    $expect$;
     "#,
 ];
 
