@@ -19,12 +19,17 @@
 //! duplicate of a committed event, nor of one a concurrent transaction is committing),
 //! then the upserts of those with `COMMIT`.
 //!
-//! This holds only because every statement of a flight is sent before any answer is
-//! awaited, so all of them are prepared first ([`Statements`]): a statement still being
-//! prepared would be sent after the flight's `COMMIT`, outside the transaction. Should
-//! any statement fail, PostgreSQL answers the `COMMIT` that follows it by rolling the
-//! transaction back. A connection whose transaction did not end (an error, or the write
-//! dropped midway) is rolled back or closed by [`write`] before anyone else can use it.
+//! This holds only because no statement of a flight is sent after its `COMMIT`: each is
+//! prepared beforehand ([`Statements`]; one still being prepared would go out late,
+//! outside the transaction), and a flight's futures are polled by `join!` (every one of
+//! them at once, then each to its answer) and not `try_join!`: that stops polling at
+//! the first error, and an answer can arrive before the next statement is polled (the
+//! thread only has to be descheduled between the two), so `COMMIT` would never be sent
+//! and the connection would stay in a failed transaction. The flight's error is the
+//! first in its order. Should any statement fail, PostgreSQL answers the `COMMIT` that
+//! follows it by rolling the transaction back. A connection whose transaction did not
+//! end (an error, or the write dropped midway) is rolled back or closed by [`write`]
+//! before anyone else can use it.
 //!
 //! Binary `COPY` into a staging table and one `INSERT ... SELECT ... ON CONFLICT` was
 //! measured as the first step too (`benches/writes.rs` keeps it as a side): for the
@@ -272,17 +277,17 @@ impl Batch {
     /// rolled the transaction back at that `COMMIT`, and nothing of the batch is stored.
     async fn write_all_new(&self, client: &Object, statements: &Statements) -> Result<bool, PostgresError> {
         let unique: Vec<&Event> = self.unique.iter().map(|&index| &self.events[index]).collect();
-        let aggregates = Aggregates::of(&unique);
         // `BEGIN` cannot fail on a connection that is not inside a transaction, which
-        // `OpenTransaction` sees to, so the insert never runs outside this one.
-        let flight = futures_util::try_join!(
+        // `OpenTransaction` sees to, so the insert never runs outside this one. The
+        // aggregates are folded after the insert is sent, while the server runs it.
+        let (begun, inserted, upserted, committed) = futures_util::join!(
             async { Ok(client.batch_execute("BEGIN").await?) },
             self.insert_all_new(client, &statements.insert_all_new),
-            aggregates.write(client, statements),
+            async { Aggregates::of(&unique).write(client, statements).await },
             async { Ok(client.batch_execute("COMMIT").await?) },
         );
-        match flight {
-            Ok(_) => Ok(true),
+        match begun.and(inserted).and(upserted).and(committed) {
+            Ok(()) => Ok(true),
             Err(err) if err.is_stored_already() => Ok(false),
             Err(err) => Err(err),
         }
@@ -291,10 +296,11 @@ impl Batch {
     /// The transaction in two flights: `BEGIN` with the insert, which returns the events
     /// it stored, then the upserts of those with `COMMIT`.
     async fn write_in_two_flights(&self, client: &Object, statements: &Statements) -> Result<Vec<bool>, PostgresError> {
-        let ((), stored) = futures_util::try_join!(
+        let (begun, stored) = futures_util::join!(
             async { Ok(client.batch_execute("BEGIN").await?) },
             self.insert_events(client, &statements.insert_events),
-        )?;
+        );
+        let stored = begun.and(stored)?;
         let flags = self.newly_stored(&stored);
         let new: Vec<&Event> = self
             .events
@@ -303,7 +309,7 @@ impl Batch {
             .filter_map(|(event, new)| new.then_some(event))
             .collect();
         let aggregates = (!new.is_empty()).then(|| Aggregates::of(&new));
-        futures_util::try_join!(
+        let (upserted, committed) = futures_util::join!(
             async {
                 match aggregates {
                     Some(aggregates) => aggregates.write(client, statements).await,
@@ -311,7 +317,8 @@ impl Batch {
                 }
             },
             async { Ok(client.batch_execute("COMMIT").await?) },
-        )?;
+        );
+        upserted.and(committed)?;
         Ok(flags)
     }
 
@@ -499,10 +506,10 @@ impl<'e> Aggregates<'e> {
         }
     }
 
-    /// Sends one upsert per table at once; the server runs them one after the other in
-    /// this order.
+    /// Sends one upsert per table at once (`join!`, as the module's "Flights" says); the
+    /// server runs them one after the other in this order. The first error in that order.
     async fn write(self, client: &impl GenericClient, statements: &Statements) -> Result<(), PostgresError> {
-        futures_util::try_join!(
+        let (sessions, rollups, installs, totals, groups, install_days, daily) = futures_util::join!(
             add_sessions(client, &statements.sessions, &self.sessions),
             add_rollups(client, &statements.rollups, &self.rollups),
             see_installs(client, &statements.installs, &self.installs),
@@ -510,8 +517,14 @@ impl<'e> Aggregates<'e> {
             add_group_installs(client, &statements.group_installs, &self.groups),
             super::activity::record_install_days(client, &statements.install_days, &self.install_days),
             add_rollups(client, &statements.daily_rollups, &self.daily),
-        )?;
-        Ok(())
+        );
+        sessions
+            .and(rollups)
+            .and(installs)
+            .and(totals)
+            .and(groups)
+            .and(install_days)
+            .and(daily)
     }
 }
 
