@@ -59,26 +59,29 @@ use super::PostgresError;
 use super::partitions::Month;
 use crate::storage::activity;
 
-const INSERT_EVENTS: &str = "INSERT INTO events (id, ts, app, app_version, source, type, name, command, \
-     session_id, install_id, workspace, target_type, target_id, duration_ms, success, error_category, \
-     error_message, props) \
-     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
-     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], \
-     $15::bool[], $16::text[], $17::text[], $18::jsonb[]) \
-     ON CONFLICT DO NOTHING \
-     RETURNING id, ts";
+/// The batch's distinct events in one insert, one binary array per column, skipping
+/// any stored already; both events statements are this with their own ending.
+macro_rules! insert_events {
+    () => {
+        "INSERT INTO events (id, ts, app, app_version, source, type, name, command, session_id, install_id, \
+         workspace, target_type, target_id, duration_ms, success, error_category, error_message, props) \
+         SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], \
+         $15::bool[], $16::text[], $17::text[], $18::jsonb[]) \
+         ON CONFLICT DO NOTHING"
+    };
+}
+
+/// The events insert returning the keys it stored.
+const INSERT_EVENTS: &str = concat!(insert_events!(), " RETURNING id, ts");
 
 /// The events insert of a batch expected to be all new: `tally_expect_all_stored`
 /// (migration 12) fails the statement, and so the transaction, unless it stored all `$19`.
-const INSERT_ALL_NEW_EVENTS: &str = "WITH stored AS (INSERT INTO events (id, ts, app, app_version, source, type, \
-     name, command, session_id, install_id, workspace, target_type, target_id, duration_ms, success, \
-     error_category, error_message, props) \
-     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
-     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], \
-     $15::bool[], $16::text[], $17::text[], $18::jsonb[]) \
-     ON CONFLICT DO NOTHING \
-     RETURNING 1) \
-     SELECT tally_expect_all_stored(count(*), $19) FROM stored";
+const INSERT_ALL_NEW_EVENTS: &str = concat!(
+    "WITH stored AS (",
+    insert_events!(),
+    " RETURNING 1) SELECT tally_expect_all_stored(count(*), $19) FROM stored"
+);
 
 const UPSERT_SESSIONS: &str = "INSERT INTO sessions AS s (session_id, app, install_id, started_at, ended_at, \
      duration_ms, commands_executed, workspaces_created, tasks_completed, errors_encountered) \
