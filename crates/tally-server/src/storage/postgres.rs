@@ -116,7 +116,6 @@ impl PostgresError {
             .is_some_and(|db| *db.code() == SqlState::CHECK_VIOLATION && db.message().starts_with("no partition"))
     }
 
-    /// Worth running the same transaction again.
     /// The events insert of a batch expected to be all new found one stored already
     /// (`batch::INSERT_ALL_NEW_EVENTS`; SQLSTATE `TA001`, raised by
     /// `tally_expect_all_stored`, migration 12).
@@ -124,6 +123,7 @@ impl PostgresError {
         matches!(self, PostgresError::Db(err) if err.code().map(SqlState::code) == Some("TA001"))
     }
 
+    /// Worth running the same transaction again.
     fn is_transient(&self) -> bool {
         matches!(
             self.code(),
