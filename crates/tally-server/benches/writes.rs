@@ -227,7 +227,8 @@ fn sqlite(runtime: &Runtime, dir: &Path, rounds: usize) {
 /// seen and nothing after.
 struct RawSqlite {
     conn: rusqlite::Connection,
-    numbers: std::collections::HashMap<(&'static str, String), i64>,
+    /// Per table, the number of each value written (looked up by `&str`, no allocation).
+    numbers: std::collections::HashMap<&'static str, std::collections::HashMap<String, i64>>,
 }
 
 impl RawSqlite {
@@ -252,7 +253,8 @@ impl RawSqlite {
             .expect("begin");
         for event in batch {
             let mut number = |table: &'static str, value: &str| -> i64 {
-                if let Some(number) = self.numbers.get(&(table, value.to_owned())) {
+                let known = self.numbers.entry(table).or_default();
+                if let Some(number) = known.get(value) {
                     return *number;
                 }
                 // As the store keeps them: a session id that is a UUID as its 16 bytes.
@@ -265,7 +267,7 @@ impl RawSqlite {
                     .execute([stored])
                     .expect("intern");
                 let number = tx.last_insert_rowid();
-                self.numbers.insert((table, value.to_owned()), number);
+                known.insert(value.to_owned(), number);
                 number
             };
             let app = number("strings", &event.app);
