@@ -174,15 +174,15 @@ async fn an_older_collector_database_gets_the_session_index_and_one_apps_session
     );
 }
 
-/// What an older database holds that shows when installs were active, by the collector
-/// schema version that has the table: raw events and sessions (every version), installs'
-/// first and last sightings (SQLite 1, PostgreSQL 4) and counts-only days (SQLite 4,
-/// PostgreSQL 9).
 /// The month of the raw events these tests write into an old PostgreSQL schema (the
 /// collector makes partitions as it writes; raw SQL needs its own).
 const AUGUST_PARTITION: &str = "CREATE TABLE events_2026_08 PARTITION OF events \
      FOR VALUES FROM ('2026-08-01 00:00:00+00') TO ('2026-09-01 00:00:00+00')";
 
+/// What an older database holds that shows when installs were active, by the collector
+/// schema version that has the table: raw events and sessions (every version), installs'
+/// first and last sightings (SQLite 1, PostgreSQL 4) and counts-only days (SQLite 4,
+/// PostgreSQL 9).
 const ACTIVITY_ROWS: [(&str, &str); 4] = [
     (
         "events",
