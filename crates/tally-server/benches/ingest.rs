@@ -46,20 +46,12 @@ use tally_server::storage::{Role, Storage};
 use tokio::runtime::Runtime;
 
 use crate::common::{
-    BATCH, Databases, Running, URL_VARIABLE, Workload, agent, bench_config, gzip_body, median, post_batch, send_all,
-    serve, serve_collector,
+    BATCH, BATCHES_PER_ROUND, CLIENTS, Databases, ROUNDS, Running, URL_VARIABLE, WARM_UP_BATCHES, Workload, agent,
+    bench_config, gzip_body, median, post_batch, send_all, serve, serve_collector,
 };
 
-/// Batches each side writes per round.
-const BATCHES_PER_ROUND: usize = 40;
-/// Rounds; each side writes `ROUNDS * BATCHES_PER_ROUND * BATCH` events.
-const ROUNDS: usize = 20;
-/// Batches each side writes, untimed, before the first round.
-const WARM_UP_BATCHES: usize = 10;
 /// Single-event requests per second.
 const LATENCY_RATE: u32 = 200;
-/// Clients of the concurrent HTTP side.
-const CLIENTS: usize = 4;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -61,17 +61,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{Json, ToSql, Type};
 
 use crate::common::{
-    BATCH, Databases, Running, URL_VARIABLE, Workload, agent, gzip_body, median, send_all, serve_collector,
+    BATCH, BATCHES_PER_ROUND, CLIENTS, Databases, ROUNDS, Running, URL_VARIABLE, WARM_UP_BATCHES, Workload, agent,
+    gzip_body, median, send_all, serve_collector,
 };
-
-/// Batches each side writes per round.
-const BATCHES_PER_ROUND: usize = 40;
-/// Rounds, unless `TALLY_BENCH_ROUNDS` says otherwise.
-const ROUNDS: usize = 20;
-/// Batches each side writes, untimed, before the first round.
-const WARM_UP_BATCHES: usize = 10;
-/// Clients of the HTTP side.
-const CLIENTS: usize = 4;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

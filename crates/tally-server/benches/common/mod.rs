@@ -19,6 +19,15 @@ use tokio::runtime::Runtime;
 /// Events per request and per direct insert.
 pub(crate) const BATCH: usize = 100;
 
+/// Batches each side writes per round.
+pub(crate) const BATCHES_PER_ROUND: usize = 40;
+/// Rounds per side, unless a bench lets `TALLY_BENCH_ROUNDS` say otherwise.
+pub(crate) const ROUNDS: usize = 20;
+/// Batches each side writes, untimed, before the first round.
+pub(crate) const WARM_UP_BATCHES: usize = 10;
+/// Clients of the concurrent HTTP sides.
+pub(crate) const CLIENTS: usize = 4;
+
 /// Names the PostgreSQL cluster the PostgreSQL runs use, as in the tests.
 pub(crate) const URL_VARIABLE: &str = "TALLY_TEST_POSTGRES_URL";
 
