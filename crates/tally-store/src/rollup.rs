@@ -6,7 +6,7 @@
 //! rollup rows instead of scanning raw events, and retention only has to delete raw
 //! events, which cannot change a total.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use rusqlite::Transaction;
 use tally_core::Event;
@@ -215,7 +215,7 @@ fn min_some(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option
 
 /// Adds `rollups` to the `metrics` table inside `tx` (the collector adds counts-only
 /// uploads through it too).
-pub fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -> Result<(), StoreError> {
+pub fn add_rollups(tx: &Transaction<'_>, rollups: &BTreeMap<RollupKey, Rollup>) -> Result<(), StoreError> {
     add_rollups_to(tx, "metrics", rollups)
 }
 
@@ -224,7 +224,7 @@ pub fn add_rollups(tx: &Transaction<'_>, rollups: &HashMap<RollupKey, Rollup>) -
 pub fn add_rollups_to(
     tx: &Transaction<'_>,
     table: &'static str,
-    rollups: &HashMap<RollupKey, Rollup>,
+    rollups: &BTreeMap<RollupKey, Rollup>,
 ) -> Result<(), StoreError> {
     let mut select = tx.prepare_cached(&format!(
         "SELECT count, duration_count, duration_total_ms, duration_min_ms, duration_max_ms, histogram \

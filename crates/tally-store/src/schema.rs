@@ -5,7 +5,7 @@
 //! processes open a new store at once exactly one of them migrates and the others see
 //! the result. Migrations only ever append to [`MIGRATIONS`]; a shipped one never changes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -476,7 +476,7 @@ const ROLLUPS_VERSION: i64 = 2;
 /// Adds the events a store held before it had rollups to the new rollups, so that
 /// stats (which read rollups) keep its history and retention cannot lose it.
 fn count_stored_events(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
-    let mut rollups: HashMap<RollupKey, Rollup> = HashMap::new();
+    let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
     let mut select = tx.prepare(
         "SELECT substr(ts, 1, 13), app, type, name, coalesce(command, ''), coalesce(success, -1), \
          coalesce(error_category, ''), duration_ms FROM events",

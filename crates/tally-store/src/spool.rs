@@ -497,7 +497,7 @@ impl Store {
                 .checked_sub(jiff::SignedDuration::from_hours(24 * MARKER_DAYS))
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
         );
-        let outcome = self.insert_batch_with(&events, drops, |tx, _| {
+        let outcome = self.insert_batch_with(&events, drops, |tx, _, _| {
             // A plain INSERT: if another folder committed one of these files meanwhile,
             // this fails and the whole batch rolls back, to be retried without it.
             let mut add = tx.prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;

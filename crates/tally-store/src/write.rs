@@ -5,7 +5,7 @@
 //! already stored is skipped and counted as a duplicate, which makes a retried batch
 //! harmless.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rusqlite::{Transaction, TransactionBehavior};
 use tally_core::Event;
@@ -91,23 +91,25 @@ impl Store {
     /// Stores `events` and adds `drops` to the drop counters, all in one transaction.
     /// On any error nothing of the batch is stored.
     pub fn insert_batch(&mut self, events: &[Event], drops: DropCounts) -> Result<BatchOutcome, StoreError> {
-        self.insert_batch_with(events, drops, |_, _| Ok(()))
+        self.insert_batch_with(events, drops, |_, _, _| Ok(()))
     }
 
-    /// Like [`Store::insert_batch`], and runs `also` with the newly stored events inside
-    /// the same transaction, so that a caller's own tables (the collector's installs and
-    /// totals) commit or roll back with the batch.
+    /// Like [`Store::insert_batch`], and runs `also` with the newly stored events and the
+    /// hourly rollups they added inside the same transaction, so that a caller's own
+    /// tables (the collector's installs, totals and per-day rollups) commit or roll back
+    /// with the batch.
     pub fn insert_batch_with(
         &mut self,
         events: &[Event],
         drops: DropCounts,
-        also: impl FnOnce(&rusqlite::Transaction<'_>, &[&Event]) -> Result<(), StoreError>,
+        also: impl FnOnce(&rusqlite::Transaction<'_>, &[&Event], &BTreeMap<RollupKey, Rollup>) -> Result<(), StoreError>,
     ) -> Result<BatchOutcome, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (outcome, new_events) = insert_events(&tx, events)?;
         upsert_sessions(&tx, &new_events)?;
-        add_batch_rollups(&tx, &new_events)?;
-        also(&tx, &new_events)?;
+        let rollups = rollups_of(new_events.iter().copied());
+        add_rollups(&tx, &rollups)?;
+        also(&tx, &new_events, &rollups)?;
         add_drop_counts(&tx, drops)?;
         tx.commit()?;
         Ok(outcome)
@@ -194,12 +196,6 @@ fn upsert_sessions(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), St
         ])?;
     }
     Ok(())
-}
-
-/// Adds the new events to the hourly rollups.
-fn add_batch_rollups(tx: &Transaction<'_>, new_events: &[&Event]) -> Result<(), StoreError> {
-    let rollups: HashMap<RollupKey, Rollup> = rollups_of(new_events.iter().copied()).into_iter().collect();
-    add_rollups(tx, &rollups)
 }
 
 /// Adds what the SDK dropped before this batch to the counters `status` shows.

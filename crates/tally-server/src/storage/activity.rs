@@ -145,12 +145,6 @@ pub fn sum_by_day(rows: impl IntoIterator<Item = (RollupKey, Rollup)>) -> Vec<(R
     days.into_iter().collect()
 }
 
-/// What `events` add to the per-day rollups (`metrics_daily`): their hourly rollups
-/// summed per day.
-pub fn daily_rollups_of<'a>(events: impl IntoIterator<Item = &'a Event>) -> BTreeMap<RollupKey, Rollup> {
-    to_days(&tally_store::rollup::rollups_of(events))
-}
-
 /// Hourly rollups moved to their days' keys, for the per-day table.
 pub fn to_days(rollups: &BTreeMap<RollupKey, Rollup>) -> BTreeMap<RollupKey, Rollup> {
     sum_by_day(rollups.iter().map(|(key, rollup)| (key.clone(), rollup.clone())))

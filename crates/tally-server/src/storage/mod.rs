@@ -130,6 +130,37 @@ pub struct GroupInstalls {
 /// `min_installs` may not exceed it.
 pub const GROUP_INSTALLS_CAP: u64 = 100;
 
+/// Each install's first and last sighting among `events`, by (app, install id): what a
+/// batch widens in the installs table, on both backends.
+pub fn install_sightings<'e>(events: &[&'e Event]) -> BTreeMap<(&'e str, &'e str), (Timestamp, Timestamp)> {
+    let mut installs: BTreeMap<(&str, &str), (Timestamp, Timestamp)> = BTreeMap::new();
+    for event in events {
+        let seen = installs
+            .entry((&event.app, &event.install_id))
+            .or_insert((event.ts, event.ts));
+        seen.0 = seen.0.min(event.ts);
+        seen.1 = seen.1.max(event.ts);
+    }
+    installs
+}
+
+/// How many of `events` each lifetime total gains, by (app, type, name, outcome: 1
+/// success, 0 failure, -1 not reported), on both backends.
+pub fn total_counts<'e>(events: &[&'e Event]) -> BTreeMap<(&'e str, &'e str, &'e str, i64), i64> {
+    let mut totals = BTreeMap::new();
+    for event in events {
+        *totals
+            .entry((
+                event.app.as_str(),
+                event.kind.as_str(),
+                event.name.as_str(),
+                event.success.map_or(-1, i64::from),
+            ))
+            .or_default() += 1;
+    }
+    totals
+}
+
 /// The groups `event` belongs to, as (app, type, name, command, install id): its name's
 /// group, and its command's when it names one. Both backends keep membership by this.
 pub fn groups_of(event: &Event) -> impl Iterator<Item = (&str, &str, &str, &str, &str)> {

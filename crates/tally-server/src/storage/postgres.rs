@@ -477,13 +477,10 @@ impl PostgresStorage {
         let totals = super::counts_totals(counts)
             .into_iter()
             .map(|((kind, name, success), count)| {
-                (
-                    (counts.app.as_str(), kind, name, success as i16),
-                    batch::saturating_i64(count),
-                )
+                ((counts.app.as_str(), kind, name, success), batch::saturating_i64(count))
             })
             .collect();
-        batch::add_totals(&tx, &statements.totals, totals).await?;
+        batch::add_totals(&tx, &statements.totals, &totals).await?;
         let seen = super::day_start(counts.day);
         let installs = BTreeMap::from([((counts.app.as_str(), counts.install_id.as_str()), (seen, seen))]);
         batch::see_installs(&tx, &statements.installs, &installs).await?;

@@ -42,7 +42,7 @@
 //! so two collectors writing overlapping batches wait for each other instead of
 //! deadlocking; the caller retries the rare deadlock or serialization failure anyway.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::LazyLock;
 
 use deadpool_postgres::{GenericClient, Object};
@@ -471,7 +471,7 @@ struct Aggregates<'e> {
     sessions: BTreeMap<(&'e str, &'e str, &'e str), SessionDelta<'e>>,
     rollups: BTreeMap<RollupKey, Rollup>,
     installs: BTreeMap<(&'e str, &'e str), (Timestamp, Timestamp)>,
-    totals: HashMap<(&'e str, &'e str, &'e str, i16), i64>,
+    totals: BTreeMap<(&'e str, &'e str, &'e str, i64), i64>,
     groups: BTreeSet<(&'e str, &'e str, &'e str, &'e str, &'e str)>,
     /// The hours of each (app, install, UTC day) the events fall in.
     install_days: BTreeMap<(&'e str, &'e str, jiff::civil::Date), i32>,
@@ -484,18 +484,8 @@ impl<'e> Aggregates<'e> {
     fn of(new: &[&'e Event]) -> Aggregates<'e> {
         // The session rule is the store's (`tally_store::sessions`).
         let sessions = session_deltas(new.iter().copied());
-        let mut installs: BTreeMap<(&str, &str), (Timestamp, Timestamp)> = BTreeMap::new();
-        let mut totals: HashMap<(&str, &str, &str, i16), i64> = HashMap::new();
-        for event in new {
-            let seen = installs
-                .entry((&event.app, &event.install_id))
-                .or_insert((event.ts, event.ts));
-            seen.0 = seen.0.min(event.ts);
-            seen.1 = seen.1.max(event.ts);
-            *totals
-                .entry((&event.app, &event.kind, &event.name, success_code(event.success)))
-                .or_default() += 1;
-        }
+        let installs = crate::storage::install_sightings(new);
+        let totals = crate::storage::total_counts(new);
         let rollups = rollups_of(new.iter().copied());
         let groups = new.iter().flat_map(|event| crate::storage::groups_of(event)).collect();
         Aggregates {
@@ -516,7 +506,7 @@ impl<'e> Aggregates<'e> {
             add_sessions(client, &statements.sessions, &self.sessions),
             add_rollups(client, &statements.rollups, &self.rollups),
             see_installs(client, &statements.installs, &self.installs),
-            add_totals(client, &statements.totals, self.totals),
+            add_totals(client, &statements.totals, &self.totals),
             add_group_installs(client, &statements.group_installs, &self.groups),
             super::activity::record_install_days(client, &statements.install_days, &self.install_days),
             add_rollups(client, &statements.daily_rollups, &self.daily),
@@ -537,10 +527,6 @@ fn key(event: &Event) -> EventKey {
 
 pub(super) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn success_code(success: Option<bool>) -> i16 {
-    success.map_or(-1, i16::from)
 }
 
 /// Folds session deltas into their sessions' rows.
@@ -645,19 +631,18 @@ pub(super) async fn see_installs(
     Ok(())
 }
 
-/// Adds to the lifetime totals per (app, type, name, outcome).
+/// Adds to the lifetime totals per (app, type, name, outcome), in key order.
 pub(super) async fn add_totals(
     client: &impl GenericClient,
     statement: &Statement,
-    totals: HashMap<(&str, &str, &str, i16), i64>,
+    totals: &BTreeMap<(&str, &str, &str, i64), i64>,
 ) -> Result<(), PostgresError> {
-    let mut totals: Vec<_> = totals.into_iter().collect();
-    totals.sort_unstable();
-    let apps: Vec<&str> = totals.iter().map(|((app, ..), _)| *app).collect();
-    let kinds: Vec<&str> = totals.iter().map(|((_, kind, ..), _)| *kind).collect();
-    let names: Vec<&str> = totals.iter().map(|((_, _, name, _), _)| *name).collect();
-    let successes: Vec<i16> = totals.iter().map(|((.., success), _)| *success).collect();
-    let counts: Vec<i64> = totals.iter().map(|(_, count)| *count).collect();
+    let apps: Vec<&str> = totals.keys().map(|(app, ..)| *app).collect();
+    let kinds: Vec<&str> = totals.keys().map(|(_, kind, ..)| *kind).collect();
+    let names: Vec<&str> = totals.keys().map(|(_, _, name, _)| *name).collect();
+    // The column is a smallint; the outcome is -1, 0 or 1.
+    let successes: Vec<i16> = totals.keys().map(|(.., success)| *success as i16).collect();
+    let counts: Vec<i64> = totals.values().copied().collect();
     client
         .execute(statement, &[&apps, &kinds, &names, &successes, &counts])
         .await?;

@@ -151,24 +151,13 @@ const KEY_COLUMNS: &str = "id, app, role, secret_hash, label, created_at, revoke
 /// `metrics_daily` and `group_installs`, inside the batch's transaction. Each table's rows are folded in
 /// memory first, so a batch upserts each install, total and group once, however many
 /// of its events share them.
-fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), tally_store::StoreError> {
-    let mut installs: BTreeMap<(&str, &str), (Timestamp, Timestamp)> = BTreeMap::new();
-    let mut totals: BTreeMap<(&str, &str, &str, i64), i64> = BTreeMap::new();
-    for event in new {
-        let seen = installs
-            .entry((&event.app, &event.install_id))
-            .or_insert((event.ts, event.ts));
-        seen.0 = seen.0.min(event.ts);
-        seen.1 = seen.1.max(event.ts);
-        *totals
-            .entry((
-                &event.app,
-                &event.kind,
-                &event.name,
-                event.success.map_or(-1, i64::from),
-            ))
-            .or_default() += 1;
-    }
+fn count_installs_and_totals(
+    tx: &rusqlite::Transaction<'_>,
+    new: &[&Event],
+    hourly: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), tally_store::StoreError> {
+    let installs = super::install_sightings(new);
+    let totals = super::total_counts(new);
     let mut install = tx.prepare_cached(
         "INSERT INTO installs (app, install_id, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (app, install_id) DO UPDATE SET \
@@ -186,7 +175,7 @@ fn count_installs_and_totals(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> 
         total.execute((app, kind, name, success, count))?;
     }
     record_install_days(tx, super::activity::install_days(new.iter().copied()))?;
-    record_daily_rollups(tx, &super::activity::daily_rollups_of(new.iter().copied()))?;
+    tally_store::rollup::add_rollups_to(tx, "metrics_daily", &super::activity::to_days(hourly))?;
     let mut member = tx.prepare_cached(&add_member_sql())?;
     let pairs: BTreeSet<_> = new.iter().flat_map(|event| super::groups_of(event)).collect();
     for pair in pairs {
@@ -209,17 +198,6 @@ fn record_install_days(
         upsert.execute((app, day.to_string(), install_id, hours))?;
     }
     Ok(())
-}
-
-/// Adds `days` (rollups keyed by their day's first hour) to `metrics_daily`, inside the
-/// batch's or upload's transaction.
-fn record_daily_rollups(
-    tx: &rusqlite::Transaction<'_>,
-    days: &BTreeMap<RollupKey, Rollup>,
-) -> Result<(), tally_store::StoreError> {
-    let days: std::collections::HashMap<RollupKey, Rollup> =
-        days.iter().map(|(key, rollup)| (key.clone(), rollup.clone())).collect();
-    tally_store::rollup::add_rollups_to(tx, "metrics_daily", &days)
 }
 
 /// Rollup rows of `table` (`metrics` or `metrics_daily`) of `app` with `from <= hour < to`.
@@ -516,7 +494,7 @@ impl Storage for SqliteStorage {
             if claimed == 0 {
                 return Ok(false);
             }
-            let rollups: std::collections::HashMap<_, _> = super::counts_rollups(&counts).into_iter().collect();
+            let rollups = super::counts_rollups(&counts);
             tally_store::rollup::add_rollups(&tx, &rollups)?;
             // A day's counts land in its first hour: the per-day key already.
             tally_store::rollup::add_rollups_to(&tx, "metrics_daily", &rollups)?;
